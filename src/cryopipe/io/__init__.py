@@ -1,0 +1,1 @@
+"""Input and output: csmpl streams, Zarr stores and their schemas, Cait HDF5 import."""

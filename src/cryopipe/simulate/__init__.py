@@ -1,0 +1,1 @@
+"""Simulation: noise from a power spectrum, pulse templates, streams and labelled records."""
