@@ -49,6 +49,13 @@ class StoreSchema:
 RECORD_KINDS = ("particle", "noise")
 
 STORES = {
+    # trigger list of one channel of a run (trigger stage, scattered per channel)
+    "triggers": StoreSchema(
+        "triggers",
+        {"trigger_sample": (("trigger",), "i"),                      # stream index of the filtered maximum
+         "trigger_amplitude": (("trigger",), "f")},                  # filter output there (V, polarity-corrected)
+        ("sample_frequency", "n_samples", "channel", "threshold", "noise_sigma", "holdoff"),
+    ),
     # triggered records of one run (trigger stage)
     "records": StoreSchema(
         "records",
@@ -210,6 +217,40 @@ def write_store(ds: xr.Dataset, path: str | Path, kind: str, event_chunk: int = 
     return path
 
 
+def write_store_batches(first: xr.Dataset, more, path: str | Path, kind: str,
+                        event_chunk: int = EVENT_CHUNK) -> Path:
+    """Write a store too large for memory: `first` (a valid Dataset), then append each Dataset of
+    the iterable `more` along ``event``; atomic like write_store (nothing appears until complete).
+
+    Batches should hold multiples of `event_chunk` events (except the last) so chunks stay aligned.
+    """
+    path = Path(path)
+    validate(first, kind, str(path))
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        first = _as_object_strings(first.copy())
+        for v in first.variables.values():
+            v.encoding = {}
+        first.to_zarr(tmp, mode="w", consolidated=False, encoding=_encoding(first, event_chunk))
+        for batch in more:
+            batch = _as_object_strings(batch.drop_vars([n for n, v in batch.variables.items()
+                                                        if "event" not in v.dims]))
+            for v in batch.variables.values():
+                v.encoding = {}
+            batch.attrs = dict(first.attrs)
+            batch.to_zarr(tmp, append_dim="event", consolidated=False)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
 def open_store(path: str | Path, kind: str) -> xr.Dataset:
     """Open a store lazily and validate it against its schema; StoreError on any problem."""
     path = Path(path)
@@ -238,3 +279,18 @@ def load_store(path: str | Path, kind: str) -> xr.Dataset:
 def parameters(ds: xr.Dataset) -> dict:
     """The parameters that made a store (decoded from its attrs)."""
     return json.loads(ds.attrs.get("parameters", "{}"))
+
+
+def concat_channels(parts: list[xr.Dataset], inputs: list | None = None) -> xr.Dataset:
+    """Join per-channel stores of one run along ``channel`` (per-event variables taken from the first)."""
+    if not parts:
+        raise StoreError("no per-channel stores to gather")
+    per_channel = [p[[n for n, v in p.data_vars.items() if "channel" in v.dims]] for p in parts]
+    ds = xr.concat(per_channel, dim="channel", combine_attrs="override")
+    for name, var in parts[0].data_vars.items():
+        if "channel" not in var.dims:
+            ds[name] = var
+    ds.attrs = dict(parts[0].attrs)
+    if inputs is not None:
+        ds.attrs["inputs"] = [str(i) for i in inputs]
+    return ds

@@ -1,0 +1,23 @@
+# cryopipe: csmpl streams -> triggered records -> features (and later stages), on Zarr stores.
+# Usage: snakemake --cores all [--configfile my.yaml] [target]
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/trigger.smk"
+include: "workflow/rules/features.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

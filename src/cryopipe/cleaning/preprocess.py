@@ -1,0 +1,61 @@
+"""Record preprocessing of the CRESST data-cleaning paper (seed 000, section 2).
+
+Every record is downsampled to ``LENGTH = 512`` samples by block means and then scaled
+individually to minimum 0 and maximum 1, so the networks see only the shape of a record.
+
+Lengths not divisible by 512: output sample ``i`` is the mean of the input samples
+``[floor(i N / 512), floor((i + 1) N / 512))``, i.e. blocks of ``floor(N/512)`` or
+``ceil(N/512)`` samples that tile the whole record (nothing is trimmed, and the trigger at
+N/4 lands at output sample 128). Records shorter than 512 samples are stretched by
+repeating each sample (blocks of one sample, nearest-neighbour up-sampling).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+
+LENGTH = 512
+PREPROCESSING = {"length": LENGTH, "downsample": "block_mean", "scale": "minmax"}
+
+
+def block_edges(n_samples: int, length: int = LENGTH) -> tuple[np.ndarray, np.ndarray]:
+    """First sample of each output block and the block sizes (samples) for `n_samples` -> `length`."""
+    if n_samples < 1 or length < 1:
+        raise InputError(f"records: cannot downsample {n_samples} samples to {length}")
+    starts = (np.arange(length) * n_samples) // length
+    stops = np.maximum((np.arange(1, length + 1) * n_samples) // length, starts + 1)
+    return starts, stops - starts
+
+
+def downsample(records, length: int = LENGTH) -> np.ndarray:
+    """Block means along the last axis: (..., N) -> (..., `length`) float32.
+
+    See the module docstring for lengths not divisible by `length`.
+    """
+    x = np.asarray(records, dtype=np.float32)
+    if x.ndim == 0:
+        raise InputError("records: need an array with samples on the last axis, got a scalar")
+    n = x.shape[-1]
+    if n % length == 0:
+        return x.reshape(*x.shape[:-1], length, n // length).mean(axis=-1, dtype=np.float32)
+    starts, sizes = block_edges(n, length)
+    if n < length:
+        return np.ascontiguousarray(x[..., starts])
+    sums = np.add.reduceat(x, starts, axis=-1, dtype=np.float64)
+    return (sums / sizes).astype(np.float32)
+
+
+def minmax_scale(records) -> np.ndarray:
+    """Scale every record (last axis) to min 0 and max 1; a flat record gives zeros (never NaN)."""
+    x = np.asarray(records, dtype=np.float32)
+    lo = x.min(axis=-1, keepdims=True)
+    span = x.max(axis=-1, keepdims=True) - lo
+    out = np.zeros_like(x)
+    np.divide(x - lo, span, out=out, where=span > 0)
+    return out
+
+
+def preprocess(records, length: int = LENGTH) -> np.ndarray:
+    """Downsample (..., N) records to (..., `length`) block means and min-max scale them (float32)."""
+    return minmax_scale(downsample(records, length))

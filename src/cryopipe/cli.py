@@ -1,0 +1,101 @@
+"""`cryopipe` command line: what users do outside the Snakemake DAG.
+
+  cryopipe schema [KIND]          print the layout of every store (or one)
+  cryopipe inspect STORE          validate a store and print its summary
+  cryopipe simulate OUT_DIR       write the default simulated stream (csmpl + truth store)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import CryopipeError
+
+
+def _schema(args) -> None:
+    from .io.stores import STORES
+
+    kinds = [args.kind] if args.kind else list(STORES)
+    for k in kinds:
+        if k not in STORES:
+            raise CryopipeError(f"unknown store kind {k!r}; known: {', '.join(STORES)}")
+        print(STORES[k].describe())
+
+
+def _inspect(args) -> None:
+    import xarray as xr
+
+    from .io.stores import STORES, open_store
+
+    path = Path(args.store)
+    kind = args.kind
+    if kind is None:
+        import json
+
+        meta = path / "zarr.json"
+        if not meta.is_file():
+            raise CryopipeError(f"{path}: not a Zarr store (no zarr.json)")
+        kind = json.loads(meta.read_text()).get("attributes", {}).get("store_kind")
+        if kind not in STORES:
+            raise CryopipeError(f"{path}: store has no known store_kind attribute ({kind!r})")
+    ds = open_store(path, kind)
+    with xr.set_options(display_max_rows=40):
+        print(ds)
+
+
+def _simulate(args) -> None:
+    from .io.stores import write_store
+    from .simulate.stream import DEFAULT_SIMULATION, simulate_stream
+
+    sim = dict(DEFAULT_SIMULATION)
+    if args.duration:
+        sim["duration"] = args.duration
+    if args.seed is not None:
+        sim["seed"] = args.seed
+    out = Path(args.out_dir)
+    names = [f"ch{i}" for i in range(len(sim["channels"]))] if not args.channels else args.channels.split(",")
+    paths, truth = simulate_stream(out, sim, args.sample_frequency, names)
+    write_store(truth, out / "truth.zarr", "truth")
+    for p in paths:
+        print(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cryopipe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"cryopipe {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("schema", help="print store layouts")
+    s.add_argument("kind", nargs="?")
+    s.set_defaults(func=_schema)
+
+    s = sub.add_parser("inspect", help="validate a store and print a summary")
+    s.add_argument("store")
+    s.add_argument("--kind", help="store kind (default: read from the store's attrs)")
+    s.set_defaults(func=_inspect)
+
+    s = sub.add_parser("simulate", help="write the default simulated stream")
+    s.add_argument("out_dir")
+    s.add_argument("--duration", type=float, help="s")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--sample-frequency", type=float, default=25000.0, help="Hz")
+    s.add_argument("--channels", help="comma-separated channel names")
+    s.set_defaults(func=_simulate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CryopipeError as exc:
+        print(f"cryopipe {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

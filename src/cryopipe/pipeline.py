@@ -1,0 +1,100 @@
+"""Stage entry points: library functions combined the way the workflow scripts and the CLI use them.
+
+Each takes plain dicts of configuration (the validated config's sections) and returns Datasets
+ready for cryopipe.io.stores; no Snakemake here.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import xarray as xr
+
+from .filters import filtered_noise_sigma, generic_kernel
+from .io.csmpl import CsmplStream, open_csmpl
+from .io.stores import EVENT_CHUNK, provenance
+from .trigger import (live_time, merge_triggers, noise_trigger_samples, records_dataset, trigger_channel,
+                      valid_windows)
+
+
+def open_run_stream(stream_cfg: dict) -> CsmplStream:
+    """Open a run's csmpl files as described by its stream parameters (see rules/common.smk)."""
+    return open_csmpl(stream_cfg["csmpl"], stream_cfg["sample_frequency"], stream_cfg["record_length"],
+                      stream_cfg.get("adc_bits", 16), stream_cfg.get("adc_range", 20.0))
+
+
+def holdoff_samples(stream_cfg: dict, trigger_cfg: dict) -> int:
+    """Hold-off after a trigger in samples (default: half a record)."""
+    return int(trigger_cfg.get("holdoff") or stream_cfg["record_length"] // 2)
+
+
+def trigger_one_channel(stream: CsmplStream, channel: int, stream_cfg: dict, trigger_cfg: dict,
+                        kernel: tuple[np.ndarray, int] | None = None, inputs=(), progress=None) -> xr.Dataset:
+    """Trigger one channel; returns a "triggers" Dataset.
+
+    The kernel defaults to the detector-agnostic generic pulse kernel; the threshold is
+    `threshold_sigma` times the filtered stream's robust noise sigma.
+    """
+    k, anchor = kernel if kernel is not None else generic_kernel(stream_cfg["record_length"])
+    polarity = stream_cfg.get("polarity", 1)
+    sigma = filtered_noise_sigma(stream, channel, k, anchor, polarity=polarity)
+    threshold = float(trigger_cfg["threshold_sigma"]) * sigma
+    holdoff = holdoff_samples(stream_cfg, trigger_cfg)
+    samples, amplitudes = trigger_channel(stream, channel, k, anchor, threshold, holdoff, polarity,
+                                          chunk_size=int(trigger_cfg["chunk_size"]))
+    params = {"trigger": trigger_cfg, "stream": stream_cfg, "kernel_length": len(k), "kernel_anchor": anchor}
+    attrs = provenance("triggers", params, list(inputs), sample_frequency=stream.sample_frequency,
+                       n_samples=stream.n_samples, channel=stream_cfg["channels"][channel],
+                       threshold=threshold, noise_sigma=sigma, holdoff=holdoff)
+    return xr.Dataset({"trigger_sample": ("trigger", np.asarray(samples, dtype=np.int64)),
+                       "trigger_amplitude": ("trigger", np.asarray(amplitudes, dtype=np.float32))},
+                      attrs=attrs)
+
+
+def record_batches(stream: CsmplStream, triggers: list[xr.Dataset], stream_cfg: dict, trigger_cfg: dict,
+                   inputs=(), batch: int = EVENT_CHUNK) -> tuple[xr.Dataset, Iterator[xr.Dataset], str]:
+    """Merge per-channel triggers, draw noise triggers, and cut records in batches of `batch` events.
+
+    Returns the first "records" Dataset, an iterator over the following batches (append along
+    event), and a one-line summary. Memory is bounded by one batch of records.
+    """
+    n_rec = stream_cfg["record_length"]
+    holdoff = holdoff_samples(stream_cfg, trigger_cfg)
+    per_channel = [t["trigger_sample"].values for t in triggers]
+    samples, fired = merge_triggers(per_channel, holdoff)
+    live = live_time(samples, holdoff, stream.n_samples, stream.sample_frequency)
+    keep = valid_windows(samples, stream.n_samples, n_rec)
+    samples, fired = samples[keep], fired[keep]
+    amps = _fired_amplitudes(triggers, samples, fired)
+    rng = np.random.default_rng(int(trigger_cfg["seed"]))
+    noise = np.sort(noise_trigger_samples(int(trigger_cfg["noise_records"]), samples, stream.n_samples, n_rec, rng))
+    thresholds = [float(t.attrs["threshold"]) for t in triggers]
+    params = {"trigger": trigger_cfg, "stream": stream_cfg}
+    all_samples = np.sort(np.concatenate([samples, noise]))
+    bounds = list(range(0, max(len(all_samples), 1), batch)) or [0]
+
+    def part(i0: int) -> xr.Dataset:
+        window = all_samples[i0 : i0 + batch]
+        lo, hi = (window[0], window[-1]) if len(window) else (0, -1)
+        sel = (samples >= lo) & (samples <= hi)
+        nsel = (noise >= lo) & (noise <= hi)
+        ds = records_dataset(stream, samples[sel], fired[sel], noise[nsel], n_rec, stream_cfg["channels"],
+                             amps[:, sel], params, list(inputs), live, thresholds)
+        return ds.assign_coords(event=np.arange(i0, i0 + ds.sizes["event"]))
+
+    summary = (f"{len(samples)} particle and {len(noise)} noise records of {len(stream_cfg['channels'])} channels; "
+               f"live time {live:.1f} s of {stream.duration:.1f} s")
+    return part(bounds[0]), (part(i0) for i0 in bounds[1:]), summary
+
+
+def _fired_amplitudes(triggers: list[xr.Dataset], samples: np.ndarray, fired: np.ndarray) -> np.ndarray:
+    """(channel, event) filter amplitude of the channel that fired at each merged trigger; NaN elsewhere."""
+    out = np.full((len(triggers), len(samples)), np.nan, dtype=np.float32)
+    for c, t in enumerate(triggers):
+        s = t["trigger_sample"].values
+        a = t["trigger_amplitude"].values
+        idx = np.searchsorted(s, samples)
+        ok = (idx < len(s)) & (fired == c)
+        ok[ok] &= s[idx[ok]] == samples[ok]
+        out[c, ok] = a[idx[ok]]
+    return out

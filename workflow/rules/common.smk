@@ -1,0 +1,79 @@
+# Input functions and helpers shared by all rules (no algorithms here).
+import hashlib
+import importlib.util
+from pathlib import Path
+
+RESULTS = config["results"]
+RUNS = config["runs"]
+CONDA_ENV = "../../envs/cryopipe.yaml"
+
+
+wildcard_constraints:
+    run="|".join(map(str, RUNS)) if RUNS else "NONE",
+    channel="[A-Za-z0-9_.-]+",
+
+
+def run_config(run):
+    return RUNS[run]
+
+
+def channel_names(run):
+    rc = RUNS[run]
+    n = len(rc["csmpl"]) if "csmpl" in rc else len(rc["simulate"].get("channels", [])) or 2
+    names = rc.get("channels") or [f"ch{i}" for i in range(n)]
+    if len(names) != n:
+        raise ValueError(f"run {run!r}: {len(names)} channel names for {n} channels")
+    return list(names)
+
+
+def is_simulated(run):
+    return "simulate" in RUNS[run]
+
+
+def stream_dir(run):
+    return f"{RESULTS}/{run}/stream"
+
+
+def csmpl_paths(run):
+    """The run's csmpl files: the user's, or the simulator's output."""
+    if is_simulated(run):
+        return [f"{stream_dir(run)}/{ch}.csmpl" for ch in channel_names(run)]
+    return list(RUNS[run]["csmpl"])
+
+
+def stream_inputs(wildcards):
+    """What a stream-reading rule depends on: the simulator's folder or the user's files."""
+    run = wildcards.run
+    return [stream_dir(run)] if is_simulated(run) else csmpl_paths(run)
+
+
+def stream_params(run):
+    """Stream description handed to scripts (a change reruns the rules that read it)."""
+    rc = RUNS[run]
+    return {
+        "csmpl": csmpl_paths(run),
+        "sample_frequency": rc["sample_frequency"],
+        "record_length": rc["record_length"],
+        "channels": channel_names(run),
+        "polarity": rc.get("polarity", 1),
+        "adc_bits": rc.get("adc_bits", 16),
+        "adc_range": rc.get("adc_range", 20.0),
+    }
+
+
+def code_version(*modules):
+    """Hash of cryopipe library modules, so a code change reruns the stages that use them."""
+    h = hashlib.sha256()
+    for mod in ("cryopipe",) + modules:
+        spec = importlib.util.find_spec(mod)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"cryopipe module {mod} not found: is cryopipe installed?")
+        h.update(Path(spec.origin).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def all_targets():
+    out = []
+    for run in RUNS:
+        out += [f"{RESULTS}/{run}/records.zarr", f"{RESULTS}/{run}/features.zarr"]
+    return out

@@ -1,0 +1,40 @@
+# Per-event features: one job per channel (scatter), then one gather job per run.
+
+
+rule features_channel:
+    input:
+        f"{RESULTS}/{{run}}/records.zarr",
+    output:
+        directory(f"{RESULTS}/{{run}}/features/{{channel}}.zarr"),
+    params:
+        features=config["features"],
+        code=code_version("cryopipe.features", "cryopipe.io.stores"),
+    log:
+        f"{RESULTS}/{{run}}/logs/features_{{channel}}.log",
+    threads: 2
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/features_channel.py"
+
+
+rule features:
+    input:
+        lambda w: expand(f"{RESULTS}/{w.run}/features/{{channel}}.zarr", channel=channel_names(w.run)),
+    output:
+        directory(f"{RESULTS}/{{run}}/features.zarr"),
+    params:
+        code=code_version("cryopipe.io.stores"),
+    log:
+        f"{RESULTS}/{{run}}/logs/features.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/gather_features.py"
