@@ -12,6 +12,13 @@ validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    run="|".join(map(str, RUNS)),
+    channel="[A-Za-z0-9_.-]+",
+
+
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/trigger.smk"
 include: "workflow/rules/features.smk"

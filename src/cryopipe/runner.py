@@ -40,13 +40,14 @@ def step(name: str, log_path: str | Path | None = None):
 
 
 class Progress:
-    """Logs progress of a long loop at most every `every` seconds: call with a fraction in [0, 1]."""
+    """Logs progress of a long loop at most every `every` seconds: call with (done, total) or a fraction."""
 
     def __init__(self, log: logging.Logger, what: str, every: float = 10.0):
         self.log, self.what, self.every = log, what, every
         self._last = time.perf_counter()
 
-    def __call__(self, fraction: float) -> None:
+    def __call__(self, done: float, total: float = 1.0) -> None:
+        fraction = done / total if total else 1.0
         now = time.perf_counter()
         if now - self._last >= self.every or fraction >= 1.0:
             self._last = now

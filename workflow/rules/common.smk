@@ -8,11 +8,6 @@ RUNS = config["runs"]
 CONDA_ENV = "../../envs/cryopipe.yaml"
 
 
-wildcard_constraints:
-    run="|".join(map(str, RUNS)) if RUNS else "NONE",
-    channel="[A-Za-z0-9_.-]+",
-
-
 def run_config(run):
     return RUNS[run]
 
@@ -42,7 +37,7 @@ def csmpl_paths(run):
 
 
 def stream_inputs(wildcards):
-    """What a stream-reading rule depends on: the simulator's folder or the user's files."""
+    """Inputs of stream readers (the simulator folder, or the user csmpl files)."""
     run = wildcards.run
     return [stream_dir(run)] if is_simulated(run) else csmpl_paths(run)
 
@@ -59,6 +54,12 @@ def stream_params(run):
         "adc_bits": rc.get("adc_bits", 16),
         "adc_range": rc.get("adc_range", 20.0),
     }
+
+
+def subconfig(section, *keys):
+    """The named keys of a config section: a rule's params hold only what it uses, so a change
+    of any other value does not rerun it."""
+    return {k: config[section][k] for k in keys}
 
 
 def code_version(*modules):

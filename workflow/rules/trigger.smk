@@ -9,7 +9,7 @@ rule trigger_channel:
         directory(f"{RESULTS}/{{run}}/triggers/{{channel}}.zarr"),
     params:
         stream=lambda w: stream_params(w.run),
-        trigger=config["trigger"],
+        trigger=subconfig("trigger", "threshold_sigma", "holdoff", "chunk_size"),
         code=code_version("cryopipe.trigger", "cryopipe.filters", "cryopipe.io.csmpl", "cryopipe.io.stores"),
     log:
         f"{RESULTS}/{{run}}/logs/trigger_{{channel}}.log",
@@ -31,7 +31,7 @@ rule records:
         directory(f"{RESULTS}/{{run}}/records.zarr"),
     params:
         stream=lambda w: stream_params(w.run),
-        trigger=config["trigger"],
+        trigger=subconfig("trigger", "holdoff", "noise_records", "seed"),
         code=code_version("cryopipe.trigger", "cryopipe.io.csmpl", "cryopipe.io.stores"),
     log:
         f"{RESULTS}/{{run}}/logs/records.log",

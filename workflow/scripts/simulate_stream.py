@@ -17,7 +17,8 @@ with step("simulate_stream", sm.log[0]) as log:
     tmp.mkdir(parents=True)
     try:
         paths, truth = simulate_stream(tmp, dict(sm.params.simulation), stream["sample_frequency"],
-                                       stream["channels"], progress=Progress(log, "simulating stream"))
+                                       stream["channels"], progress=Progress(log, "simulating stream"),
+                                       adc_bits=stream["adc_bits"], adc_range=stream["adc_range"])
         write_store(truth, sm.output.truth, "truth")
         os.replace(tmp, out)
     finally:

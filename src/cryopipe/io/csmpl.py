@@ -101,7 +101,7 @@ def open_csmpl(paths: Sequence[str | Path], sample_frequency: float, record_leng
     if not (np.isfinite(sample_frequency) and sample_frequency > 0):
         raise InputError(f"{paths[0]}: sample_frequency must be positive, got {sample_frequency}")
     if int(record_length) != record_length or record_length <= 0:
-        raise InputError(f"{paths[0]}: record_length must be a positive integer, got {record_length}")
+        raise InputError(f"{paths[0]}: record_length must be positive (an integer), got {record_length}")
     if adc_bits <= 0 or adc_range <= 0:
         raise InputError(f"{paths[0]}: adc_bits and adc_range must be positive")
     lengths = []

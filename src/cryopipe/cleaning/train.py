@@ -1,0 +1,240 @@
+"""Training of the cleaning classifiers (CRESST paper, seed 000, section 3).
+
+Class-weighted binary cross entropy (or cross entropy for a multi-class head) so that both
+classes (all classes) weigh equally; Adam with the learning rates of CRESST Table 7
+(`models.LEARNING_RATES`); mini-batches of 64 with weak shuffling; validation after every epoch;
+the checkpoint with the best validation balanced accuracy is kept (ties: the lower validation
+loss). Seeded (torch, numpy).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.utils.class_weight import compute_class_weight
+
+from .. import __version__
+from ..errors import InputError
+from .data import RecordSource, WeakShuffleBatches, ordered_batches
+from .models import LEARNING_RATES, Classifier, build_model, scores_from_logits
+from .preprocess import PREPROCESSING
+
+
+def balanced_weights(targets, n_classes: int) -> np.ndarray:
+    """Per-class loss weights n / (n_classes * count_c): every class carries the same total weight.
+
+    Binary head (`n_classes` 1): targets are labels, weights for (rejected, accepted).
+    A class absent from `targets` gets weight 0.
+    """
+    t = np.asarray(targets).astype(np.int64).ravel()
+    k = 2 if n_classes == 1 else n_classes
+    present = np.unique(t)
+    w = np.zeros(k)
+    w[present] = compute_class_weight("balanced", classes=present, y=t) * present.size / k
+    return w
+
+
+def weighted_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of w[target] * (binary) cross entropy.
+
+    logits (B, 1) with targets (B,) in {0, 1}: BCE; logits (B, C) with targets (B,) class indices: CE.
+    """
+    idx = targets.long()
+    if logits.shape[-1] == 1:
+        per = F.binary_cross_entropy_with_logits(logits[:, 0], targets.float(), reduction="none")
+    else:
+        per = F.cross_entropy(logits, idx, reduction="none")
+    return (weights[idx] * per).mean()
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def save_model(path: str | Path, model: Classifier, meta: dict) -> Path:
+    """Write `path` (.pt state_dict) and its .json meta (model, n_classes, class names, accepted, ...)."""
+    path = Path(path).with_suffix(".pt")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**meta, "model": model.name, "n_classes": model.n_classes}
+    meta.setdefault("preprocessing", PREPROCESSING)
+    meta.setdefault("cryopipe_version", __version__)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    tmp_json = tmp.with_suffix(".json")
+    tmp_json.write_text(json.dumps(meta, indent=1, sort_keys=True, default=_jsonable))
+    os.replace(tmp_json, path.with_suffix(".json"))
+    return path
+
+
+def _jsonable(x):
+    return x.item() if isinstance(x, np.generic) else x.tolist() if isinstance(x, np.ndarray) else str(x)
+
+
+def load_model(path: str | Path, device=None) -> tuple[Classifier, dict]:
+    """Rebuild a model saved by `save_model` (eval mode); returns (model, meta)."""
+    path = Path(path).with_suffix(".pt")
+    if not path.is_file() or not path.with_suffix(".json").is_file():
+        raise InputError(f"{path}: no model checkpoint (.pt with its .json meta)")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    model = build_model(meta["model"], meta["n_classes"])
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.class_names = meta.get("class_names")
+    model.accepted = meta.get("accepted")
+    return model.to(device or "cpu").eval(), meta
+
+
+@dataclass
+class TrainResult:
+    """The best model (loaded, eval mode), its meta, and the history of the run."""
+
+    model: Classifier
+    meta: dict
+    best_epoch: int
+    history: dict = field(default_factory=dict)   # train_loss (per step), val_loss, val_ba, epoch_time, best_epoch
+
+
+def evaluate(model: Classifier, source: RecordSource, weights: torch.Tensor, device, batch: int = 4096,
+             cutoff: float = 0.5) -> tuple[float, float]:
+    """Weighted validation loss and balanced accuracy (at `cutoff`) of `model` on `source`."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    model.eval()
+    loss_sum, n, scores, labels = 0.0, 0, [], []
+    with torch.inference_mode():
+        for x, y, c, _, _ in ordered_batches(source, batch):
+            logits = model(x.to(device))
+            target = y if model.n_classes == 1 else c
+            loss_sum += float(weighted_loss(logits, target.to(device), weights)) * len(x)
+            n += len(x)
+            scores.append(scores_from_logits(logits, model.accepted)[0].cpu().numpy())
+            labels.append(y.numpy() > 0.5)
+    s, lab = np.concatenate(scores), np.concatenate(labels)
+    return loss_sum / max(n, 1), float(balanced_accuracy_score(lab, s >= cutoff))
+
+
+def train_model(name: str, train: RecordSource, val: RecordSource, checkpoint: str | Path, epochs: int = 15,
+                batch_size: int = 64, lr: float | None = None, seed: int = 0, n_classes: int = 1,
+                accepted=None, pileup_class: str | None = "pile_up", augment: bool = True,
+                augment_options: dict | None = None, cutoff: float = 0.5, device=None,
+                progress=sys.stdout, meta: dict | None = None) -> TrainResult:
+    """Train model `name` on `train`, validate on `val` after each epoch, keep the best checkpoint.
+
+    Parameters
+    ----------
+    n_classes : 1 for a binary head (targets: labels), else the number of `train.class_names`
+        (targets: event classes) with `accepted` the accepted class names.
+    pileup_class : class name that pile-up augmentation flips to (multi-class head only).
+    checkpoint : path of the best checkpoint (.pt + .json), written whenever the validation
+        balanced accuracy improves.
+    progress : stream for a per-epoch line (None: silent).
+    """
+    if epochs < 1:
+        raise InputError(f"epochs: need at least 1, got {epochs}")
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    device = torch.device(device) if device is not None else default_device()
+    model = build_model(name, n_classes).to(device)
+    meta = dict(meta or {})
+    pile_idx = None
+    if n_classes > 1:
+        names = train.class_names
+        if names is None or len(names) != n_classes:
+            raise InputError(f"n_classes: {n_classes} does not match the training classes {names}")
+        if not accepted or set(accepted) - set(names):
+            raise InputError(f"accepted: need accepted classes among {names}, got {accepted}")
+        model.class_names, model.accepted = list(names), [names.index(a) for a in accepted]
+        pile_idx = names.index(pileup_class) if pileup_class in names else None
+        targets = train.classes[train.selected]
+        meta.update(class_names=list(names), accepted=model.accepted, accepted_names=list(accepted))
+    else:
+        targets = train.labels[:, train.selected]
+        meta.update(class_names=train.class_names, accepted=None)
+    weights = torch.as_tensor(balanced_weights(targets, n_classes), dtype=torch.float32, device=device)
+    lr = LEARNING_RATES[name] if lr is None else lr
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    batches = WeakShuffleBatches(train, batch_size, seed=seed, augment=augment, multiclass=n_classes > 1,
+                                 pileup_class=pile_idx,
+                                 augment_options=augment_options)
+    meta.update(lr=lr, seed=seed, batch_size=batch_size, epochs=epochs, cutoff=cutoff, augment=augment,
+                n_train_records=len(train), n_val_records=len(val), loss_weights=weights.tolist())
+    history = {"train_loss": [], "val_loss": [], "val_ba": [], "epoch_time": []}
+    best_ba, best_loss, best_epoch, best_state = -1.0, np.inf, -1, None
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        batches.set_epoch(epoch)
+        for step, (x, y, c) in enumerate(batches):
+            logits = model(x.to(device))
+            loss = weighted_loss(logits, (y if n_classes == 1 else c).to(device), weights)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            history["train_loss"].append(loss.item())
+            _progress_bar(progress, epoch, epochs, step + 1, len(batches), history["train_loss"][-1])
+        val_loss, val_ba = evaluate(model, val, weights, device, cutoff=cutoff)
+        history["val_loss"].append(val_loss)
+        history["val_ba"].append(val_ba)
+        history["epoch_time"].append(time.perf_counter() - t0)
+        improved = val_ba > best_ba or (val_ba == best_ba and val_loss < best_loss)   # ties: lower loss
+        if improved:
+            best_ba, best_loss, best_epoch = val_ba, val_loss, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            save_model(checkpoint, model, {**meta, "best_epoch": epoch, "val_balanced_accuracy": val_ba})
+        if progress is not None:
+            n_steps = len(batches)
+            train_loss = float(np.mean(history["train_loss"][-n_steps:])) if n_steps else float("nan")
+            print(f"\repoch {epoch + 1}/{epochs}  train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
+                  f"val BA {val_ba:.4f}  {history['epoch_time'][-1]:.1f} s{'  *best' if improved else ''}",
+                  file=progress, flush=True)
+    model.load_state_dict(best_state)
+    model.eval()
+    meta.update(best_epoch=best_epoch, val_balanced_accuracy=best_ba)
+    history["best_epoch"] = best_epoch
+    return TrainResult(model, meta, best_epoch, history)
+
+
+def _progress_bar(stream, epoch, epochs, step, n_steps, loss, width=30):
+    """Redraw a one-line progress bar on a terminal (nothing on files or pipes)."""
+    if stream is None or not getattr(stream, "isatty", lambda: False)() or n_steps == 0:
+        return
+    if step != n_steps and step % max(n_steps // 100, 1):
+        return
+    done = int(width * step / n_steps)
+    stream.write(f"\repoch {epoch + 1}/{epochs} [{'#' * done}{'.' * (width - done)}] {step}/{n_steps} loss {loss:.4f}")
+    stream.flush()
+
+
+def plot_loss_curves(history: dict, path: str | Path) -> Path:
+    """Training loss per step and validation loss per epoch (best epoch marked) to an image file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train_loss, val_loss = np.asarray(history["train_loss"]), np.asarray(history["val_loss"])
+    steps_per_epoch = len(train_loss) / max(len(val_loss), 1)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    ax1.plot(np.arange(1, train_loss.size + 1), train_loss, lw=0.6)
+    ax1.set(xlabel="optimizer step", ylabel="training loss", yscale="log" if np.all(train_loss > 0) else "linear")
+    epoch_steps = steps_per_epoch * np.arange(1, val_loss.size + 1)
+    ax2.plot(epoch_steps, val_loss, "o-", label="validation loss")
+    if history.get("val_ba"):
+        best = int(history.get("best_epoch", np.argmax(history["val_ba"])))
+        ax2.plot(epoch_steps[best], val_loss[best], "o", color="gold", ms=10, label="best balanced accuracy")
+    ax2.set(xlabel="optimizer step", ylabel="validation loss")
+    ax2.legend()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

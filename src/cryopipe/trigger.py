@@ -1,0 +1,301 @@
+"""Stream trigger: threshold search on the filtered stream, merging, noise triggers, records, live time.
+
+Trigger rule (per channel, on p = polarity x filtered stream, threshold u in V):
+- an upcrossing is a sample n with p[n] > u and p[n-1] <= u (the first sample scanned counts as an
+  upcrossing if it is above u);
+- an upcrossing at c is accepted if c >= the end of the previous dead time; the trigger sample is
+  the first maximum of p within the hold-off window [c, c + holdoff), and triggers are blocked
+  (dead time) until c + holdoff; a new trigger needs a new upcrossing after that;
+- the threshold acts on the signed value, never on |y|, so negative lobes of large pulses never fire.
+The scan visits only samples above threshold (numba) and carries its state across chunks, so the
+result does not depend on the chunk size.
+
+Live time: stream duration minus the union of [t, t + holdoff) over accepted (merged) trigger
+samples t, clipped to the stream.
+"""
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from numba import njit
+
+from .errors import CryopipeError, InputError
+from .filters import filtered_segments
+from .io.stores import provenance
+
+# scan state: integer slots
+_DEAD_UNTIL, _PENDING, _WINDOW_END, _BEST_INDEX, _LAST_ABOVE = range(5)
+
+
+@njit(cache=True)
+def _scan_candidates(idx, vals, holdoff, chunk_end, state, best, out_t, out_v):
+    """Trigger scan over the above-threshold samples of one chunk (absolute indices ``idx``).
+
+    ``state`` (int64[5]) and ``best`` (float64[1]) carry a trigger whose hold-off window is still
+    open, the dead-time end and the last above-threshold sample across chunks. Finished triggers
+    are written to ``out_t``/``out_v``; returns their number.
+    """
+    n_out = 0
+    for j in range(idx.size):
+        i = idx[j]
+        v = vals[j]
+        if state[_PENDING] == 1:
+            if i < state[_WINDOW_END]:
+                if v > best[0]:
+                    best[0] = v
+                    state[_BEST_INDEX] = i
+                state[_LAST_ABOVE] = i
+                continue
+            out_t[n_out] = state[_BEST_INDEX]
+            out_v[n_out] = best[0]
+            n_out += 1
+            state[_PENDING] = 0
+        crossing = i - 1 != state[_LAST_ABOVE]
+        state[_LAST_ABOVE] = i
+        if crossing and i >= state[_DEAD_UNTIL]:
+            state[_PENDING] = 1
+            state[_WINDOW_END] = i + holdoff
+            state[_DEAD_UNTIL] = i + holdoff
+            state[_BEST_INDEX] = i
+            best[0] = v
+    if state[_PENDING] == 1 and state[_WINDOW_END] <= chunk_end:
+        out_t[n_out] = state[_BEST_INDEX]
+        out_v[n_out] = best[0]
+        n_out += 1
+        state[_PENDING] = 0
+    return n_out
+
+
+def trigger_channel(stream, channel, kernel, anchor, threshold, holdoff, polarity=1, chunk_size=2**20,
+                    start=0, stop=None, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Trigger one channel of a stream on its filtered values (see module docstring).
+
+    Parameters
+    ----------
+    stream : CsmplStream
+    channel : channel index
+    kernel, anchor : filter kernel (e.g. :func:`cryopipe.filters.matched_kernel`) and anchor
+    threshold : V, on polarity x filtered value (e.g. k_sigma x filtered_noise_sigma)
+    holdoff : samples; search window for the maximum and dead time after each upcrossing
+    polarity : +1 for positive pulses, -1 for negative ones
+    chunk_size : owned samples per filtered chunk (rounded up to whole FFT segments); the result
+        does not depend on it
+    start, stop : sample range to scan; the filter sees the stream beyond it, the scan does not
+        (a hold-off window cut at ``stop`` keeps its maximum so far)
+    workers : scipy.fft threads (default: all usable cores)
+
+    Returns
+    -------
+    samples : int64 trigger samples (sorted)
+    amplitudes : float64 polarity x filtered value at them (V)
+    """
+    if polarity not in (1, -1):
+        raise InputError(f"polarity must be +1 or -1, got {polarity}")
+    if int(holdoff) != holdoff or holdoff < 1:
+        raise InputError(f"holdoff must be a positive integer number of samples, got {holdoff}")
+    if not np.isfinite(threshold):
+        raise InputError(f"threshold must be finite, got {threshold}")
+    holdoff = int(holdoff)
+    state = np.array([start, 0, 0, 0, start - 2], dtype=np.int64)
+    best = np.zeros(1)
+    samples, amplitudes = [], []
+    thr = np.float32(threshold * polarity)
+    for a, n, rows in filtered_segments(stream, channel, kernel, anchor, chunk_size, start, stop, workers):
+        mask = rows > thr if polarity == 1 else rows < thr
+        above = np.flatnonzero(mask)
+        above = above[above < n]            # the last row may run past the chunk
+        vals = rows[above // rows.shape[1], above % rows.shape[1]]
+        if polarity == -1:
+            vals = -vals
+        n_max = min(above.size, n // holdoff + 1) + 1   # triggers are >= holdoff apart
+        out_t = np.empty(n_max, np.int64)
+        out_v = np.empty(n_max)
+        k = _scan_candidates(above + a, vals, holdoff, a + n, state, best, out_t, out_v)
+        samples.append(out_t[:k])
+        amplitudes.append(out_v[:k])
+    if state[_PENDING] == 1:  # hold-off window cut by the end of the scanned range
+        samples.append(state[_BEST_INDEX : _BEST_INDEX + 1].copy())
+        amplitudes.append(best.copy())
+    if not samples:
+        return np.empty(0, np.int64), np.empty(0)
+    return np.concatenate(samples), np.concatenate(amplitudes)
+
+
+@njit(cache=True)
+def _accept_sequential(samples, holdoff):
+    keep = np.zeros(samples.size, dtype=np.bool_)
+    last = 0
+    for j in range(samples.size):
+        if j == 0 or samples[j] - last >= holdoff:
+            keep[j] = True
+            last = samples[j]
+    return keep
+
+
+def merge_triggers(per_channel: list[np.ndarray], holdoff: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge per-channel trigger samples into module triggers (a trigger records all channels).
+
+    Triggers are taken earliest first (ties: lowest channel); one within ``holdoff`` samples after
+    an accepted trigger is dropped.
+
+    Returns
+    -------
+    samples : int64 accepted trigger samples (sorted)
+    channel : int64 index of the channel that fired each
+    """
+    if holdoff < 0:
+        raise InputError(f"holdoff must be >= 0 samples, got {holdoff}")
+    arrays = [np.asarray(p, dtype=np.int64).ravel() for p in per_channel]
+    if not arrays:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    samples = np.concatenate(arrays)
+    channel = np.repeat(np.arange(len(arrays), dtype=np.int64), [a.size for a in arrays])
+    order = np.lexsort((channel, samples))
+    samples, channel = samples[order], channel[order]
+    keep = _accept_sequential(samples, int(holdoff))
+    return samples[keep], channel[keep]
+
+
+def valid_windows(samples, n_samples, record_length) -> np.ndarray:
+    """Mask of triggers whose record window [t - N//4, t - N//4 + N) lies inside the stream."""
+    first = np.asarray(samples, dtype=np.int64) - record_length // 4
+    return (first >= 0) & (first + record_length <= n_samples)
+
+
+def live_time(samples: np.ndarray, holdoff: int, n_samples: int, sample_frequency: float) -> float:
+    """Live time (s): stream duration minus the dead time after accepted triggers.
+
+    Dead time is the union of [t, t + holdoff) over trigger samples t, clipped to [0, n_samples);
+    overlapping intervals count once.
+    """
+    t = np.sort(np.asarray(samples, dtype=np.int64))
+    lo = np.clip(t, 0, n_samples)
+    hi = np.clip(t + holdoff, 0, n_samples)
+    covered = np.maximum.accumulate(hi)
+    prev_end = np.concatenate([[0], covered[:-1]])
+    dead = np.clip(hi - np.maximum(lo, prev_end), 0, None).sum()
+    return float((n_samples - dead) / sample_frequency)
+
+
+def noise_trigger_samples(n: int, particle: np.ndarray, n_samples: int, record_length: int, rng) -> np.ndarray:
+    """Random (noise) trigger samples away from particle triggers.
+
+    Draws ``n`` distinct positions uniformly among trigger samples whose record window lies in the
+    stream and is separated from every particle-trigger window by at least one record length
+    (|t - p| >= 2 N). Reproducible for a seed. For a rate r (Hz), use n = round(r x live time).
+
+    Parameters
+    ----------
+    n : number of noise triggers
+    particle : particle trigger samples
+    n_samples : stream length (samples)
+    record_length : N (samples)
+    rng : numpy Generator or seed
+
+    Returns
+    -------
+    int64 sorted trigger samples; CryopipeError if the stream has no room for ``n``.
+    """
+    if n < 0:
+        raise InputError(f"number of noise triggers must be >= 0, got {n}")
+    rng = np.random.default_rng(rng)
+    lo_all = record_length // 4                       # first valid trigger sample
+    hi_all = n_samples - record_length + record_length // 4 + 1   # one past the last
+    p = np.unique(np.asarray(particle, dtype=np.int64))
+    # forbidden [p - 2N + 1, p + 2N), merged; allowed = gaps between them within [lo_all, hi_all)
+    f_lo, f_hi = p - 2 * record_length + 1, p + 2 * record_length
+    edges_hi = np.concatenate([[lo_all], np.maximum.accumulate(f_hi)])
+    edges_lo = np.concatenate([f_lo, [hi_all]])
+    gap_lo = np.clip(edges_hi, lo_all, hi_all)
+    gap_hi = np.clip(edges_lo, lo_all, hi_all)
+    length = np.clip(gap_hi - gap_lo, 0, None)
+    total = int(length.sum())
+    if n > total:
+        raise CryopipeError(f"no room for {n} noise triggers: only {total} allowed positions "
+                            f"away from {p.size} particle triggers")
+    if n == 0:
+        return np.empty(0, np.int64)
+    u = np.sort(rng.choice(total, size=n, replace=False))
+    cum = np.cumsum(length)
+    gap = np.searchsorted(cum, u, side="right")
+    return (gap_lo[gap] + u - (cum[gap] - length[gap])).astype(np.int64)
+
+
+def _event_amplitudes(trigger_amplitude, trigger_channel, n_channels, n_particle):
+    """(channel, particle event) amplitudes: a 2-D array as is, or per-event values at the firing channel."""
+    amp = np.asarray(trigger_amplitude, dtype=np.float32)
+    if amp.ndim == 2:
+        if amp.shape != (n_channels, n_particle):
+            raise InputError(f"trigger_amplitude has shape {amp.shape}, expected ({n_channels}, {n_particle})")
+        return amp
+    if amp.shape != (n_particle,):
+        raise InputError(f"trigger_amplitude has {amp.size} values for {n_particle} particle triggers")
+    out = np.full((n_channels, n_particle), np.nan, dtype=np.float32)
+    out[np.asarray(trigger_channel, dtype=np.int64), np.arange(n_particle)] = amp
+    return out
+
+
+def records_dataset(stream, particle_samples, trigger_channel, noise_samples, record_length, channel_names,
+                    trigger_amplitude, parameters: dict, inputs: list, live_time: float, threshold) -> xr.Dataset:
+    """Cut records of all channels at particle and noise triggers into a "records" Dataset.
+
+    Particle triggers whose window leaves the stream are dropped; noise triggers must lie inside.
+    Events are sorted by trigger sample; the trigger sits at sample N//4 of each record.
+
+    Parameters
+    ----------
+    stream : CsmplStream
+    particle_samples, trigger_channel : merged triggers and the channel that fired each
+    noise_samples : noise trigger samples (trigger_channel -1 in the store)
+    record_length : N (samples)
+    channel_names : one name per stream channel
+    trigger_amplitude : V; either (channel, particle) filter outputs, or one value per particle
+        trigger (the firing channel's, from the trigger pass), in which case other channels get NaN.
+        Noise events get NaN.
+    parameters, inputs : provenance of the store
+    live_time : s
+    threshold : V, per channel (a scalar applies to all)
+    """
+    n_ch, N = stream.n_channels, int(record_length)
+    if len(channel_names) != n_ch:
+        raise InputError(f"{len(channel_names)} channel names for a stream of {n_ch} channels")
+    part = np.asarray(particle_samples, dtype=np.int64)
+    chan = np.asarray(trigger_channel, dtype=np.int64)
+    if chan.shape != part.shape:
+        raise InputError(f"trigger_channel has {chan.size} entries for {part.size} particle triggers")
+    amp = _event_amplitudes(trigger_amplitude, chan, n_ch, part.size)
+    ok = valid_windows(part, stream.n_samples, N)
+    part, chan, amp = part[ok], chan[ok], amp[:, ok]
+    noise = np.asarray(noise_samples, dtype=np.int64)
+    if not valid_windows(noise, stream.n_samples, N).all():
+        raise InputError("noise trigger windows must lie inside the stream")
+    samples = np.concatenate([part, noise])
+    order = np.argsort(samples, kind="stable")
+    samples = samples[order]
+    kind = np.array(["particle"] * part.size + ["noise"] * noise.size, dtype="U8")[order]
+    firing = np.concatenate([chan, np.full(noise.size, -1, np.int64)])[order]
+    amps = np.concatenate([amp, np.full((n_ch, noise.size), np.nan, np.float32)], axis=1)[:, order]
+    trace = np.empty((n_ch, samples.size, N), dtype=np.float32)
+    for sl, volts in stream.read_records(samples - N // 4, N):
+        trace[:, sl] = volts
+    fs = stream.sample_frequency
+    thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (n_ch,))
+    attrs = provenance("records", parameters, inputs, sample_frequency=float(fs), record_length=N,
+                       live_time=float(live_time), stream_duration=float(stream.n_samples / fs),
+                       threshold=[float(v) for v in thr])
+    return xr.Dataset(
+        {
+            "trace": (("channel", "event", "sample"), trace, {"units": "V"}),
+            "trigger_sample": (("event",), samples),
+            "trigger_time": (("event",), samples / fs, {"units": "s"}),
+            "record_kind": (("event",), kind),
+            "trigger_channel": (("event",), firing),
+            "trigger_amplitude": (("channel", "event"), amps, {"units": "V"}),
+        },
+        coords={
+            "channel": list(channel_names),
+            "event": np.arange(samples.size),
+            "time": (("sample",), (np.arange(N) - N // 4) / fs, {"units": "s"}),
+        },
+        attrs=attrs,
+    )
