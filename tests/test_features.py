@@ -311,3 +311,7 @@ def test_features_dataset_from_lazy_store(tmp_path):
 def test_features_dataset_rejects_non_records():
     with pytest.raises(InputError, match="trace"):
         features_dataset(xr.Dataset({"x": (("event",), np.zeros(3))}))
+    records = make_records(n_channels=1, n_events=4, n=256)
+    records.attrs["record_length"] = 512
+    with pytest.raises(InputError, match="record_length"):
+        features_dataset(records)

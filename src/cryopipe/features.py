@@ -80,7 +80,6 @@ FEATURE_UNITS: dict[str, str] = {
     "offset_difference": "V",
 }
 FEATURES = tuple(FEATURE_UNITS)
-_INDEX = {name: i for i, name in enumerate(FEATURES)}
 (_PH, _ONSET, _RISE, _DECAY, _PEAK, _SLOPE, _OFFSET, _MAX, _MIN, _DMAX, _DMIN, _DMAX_T, _DMIN_T,
  _MEAN, _VAR, _SKEW, _MEAN_F, _VAR_F, _SKEW_F, _MEAN_L, _VAR_L, _SKEW_L, _OFFDIFF) = range(len(FEATURES))
 

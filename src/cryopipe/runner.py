@@ -4,6 +4,8 @@ Used by the workflow scripts and the CLI; knows nothing of Snakemake.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import logging
 import sys
 import time
@@ -52,3 +54,18 @@ class Progress:
         if now - self._last >= self.every or fraction >= 1.0:
             self._last = now
             self.log.info("%s: %.0f %%", self.what, 100.0 * min(fraction, 1.0))
+
+
+def code_version(*modules: str) -> str:
+    """Short hash of the source of `modules` (dotted names), without importing them.
+
+    The workflow puts it in a rule's params, so editing a stage's library code reruns that stage
+    (Snakemake does not track imported code by itself).
+    """
+    h = hashlib.sha256()
+    for mod in modules:
+        spec = importlib.util.find_spec(mod)
+        if spec is None or spec.origin is None:
+            raise CryopipeError(f"module {mod} not found: is cryopipe installed?")
+        h.update(Path(spec.origin).read_bytes())
+    return h.hexdigest()[:16]

@@ -1,7 +1,5 @@
 # Input functions and helpers shared by all rules (no algorithms here).
-import hashlib
-import importlib.util
-from pathlib import Path
+from cryopipe import runner
 
 RESULTS = config["results"]
 RUNS = config["runs"]
@@ -63,14 +61,8 @@ def subconfig(section, *keys):
 
 
 def code_version(*modules):
-    """Hash of cryopipe library modules, so a code change reruns the stages that use them."""
-    h = hashlib.sha256()
-    for mod in ("cryopipe",) + modules:
-        spec = importlib.util.find_spec(mod)
-        if spec is None or spec.origin is None:
-            raise ValueError(f"cryopipe module {mod} not found: is cryopipe installed?")
-        h.update(Path(spec.origin).read_bytes())
-    return h.hexdigest()[:16]
+    """Hash of the stage's library modules (and cryopipe's version), for params."""
+    return runner.code_version("cryopipe", *modules)
 
 
 def all_targets():
