@@ -12,7 +12,6 @@ the optimum-filter kernel of :mod:`cryopipe.optimum_filter`.
 """
 from __future__ import annotations
 
-import mmap
 import os
 from typing import Iterator
 
@@ -157,24 +156,6 @@ class OverlapSave:
         return self.segments(block, n_out).reshape(-1)[:n_out]
 
 
-def release_pages(stream, channel: int, start: int, stop: int) -> None:
-    """Drop the memory-map pages of samples [start, stop) of a channel from this process.
-
-    The data stay in the OS page cache (a later read refaults them cheaply), but the process's
-    resident memory no longer grows with the length of the stream scanned. No-op where the stream
-    is not a numpy memmap or the platform has no madvise.
-    """
-    maps = getattr(stream, "_maps", ())
-    base = getattr(maps[channel], "_mmap", None) if channel < len(maps) else None
-    if base is None or not hasattr(base, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
-        return
-    size = maps[channel].itemsize
-    lo = -(-start * size // mmap.PAGESIZE) * mmap.PAGESIZE
-    hi = min(stop * size, len(base)) // mmap.PAGESIZE * mmap.PAGESIZE
-    if hi > lo:
-        base.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-
-
 def filtered_segments(stream, channel: int, kernel, anchor, chunk_size: int = 2**20, start: int = 0,
                       stop: int | None = None, workers: int | None = None
                       ) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -189,7 +170,7 @@ def filtered_segments(stream, channel: int, kernel, anchor, chunk_size: int = 2*
     released = max(start - before, 0)
     for a, b, volts in stream.iter_chunks(ols.chunk, before, after, start, stop, channels=[channel]):
         rows = ols.segments(volts[0], b - a)
-        release_pages(stream, channel, released, b - before)
+        stream.release_pages(channel, released, b - before)
         released = max(released, b - before)
         yield a, b - a, rows
 
@@ -201,7 +182,7 @@ def filter_stream(stream, channel: int, kernel, anchor, chunk_size: int = 2**20,
     Yields (a, y[a:b]) for consecutive owned chunks covering [start, stop); values equal
     :func:`filter_block` of the whole stream (edge-padded ends) up to float32 rounding.
     Memory is bounded by the chunk size, not by the stream length: memory-map pages already
-    consumed are released (:func:`release_pages`).
+    consumed are released (CsmplStream.release_pages).
 
     Parameters
     ----------

@@ -6,6 +6,7 @@ slice of each memory map is converted to float32.
 """
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -58,13 +59,27 @@ class CsmplStream:
         chans = range(self.n_channels) if channels is None else channels
         lo, hi = max(start, 0), min(stop, self.n_samples)
         out = np.empty((len(chans), stop - start), dtype=np.float32)
+        scale = np.float32(self.volts_per_adc)
         for row, c in enumerate(chans):
-            seg = np.asarray(self._maps[c][lo:hi], dtype=np.float32)
-            seg *= np.float32(self.volts_per_adc)
-            out[row, lo - start : hi - start] = seg
-            out[row, : lo - start] = seg[0] if len(seg) else 0.0
-            out[row, hi - start :] = seg[-1] if len(seg) else 0.0
+            inner = out[row, lo - start : hi - start]
+            np.multiply(self._maps[c][lo:hi], scale, out=inner, casting="unsafe")  # one pass int16 -> V
+            out[row, : lo - start] = inner[0] if hi > lo else 0.0
+            out[row, hi - start :] = inner[-1] if hi > lo else 0.0
         return out
+
+    def release_pages(self, channel: int, start: int, stop: int) -> None:
+        """Drop the memory-map pages of samples [start, stop) of a channel from this process.
+
+        The data stay in the OS page cache (a later read refaults them cheaply), but the resident
+        memory of a long scan no longer grows with the stream length. No-op without madvise.
+        """
+        base = getattr(self._maps[channel], "_mmap", None)
+        if base is None or not hasattr(base, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        lo = -(-start * BYTES_PER_SAMPLE // mmap.PAGESIZE) * mmap.PAGESIZE
+        hi = min(stop * BYTES_PER_SAMPLE, len(base)) // mmap.PAGESIZE * mmap.PAGESIZE
+        if hi > lo:
+            base.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
     def read_records(self, starts: np.ndarray, length: int, channels: Sequence[int] | None = None,
                      batch: int = 1024) -> Iterator[tuple[slice, np.ndarray]]:
