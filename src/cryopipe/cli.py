@@ -3,6 +3,8 @@
   cryopipe schema [KIND]          print the layout of every store (or one)
   cryopipe inspect STORE          validate a store and print its summary
   cryopipe simulate OUT_DIR       write the default simulated stream (csmpl + truth store)
+  cryopipe predict INPUT --output OUT.npz   cleaning scores of a records store, Cait HDF5 or .npz
+  cryopipe import-cait H5 OUT.zarr          Cait HDF5 events -> records store
 """
 from __future__ import annotations
 
@@ -62,6 +64,42 @@ def _simulate(args) -> None:
         print(p)
 
 
+def _predict(args) -> None:
+    import numpy as np
+
+    from .cleaning.universal import predict_file, resolve_model
+
+    if args.batch < 1:
+        raise CryopipeError(f"--batch: must be >= 1, got {args.batch}")
+    if not 0.0 <= args.cutoff <= 1.0:
+        raise CryopipeError(f"--cutoff: must lie in [0, 1], got {args.cutoff}")
+    out = Path(args.output)
+    if out.suffix != ".npz":
+        raise CryopipeError(f"{out}: --output must be an .npz file")
+    model, meta = resolve_model(args.model)
+    result = predict_file(args.input, model, args.batch)
+    result["accepted"] = result["score"] >= args.cutoff
+    result["cutoff"] = np.float64(args.cutoff)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp.npz")
+    np.savez(tmp, **result)
+    tmp.replace(out)
+    n, k = result["score"].size, int(result["accepted"].sum())
+    print(f"{out}: {n} records scored with {meta.get('name', args.model)}; {k} accepted at cutoff {args.cutoff}")
+
+
+def _import_cait(args) -> None:
+    from .io.cait import cait_records
+    from .io.stores import write_store
+
+    names = args.channels.split(",") if args.channels else None
+    ds = cait_records(args.h5, args.sample_frequency, channel_names=names)
+    write_store(ds, args.output, "records")
+    kinds = ds["record_kind"].values.astype(str)
+    print(f"{args.output}: {ds.sizes['event']} records ({int((kinds == 'noise').sum())} noise) of "
+          f"{ds.sizes['channel']} channels x {ds.sizes['sample']} samples")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cryopipe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,6 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample-frequency", type=float, default=25000.0, help="Hz")
     s.add_argument("--channels", help="comma-separated channel names")
     s.set_defaults(func=_simulate)
+
+    s = sub.add_parser("predict", help="cleaning scores of records (records store, Cait HDF5 or .npz)")
+    s.add_argument("input", help="records store (Zarr), Cait HDF5 file (events/event) or .npz with 'records'")
+    s.add_argument("--model", default="universal", help="'universal' (shipped) or a checkpoint path x.pt")
+    s.add_argument("--output", required=True, help="OUT.npz: score, accepted, class_probability, class_names")
+    s.add_argument("--cutoff", type=float, default=0.5, help="accept records with score >= cutoff")
+    s.add_argument("--batch", type=int, default=4096, help="records per forward pass")
+    s.set_defaults(func=_predict)
+
+    s = sub.add_parser("import-cait", help="import a Cait HDF5 file's events into a records store")
+    s.add_argument("h5")
+    s.add_argument("output", help="OUTPUT.zarr")
+    s.add_argument("--sample-frequency", type=float, default=25000.0, help="Hz")
+    s.add_argument("--channels", help="comma-separated names for the file's channels (default ch0, ch1, ...)")
+    s.set_defaults(func=_import_cait)
     return p
 
 

@@ -10,7 +10,7 @@ from typing import Iterator
 import numpy as np
 import xarray as xr
 
-from .filters import filtered_noise_sigma, generic_kernel
+from .filters import OverlapSave, filtered_noise_sigma, generic_kernel
 from .io.csmpl import CsmplStream, open_csmpl
 from .io.stores import EVENT_CHUNK, provenance
 from .trigger import (live_time, merge_triggers, noise_trigger_samples, records_dataset, trigger_channel,
@@ -28,27 +28,57 @@ def holdoff_samples(stream_cfg: dict, trigger_cfg: dict) -> int:
     return int(trigger_cfg.get("holdoff") or stream_cfg["record_length"] // 2)
 
 
-def trigger_one_channel(stream: CsmplStream, channel: int, stream_cfg: dict, trigger_cfg: dict,
-                        kernel: tuple[np.ndarray, int] | None = None, inputs=(), progress=None) -> xr.Dataset:
-    """Trigger one channel; returns a "triggers" Dataset.
+def segment_bounds(n_samples: int, sample_frequency: float, segment_duration: float | None) -> list[tuple[int, int]]:
+    """Split [0, n_samples) into time segments of `segment_duration` s (None: one segment)."""
+    if not segment_duration:
+        return [(0, n_samples)]
+    step = max(int(round(segment_duration * sample_frequency)), 1)
+    return [(a, min(a + step, n_samples)) for a in range(0, n_samples, step)]
 
-    The kernel defaults to the detector-agnostic generic pulse kernel; the threshold is
-    `threshold_sigma` times the filtered stream's robust noise sigma.
+
+def trigger_one_channel(stream: CsmplStream, channel: int, stream_cfg: dict, trigger_cfg: dict,
+                        kernel: tuple[np.ndarray, int] | None = None, threshold: float | None = None,
+                        segment: tuple[int, int] | None = None, inputs=(), progress=None) -> xr.Dataset:
+    """Trigger one channel (or one time segment of it); returns a "triggers" Dataset.
+
+    The kernel defaults to the detector-agnostic generic pulse kernel; the threshold defaults to
+    `threshold_sigma` times the filtered stream's robust noise sigma, estimated from chunks spread
+    over the WHOLE stream, so every segment job of a channel uses the same threshold.
+
+    A segment [a, b) is scanned over [a - lookback, b + holdoff) and keeps the triggers in [a, b):
+    the scan state (dead time) at `a` then equals that of an unsplit scan whenever the
+    `lookback` (10 hold-offs) holds a quiet stretch, so segments gathered equal the unsplit run.
     """
     k, anchor = kernel if kernel is not None else generic_kernel(stream_cfg["record_length"])
     polarity = stream_cfg.get("polarity", 1)
     sigma = filtered_noise_sigma(stream, channel, k, anchor, polarity=polarity)
-    threshold = float(trigger_cfg["threshold_sigma"]) * sigma
+    if threshold is None:
+        threshold = float(trigger_cfg["threshold_sigma"]) * sigma
     holdoff = holdoff_samples(stream_cfg, trigger_cfg)
+    a, b = segment if segment is not None else (0, stream.n_samples)
+    chunk = OverlapSave(k, anchor, int(trigger_cfg["chunk_size"])).chunk
+    # scan whole chunks of the unsplit run's grid, so the float32 filter values are bit-identical
+    start = max(a - 10 * holdoff, 0) // chunk * chunk
+    stop = min(-(-(b + holdoff) // chunk) * chunk, stream.n_samples)
     samples, amplitudes = trigger_channel(stream, channel, k, anchor, threshold, holdoff, polarity,
-                                          chunk_size=int(trigger_cfg["chunk_size"]))
+                                          chunk_size=int(trigger_cfg["chunk_size"]), start=start, stop=stop)
+    keep = (samples >= a) & (samples < b)
     params = {"trigger": trigger_cfg, "stream": stream_cfg, "kernel_length": len(k), "kernel_anchor": anchor}
     attrs = provenance("triggers", params, list(inputs), sample_frequency=stream.sample_frequency,
                        n_samples=stream.n_samples, channel=stream_cfg["channels"][channel],
-                       threshold=threshold, noise_sigma=sigma, holdoff=holdoff)
-    return xr.Dataset({"trigger_sample": ("trigger", np.asarray(samples, dtype=np.int64)),
-                       "trigger_amplitude": ("trigger", np.asarray(amplitudes, dtype=np.float32))},
+                       threshold=float(threshold), noise_sigma=sigma, holdoff=holdoff, segment=[a, b])
+    return xr.Dataset({"trigger_sample": ("trigger", np.asarray(samples[keep], dtype=np.int64)),
+                       "trigger_amplitude": ("trigger", np.asarray(amplitudes[keep], dtype=np.float32))},
                       attrs=attrs)
+
+
+def gather_segments(parts: list[xr.Dataset], inputs=()) -> xr.Dataset:
+    """Join the segment trigger lists of one channel (in time order) into one "triggers" Dataset."""
+    parts = sorted(parts, key=lambda p: p.attrs["segment"][0])
+    ds = xr.concat([p[["trigger_sample", "trigger_amplitude"]] for p in parts], dim="trigger")
+    ds.attrs = {k: v for k, v in parts[0].attrs.items() if k != "segment"}
+    ds.attrs["inputs"] = [str(i) for i in inputs]
+    return ds
 
 
 def record_batches(stream: CsmplStream, triggers: list[xr.Dataset], stream_cfg: dict, trigger_cfg: dict,

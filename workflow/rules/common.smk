@@ -1,5 +1,7 @@
 # Input functions and helpers shared by all rules (no algorithms here).
-from cryopipe import runner
+from pathlib import Path
+
+from cryopipe import pipeline, runner
 
 RESULTS = config["results"]
 RUNS = config["runs"]
@@ -38,6 +40,22 @@ def stream_inputs(wildcards):
     """Inputs of stream readers (the simulator folder, or the user csmpl files)."""
     run = wildcards.run
     return [stream_dir(run)] if is_simulated(run) else csmpl_paths(run)
+
+
+def stream_samples(run):
+    """Samples per channel, known before the stream is read (simulated: duration x fs)."""
+    rc = RUNS[run]
+    if is_simulated(run):
+        return int(round(rc["simulate"]["duration"] * rc["sample_frequency"]))
+    first = Path(rc["csmpl"][0])
+    return first.stat().st_size // 2 if first.is_file() else 0
+
+
+def n_segments(run):
+    """Number of time segments the trigger of a run is split into (separate jobs)."""
+    rc = RUNS[run]
+    return len(pipeline.segment_bounds(max(stream_samples(run), 1), rc["sample_frequency"],
+                                       config["trigger"]["segment_duration"]))
 
 
 def stream_params(run):

@@ -12,6 +12,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InputError
 from .models import Classifier
 from .train import load_model
@@ -40,3 +42,83 @@ def resolve_model(spec: str | Path, device=None) -> tuple[Classifier, dict]:
     if path.suffix not in (".pt", ""):
         raise InputError(f"{path}: a model is 'universal' or a checkpoint path x.pt (with x.json beside it)")
     return load_model(path, device)
+
+
+def records_input_kind(path: str | Path) -> str:
+    """'records' (a Zarr records store), 'cait' (HDF5) or 'npz', from the file itself; InputError otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or store")
+    if path.is_dir():
+        if (path / "zarr.json").is_file():
+            return "records"
+        raise InputError(f"{path}: a directory but not a Zarr store (no zarr.json)")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == b"\x89HDF\r\n\x1a\n":
+        return "cait"
+    if head[:4] == b"PK\x03\x04":
+        return "npz"
+    raise InputError(f"{path}: unknown input; need a records store, a Cait HDF5 file or an .npz with 'records'")
+
+
+def iter_record_blocks(path: str | Path, events_per_block: int = 8192):
+    """The records of `path` in blocks along the event axis: yields (event slice, (..., n, N) float32 block).
+
+    Returns the leading shape of the whole input first: the generator's first item is
+    ``(None, leading_shape)`` (``(channels, events)`` or ``(events,)``), then the blocks.
+    """
+    path = Path(path)
+    kind = records_input_kind(path)
+    if kind == "records":
+        from ..io.stores import open_store
+
+        trace = open_store(path, "records")["trace"]
+        yield None, tuple(trace.shape[:2])
+        for a in range(0, trace.shape[1], events_per_block):
+            sl = slice(a, min(a + events_per_block, trace.shape[1]))
+            yield sl, np.asarray(trace[:, sl].values, dtype=np.float32)
+        return
+    if kind == "cait":
+        from ..io.cait import read_cait_events
+
+        x = read_cait_events(path)
+    else:
+        with np.load(path, allow_pickle=False) as z:
+            if "records" not in z:
+                raise InputError(f"{path}: .npz has no array 'records' (has {sorted(z.files)})")
+            x = np.asarray(z["records"])
+        if x.ndim not in (2, 3) or x.shape[-1] < 1 or not np.issubdtype(x.dtype, np.number):
+            raise InputError(f"{path}: 'records' must be numeric (events, samples) or (channels, events, samples), "
+                             f"got shape {x.shape} dtype {x.dtype}")
+    yield None, tuple(x.shape[:-1])
+    for a in range(0, x.shape[-2], events_per_block):
+        sl = slice(a, min(a + events_per_block, x.shape[-2]))
+        yield sl, np.asarray(x[..., sl, :], dtype=np.float32)
+
+
+def predict_file(path: str | Path, model: Classifier, batch: int = 4096, events_per_block: int = 8192) -> dict:
+    """Scores of every record of a records store, Cait HDF5 file or .npz (see `iter_record_blocks`).
+
+    Returns score (leading shape, float32 in [0, 1]) and, for a multi-class head,
+    class_probability (leading shape + (n_classes,)) and class_names.
+    """
+    from .predict import predict_scores
+
+    blocks = iter_record_blocks(path, events_per_block)
+    _, lead = next(blocks)
+    score = np.empty(lead, dtype=np.float32)
+    multi = model.n_classes > 1
+    probs = np.empty((*lead, model.n_classes), dtype=np.float32) if multi else None
+    for sl, x in blocks:
+        if x.shape[-1] < 2:
+            raise InputError(f"{path}: records of {x.shape[-1]} sample(s) cannot be classified")
+        s, p = predict_scores(model, x, batch, with_probabilities=True)
+        score[..., sl] = s
+        if multi:
+            probs[..., sl, :] = p
+    out = {"score": score}
+    if multi:
+        out["class_probability"] = probs
+        out["class_names"] = np.asarray(model.class_names or [str(i) for i in range(model.n_classes)])
+    return out

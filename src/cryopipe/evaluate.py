@@ -1,0 +1,395 @@
+"""Evaluation of a cleaning model on simulated test sets: metrics, targets table and figures.
+
+Test sets are "simset" Datasets (`cryopipe.simulate.records`) of detectors not used in training:
+universal sets of a new seed, detector-mode sets of random SEV/NPS (`random_detector`), pulse sets
+(event_pulse only, SNR 3-300, for recall vs SNR and IOR) and two-pulse pile-up sets
+(`pileup_pairs`, for the selectivity map and IOS; the CRESST paper's simulation, seed 000 section 4.2:
+first pulse at N/4, second anywhere in the window). Sets are stored downsampled to 512 samples
+(`compact`): the models downsample every record to 512 block means, so the scores are identical.
+
+`evaluate_model(model, meta, test_sets, out_dir)` computes, for the decisions score >= cutoff:
+- balanced accuracy, recall, precision and their scan over cutoffs, over all records of the sets
+  holding more than one event class ("mixed" sets), and per set;
+- recall vs SNR of event_pulse records (all sets) and IOR over SNR 3-300 (linear in SNR, as the
+  paper; the log10-SNR variant is reported too);
+- selectivity of two-pulse pile-ups over (onset difference / record length, height ratio) and IOS;
+- survival rate per event class (mixed sets);
+- the targets table `TARGETS` with pass/fail, as markdown and CSV, and figures (matplotlib, Agg).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import scipy.fft
+import xarray as xr
+
+from . import metrics
+from .cleaning.predict import CUTOFF, predict_scores
+from .cleaning.preprocess import LENGTH, downsample
+from .errors import InputError
+from .simulate.noise import psd_model
+from .simulate.pulses import pulse_template
+from .simulate.records import DEFAULT_ACCEPTED, EVENT_CLASSES, simulate_detector_records, simulate_universal_records
+
+#: name -> (comparison, threshold). Survival targets apply per class: accepted classes (event_pulse,
+#: carrier_event, tail_event) >= 98 %, pile_up <= 4 %, every other (artifact) class <= 1 %.
+TARGETS = {
+    "balanced_accuracy": (">=", 0.97),
+    "ior": (">=", 0.995),
+    "ios": (">=", 0.98),
+    "survival_accepted": (">=", 0.98),
+    "survival_pile_up": ("<=", 0.04),
+    "survival_artifact": ("<=", 0.01),
+}
+SNR_RANGE = (3.0, 300.0)                       # IOR range (CRESST paper section 4.2)
+PILEUP_RATIO = (0.05, 1.0)                     # second / first pulse height (the simulator's pileup_min_ratio)
+PILEUP_MIN_SEPARATION = 1 / 128                # |onset difference| >= this fraction of N (simulator's pile_up)
+ONSET_SPAN = (1 / 64 - 1 / 4, 15 / 16 - 1 / 4)  # second onset in [N/64, 15N/16): difference / N
+RATIO_EDGES = np.array([0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0])
+SIMSET_CHUNK = 10_000                          # records simulated at a time before `compact`
+
+
+# ------------------------------------------------------------------------------ test sets
+
+def compact(ds: xr.Dataset, length: int = LENGTH) -> xr.Dataset:
+    """The set with its traces downsampled to `length` block means (what every model sees first)."""
+    out = ds.drop_vars([n for n, v in ds.variables.items() if "sample" in v.dims and n != "trace"])
+    trace = downsample(ds["trace"].values, length)
+    return out.assign(trace=(("channel", "event", "sample"), trace)).assign_attrs(
+        downsampled_from=int(ds.sizes["sample"]))
+
+
+def _concat(parts: list[xr.Dataset]) -> xr.Dataset:
+    ds = xr.concat(parts, dim="event", data_vars="minimal", coords="minimal", compat="override",
+                   combine_attrs="override", join="override")
+    return ds.assign_coords(event=np.arange(ds.sizes["event"]))
+
+
+def _in_chunks(n_per_class: dict, make, rng: np.random.Generator) -> xr.Dataset:
+    """Simulate `n_per_class` in pieces of about SIMSET_CHUNK records (each `compact`ed), concatenated."""
+    total = sum(n_per_class.values())
+    pieces = max(1, -(-total // SIMSET_CHUNK))
+    parts = []
+    for p in range(pieces):
+        counts = {c: k // pieces + (p < k % pieces) for c, k in n_per_class.items()}
+        counts = {c: k for c, k in counts.items() if k}
+        if counts:
+            parts.append(compact(make(counts, np.random.default_rng(rng.integers(2**63)))))
+    return _concat(parts)
+
+
+def random_detector(rng: np.random.Generator, record_length: int = 4096,
+                    sample_frequency: float | None = None) -> dict:
+    """A random detector: SEV (Proebst model, max 1, onset N/4), NPS (white + 1/f + lines, V^2/Hz), fs (Hz).
+
+    Time constants are drawn as fractions of the record duration, so any record length gives a
+    plausible window; resolution (sigma_OF) log-uniform in [0.1, 5] mV.
+    """
+    n = int(record_length)
+    fs = float(sample_frequency or np.exp(rng.uniform(np.log(10e3), np.log(50e3))))
+    duration = n / fs
+    tau_n = duration * np.exp(rng.uniform(np.log(1 / 200), np.log(1 / 15)))
+    tau_in = tau_n * np.exp(rng.uniform(np.log(1 / 30), np.log(1 / 4)))
+    tau_t = tau_n * rng.uniform(1.5, 6.0)
+    sev = pulse_template(n, fs, tau_n, tau_in, tau_t, at_over_an=float(rng.uniform(0.1, 2.0)))
+    freqs = scipy.fft.rfftfreq(n, 1 / fs)
+    lines = tuple((50.0 * k, 2 * fs / n, 1e-11 * rng.uniform(1, 100)) for k in rng.integers(1, 8, rng.integers(0, 4)))
+    nps = psd_model(freqs, 1e-12, 1e-12 * np.exp(rng.uniform(0, np.log(500))), 1.0, lines, rng.uniform(0.7, 1.5))
+    return {"sev": sev, "nps": nps, "sample_frequency": fs, "resolution": float(np.exp(rng.uniform(np.log(1e-4),
+                                                                                                 np.log(5e-3)))),
+            "tau_n": tau_n, "tau_in": tau_in, "tau_t": tau_t}
+
+
+def detector_set(n_per_class: dict, detector: dict, rng: np.random.Generator, snr_range=(3.0, 1000.0),
+                 **kwargs) -> xr.Dataset:
+    """Detector-mode simset of `detector` (`random_detector`), compacted, simulated in chunks."""
+    def make(counts, gen):
+        return simulate_detector_records(counts, detector["sev"], detector["nps"], detector["sample_frequency"], gen,
+                                         resolution=detector["resolution"], snr_range=snr_range, **kwargs)
+    return _in_chunks(dict(n_per_class), make, rng)
+
+
+def universal_set(n_per_class: dict, record_length: int, rng: np.random.Generator, snr_range=(3.0, 1000.0),
+                  **kwargs) -> xr.Dataset:
+    """Universal-mode simset (every record its own detector), compacted, simulated in chunks."""
+    def make(counts, gen):
+        return simulate_universal_records(counts, record_length, gen, snr_range=snr_range, **kwargs)
+    return _in_chunks(dict(n_per_class), make, rng)
+
+
+def pileup_pairs(n: int, detector: dict, rng: np.random.Generator, snr_range=SNR_RANGE, ratio_range=PILEUP_RATIO,
+                 min_separation: float = PILEUP_MIN_SEPARATION) -> xr.Dataset:
+    """Two-pulse pile-ups: a simulated event_pulse record (onset N/4 +- N/64, SNR log-uniform in
+    `snr_range`) plus a second SEV pulse, height ratio r = h2/h1 log-uniform in
+    [max(r_lo, 3/SNR1), r_hi] (the simulator's pile_up rule), onset anywhere in [N/64, 15N/16) at least
+    `min_separation` * N from the first. No saturation (pulses add linearly).
+
+    Returns a compacted simset (event_class 'pile_up', label False) with the extra variables
+    onset_difference ((onset2 - onset1) / N) and height_ratio (channel, event), and n_pulses = 2.
+    """
+    sev, fs = detector["sev"], detector["sample_frequency"]
+    n_samples = sev.size
+    parts, left = [], int(n)
+    grid = np.arange(n_samples, dtype=np.float64)
+    while left > 0:
+        m = min(left, SIMSET_CHUNK)
+        gen = np.random.default_rng(rng.integers(2**63))
+        ds = simulate_detector_records({"event_pulse": m}, sev, detector["nps"], fs, gen,
+                                       resolution=detector["resolution"], snr_range=snr_range)
+        onset1 = ds["onset"].values[0] * fs + n_samples // 4                       # samples
+        snr1 = ds["snr"].values[0].astype(float)
+        lo = np.clip(np.maximum(ratio_range[0], SNR_RANGE[0] / snr1), None, ratio_range[1])
+        ratio = np.exp(gen.uniform(np.log(lo), np.log(ratio_range[1])))
+        onset2 = _second_onsets(gen, onset1, n_samples, min_separation)
+        h2 = ratio * ds["pulse_height"].values[0]
+        trace = ds["trace"].values[0].astype(np.float64)
+        sev_onset = n_samples // 4                                                    # as the simulator's SEV
+        for i in range(m):
+            trace[i] += h2[i] * np.interp(grid - onset2[i] + sev_onset, grid, sev, left=0.0, right=sev[-1])
+        ds["trace"] = (("channel", "event", "sample"), trace[None].astype(np.float32))
+        ds["event_class"] = ("event", np.full(m, "pile_up"))
+        ds["label"] = (("channel", "event"), np.zeros((1, m), dtype=bool))
+        ds["n_pulses"] = (("channel", "event"), np.full((1, m), 2, dtype=np.int64))
+        ds["onset_difference"] = (("channel", "event"), ((onset2 - onset1) / n_samples)[None])
+        ds["height_ratio"] = (("channel", "event"), ratio[None])
+        parts.append(compact(ds))
+        left -= m
+    return _concat(parts)
+
+
+def _second_onsets(rng, onset1, n_samples, min_separation):
+    """Onsets (samples) uniform in [N/64, 15N/16) excluding |onset - onset1| < min_separation N."""
+    lo, hi, gap = n_samples / 64, n_samples * 15 / 16, min_separation * n_samples
+    a0, a1 = onset1 - gap, onset1 + gap                    # excluded interval
+    left_len = np.clip(a0 - lo, 0, None)
+    u = rng.uniform(0, 1, onset1.size) * (left_len + np.clip(hi - a1, 0, None))
+    return np.where(u < left_len, lo + u, a1 + (u - left_len))
+
+
+def build_test_sets(n_per_class: int, n_pulses: int, n_pileups: int, record_length: int = 4096,
+                    seed: int = 1000) -> dict[str, xr.Dataset]:
+    """The standard test sets: universal (seed), two random detectors (all classes), pulses and
+    two-pulse pile-ups split over the two detectors. Sizes: records per class per mixed set,
+    total pulses, total pile-ups."""
+    rng = np.random.default_rng(seed)
+    every = {c: int(n_per_class) for c in EVENT_CLASSES}
+    sets = {"universal": universal_set(every, record_length, rng)}
+    for name in ("a", "b"):
+        det = random_detector(rng, record_length)
+        sets[f"detector_{name}"] = detector_set(every, det, rng)
+        sets[f"pulses_{name}"] = detector_set({"event_pulse": n_pulses // 2}, det, rng, snr_range=SNR_RANGE)
+        sets[f"pileups_{name}"] = pileup_pairs(n_pileups // 2, det, rng)
+    return sets
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+def score_sets(model, test_sets: dict[str, xr.Dataset], batch: int = 4096) -> dict[str, np.ndarray]:
+    """Acceptance scores (channel, event) of every set."""
+    return {name: predict_scores(model, ds["trace"].values, batch) for name, ds in test_sets.items()}
+
+
+def _flat(ds, name):
+    v = ds[name]
+    if "channel" not in v.dims:
+        v = v.expand_dims(channel=ds.sizes["channel"])
+    return np.asarray(v.transpose("channel", "event").values).ravel()
+
+
+def classification(labels, scores, cutoff) -> dict:
+    """BA, recall, selectivity, precision at `cutoff` and the cutoff scan of bool `labels`."""
+    return {"balanced_accuracy": metrics.balanced_accuracy(labels, scores, cutoff),
+            "recall": metrics.recall(labels, scores, cutoff), "selectivity": metrics.selectivity(labels, scores, cutoff),
+            "precision": metrics.precision(labels, scores, cutoff), "n_records": int(np.size(labels)),
+            "scan": metrics.cutoff_scan(labels, scores), "pr_curve": metrics.precision_recall(labels, scores)}
+
+
+def snr_recall(snr, accepted, lo=SNR_RANGE[0], hi=SNR_RANGE[1], n_bins: int = 33) -> dict:
+    """Recall vs SNR on log bins over [lo, hi] and IOR (linear in SNR as the paper, and log10); NaN if a bin is empty."""
+    edges = np.geomspace(lo, hi, n_bins + 1)
+    curve = metrics.recall_vs_snr(snr, accepted, edges)
+    out = {"curve": curve, "n_records": int(np.sum(curve["counts"]))}
+    for scale in ("linear", "log10"):
+        try:
+            out[f"ior_{scale}"] = metrics.integral_over_recall(edges, curve["recall"], lo, hi, scale)
+        except InputError:
+            out[f"ior_{scale}"] = float("nan")
+    return out
+
+
+def pileup_selectivity(onset_difference, height_ratio, rejected, onset_bins: int = 24, ratio_edges=RATIO_EDGES) -> dict:
+    """Selectivity map over (onset difference / N, height ratio) and IOS over the whole map (NaN if a bin is empty)."""
+    onset_edges = np.linspace(*ONSET_SPAN, onset_bins + 1)
+    m = metrics.selectivity_map(onset_difference, height_ratio, rejected, onset_edges, ratio_edges)
+    try:
+        ios = metrics.integral_over_selectivity(onset_edges, ratio_edges, m["selectivity"])
+    except InputError:
+        ios = float("nan")
+    return {"map": m, "ios": ios, "n_records": int(np.size(rejected)), "selectivity": float(np.mean(rejected))
+            if np.size(rejected) else float("nan")}
+
+
+def target_rows(result: dict, accepted_classes) -> list[dict]:
+    """One row per target: name, value, comparison, threshold, passed."""
+    rows = []
+
+    def add(name, value, key):
+        op, thr = TARGETS[key]
+        ok = bool(np.isfinite(value) and (value >= thr if op == ">=" else value <= thr))
+        rows.append({"target": name, "value": float(value), "comparison": op, "threshold": thr, "passed": ok})
+
+    add("balanced_accuracy", result["classification"]["balanced_accuracy"], "balanced_accuracy")
+    add("IOR (SNR 3-300)", result["snr"]["ior_linear"], "ior")
+    add("IOS (two-pulse pile-ups)", result["pileup"]["ios"], "ios")
+    for cls, (_, _, rate) in sorted(result["survival"].items()):
+        key = ("survival_accepted" if cls in accepted_classes else "survival_pile_up" if cls == "pile_up"
+               else "survival_artifact")
+        add(f"survival {cls}", rate, key)
+    return rows
+
+
+def evaluate_model(model, meta: dict, test_sets: dict[str, xr.Dataset], out_dir, cutoff: float | None = None,
+                   batch: int = 4096, onset_bins: int = 24, ratio_edges=RATIO_EDGES) -> dict:
+    """Evaluate `model` on `test_sets` (name -> simset Dataset); write figures and tables to `out_dir`.
+
+    Parameters
+    ----------
+    meta : the checkpoint meta (its "cutoff" is the default cutoff, else 0.5)
+    test_sets : simset Datasets; sets holding one event class only (pulses, pile-ups) enter the
+        SNR / selectivity metrics but not BA and survival; sets with variables onset_difference and
+        height_ratio (`pileup_pairs`) make the selectivity map.
+    out_dir : folder for ba_vs_cutoff.png, precision_recall.png, recall_vs_snr.png, selectivity_map.png,
+        survival.png, targets.md, targets.csv, metrics_per_set.csv, metrics.json
+
+    Returns
+    -------
+    dict with cutoff, classification (combined mixed sets), per_set, snr, pileup, survival
+    (class -> (survived, total, rate)), targets (rows) and all_passed.
+    """
+    if not test_sets:
+        raise InputError("test_sets: need at least one simset Dataset")
+    cutoff = float(cutoff if cutoff is not None else meta.get("cutoff", CUTOFF))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scores = score_sets(model, test_sets, batch)
+    per_set, mixed, snr, acc_snr, pile = {}, [], [], [], []
+    for name, ds in test_sets.items():
+        s, lab = scores[name].ravel(), _flat(ds, "label").astype(bool)
+        cls = _flat(ds, "event_class").astype(str)
+        per_set[name] = {k: v for k, v in classification(lab, s, cutoff).items() if k not in ("scan", "pr_curve")}
+        per_set[name]["survival"] = metrics.survival_rates(cls, s >= cutoff)
+        if np.unique(cls).size > 1:
+            mixed.append((lab, s, cls))
+        pulses = cls == "event_pulse"
+        snr.append(_flat(ds, "snr")[pulses])
+        acc_snr.append(s[pulses] >= cutoff)
+        if "height_ratio" in ds:
+            pile.append((_flat(ds, "onset_difference"), _flat(ds, "height_ratio"), s < cutoff))
+    if not mixed:
+        raise InputError("test_sets: need at least one set with more than one event class")
+    lab, s, cls = (np.concatenate(v) for v in zip(*mixed))
+    accepted_classes = sorted(set(cls[lab]))
+    result = {
+        "cutoff": cutoff, "sets": list(test_sets), "classification": classification(lab, s, cutoff),
+        "per_set": per_set, "snr": snr_recall(np.concatenate(snr), np.concatenate(acc_snr)),
+        "pileup": pileup_selectivity(*(np.concatenate(v) for v in zip(*pile)), onset_bins, ratio_edges) if pile
+        else {"ios": float("nan"), "n_records": 0, "map": None, "selectivity": float("nan")},
+        "survival": metrics.survival_rates(cls, s >= cutoff), "accepted_classes": accepted_classes,
+    }
+    result["targets"] = target_rows(result, accepted_classes)
+    result["all_passed"] = all(r["passed"] for r in result["targets"])
+    write_tables(result, out, meta)
+    plot_all(result, out)
+    return result
+
+
+# ------------------------------------------------------------------------------ output
+
+def write_tables(result: dict, out: Path, meta: dict) -> None:
+    """targets.csv, targets.md, metrics_per_set.csv and metrics.json (scalars) in `out`."""
+    rows = result["targets"]
+    with open(out / "targets.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    c = result["classification"]
+    lines = [f"# Cleaning model evaluation ({meta.get('name', meta.get('model', 'model'))}, cutoff {result['cutoff']})",
+             "", f"Sets: {', '.join(result['sets'])}. Mixed-set records: {c['n_records']}; "
+             f"SNR-curve pulses: {result['snr']['n_records']}; two-pulse pile-ups: {result['pileup']['n_records']}.",
+             f"Recall {c['recall']:.4f}, selectivity {c['selectivity']:.4f}, precision {c['precision']:.4f}; "
+             f"IOR over log10 SNR {result['snr']['ior_log10']:.4f}.", "",
+             "| target | value | goal | pass |", "|---|---|---|---|"]
+    lines += [f"| {r['target']} | {r['value']:.4f} | {r['comparison']} {r['threshold']} | "
+              f"{'yes' if r['passed'] else 'NO'} |" for r in rows]
+    (out / "targets.md").write_text("\n".join(lines) + "\n")
+    with open(out / "metrics_per_set.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["set", "n_records", "balanced_accuracy", "recall", "selectivity", "precision"])
+        for name, m in result["per_set"].items():
+            w.writerow([name, m["n_records"], m["balanced_accuracy"], m["recall"], m["selectivity"], m["precision"]])
+    scalars = {"cutoff": result["cutoff"], "all_passed": result["all_passed"], "targets": rows,
+               **{k: c[k] for k in ("balanced_accuracy", "recall", "selectivity", "precision", "n_records")},
+               "ior_linear": result["snr"]["ior_linear"], "ior_log10": result["snr"]["ior_log10"],
+               "ios": result["pileup"]["ios"], "survival": result["survival"]}
+    (out / "metrics.json").write_text(json.dumps(scalars, indent=1, default=float))
+
+
+def plot_all(result: dict, out: Path) -> list[Path]:
+    """The evaluation figures (PNG) in `out`; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+
+    def save(fig, name):
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        paths.append(out / name)
+
+    c = result["classification"]
+    fig, ax = plt.subplots(figsize=(5, 3.6), constrained_layout=True)
+    ax.plot(c["scan"]["cutoff"], c["scan"]["balanced_accuracy"], "o-", label="balanced accuracy")
+    ax.plot(c["scan"]["cutoff"], c["scan"]["recall"], ".--", label="recall")
+    ax.plot(c["scan"]["cutoff"], c["scan"]["selectivity"], ".--", label="selectivity")
+    ax.axvline(result["cutoff"], color="grey", lw=0.8)
+    ax.set(xlabel="cutoff", ylabel="metric")
+    ax.legend()
+    save(fig, "ba_vs_cutoff.png")
+
+    fig, ax = plt.subplots(figsize=(5, 3.6), constrained_layout=True)
+    ax.plot(c["pr_curve"]["recall"], c["pr_curve"]["precision"])
+    ax.plot(c["recall"], c["precision"], "o", label=f"cutoff {result['cutoff']}")
+    ax.set(xlabel="recall", ylabel="precision")
+    ax.legend()
+    save(fig, "precision_recall.png")
+
+    curve = result["snr"]["curve"]
+    fig, ax = plt.subplots(figsize=(5, 3.6), constrained_layout=True)
+    ax.step(curve["edges"][:-1], curve["recall"], where="post")
+    ax.axvline(5, color="grey", ls="--", lw=0.8)
+    ax.set(xscale="log", xlabel="SNR (pulse height / sigma_OF)", ylabel="recall",
+           title=f"IOR {result['snr']['ior_linear']:.4f}")
+    save(fig, "recall_vs_snr.png")
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
+    m = result["pileup"]["map"]
+    if m is not None:
+        mesh = ax.pcolormesh(m["onset_edges"], m["ratio_edges"], m["selectivity"].T, vmin=0, vmax=1)
+        fig.colorbar(mesh, ax=ax, label="selectivity")
+    ax.set(xlabel="onset difference / record length", ylabel="height ratio (second / first)",
+           title=f"IOS {result['pileup']['ios']:.4f}")
+    save(fig, "selectivity_map.png")
+
+    names = sorted(result["survival"])
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    ax.barh(names, [result["survival"][n][2] for n in names],
+            color=["tab:green" if n in result["accepted_classes"] else "tab:red" for n in names])
+    ax.set(xlabel="survival rate", xscale="symlog", xlim=(0, 1))
+    ax.set_xscale("symlog", linthresh=0.01)
+    save(fig, "survival.png")
+    return paths
