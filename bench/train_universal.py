@@ -28,7 +28,7 @@ from cryopipe.simulate.records import DEFAULT_ACCEPTED, EVENT_CLASSES, simulate_
 
 # ----------------------------------------------------------------------------------- config
 MODEL = "cnn"                         # CRESST CNN (Table 3), 91k parameters (~0.37 MB of weights)
-SEED = 0                              # training sets: default_rng([SEED, length, part]); validation: [SEED, 1, length, part]
+SEED = 0                              # train: default_rng([SEED, length, part]); validation: [SEED, 1, length, part]
 RECORD_LENGTHS = (1024, 2048, 4096, 8192)   # samples; every set is downsampled to 512 (any N works at predict time)
 SNR_RANGE = (3.0, 3000.0)             # pulse height / sigma_OF, log-uniform (pulses below 3 sigma are not "clean")
 N_PER_CLASS = {                       # records per class and per record length (train); hard classes get more
@@ -41,6 +41,9 @@ PARTS = 4                             # each (class, length) set is simulated in
 N_VAL_PER_CLASS = 150                 # per class and record length (validation)
 EPOCHS = 40
 BATCH_SIZE = 64                       # CRESST paper
+#: CRESST augmentations (cleaning.augment); the piled-up copy is scaled by a ratio drawn from
+#: height_range so that the model sees pile-ups whose extra pulse is smaller than the one at N/4.
+AUGMENT_OPTIONS = {"height_range": (0.05, 1.0)}
 LEARNING_RATE = None                  # None: CRESST Table 7 rate of MODEL (cnn: 5e-4)
 TORCH_THREADS = 1                     # on a shared 2-core machine one thread trains ~10x faster than two
 OUT = Path(__file__).resolve().parents[1] / "src" / "cryopipe" / "models" / "universal.pt"
@@ -83,11 +86,13 @@ def main() -> None:
     print(f"simulated {len(train)} training and {len(val)} validation records in {time.perf_counter() - t0:.0f} s",
           flush=True)
     config = {"model": MODEL, "seed": SEED, "record_lengths": list(RECORD_LENGTHS), "snr_range": list(SNR_RANGE),
-              "n_per_class": n_train, "n_val_per_class": n_val, "epochs": args.epochs, "batch_size": BATCH_SIZE,
+              "n_per_class": n_train, "n_val_per_class": n_val, "augment_options": AUGMENT_OPTIONS,
+              "epochs": args.epochs, "batch_size": BATCH_SIZE,
               "simulation": "cryopipe.simulate.records.simulate_universal_records (default UNIVERSAL_RANGES)"}
     result = train_model(MODEL, train, val, args.out, epochs=args.epochs, batch_size=BATCH_SIZE, lr=LEARNING_RATE,
                          seed=SEED, n_classes=len(names), accepted=sorted(DEFAULT_ACCEPTED), pileup_class="pile_up",
-                         device="cpu", progress=sys.stdout, meta={"name": "universal", "training": config})
+                         augment_options=AUGMENT_OPTIONS, device="cpu", progress=sys.stdout,
+                         meta={"name": "universal", "training": config})
     curves = Path("results/models/universal_loss.png")
     plot_loss_curves(result.history, curves)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

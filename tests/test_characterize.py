@@ -1,7 +1,6 @@
 """Noise power spectrum, clean-record selection, standard event and pulse-model fit against simulated truth."""
 import numpy as np
 import pytest
-import scipy.signal
 
 from cryopipe.characterize import (clean_noise_mask, fit_pulse_model, noise_power_spectrum, pulse_features,
                                    select_clean_pulses, standard_event)
@@ -171,7 +170,7 @@ def test_standard_event_matches_template(pulse_mix, method):
 def test_standard_event_too_few_raises(pulse_mix):
     x, kind, _ = pulse_mix
     with pytest.raises(CryopipeError, match=r"run3/ch1: 4 clean pulses of 24 records, need at least 10"):
-        standard_event(x[kind == "noise"][:20].tolist() + x[:4].tolist(), FS, what="run3/ch1",
+        standard_event(np.concatenate([x[kind == "noise"], x[:4]]), FS, what="run3/ch1",
                        mask=np.r_[np.zeros(20, bool), np.ones(4, bool)])
     with pytest.raises(CryopipeError, match=r"0 clean pulses of 20 records"):
         standard_event(x[kind == "noise"], FS)

@@ -410,8 +410,12 @@ def fit_pulse_model(sev, sample_frequency: float, starts=None, agree: int = 3) -
     The model is a sum of three exponentials exp(-(t - t0)/tau_i) with coefficients summing to 0;
     the fit varies t0 and the log time constants (scipy.optimize.least_squares) and solves the
     amplitudes linearly (variable projection), from several starting points built from the
-    template's rise and decay times (stopping once `agree` of them reach the same minimum). The time constants are then identified in the natural order
-    tau_in < tau_n < tau_t (rise, non-thermal decay, thermal decay), which fixes An = -c_in, At = c_t.
+    template's rise and decay times (stopping once `agree` of them reach the same minimum). The
+    time constants are then identified in the natural order tau_in < tau_n < tau_t (rise,
+    non-thermal decay, thermal decay), which fixes An = -c_in, At = c_t.
+
+    With An = At the tau_n terms cancel (the model is An (exp(-t/tau_t) - exp(-t/tau_in))) and
+    tau_n is not identifiable: the fit then returns one of the equivalent parameter sets.
 
     Parameters
     ----------

@@ -13,8 +13,9 @@ Mapping to the "records" store (`cryopipe.io.stores.STORES["records"]`):
   else record index * N / fs (records back to back); trigger_sample = round(trigger_time * fs);
 - trigger_amplitude: ``of_ph`` if present, else ``mainpar[..., 0]`` (Cait's pulse height), else NaN;
 - trigger_channel: the channel of the largest trigger amplitude (-1 for noise records, or when unknown);
-- mainpar (channel, event, parameter) when present (parameter: MAINPAR_NAMES); attrs: live_time and stream_duration are the span of
-  the trigger times plus one record (Cait files hold no dead time), threshold NaN (unknown).
+- mainpar (channel, event, parameter) when present (parameter: MAINPAR_NAMES);
+- attrs: live_time and stream_duration are the span of the trigger times plus one record (Cait
+  files hold no dead time), threshold NaN per channel (unknown).
 """
 from __future__ import annotations
 

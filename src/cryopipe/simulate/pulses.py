@@ -19,7 +19,7 @@ def proebst_pulse(t, t0, An, At, tau_n, tau_in, tau_t):
 
 
 def pulse_template(record_length: int, sample_frequency: float, tau_n: float, tau_in: float, tau_t: float,
-                   at_over_an: float = 1.0, onset_fraction: float = 0.25) -> np.ndarray:
+                   at_over_an: float = 0.5, onset_fraction: float = 0.25) -> np.ndarray:
     """Pulse of the model with onset at `onset_fraction` of the window, scaled to a maximum of 1.
 
     Parameters
@@ -27,7 +27,7 @@ def pulse_template(record_length: int, sample_frequency: float, tau_n: float, ta
     record_length : samples
     sample_frequency : Hz
     tau_n, tau_in, tau_t : s (non-thermal decay, rise, thermal decay)
-    at_over_an : ratio of the thermal to the non-thermal amplitude
+    at_over_an : ratio of the thermal to the non-thermal amplitude (at 1, the tau_n terms cancel)
     """
     t = (np.arange(record_length) - int(record_length * onset_fraction)) / sample_frequency
     v = proebst_pulse(t, 0.0, 1.0, at_over_an, tau_n, tau_in, tau_t)

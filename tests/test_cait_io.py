@@ -1,0 +1,112 @@
+"""Cait HDF5 import: a small file in Cait's layout, imported into a records store and read back."""
+import h5py
+import numpy as np
+import pytest
+
+from cryopipe.cli import main
+from cryopipe.errors import InputError
+from cryopipe.io.cait import MAINPAR_NAMES, cait_records, read_cait_events
+from cryopipe.io.stores import load_store
+
+N = 1024
+FS = 25_000.0
+
+
+def write_cait(path, n_events=6, n_noise=0, times="hours", n_channels=2, seed=0):
+    """A Cait-layout file: events/event (channels, events, samples) float32 V, mainpar (channels, events, 10)."""
+    rng = np.random.default_rng(seed)
+    event = rng.standard_normal((n_channels, n_events, N)).astype(np.float32)
+    mainpar = rng.uniform(0, 1, (n_channels, n_events, 10))
+    hours = np.sort(rng.uniform(0, 2, n_events))
+    with h5py.File(path, "w") as f:
+        g = f.create_group("events")
+        g["event"] = event
+        g["mainpar"] = mainpar
+        if times == "hours":
+            g["hours"] = hours
+        elif times == "time_s":
+            g["time_s"] = np.floor(1.7e9 + hours * 3600)
+            g["time_mus"] = np.round((hours * 3600 % 1) * 1e6)
+        noise = None
+        if n_noise:
+            noise = rng.standard_normal((n_channels, n_noise, N)).astype(np.float32)
+            n = f.create_group("noise")
+            n["event"] = noise
+            n["hours"] = np.sort(rng.uniform(0, 2, n_noise))
+    return event, mainpar, hours, noise
+
+
+def test_import_cait_round_trip_with_noise(tmp_path):
+    h5 = tmp_path / "run.h5"
+    event, mainpar, hours, noise = write_cait(h5, n_events=6, n_noise=3)
+    out = tmp_path / "run.zarr"
+    assert main(["import-cait", str(h5), str(out), "--sample-frequency", str(FS), "--channels", "phonon,light"]) == 0
+    ds = load_store(out, "records")
+    with h5py.File(h5) as f:
+        noise_hours = f["noise"]["hours"][:]
+    all_hours = np.concatenate([hours, noise_hours])
+    order = np.argsort(all_hours, kind="stable")
+    all_traces = np.concatenate([event, noise], axis=1)[:, order]
+    np.testing.assert_array_equal(ds["trace"].values, all_traces)
+    assert list(ds["channel"].values) == ["phonon", "light"]
+    kinds = np.array(["particle"] * 6 + ["noise"] * 3)[order]
+    assert list(ds["record_kind"].values) == kinds.tolist()
+    t = (all_hours[order] - all_hours[order][0]) * 3600
+    np.testing.assert_allclose(ds["trigger_time"].values, t, rtol=1e-12)
+    np.testing.assert_array_equal(ds["trigger_sample"].values, np.round(t * FS).astype(np.int64))
+    # the channel with the larger Cait pulse height (mainpar[..., 0]) fired; noise records: -1
+    ph = np.concatenate([mainpar[:, :, 0], np.full((2, 3), np.nan)], axis=1)[:, order]
+    fired = np.where(kinds == "noise", -1, np.argmax(np.nan_to_num(ph, nan=-1), axis=0))
+    np.testing.assert_array_equal(ds["trigger_channel"].values, fired)
+    np.testing.assert_allclose(ds["trigger_amplitude"].values, ph.astype(np.float32))
+    assert list(ds["parameter"].values) == list(MAINPAR_NAMES)
+    np.testing.assert_allclose(ds["mainpar"].values[:, kinds == "particle"],
+                               mainpar[:, np.argsort(hours, kind="stable")].astype(np.float32))
+    assert ds.attrs["sample_frequency"] == FS and ds.attrs["record_length"] == N
+    np.testing.assert_allclose(ds["time"].values, (np.arange(N) - N // 4) / FS)
+    assert ds.attrs["stream_duration"] == pytest.approx(t[-1] + N / FS)
+
+
+@pytest.mark.parametrize("times", ["time_s", "none"])
+def test_trigger_times_from_time_stamps_or_index(tmp_path, times):
+    h5 = tmp_path / "run.h5"
+    event, _, hours, _ = write_cait(h5, n_events=5, times=times)
+    ds = cait_records(h5, FS)
+    if times == "none":
+        np.testing.assert_allclose(ds["trigger_time"].values, np.arange(5) * N / FS)
+        np.testing.assert_array_equal(ds["trigger_sample"].values, np.arange(5) * N)
+        np.testing.assert_array_equal(ds["trace"].values, event)
+    else:
+        np.testing.assert_allclose(ds["trigger_time"].values, (hours - hours[0]) * 3600, atol=2e-6)
+    assert set(ds["record_kind"].values.tolist()) == {"particle"}
+
+
+def test_channel_selection_in_any_order(tmp_path):
+    h5 = tmp_path / "run.h5"
+    event, *_ = write_cait(h5, n_channels=3, times="none")
+    np.testing.assert_array_equal(read_cait_events(h5, channels=[2, 0]), event[[2, 0]])
+    ds = cait_records(h5, FS, channels=[2, 0])
+    assert list(ds["channel"].values) == ["ch2", "ch0"]
+    with pytest.raises(InputError, match="outside"):
+        cait_records(h5, FS, channels=[3])
+
+
+def test_import_errors_name_the_file(tmp_path, capsys):
+    missing = tmp_path / "missing.h5"
+    assert main(["import-cait", str(missing), str(tmp_path / "o.zarr")]) == 1
+    assert "missing.h5" in capsys.readouterr().err
+    bad = tmp_path / "bad.h5"
+    bad.write_text("not hdf5")
+    with pytest.raises(InputError, match="bad.h5: not an HDF5 file"):
+        cait_records(bad)
+    empty = tmp_path / "empty.h5"
+    with h5py.File(empty, "w") as f:
+        f.create_group("stdevent")
+    with pytest.raises(InputError, match="empty.h5: no dataset events/event"):
+        cait_records(empty)
+    h5 = tmp_path / "run.h5"
+    write_cait(h5)
+    assert main(["import-cait", str(h5), str(tmp_path / "o.zarr"), "--channels", "a,b,c"]) == 1
+    assert "3 names for 2 channels" in capsys.readouterr().err
+    assert main(["import-cait", str(h5), str(tmp_path / "o.zarr"), "--sample-frequency", "0"]) == 1
+    assert not (tmp_path / "o.zarr").exists()

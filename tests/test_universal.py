@@ -1,0 +1,106 @@
+"""The shipped universal model and `cryopipe predict` on records stores, Cait HDF5 files and .npz files."""
+import h5py
+import numpy as np
+import pytest
+
+from cryopipe.cleaning.predict import predict_scores
+from cryopipe.cleaning.universal import load_universal, predict_file, resolve_model, universal_path
+from cryopipe.cli import main
+from cryopipe.errors import InputError
+from cryopipe.io.stores import write_store
+from cryopipe.metrics import balanced_accuracy
+from cryopipe.simulate.records import DEFAULT_ACCEPTED, EVENT_CLASSES, simulate_universal_records
+
+
+@pytest.fixture(scope="module")
+def universal():
+    return load_universal()
+
+
+@pytest.fixture(scope="module")
+def fresh_set():
+    """A universal set of a seed never used in training: pulses vs spikes, SQUID jumps, resets."""
+    n = {"event_pulse": 150, "spike": 50, "squid_jump": 50, "reset": 50}
+    return simulate_universal_records(n, 2048, np.random.default_rng(20240601), snr_range=(10.0, 1000.0))
+
+
+def test_shipped_weights_are_small_and_multiclass(universal):
+    model, meta = universal
+    assert universal_path().stat().st_size < 2e6
+    assert model.n_classes == len(EVENT_CLASSES) and model.class_names == sorted(EVENT_CLASSES)
+    assert sorted(model.class_names[i] for i in model.accepted) == sorted(DEFAULT_ACCEPTED)
+    assert meta["training"]["simulation"].startswith("cryopipe.simulate.records.simulate_universal_records")
+
+
+def test_shipped_model_separates_pulses_from_readout_artifacts(universal, fresh_set):
+    model, _ = universal
+    s = predict_scores(model, fresh_set["trace"].values[0])
+    labels = fresh_set["label"].values[0]
+    assert balanced_accuracy(labels, s) >= 0.9
+    assert np.mean(s[labels] >= 0.5) >= 0.9 and np.mean(s[~labels] < 0.5) >= 0.9
+
+
+def test_resolve_model_by_name_and_path(universal, tmp_path):
+    model, meta = resolve_model(universal_path())
+    assert meta == universal[1]
+    with pytest.raises(InputError, match="no model checkpoint"):
+        resolve_model(tmp_path / "nothing.pt")
+    with pytest.raises(InputError, match="checkpoint path"):
+        resolve_model(tmp_path / "weights.bin")
+
+
+def check_output(path, lead, expected_score):
+    out = np.load(path)
+    assert out["score"].shape == lead and out["score"].dtype == np.float32
+    assert np.all((out["score"] >= 0) & (out["score"] <= 1))
+    np.testing.assert_allclose(out["score"], expected_score, atol=1e-6)
+    assert out["class_probability"].shape == (*lead, len(EVENT_CLASSES))
+    np.testing.assert_allclose(out["class_probability"].sum(axis=-1), 1, atol=1e-5)
+    assert list(out["class_names"]) == sorted(EVENT_CLASSES)
+    np.testing.assert_array_equal(out["accepted"], out["score"] >= 0.5)
+
+
+@pytest.mark.parametrize("shape", ["2d", "3d"])
+def test_predict_cli_on_npz(universal, fresh_set, tmp_path, shape):
+    x = fresh_set["trace"].values[0, :40]
+    x = x if shape == "2d" else np.stack([x[:20], x[20:]])
+    np.savez(tmp_path / "in.npz", records=x)
+    assert main(["predict", str(tmp_path / "in.npz"), "--output", str(tmp_path / "out.npz"), "--batch", "7"]) == 0
+    check_output(tmp_path / "out.npz", x.shape[:-1], predict_scores(universal[0], x))
+
+
+def test_predict_cli_on_cait_file_and_records_store(universal, fresh_set, tmp_path):
+    from cryopipe.io.cait import cait_records
+
+    x = fresh_set["trace"].values[0, :30].reshape(2, 15, -1)
+    h5 = tmp_path / "run.h5"
+    with h5py.File(h5, "w") as f:
+        f.create_group("events")["event"] = x
+    expected = predict_scores(universal[0], x)
+    assert main(["predict", str(h5), "--output", str(tmp_path / "cait.npz"), "--model", str(universal_path())]) == 0
+    check_output(tmp_path / "cait.npz", (2, 15), expected)
+    store = write_store(cait_records(h5), tmp_path / "run.zarr", "records")
+    assert main(["predict", str(store), "--output", str(tmp_path / "store.npz"), "--cutoff", "0.3"]) == 0
+    out = np.load(tmp_path / "store.npz")
+    np.testing.assert_allclose(out["score"], expected, atol=1e-6)
+    np.testing.assert_array_equal(out["accepted"], expected >= 0.3)
+    res = predict_file(store, universal[0], batch=4, events_per_block=4)      # blocks along events
+    np.testing.assert_allclose(res["score"], expected, atol=1e-6)
+
+
+def test_predict_cli_errors_name_the_input(tmp_path, capsys):
+    out = str(tmp_path / "o.npz")
+    assert main(["predict", str(tmp_path / "nope.h5"), "--output", out]) == 1
+    assert "nope.h5: no such file" in capsys.readouterr().err
+    (tmp_path / "text.dat").write_text("hello")
+    assert main(["predict", str(tmp_path / "text.dat"), "--output", out]) == 1
+    assert "text.dat: unknown input" in capsys.readouterr().err
+    np.savez(tmp_path / "other.npz", x=np.zeros((3, 100)))
+    assert main(["predict", str(tmp_path / "other.npz"), "--output", out]) == 1
+    assert "other.npz: .npz has no array 'records'" in capsys.readouterr().err
+    np.savez(tmp_path / "flat.npz", records=np.zeros(100))
+    assert main(["predict", str(tmp_path / "flat.npz"), "--output", out]) == 1
+    assert "flat.npz: 'records' must be numeric" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "flat.npz"), "--output", out, "--model", "nomodel.pt"]) == 1
+    assert "nomodel.pt: no model checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "o.npz").exists()
