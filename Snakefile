@@ -21,7 +21,9 @@ wildcard_constraints:
 
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/trigger.smk"
+include: "workflow/rules/characterize.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/labels.smk"
 
 
 rule all:

@@ -13,6 +13,9 @@ from cryopipe.simulate.stream import DEFAULT_SIMULATION
 from workflow_util import REPO, planned_rules, snakemake, tiny_config, write_config
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+PASS1 = {"trigger_segment_pass1", "trigger_channel_pass1", "records_pass1"}
+FINAL = {"trigger_segment", "trigger_channel", "records", "features_channel", "features"}
+CHARACTERIZE = {"characterize_channel", "characterize"}
 
 
 def test_default_config_validates_and_embeds_the_default_simulation():
@@ -50,7 +53,7 @@ def test_code_version_changes_with_module_source(tmp_path, monkeypatch):
 
 def test_dry_run_of_the_default_config(tmp_path):
     rules = planned_rules(tmp_path, REPO / "config" / "config.yaml")
-    assert {"simulate_stream", "trigger_channel", "records", "features_channel", "features", "all"} <= rules
+    assert PASS1 | FINAL | {"simulate_stream", "characterize_channel", "characterize", "labels", "all"} == rules
 
 
 def test_lint_is_clean():
@@ -79,7 +82,14 @@ def test_tiny_run_writes_valid_stores_that_find_the_simulated_pulses(tiny_run):
     assert features.sizes["event"] == records.sizes["event"]
     assert list(features.channel.values) == ["phonon", "light"]
     kinds = records["record_kind"].values.astype(object)
-    assert (kinds == "noise").sum() == 20
+    assert (kinds == "noise").sum() == 60
+    labels = load_store(res / "labels.zarr", "labels")
+    assert labels["cut_flags"].sizes["cut"] >= 5 and labels.sizes["event"] == records.sizes["event"]
+    char = load_store(res / "characterization.zarr", "characterization")
+    # final pass: the optimum filter at 5 x its measured resolution, close to the expected one
+    np.testing.assert_allclose(char["threshold"], 5 * char["resolution"])
+    np.testing.assert_allclose(char["resolution"], char["expected_resolution"], rtol=0.15)
+    assert "of_amplitude" in features
     # every bright, isolated particle event of the truth has a particle record within a few samples
     onsets = truth["onset_sample"].values
     cls = np.array([str(c) for c in truth["pulse_class"].values])
@@ -102,17 +112,25 @@ def test_rerun_after_config_change_redoes_exactly_the_rules_that_use_it(tiny_run
     cfg = yaml.safe_load(cfg_path.read_text())
 
     cfg["features"]["batch"] = 77
-    changed = write_config(work / "c1.yaml", cfg)
-    assert planned_rules(work, changed) == {"features_channel", "features", "all"}
-
+    assert planned_rules(work, write_config(work / "c1.yaml", cfg)) == {"features_channel", "features",
+                                                                          "labels", "all"}
     cfg["features"]["batch"] = 4096
-    cfg["trigger"]["noise_records"] = 25
-    changed = write_config(work / "c2.yaml", cfg)
-    assert planned_rules(work, changed) == {"records", "features_channel", "features", "all"}
+    cfg["labels"] = {"cuts_file": str(REPO / "config" / "cuts_default.yaml")}
+    # the same cuts from a file: no rerun; an edited cut reruns only labels
+    assert planned_rules(work, write_config(work / "c2.yaml", cfg)) == set()
+    cuts = yaml.safe_load((REPO / "config" / "cuts_default.yaml").read_text())
+    first = next(iter(cuts["cuts"]))
+    cuts["cuts"][first]["channels"] = "phonon"
+    cfg["labels"]["cuts_file"] = str(write_config(work / "cuts.yaml", cuts))
+    assert planned_rules(work, write_config(work / "c3.yaml", cfg)) == {"labels", "all"}
+    del cfg["labels"]
 
-    cfg["trigger"]["threshold_sigma"] = 6.0
-    changed = write_config(work / "c3.yaml", cfg)
-    assert planned_rules(work, changed) == {"trigger_channel", "records", "features_channel", "features", "all"}
+    cfg["characterize"]["threshold_resolution"] = 6.0   # final pass only
+    assert planned_rules(work, write_config(work / "c4.yaml", cfg)) == CHARACTERIZE | FINAL | {"labels", "all"}
+    cfg["characterize"]["threshold_resolution"] = 5.0
+    cfg["trigger"]["threshold_sigma"] = 6.0               # both passes
+    assert planned_rules(work, write_config(work / "c5.yaml", cfg)) == (
+        PASS1 | CHARACTERIZE | FINAL | {"labels", "all"})
 
 
 @pytest.mark.slow

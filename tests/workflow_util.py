@@ -9,15 +9,16 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
 
 
-def tiny_config(results: Path, duration: float = 40.0, seed: int = 3) -> dict:
-    """The default simulated module, shortened: 4096-sample records, a busy short stream."""
+def tiny_config(results: Path, duration: float = 60.0, seed: int = 3) -> dict:
+    """The default simulated module, shortened: 4096-sample records, a busy one-minute stream
+    (enough clean pulses and noise records to characterise both channels)."""
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     run = cfg["runs"]["sim"]
     run["record_length"] = 4096
     sim = run["simulate"]
-    sim.update(duration=duration, seed=seed, event_rate=1.0)
+    sim.update(duration=duration, seed=seed, event_rate=3.0)
     cfg["results"] = str(results)
-    cfg["trigger"]["noise_records"] = 20
+    cfg["trigger"]["noise_records"] = 60
     return cfg
 
 

@@ -272,7 +272,8 @@ def select_clean_pulses(records, sample_frequency: float, k: float = 3.0, height
                         features: dict | None = None) -> np.ndarray:
     """Mask of clean single pulses for the standard event.
 
-    Candidates: finite records with exactly one rising edge, 10 % onset within `onset_tolerance`
+    Candidates: finite records with at most one detected rising edge (a low-SNR pulse may show
+    none), 10 % onset within `onset_tolerance`
     of N/4, height above `min_snr` baseline rms and inside `height_range` (V) if given. Of the
     candidates, height, rise and decay time must lie within median +- k * 1.4826 * MAD (height only
     when `height_range` is None), and, with `residual_cut`, the rms residual to a scaled, aligned
@@ -293,7 +294,7 @@ def select_clean_pulses(records, sample_frequency: float, k: float = 3.0, height
     f = pulse_features(records, smooth=smooth, k_edge=k_edge) if features is None else features
     tol = n // 32 if onset_tolerance is None else onset_tolerance
     finite = np.all(np.isfinite(records), axis=1)
-    ok = (finite & (f["n_edges"] == 1) & (np.abs(f["t_onset"] - n // 4) <= tol)
+    ok = (finite & (f["n_edges"] <= 1) & (np.abs(f["t_onset"] - n // 4) <= tol)
           & (f["height"] > min_snr * f["baseline_rms"]))
     if height_range is not None:
         ok &= (f["height"] >= height_range[0]) & (f["height"] <= height_range[1])

@@ -35,11 +35,14 @@ second_pulse_snr, second_pulse_fraction
     decay of an earlier pulse wrapped around to the end of the record).
 end_snr, end_fraction
     Mean of the last N/8 samples minus the mean of the first N/8 (V), in units of the baseline noise
-    rms sigma_BL (from the NPS) and as a fraction of the main pulse height (of_snr * sigma_OF, at
-    least sigma_OF): pulses that do not decay in the window, steps (SQUID jumps, resets), ramps.
+    rms sigma_BL (from the NPS) and as a fraction of the largest excursion above the first-eighth
+    baseline (at least sigma_BL; the raw height, right also for saturated pulses): pulses that do not decay in the window, steps (SQUID jumps, resets), ramps.
 pretrigger_drop_snr
     Mean of the first N/64, N/32 or N/16 samples (the largest in magnitude) minus the mean of
     [N/8, 7N/32) (before the earliest accepted onset), in units of sigma_BL: the decay of a pulse before the window (decaying baseline).
+top_plateau
+    Fraction of the samples above 95 % of the largest excursion from the first-eighth baseline: long
+    for the flat top of a saturated pulse, short for an unsaturated peak.
 spike_snr, spike_fraction
     A spike (1-4 samples) lifts a sample above (or below) BOTH the means of x[k-8 : k-4] and of
     x[k+5 : k+9], which a rising or falling edge does not: the largest such lift, in units of the
@@ -78,6 +81,7 @@ EXTRA_FEATURE_UNITS: dict[str, str] = {
     "spike_snr": "1",
     "spike_fraction": "1",
     "pretrigger_drop_snr": "1",
+    "top_plateau": "1",
 }
 SPIKE_WIDTH = 4  # samples: the widest spike the spike features see
 
@@ -95,10 +99,12 @@ DEFAULT_CUTS: dict = {
             "units": "record_length"},
         "single_pulse": {
             "description": "no second pulse (pile-up, decaying baseline): small in sigma_OF or relative "
-                           "to the main pulse (slow tail components stay below 1/4)",
+                           "to the main pulse (slow tail components stay below 0.35), or a saturated "
+                           "pulse (flat top over 1 % of the record), whose shape the SEV does not follow",
             "records": "particle",
             "any_of": [{"feature": "second_pulse_snr", "max": 8.0},
-                       {"feature": "second_pulse_fraction", "max": 0.3}]},
+                       {"feature": "second_pulse_fraction", "max": 0.35},
+                       {"feature": "top_plateau", "min": 0.01}]},
         "decays_in_window": {
             "description": "the record ends near its starting level: within the noise or a fraction of "
                            "the pulse height (no SQUID jumps, resets, ramps; tails may linger)",
@@ -419,9 +425,13 @@ def extra_features(traces, sample_frequency: float, sev, nps, batch: int = 256) 
         out["second_pulse_snr"][sl] = second
         out["second_pulse_fraction"][sl] = second / np.maximum(a0, 1.0)
         out["end_snr"][sl] = end / sigma_bl
-        out["end_fraction"][sl] = end / (np.maximum(a0, 1.0) * sigma_of)
+        height = x.max(axis=1) - x[:, :n8].mean(axis=1)
+        out["end_fraction"][sl] = end / np.maximum(height, sigma_bl)
         out["spike_snr"][sl], out["spike_fraction"][sl] = _spike_features(x)
         out["pretrigger_drop_snr"][sl] = _pretrigger_drop(x) / sigma_bl
+        base = x[:, :n8].mean(axis=1)
+        top = base + 0.95 * (x.max(axis=1) - base)
+        out["top_plateau"][sl] = np.mean(x >= top[:, None], axis=1)
     return out
 
 

@@ -1,11 +1,27 @@
 # Input functions and helpers shared by all rules (no algorithms here).
 from pathlib import Path
 
-from cryopipe import pipeline, runner
+from cryopipe import cuts, pipeline, runner
 
 RESULTS = config["results"]
 RUNS = config["runs"]
 CONDA_ENV = "../../envs/cryopipe.yaml"
+
+
+PASS_PREFIX = {"pass1": "pass1/", "final": ""}
+
+
+def characterization_input(wildcards):
+    """The run's characterization store when the two-pass analysis is enabled (else nothing)."""
+    if config["characterize"]["enabled"]:
+        return f"{RESULTS}/{wildcards.run}/characterization.zarr"
+    return []
+
+
+def cut_set():
+    """The cut set: the config's cuts file, or cryopipe's default cuts (validated)."""
+    path = config["labels"]["cuts_file"]
+    return cuts.load_cuts(path) if path else cuts.DEFAULT_CUTS
 
 
 def run_config(run):
@@ -87,4 +103,6 @@ def all_targets():
     out = []
     for run in RUNS:
         out += [f"{RESULTS}/{run}/records.zarr", f"{RESULTS}/{run}/features.zarr"]
+        if config["characterize"]["enabled"]:
+            out += [f"{RESULTS}/{run}/labels.zarr"]
     return out

@@ -1,14 +1,16 @@
-# Per-event features: one job per channel (scatter), then one gather job per run.
+# Per-event features of the final records: one job per channel (scatter), then one gather job per
+# run. With the characterisation, the optimum-filter amplitude, chi2 and time shift join them.
 
 
 rule features_channel:
     input:
-        f"{RESULTS}/{{run}}/records.zarr",
+        records=f"{RESULTS}/{{run}}/records.zarr",
+        characterization=characterization_input,
     output:
         directory(f"{RESULTS}/{{run}}/features/{{channel}}.zarr"),
     params:
         features=config["features"],
-        code=code_version("cryopipe.features", "cryopipe.io.stores"),
+        code=code_version("cryopipe.features", "cryopipe.pipeline", "cryopipe.optimum_filter", "cryopipe.io.stores"),
     log:
         f"{RESULTS}/{{run}}/logs/features_{{channel}}.log",
     threads: 2
@@ -37,4 +39,4 @@ rule features:
     conda:
         CONDA_ENV
     script:
-        "../scripts/gather_features.py"
+        "../scripts/gather_channels.py"

@@ -1,12 +1,22 @@
-"""Rule features_channel: features of one channel of a run's records."""
+"""Rule features_channel: features of one channel of a run's records (+ optimum-filter features)."""
+from cryopipe.cuts import extra_features_dataset
 from cryopipe.features import features_dataset
-from cryopipe.io.stores import open_store, write_store
+from cryopipe.io.stores import load_store, open_store, write_store
+from cryopipe.pipeline import OF_FEATURE_UNITS, of_features, optimum_filter_from
 from cryopipe.runner import Progress, step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
 with step("features_channel", sm.log[0]) as log:
-    records = open_store(sm.input[0], "records").sel(channel=[sm.wildcards.channel])
+    channel = sm.wildcards.channel
+    records = open_store(sm.input.records, "records").sel(channel=[channel])
     ds = features_dataset(records, batch=sm.params.features["batch"], progress=Progress(log, "features"))
-    ds.attrs["inputs"] = [str(sm.input[0])]
+    if sm.input.characterization:
+        char = load_store(sm.input.characterization, "characterization")
+        of_ds = of_features(optimum_filter_from(char, channel), records, batch=sm.params.features["batch"])
+        for name, unit in OF_FEATURE_UNITS.items():
+            ds[name] = of_ds[name].assign_attrs(units=unit)
+        extra = extra_features_dataset(records, char.sel(channel=[channel]), batch=sm.params.features["batch"])
+        ds = ds.merge(extra, combine_attrs="override")
+    ds.attrs["inputs"] = [str(p) for p in sm.input]
     write_store(ds, sm.output[0], "features")

@@ -1,18 +1,26 @@
-"""Rule trigger_segment: trigger one time segment of one channel of a run's stream."""
-from cryopipe.io.stores import write_store
-from cryopipe.pipeline import open_run_stream, segment_bounds, trigger_one_channel
+"""Rule trigger_segment(_pass1): trigger one time segment of one channel of a run's stream."""
+from cryopipe.io.stores import load_store, write_store
+from cryopipe.optimum_filter import of_kernel
+from cryopipe.pipeline import open_run_stream, optimum_filter_from, segment_bounds, trigger_one_channel
 from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("trigger_segment", sm.log[0]) as log:
+with step(sm.rule, sm.log[0]) as log:
     stream_cfg = sm.params.stream
     trigger_cfg = dict(sm.params.trigger)
     stream = open_run_stream(stream_cfg)
-    channel = stream_cfg["channels"].index(sm.wildcards.channel)
+    name = sm.wildcards.channel
+    channel = stream_cfg["channels"].index(name)
     bounds = segment_bounds(stream.n_samples, stream.sample_frequency, trigger_cfg["segment_duration"])
     segment = bounds[int(sm.wildcards.segment)]
-    ds = trigger_one_channel(stream, channel, stream_cfg, trigger_cfg, segment=segment, inputs=stream_cfg["csmpl"])
-    log.info("channel %s, samples [%d, %d): %d triggers above %.3g V", sm.wildcards.channel, *segment,
-             ds.sizes["trigger"], ds.attrs["threshold"])
+    kernel = threshold = None
+    if sm.input.characterization:  # final pass: the channel's optimum filter at k x its resolution
+        char = load_store(sm.input.characterization, "characterization")
+        kernel = of_kernel(optimum_filter_from(char, name))
+        threshold = float(char["threshold"].sel(channel=name))
+    ds = trigger_one_channel(stream, channel, stream_cfg, trigger_cfg, kernel=kernel, threshold=threshold,
+                             segment=segment, inputs=stream_cfg["csmpl"])
+    log.info("channel %s, samples [%d, %d): %d triggers above %.3g V (%s kernel)", name, *segment,
+             ds.sizes["trigger"], ds.attrs["threshold"], "optimum-filter" if kernel else "generic")
     write_store(ds, sm.output[0], "triggers")

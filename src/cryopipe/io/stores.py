@@ -100,7 +100,9 @@ STORES = {
         ("sample_frequency", "record_length"),
     ),
     # cut labels of a run (labels stage)
-    "labels": StoreSchema("labels", {"accepted": (("channel", "event"), "b")}),
+    "labels": StoreSchema("labels", {"accepted": (("channel", "event"), "b"),            # passes every cut
+                                     "cut_flags": (("cut", "channel", "event"), "b")}),  # passes this cut
+
     # network predictions of a run (predict stage)
     "predictions": StoreSchema(
         "predictions",
@@ -264,7 +266,20 @@ def open_store(path: str | Path, kind: str) -> xr.Dataset:
             ds = xr.open_zarr(path, consolidated=False)
         except Exception as exc:  # zarr raises many types for corrupt metadata
             raise StoreError(f"{path}: cannot read {kind} store ({type(exc).__name__}: {exc})") from None
-    return validate(ds, kind, str(path))
+    return validate(_fixed_width_strings(ds), kind, str(path))
+
+
+def _fixed_width_strings(ds: xr.Dataset) -> xr.Dataset:
+    """Zarr v3 strings come back as numpy's StringDType, which many numpy/xarray calls (astype(str),
+    comparisons with fixed-width arrays) do not accept: turn them into plain fixed-width unicode."""
+    for name, var in list(ds.variables.items()):
+        if var.dtype.kind in "TO":
+            values = np.array([str(v) for v in np.ravel(var.values)]).reshape(var.shape)
+            if name in ds.coords:
+                ds = ds.assign_coords({name: (var.dims, values, var.attrs)})
+            else:
+                ds[name] = (var.dims, values, var.attrs)
+    return ds
 
 
 def load_store(path: str | Path, kind: str) -> xr.Dataset:

@@ -1,0 +1,222 @@
+"""Report figures as PNG files: SEV, NPS, filter transfer, amplitude spectrum, efficiency, histograms.
+
+Every function draws on a fresh `matplotlib.figure.Figure` (Agg canvas, no pyplot state, no display,
+safe in threads), writes `path` (parent folders created) and returns it as a `pathlib.Path`.
+`label` names the run/channel and goes into the title.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from cryopipe.calibrate import line_model
+from cryopipe.efficiency import erf_efficiency
+from cryopipe.errors import InputError
+
+__all__ = ["plot_sev", "plot_nps", "plot_filter_transfer", "plot_amplitude_spectrum", "plot_efficiency",
+           "histogram"]
+
+
+def _figure(nrows: int = 1, ncols: int = 1, size=(7.0, 4.5), **kw):
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def _title(what: str, label: str) -> str:
+    return f"{what} - {label}" if label else what
+
+
+def _save(fig: Figure, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, format="png")
+    return path
+
+
+def _named_rows(values, names, what: str) -> list[tuple[str, np.ndarray]]:
+    """(name, 1-d array) pairs from a mapping, a 2-d array (rows) or a 1-d array."""
+    if isinstance(values, Mapping):
+        return [(str(k), np.asarray(v, dtype=np.float64)) for k, v in values.items()]
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise InputError(f"{what}: expected (n_channels, n) or (n,) values, got shape {arr.shape}")
+    names = [f"channel {i}" for i in range(arr.shape[0])] if names is None else [str(n) for n in names]
+    if len(names) != arr.shape[0]:
+        raise InputError(f"{what}: {len(names)} channel names for {arr.shape[0]} rows")
+    return list(zip(names, arr))
+
+
+def plot_sev(sev, sample_frequency: float, path, *, model=None, label: str = "") -> Path:
+    """Standard event (V/V) against time from the trigger (ms, onset at N/4), with the pulse-model fit
+    (e.g. ``fit_pulse_model(...)["model"]``) and its residual when `model` is given."""
+    sev = np.asarray(sev, dtype=np.float64)
+    t_ms = (np.arange(sev.size) - sev.size // 4) / sample_frequency * 1e3
+    if model is None:
+        fig, axes = _figure()
+        ax = axes[0, 0]
+    else:
+        fig, axes = _figure(2, 1, size=(7.0, 5.5), sharex=True, gridspec_kw={"height_ratios": (3, 1)})
+        ax = axes[0, 0]
+    ax.plot(t_ms, sev, lw=1.0, label="standard event")
+    if model is not None:
+        model = np.asarray(model, dtype=np.float64)
+        ax.plot(t_ms, model, lw=1.0, ls="--", label="pulse-model fit")
+        res = axes[1, 0]
+        res.plot(t_ms, sev - model, lw=0.8, color="C2")
+        res.axhline(0.0, color="k", lw=0.5)
+        res.set_ylabel("residual (V/V)")
+        res.set_xlabel("time from trigger (ms)")
+    else:
+        ax.set_xlabel("time from trigger (ms)")
+    ax.set_ylabel("amplitude (V/V, max 1)")
+    ax.legend(loc="upper right")
+    ax.set_title(_title("Standard event", label))
+    return _save(fig, path)
+
+
+def plot_nps(nps, sample_frequency: float, path, *, channels: Sequence[str] | None = None, label: str = "") -> Path:
+    """Noise power spectra (one-sided, V^2/Hz) of one or several channels, log-log, DC left out.
+
+    `nps`: (n_channels, N//2+1) or (N//2+1,) array, or a mapping channel name -> spectrum.
+    """
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    for name, p in _named_rows(nps, channels, "nps"):
+        n = 2 * (p.size - 1)
+        f = np.fft.rfftfreq(n, 1.0 / sample_frequency)
+        ax.loglog(f[1:], p[1:], lw=0.8, label=name)
+    ax.set_xlabel("frequency (Hz)")
+    ax.set_ylabel("noise power spectral density (V$^2$/Hz)")
+    ax.legend(loc="upper right")
+    ax.set_title(_title("Noise power spectrum", label))
+    return _save(fig, path)
+
+
+def plot_filter_transfer(filters, path, *, channels: Sequence[str] | None = None, label: str = "") -> Path:
+    """Optimum-filter transfer functions |H(f)|, normalised to their maximum, log-log, DC left out.
+
+    `filters`: one `OptimumFilter`, a sequence of them, or a mapping channel name -> filter.
+    """
+    if isinstance(filters, Mapping):
+        items = [(str(k), v) for k, v in filters.items()]
+    else:
+        seq = list(filters) if isinstance(filters, (list, tuple)) else [filters]
+        names = [f"channel {i}" for i in range(len(seq))] if channels is None else list(channels)
+        items = list(zip(names, seq))
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    for name, of in items:
+        h = np.abs(of.transfer)
+        f = np.fft.rfftfreq(of.record_length, 1.0 / of.sample_frequency)
+        ax.loglog(f[1:], h[1:] / h[1:].max(), lw=0.8, label=name)
+    ax.set_xlabel("frequency (Hz)")
+    ax.set_ylabel("|H(f)| / max |H| (1)")
+    ax.legend(loc="upper right")
+    ax.set_title(_title("Optimum filter transfer function", label))
+    return _save(fig, path)
+
+
+def plot_amplitude_spectrum(amplitudes, path, *, line: dict | None = None, bins: int = 200, log: bool = True,
+                            kev_per_volt: float | None = None, label: str = "") -> Path:
+    """Amplitude spectrum (counts per bin against V) with a calibration line fit marked.
+
+    `line`: a `find_line` result, or a `calibrate` result (its first line is shown; its kev_per_volt
+    is used for the annotation). With a line, a second panel shows the fit region with the fitted
+    Gaussian on its linear background.
+    """
+    a = np.asarray(amplitudes, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    if line is not None and "lines" in line:
+        kev_per_volt = line.get("kev_per_volt", kev_per_volt) if kev_per_volt is None else kev_per_volt
+        line = line["lines"][0]
+    fig, axes = _figure(1, 1 if line is None else 2, size=(7.0 if line is None else 11.0, 4.5))
+    ax = axes[0, 0]
+    ax.hist(a, bins=bins, histtype="step", color="C0")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("amplitude (V)")
+    ax.set_ylabel("counts per bin")
+    ax.set_title(_title("Amplitude spectrum", label))
+    if line is not None:
+        mu, sigma = line["position"], line["sigma"]
+        text = f"line: {mu:.5g} $\\pm$ {line['position_err']:.2g} V, $\\sigma$ = {sigma:.3g} V"
+        if kev_per_volt is not None:
+            text += f"\n{kev_per_volt:.5g} keV/V"
+        ax.axvline(mu, color="C3", lw=1.0, ls="--", label=text)
+        ax.legend(loc="upper right", fontsize=8)
+        zoom = axes[0, 1]
+        edges, counts = line["fit_edges"], line["fit_counts"]
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        zoom.errorbar(centres, counts, yerr=np.sqrt(np.maximum(counts, 1)), fmt=".", color="C0", label="data")
+        width = edges[1] - edges[0]
+        peak = line["n_line"] * width / (sigma * np.sqrt(2.0 * np.pi))
+        xs = np.linspace(edges[0], edges[-1], 400)
+        b0, b1 = line["background"]
+        zoom.plot(xs, line_model(xs, peak, mu, sigma, b0, b1, x_ref=line["position_start"]), color="C3",
+                  label="Gaussian + linear background")
+        zoom.set_xlabel("amplitude (V)")
+        zoom.set_ylabel(f"counts per {width:.3g} V bin")
+        zoom.legend(loc="upper right", fontsize=8)
+        zoom.set_title(_title("Calibration line fit", label))
+    return _save(fig, path)
+
+
+def plot_efficiency(curve, path, *, energy: bool = False, label: str = "") -> Path:
+    """Trigger, cut and total efficiency with binomial errors and their error-function fits.
+
+    `curve`: an `efficiency_curve` Dataset. With `energy` (and an ``energy`` coordinate) the x axis is
+    in keV; the fits (stored in V) are drawn with the same conversion.
+    """
+    x_v = np.asarray(curve["amplitude"].values, dtype=np.float64)
+    scale, unit = 1.0, "V"
+    if energy:
+        if "energy" not in curve.coords:
+            raise InputError("plot_efficiency: energy=True needs an 'energy' coordinate (efficiency_curve(kev_per_volt=...))")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = float(np.nanmedian(np.asarray(curve["energy"].values) / x_v))
+        unit = "keV"
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    xs = np.linspace(x_v.min(), x_v.max(), 400)
+    for i, (name, var) in enumerate((("trigger", "trigger_efficiency"), ("cut", "cut_efficiency"),
+                                     ("total", "efficiency"))):
+        y = np.asarray(curve[var].values)
+        err = np.asarray(curve[f"{var}_err"].values)
+        ax.errorbar(x_v * scale, y, yerr=err, fmt="o", ms=3, color=f"C{i}", label=f"{name} efficiency")
+        x50 = curve.attrs.get(f"{name}_x50", np.nan)
+        if np.isfinite(x50):
+            fit = erf_efficiency(xs, x50, curve.attrs[f"{name}_width"], curve.attrs[f"{name}_plateau"])
+            ax.plot(xs * scale, fit, color=f"C{i}", lw=1.0,
+                    label=f"{name} fit: 50 % at {x50 * scale:.4g} $\\pm$ {curve.attrs[f'{name}_x50_err'] * scale:.2g} {unit}")
+    if "threshold" in curve.attrs:
+        ax.axvline(curve.attrs["threshold"] * scale, color="k", ls=":", lw=1.0, label="trigger threshold")
+    ax.set_ylim(-0.05, 1.1)
+    ax.set_xlabel(f"injected {'energy' if energy else 'amplitude'} ({unit})")
+    ax.set_ylabel("survival probability (1)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(_title("Efficiency", label))
+    return _save(fig, path)
+
+
+def histogram(values, path, *, bins=100, xlabel: str = "value", units: str = "", title: str = "Histogram",
+              log: bool = False, range=None, label: str = "") -> Path:
+    """Histogram of the finite `values` (counts per bin); `units` is appended to the x label."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    ax.hist(v, bins=bins, range=range, histtype="stepfilled", alpha=0.8, color="C0")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(f"{xlabel} ({units})" if units else xlabel)
+    ax.set_ylabel("counts per bin")
+    ax.set_title(_title(title, label))
+    return _save(fig, path)

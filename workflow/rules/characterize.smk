@@ -1,0 +1,42 @@
+# Detector characterisation from the first-pass records: one job per channel (NPS, SEV and its
+# pulse-model fit, optimum filter, resolution, second-pass threshold), gathered per run.
+
+
+rule characterize_channel:
+    input:
+        f"{RESULTS}/{{run}}/pass1/records.zarr",
+    output:
+        directory(f"{RESULTS}/{{run}}/characterization/{{channel}}.zarr"),
+    params:
+        characterize=subconfig("characterize", "threshold_resolution", "max_pulses", "max_noise_records",
+                               "min_pulses", "min_noise_records", "min_pulse_snr"),
+        code=code_version("cryopipe.characterize", "cryopipe.optimum_filter", "cryopipe.pipeline"),
+    log:
+        f"{RESULTS}/{{run}}/logs/characterize_{{channel}}.log",
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/characterize_channel.py"
+
+
+rule characterize:
+    input:
+        lambda w: expand(f"{RESULTS}/{w.run}/characterization/{{channel}}.zarr", channel=channel_names(w.run)),
+    output:
+        directory(f"{RESULTS}/{{run}}/characterization.zarr"),
+    params:
+        code=code_version("cryopipe.io.stores"),
+    log:
+        f"{RESULTS}/{{run}}/logs/characterize.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/gather_channels.py"
