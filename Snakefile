@@ -24,6 +24,8 @@ include: "workflow/rules/trigger.smk"
 include: "workflow/rules/characterize.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/labels.smk"
+include: "workflow/rules/calibrate.smk"
+include: "workflow/rules/plots.smk"
 
 
 rule all:

@@ -18,6 +18,13 @@ def characterization_input(wildcards):
     return []
 
 
+def calibration_input(wildcards):
+    """The run's calibration store when a calibration line is configured (else nothing)."""
+    if config["characterize"]["enabled"] and config["calibrate"]["line_energy"] is not None:
+        return f"{RESULTS}/{wildcards.run}/calibration.zarr"
+    return []
+
+
 def cut_set():
     """The cut set: the config's cuts file, or cryopipe's default cuts (validated)."""
     path = config["labels"]["cuts_file"]
@@ -99,10 +106,23 @@ def code_version(*modules):
     return runner.code_version("cryopipe", *modules)
 
 
+def report_figures(run):
+    """The figures of a run (characterisation, spectra, efficiency) under results/report/<run>/."""
+    out = [f"{RESULTS}/report/{run}/nps.png", f"{RESULTS}/report/{run}/filter_transfer.png"]
+    for ch in channel_names(run):
+        out += [f"{RESULTS}/report/{run}/sev_{ch}.png", f"{RESULTS}/report/{run}/spectrum_{ch}.png"]
+        if config["efficiency"]["enabled"]:
+            out.append(f"{RESULTS}/report/{run}/efficiency_{ch}.png")
+    return out
+
+
 def all_targets():
     out = []
     for run in RUNS:
         out += [f"{RESULTS}/{run}/records.zarr", f"{RESULTS}/{run}/features.zarr"]
         if config["characterize"]["enabled"]:
             out += [f"{RESULTS}/{run}/labels.zarr"]
+            if config["efficiency"]["enabled"]:
+                out += [f"{RESULTS}/{run}/efficiency.zarr"]
+            out += report_figures(run)
     return out

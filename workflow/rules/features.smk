@@ -25,11 +25,12 @@ rule features_channel:
 
 rule features:
     input:
-        lambda w: expand(f"{RESULTS}/{w.run}/features/{{channel}}.zarr", channel=channel_names(w.run)),
+        parts=lambda w: expand(f"{RESULTS}/{w.run}/features/{{channel}}.zarr", channel=channel_names(w.run)),
+        calibration=calibration_input,
     output:
         directory(f"{RESULTS}/{{run}}/features.zarr"),
     params:
-        code=code_version("cryopipe.io.stores"),
+        code=code_version("cryopipe.io.stores", "cryopipe.pipeline"),
     log:
         f"{RESULTS}/{{run}}/logs/features.log",
     threads: 1
@@ -39,4 +40,4 @@ rule features:
     conda:
         CONDA_ENV
     script:
-        "../scripts/gather_channels.py"
+        "../scripts/gather_features.py"

@@ -2,7 +2,7 @@
 from cryopipe.cuts import extra_features_dataset
 from cryopipe.features import features_dataset
 from cryopipe.io.stores import load_store, open_store, write_store
-from cryopipe.pipeline import OF_FEATURE_UNITS, of_features, optimum_filter_from
+from cryopipe.pipeline import OF_FEATURE_UNITS, of_features, optimum_filter_from, sev_fit_features
 from cryopipe.runner import Progress, step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
@@ -17,6 +17,8 @@ with step("features_channel", sm.log[0]) as log:
         for name, unit in OF_FEATURE_UNITS.items():
             ds[name] = of_ds[name].assign_attrs(units=unit)
         extra = extra_features_dataset(records, char.sel(channel=[channel]), batch=sm.params.features["batch"])
-        ds = ds.merge(extra, combine_attrs="override")
+        fits = sev_fit_features(records, char["sev"].sel(channel=channel).values, sm.params.features["fit_truncation"],
+                                batch=sm.params.features["batch"])
+        ds = ds.merge(extra, combine_attrs="override").merge(fits, combine_attrs="override")
     ds.attrs["inputs"] = [str(p) for p in sm.input]
     write_store(ds, sm.output[0], "features")

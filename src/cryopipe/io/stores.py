@@ -92,6 +92,22 @@ STORES = {
          "resolution": (("channel",), "f"), "threshold": (("channel",), "f")},
         ("sample_frequency", "record_length"),
     ),
+    # energy calibration per channel (calibrate stage)
+    "calibration": StoreSchema(
+        "calibration",
+        {"kev_per_volt": (("channel",), "f"), "line_position": (("channel",), "f"),
+         "resolution_kev": (("channel",), "f")},
+        ("line_energy",),
+    ),
+    # trigger and cut efficiency against injected amplitude (efficiency stage)
+    "efficiency": StoreSchema(
+        "efficiency",
+        {"amplitude": (("channel", "point"), "f"), "n_injected": (("channel", "point"), "i"),
+         "trigger_efficiency": (("channel", "point"), "f"), "efficiency": (("channel", "point"), "f"),
+         "threshold": (("channel",), "f"),
+         "trigger_x50": (("channel",), "f"), "total_x50": (("channel",), "f")},
+        ("units",),
+    ),
     # labelled simulated records (simulate-records stage)
     "simset": StoreSchema(
         "simset",

@@ -1,0 +1,84 @@
+# Energy calibration from a line of known energy (one job per channel, gathered per run), and the
+# trigger and cut efficiency from SEV pulses injected onto the run's noise records.
+
+
+rule calibrate_channel:
+    input:
+        features=f"{RESULTS}/{{run}}/features/{{channel}}.zarr",
+        characterization=f"{RESULTS}/{{run}}/characterization.zarr",
+    output:
+        directory(f"{RESULTS}/{{run}}/calibration/{{channel}}.zarr"),
+    params:
+        calibrate=config["calibrate"],
+        code=code_version("cryopipe.calibrate", "cryopipe.pipeline"),
+    log:
+        f"{RESULTS}/{{run}}/logs/calibrate_{{channel}}.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/calibrate_channel.py"
+
+
+rule calibrate:
+    input:
+        lambda w: expand(f"{RESULTS}/{w.run}/calibration/{{channel}}.zarr", channel=channel_names(w.run)),
+    output:
+        directory(f"{RESULTS}/{{run}}/calibration.zarr"),
+    params:
+        code=code_version("cryopipe.io.stores"),
+    log:
+        f"{RESULTS}/{{run}}/logs/calibrate.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/gather_channels.py"
+
+
+rule efficiency_channel:
+    input:
+        records=f"{RESULTS}/{{run}}/records.zarr",
+        characterization=f"{RESULTS}/{{run}}/characterization.zarr",
+        calibration=calibration_input,
+    output:
+        directory(f"{RESULTS}/{{run}}/efficiency/{{channel}}.zarr"),
+    params:
+        efficiency=config["efficiency"],
+        cuts=lambda w: cut_set(),
+        code=code_version("cryopipe.efficiency", "cryopipe.cuts", "cryopipe.pipeline"),
+    log:
+        f"{RESULTS}/{{run}}/logs/efficiency_{{channel}}.log",
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/efficiency_channel.py"
+
+
+rule efficiency:
+    input:
+        lambda w: expand(f"{RESULTS}/{w.run}/efficiency/{{channel}}.zarr", channel=channel_names(w.run)),
+    output:
+        directory(f"{RESULTS}/{{run}}/efficiency.zarr"),
+    params:
+        code=code_version("cryopipe.io.stores"),
+    log:
+        f"{RESULTS}/{{run}}/logs/efficiency.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/gather_channels.py"

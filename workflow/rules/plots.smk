@@ -1,0 +1,85 @@
+# Figures for people to look at (also collected by `snakemake --report report.html`).
+
+
+rule plot_characterization:
+    input:
+        f"{RESULTS}/{{run}}/characterization.zarr",
+    output:
+        sev=report(f"{RESULTS}/report/{{run}}/sev_{{channel}}.png", caption="../report/sev.rst",
+                   category="Characterisation", subcategory="{run}"),
+    params:
+        code=code_version("cryopipe.plots"),
+    log:
+        f"{RESULTS}/{{run}}/logs/plot_sev_{{channel}}.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_sev.py"
+
+
+rule plot_noise:
+    input:
+        f"{RESULTS}/{{run}}/characterization.zarr",
+    output:
+        nps=report(f"{RESULTS}/report/{{run}}/nps.png", caption="../report/nps.rst",
+                   category="Characterisation", subcategory="{run}"),
+        transfer=report(f"{RESULTS}/report/{{run}}/filter_transfer.png", caption="../report/filter.rst",
+                        category="Characterisation", subcategory="{run}"),
+    params:
+        code=code_version("cryopipe.plots"),
+    log:
+        f"{RESULTS}/{{run}}/logs/plot_noise.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_noise.py"
+
+
+rule plot_spectrum:
+    input:
+        features=f"{RESULTS}/{{run}}/features.zarr",
+        calibration=calibration_input,
+    output:
+        report(f"{RESULTS}/report/{{run}}/spectrum_{{channel}}.png", caption="../report/spectrum.rst",
+               category="Calibration", subcategory="{run}"),
+    params:
+        calibrate=config["calibrate"],
+        code=code_version("cryopipe.plots", "cryopipe.calibrate"),
+    log:
+        f"{RESULTS}/{{run}}/logs/plot_spectrum_{{channel}}.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_spectrum.py"
+
+
+rule plot_efficiency:
+    input:
+        f"{RESULTS}/{{run}}/efficiency.zarr",
+    output:
+        report(f"{RESULTS}/report/{{run}}/efficiency_{{channel}}.png", caption="../report/efficiency.rst",
+               category="Efficiency", subcategory="{run}"),
+    params:
+        code=code_version("cryopipe.plots"),
+    log:
+        f"{RESULTS}/{{run}}/logs/plot_efficiency_{{channel}}.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_efficiency.py"
