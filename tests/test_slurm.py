@@ -4,6 +4,7 @@ The end-to-end test needs a SLURM controller and an idle node on this machine (c
 makes one, as root); it skips, saying why, when `sbatch`/`sinfo` are missing or no node is idle.
 The profile test needs only the plugin.
 """
+import os
 import re
 import shutil
 import subprocess
@@ -65,8 +66,9 @@ def ci_profile(tmp_path: Path) -> Path:
     # Allocate 1 CPU per job (each still runs its rule's threads, as the local run does), so that
     # the per-channel jobs run side by side on a 2-CPU node (TaskPlugin=task/none: no pinning).
     profile["default-resources"]["cpus_per_task"] = 1
-    # Poll squeue soon after each submission: these jobs take seconds, real ones minutes.
-    profile["slurm-init-seconds-before-status-checks"] = 3
+    # Poll squeue soon after each submission: these jobs take 10-20 s, real ones minutes. The
+    # plugin polls at 6 s, then 10 s later each time no job finished: a job is seen by 22 s.
+    profile["slurm-init-seconds-before-status-checks"] = 6
     # Keep SLURM's own job logs: proof below that each job ran under slurmd.
     profile["slurm-keep-successful-logs"] = True
     out = tmp_path / "profile"
@@ -116,21 +118,23 @@ def test_tiny_workflow_through_slurm_equals_the_local_run(tmp_path, slurm_node):
 
 
 def test_slurm_profile_gives_a_train_rule_one_gpu(tmp_path):
-    """The profile's `train` entries reach a rule of that name and render to a valid sbatch call;
-    the real workflow (no `train` rule yet) accepts the profile."""
+    """The profile's `train` entries reach a rule of that name and render to a valid sbatch call,
+    the partition comes from $CRYOPIPE_SLURM_PARTITION, and the real workflow (no `train` rule
+    yet) accepts the profile."""
     (tmp_path / "Snakefile").write_text(
         'rule train:\n    output: "model.pt"\n    threads: 1\n'
         '    resources: mem_mb=1000, runtime=10\n    shell: "touch {output}"\n')
     # --cores only lifts the local cap on threads, as a SLURM run without --cores does
     cmd = [sys.executable, "-m", "snakemake", "-s", str(tmp_path / "Snakefile"), "-d", str(tmp_path),
            "--workflow-profile", str(SLURM_PROFILE), "-n", "--cores", "64"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "CRYOPIPE_SLURM_PARTITION": "gpu"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     threads = int(re.search(r"^\s+threads: (\d+)$", out, re.M).group(1))
     res_line = re.search(r"^\s+resources: (.*)$", out, re.M).group(1)
     resources = dict(item.split("=", 1) for item in res_line.split(", "))
-    assert resources["gres"] == "gpu:1" and threads == 8
+    assert resources["gres"] == "gpu:1" and threads == 8 and resources["slurm_partition"] == "gpu"
 
     from snakemake_executor_plugin_slurm.submit_string import get_submit_command
     from snakemake_executor_plugin_slurm.utils import set_gres_string
@@ -140,10 +144,10 @@ def test_slurm_profile_gives_a_train_rule_one_gpu(tmp_path):
 
     job = SimpleNamespace(threads=threads, resources=Resources(
         gres=resources["gres"], mem_mb=int(resources["mem_mb"]), runtime=int(resources["runtime"])))
-    params = dict(run_uuid="r", slurm_logfile="l", comment_str="c", account="", partition=" -p gpu",
+    params = dict(run_uuid="r", slurm_logfile="l", comment_str="c", account="", partition="",
                   workdir=str(tmp_path))
     call = get_submit_command(job, params) + set_gres_string(job)
-    for part in ("--gres=gpu:1", "--cpus-per-task=8", "--mem 32000", "-t 720", "-p gpu"):
+    for part in ("--gres=gpu:1", "--cpus-per-task=8", "--mem 32000", "-t 720"):
         assert part in call, call
 
     wf = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),

@@ -20,7 +20,6 @@ def tiny_config(results: Path, duration: float = 60.0, seed: int = 3) -> dict:
     cfg["results"] = str(results)
     cfg["trigger"]["noise_records"] = 60
     sim["line_fraction"] = 0.7
-    cfg["calibrate"]["min_significance"] = 3.0
     cfg["efficiency"]["n_per_amplitude"] = 30
     return cfg
 

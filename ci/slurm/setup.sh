@@ -77,10 +77,10 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
 fi
 
 # --- slurm.conf ------------------------------------------------------------------------------
-HOST=$(hostname -s)
+HOST=$(hostname -s 2>/dev/null || uname -n | cut -d. -f1)
 [[ -n $HOST ]] || die "hostname -s is empty"
 CPUS=$(nproc --all)
-TOTAL_MB=$(free -m | awk '/^Mem:/ {print $2}')
+TOTAL_MB=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)  # as free -m, without procps
 [[ $CPUS =~ ^[0-9]+$ && $TOTAL_MB =~ ^[0-9]+$ ]] || die "could not read CPUs ($CPUS) or memory ($TOTAL_MB MiB)"
 MARGIN_MB=${SLURM_SETUP_MEM_MARGIN:-$(( TOTAL_MB / 10 > 512 ? TOTAL_MB / 10 : 512 ))}
 REAL_MB=$(( TOTAL_MB - MARGIN_MB ))
@@ -138,7 +138,7 @@ daemon_pid() {  # pid of a running daemon from its pid file, or nothing
     local pidfile=$1 name=$2 pid
     [[ -s $pidfile ]] || return 0
     pid=$(<"$pidfile")
-    [[ $pid =~ ^[0-9]+$ ]] && [[ $(ps -p "$pid" -o comm= 2>/dev/null) == "$name" ]] && echo "$pid"
+    [[ $pid =~ ^[0-9]+$ ]] && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]] && echo "$pid"
     return 0
 }
 
@@ -149,7 +149,7 @@ stop_daemon() {  # stop the daemon of a pid file (started by an earlier run of t
     say "restarting $2 (configuration changed)"
     kill "$pid"
     for _ in $(seq 40); do
-        ps -p "$pid" >/dev/null 2>&1 || return 0
+        [[ -d /proc/$pid ]] || return 0
         sleep 0.25
     done
     die "$2 (pid $pid) did not stop"

@@ -74,6 +74,30 @@ def _candidate(a: np.ndarray, lo: float, hi: float, bins, what: str) -> tuple[fl
     return 0.5 * (edges[best] + edges[best + 1]), width_bins * bin_width / 2.355, bin_width
 
 
+def _candidate_log(a: np.ndarray, what: str, per_decade: int = 150) -> tuple[float, float, float]:
+    """Most significant histogram peak over the whole spectrum, on log-spaced bins (constant relative
+    resolution, so a narrow line stands out over a wide dynamic range); significance = prominence /
+    sqrt(counts). Returns position, rough sigma and the local bin width (V)."""
+    pos = a[a > 0]
+    if pos.size < 10:
+        raise CryopipeError(f"{what}: only {pos.size} positive amplitudes, no line found")
+    lo, hi = np.log10(pos.min()), np.log10(pos.max()) + 1e-9
+    n_bins = int(np.clip((hi - lo) * per_decade, 20, 2000))
+    counts, edges = np.histogram(np.log10(pos), bins=n_bins, range=(lo, hi))
+    smooth = scipy.ndimage.gaussian_filter1d(counts.astype(np.float64), 1.0, mode="nearest")
+    peaks, props = scipy.signal.find_peaks(smooth, prominence=0)
+    if peaks.size == 0:
+        raise CryopipeError(f"{what}: no peak in the amplitude histogram, no line found")
+    significance = props["prominences"] / np.sqrt(np.maximum(smooth[peaks], 1.0))
+    best = peaks[np.argmax(significance)]
+    width = scipy.signal.peak_widths(smooth, [best], rel_height=0.5)[0][0]
+    width_bins = np.sqrt(max(width ** 2 - (2.355 * 1.0) ** 2, 1.0))
+    log_bin = edges[1] - edges[0]
+    mu = 10 ** (0.5 * (edges[best] + edges[best + 1]))
+    rel = np.log(10.0) * log_bin
+    return mu, width_bins * rel * mu / 2.355, rel * mu
+
+
 def _fit_once(a, mu, sigma, fit_range, fit_bins, weights_model=None):
     lo, hi = mu - fit_range * sigma, mu + fit_range * sigma
     counts, edges = np.histogram(a, bins=fit_bins, range=(lo, hi))
@@ -94,7 +118,7 @@ def _fit_once(a, mu, sigma, fit_range, fit_bins, weights_model=None):
 
 def find_line(amplitudes, expected: float | None = None, *, window: float = 0.25, threshold: float | None = None,
               bins: int | None = None, fit_range: float = 3.0, fit_bins: int = 30, min_events: int = 50,
-              min_significance: float = 5.0, what: str = "amplitudes") -> dict:
+              min_significance: float = 5.0, max_relative_width: float = 0.3, what: str = "amplitudes") -> dict:
     """Find and fit a Gaussian line in an amplitude spectrum.
 
     Parameters
@@ -103,11 +127,14 @@ def find_line(amplitudes, expected: float | None = None, *, window: float = 0.25
     expected : rough line position, V; the search is then limited to expected * (1 -+ window)
     window : relative half-width of the search range around `expected`
     threshold : V; amplitudes at or below it are ignored (trigger threshold region)
-    bins : histogram bins for the search (default Freedman-Diaconis, 20-1000)
+    bins : histogram bins for the search (default: with `expected`, Freedman-Diaconis, 20-1000;
+        without, log-spaced bins over the whole spectrum and the most significant peak)
     fit_range : the fit covers mu -+ fit_range * sigma
     fit_bins : bins in the fit range
     min_events : fewer usable amplitudes raise CryopipeError
     min_significance : minimum fitted line events / their error
+    max_relative_width : a line is narrower than this fraction of its position (sigma / mu); a broad
+        hump of a continuous spectrum is not a line
     what : name of the run/channel for error messages
 
     Returns
@@ -122,9 +149,10 @@ def find_line(amplitudes, expected: float | None = None, *, window: float = 0.25
             raise InputError(f"{what}: expected line position must be > 0 V and 0 < window < 1, "
                              f"got {expected!r}, {window!r}")
         lo, hi = expected * (1 - window), expected * (1 + window)
+        mu0, sigma0, bin0 = _candidate(a, lo, hi, bins, what)
     else:
         lo, hi = float(a.min()), float(np.nextafter(a.max(), np.inf))
-    mu0, sigma0, bin0 = _candidate(a, lo, hi, bins, what)
+        mu0, sigma0, bin0 = _candidate(a, lo, hi, bins, what) if bins is not None else _candidate_log(a, what)
     mu, sigma, mu_start = mu0, sigma0, mu0
     try:
         popt, pcov, *_ = _fit_once(a, mu, sigma, fit_range, fit_bins)
@@ -141,7 +169,7 @@ def find_line(amplitudes, expected: float | None = None, *, window: float = 0.25
     n_line_err = float(np.sqrt(grad @ pcov @ grad))
     near = abs(mu - mu0) <= 2 * sigma0 + bin0 and sigma <= 3 * sigma0 + bin0
     if not (np.all(np.isfinite(perr)) and amp > 0 and n_line > min_significance * n_line_err
-            and lo <= mu - sigma and mu + sigma <= hi and near):
+            and lo <= mu - sigma and mu + sigma <= hi and near and sigma <= max_relative_width * abs(mu)):
         raise CryopipeError(f"{what}: no line found: best candidate at {mu:g} +- {sigma:g} V has {n_line:.1f} +- "
                             f"{n_line_err:.1f} events (need {min_significance:g} sigma, mu -+ sigma inside "
                             f"[{lo:g}, {hi:g}) V)")

@@ -255,6 +255,7 @@ def calibrate_channel(features: xr.Dataset, characterization: xr.Dataset, cfg: d
     res = float(characterization["resolution"].isel(channel=0))
     cal = calibrate(amp, cfg["line_energy"], expected=cfg.get("expected"), resolution=res,
                     min_events=int(cfg["min_line_events"]), min_significance=float(cfg["min_significance"]),
+                    fit_range=5.0,  # room for the background on both sides of a sparse line
                     what=what)
     ch = features["channel"].values
     scalar = {k: ("channel", [float(np.ravel(cal[k])[0])]) for k in

@@ -21,5 +21,6 @@ with step("plot_spectrum", sm.log[0]):
     amps = feats[name].sel(channel=ch).values[particle]
     if sm.input.calibration:
         cfg = sm.params.calibrate  # the same fit as the calibration's
-        line = find_line(amps, None, min_events=cfg["min_line_events"], min_significance=cfg["min_significance"])
+        line = find_line(amps, None, min_events=cfg["min_line_events"], min_significance=cfg["min_significance"],
+                         fit_range=5.0)
     plot_amplitude_spectrum(amps, sm.output[0], line=line, kev_per_volt=kev, label=f"{sm.wildcards.run} / {ch}")
