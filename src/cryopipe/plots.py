@@ -139,7 +139,13 @@ def plot_amplitude_spectrum(amplitudes, path, *, line: dict | None = None, bins:
         line = line["lines"][0]
     fig, axes = _figure(1, 1 if line is None else 2, size=(7.0 if line is None else 11.0, 4.5))
     ax = axes[0, 0]
-    ax.hist(a, bins=bins, histtype="step", color="C0")
+    pos = a[a > 0]
+    wide = pos.size > 1 and pos.max() > 100 * np.percentile(pos, 5)
+    if wide:  # a wide dynamic range: log-spaced bins on a log axis
+        ax.hist(pos, bins=np.geomspace(pos.min(), pos.max(), bins + 1), histtype="step", color="C0")
+        ax.set_xscale("log")
+    else:
+        ax.hist(a, bins=bins, histtype="step", color="C0")
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("amplitude (V)")

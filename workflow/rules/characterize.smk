@@ -13,6 +13,8 @@ rule characterize_channel:
         code=code_version("cryopipe.characterize", "cryopipe.optimum_filter", "cryopipe.pipeline"),
     log:
         f"{RESULTS}/{{run}}/logs/characterize_{{channel}}.log",
+    benchmark:
+        f"{RESULTS}/{{run}}/benchmarks/characterize_{{channel}}.tsv",
     threads: 2
     resources:
         mem_mb=2000,
@@ -32,6 +34,8 @@ rule characterize:
         code=code_version("cryopipe.io.stores"),
     log:
         f"{RESULTS}/{{run}}/logs/characterize.log",
+    benchmark:
+        f"{RESULTS}/{{run}}/benchmarks/characterize.tsv",
     threads: 1
     resources:
         mem_mb=500,

@@ -13,6 +13,8 @@ rule features_channel:
         code=code_version("cryopipe.features", "cryopipe.pipeline", "cryopipe.optimum_filter", "cryopipe.io.stores"),
     log:
         f"{RESULTS}/{{run}}/logs/features_{{channel}}.log",
+    benchmark:
+        f"{RESULTS}/{{run}}/benchmarks/features_{{channel}}.tsv",
     threads: 2
     resources:
         mem_mb=1000,
@@ -33,6 +35,8 @@ rule features:
         code=code_version("cryopipe.io.stores", "cryopipe.pipeline"),
     log:
         f"{RESULTS}/{{run}}/logs/features.log",
+    benchmark:
+        f"{RESULTS}/{{run}}/benchmarks/features.tsv",
     threads: 1
     resources:
         mem_mb=1000,

@@ -23,6 +23,8 @@ for PASS, PREFIX in PASS_PREFIX.items():
                               "cryopipe.optimum_filter"),
         log:
             f"{RESULTS}/{{run}}/logs/{PREFIX}trigger_{{channel}}_segment_{{segment}}.log",
+        benchmark:
+            f"{RESULTS}/{{run}}/benchmarks/{PREFIX}trigger_{{channel}}_segment_{{segment}}.tsv",
         threads: 2
         resources:
             mem_mb=1000,
@@ -46,6 +48,8 @@ for PASS, PREFIX in PASS_PREFIX.items():
             code=code_version("cryopipe.pipeline", "cryopipe.io.stores"),
         log:
             f"{RESULTS}/{{run}}/logs/{PREFIX}trigger_{{channel}}.log",
+        benchmark:
+            f"{RESULTS}/{{run}}/benchmarks/{PREFIX}trigger_{{channel}}.tsv",
         threads: 1
         resources:
             mem_mb=500,
@@ -71,6 +75,8 @@ for PASS, PREFIX in PASS_PREFIX.items():
             code=code_version("cryopipe.trigger", "cryopipe.pipeline", "cryopipe.io.csmpl", "cryopipe.io.stores"),
         log:
             f"{RESULTS}/{{run}}/logs/{PREFIX}records.log",
+        benchmark:
+            f"{RESULTS}/{{run}}/benchmarks/{PREFIX}records.tsv",
         threads: 1
         resources:
             mem_mb=1000,
