@@ -28,6 +28,10 @@ include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/plots.smk"
 
 
+localrules:
+    all,
+
+
 rule all:
     input:
         all_targets(),

@@ -81,14 +81,12 @@ def ci_profile(tmp_path: Path) -> Path:
 def test_tiny_workflow_through_slurm_equals_the_local_run(tmp_path, slurm_node):
     """Every job goes through sbatch and the stores equal those of a local run of the same config."""
     cfg = tiny_config(Path("results"))  # the same relative results path in both workdirs: equal attrs
-    if "characterize" in cfg:  # one trigger pass: half the sequential jobs
-        cfg["characterize"]["enabled"] = False
     runs = {}
     for name in ("local", "slurm"):
         work = tmp_path / name
         work.mkdir()
         runs[name] = work, write_config(work / "tiny.yaml", cfg)
-    targets = ("results/sim/records.zarr", "results/sim/features.zarr")
+    targets = ("all",)  # the whole default DAG: two trigger passes, characterisation, labels, figures
     slurm_args = ("--executor", "slurm", "--workflow-profile", str(ci_profile(tmp_path)), *targets)
     # the local run uses the host's cores while the SLURM jobs mostly wait for status polls
     with ThreadPoolExecutor(2) as pool:
@@ -99,7 +97,8 @@ def test_tiny_workflow_through_slurm_equals_the_local_run(tmp_path, slurm_node):
     log = slurm_proc.stdout + slurm_proc.stderr
     submitted = SUBMITTED.findall(log)
     expected = job_counts(log)
-    assert {"simulate_stream", "records", "features"} <= set(expected), expected
+    expected.pop("all", None)  # a local rule: the target, nothing to compute
+    assert {"simulate_stream", "records_pass1", "characterize", "records", "features", "labels"} <= set(expected), expected
     got = {rule: sum(r == rule for *_, r in submitted) for rule in expected}
     assert got == expected, log[-3000:]
     for jobid, logfile, rule in submitted:
@@ -108,7 +107,7 @@ def test_tiny_workflow_through_slurm_equals_the_local_run(tmp_path, slurm_node):
         assert f"rule {rule}:" in text and "Finished jobid" in text, (jobid, text[-2000:])
 
     local_res, slurm_res = (runs[n][0] / "results" / "sim" for n in ("local", "slurm"))
-    for kind in ("records", "features", "truth"):
+    for kind in ("records", "features", "truth", "characterization", "labels", "calibration", "efficiency"):
         a = load_store(local_res / f"{kind}.zarr", kind)
         b = load_store(slurm_res / f"{kind}.zarr", kind)
         assert min(a.sizes.values()) > 0
