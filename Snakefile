@@ -26,6 +26,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/cleaning.smk"
 
 
 localrules:

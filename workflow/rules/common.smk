@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from cryopipe import cuts, pipeline, runner
+from cryopipe.cleaning import universal
 
 RESULTS = config["results"]
 RUNS = config["runs"]
@@ -23,6 +24,21 @@ def calibration_input(wildcards):
     if config["characterize"]["enabled"] and config["calibrate"]["line_energy"] is not None:
         return f"{RESULTS}/{wildcards.run}/calibration.zarr"
     return []
+
+
+def model_checkpoint(wildcards):
+    """Checkpoint of a cleaning model: the shipped universal one, or one trained on the run's simulation."""
+    if wildcards.model == "universal":
+        return str(universal.universal_path())
+    return f"{RESULTS}/models/{wildcards.run}/{wildcards.model}.pt"
+
+
+def cleaning_targets(run):
+    c = config["cleaning"]
+    out = [f"{RESULTS}/{run}/predictions/{m}.zarr" for m in c["models"]]
+    if c["evaluate"]:
+        out += [f"{RESULTS}/report/{run}/evaluation_{m}" for m in c["models"]]
+    return out
 
 
 def cut_set():
@@ -125,4 +141,6 @@ def all_targets():
             if config["efficiency"]["enabled"]:
                 out += [f"{RESULTS}/{run}/efficiency.zarr"]
             out += report_figures(run)
+            if config["cleaning"]["enabled"]:
+                out += cleaning_targets(run)
     return out

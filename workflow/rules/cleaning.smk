@@ -1,0 +1,95 @@
+# Deep-learning data cleaning: labelled records simulated from each run's own characterisation
+# (every event class), a small network trained on them, predictions of every configured model on
+# the run's records, and an evaluation on a held-out simulated set. "universal" is the model
+# shipped with cryopipe (trained on cryopipe's universal simulation only).
+
+
+rule simulate_records:
+    input:
+        f"{RESULTS}/{{run}}/characterization.zarr",
+    output:
+        directory(f"{RESULTS}/{{run}}/simset/{{split}}.zarr"),
+    params:
+        simulate=config["cleaning"]["simulate"],
+        code=code_version("cryopipe.simulate.records", "cryopipe.simulate.classes", "cryopipe.pipeline"),
+    wildcard_constraints:
+        split="train|test",
+    log:
+        f"{RESULTS}/{{run}}/logs/simulate_records_{{split}}.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/simulate_records.py"
+
+
+rule train:
+    input:
+        f"{RESULTS}/{{run}}/simset/train.zarr",
+    output:
+        model=f"{RESULTS}/models/{{run}}/{{architecture}}.pt",
+        meta=f"{RESULTS}/models/{{run}}/{{architecture}}.json",
+        curve=report(f"{RESULTS}/report/{{run}}/loss_{{architecture}}.png", caption="../report/loss.rst",
+                     category="Cleaning", subcategory="{run}"),
+    params:
+        train=config["cleaning"]["train"],
+        cutoff=config["cleaning"]["cutoff"],
+        code=code_version("cryopipe.cleaning.train", "cryopipe.cleaning.models", "cryopipe.cleaning.data",
+                          "cryopipe.cleaning.augment", "cryopipe.cleaning.preprocess", "cryopipe.pipeline"),
+    wildcard_constraints:
+        architecture="cnn|lstm|tscn|tst|cait_cnn",
+    log:
+        f"{RESULTS}/{{run}}/logs/train_{{architecture}}.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/train.py"
+
+
+rule predict:
+    input:
+        records=f"{RESULTS}/{{run}}/records.zarr",
+        model=model_checkpoint,
+    output:
+        directory(f"{RESULTS}/{{run}}/predictions/{{model}}.zarr"),
+    params:
+        cutoff=config["cleaning"]["cutoff"],
+        code=code_version("cryopipe.cleaning.predict", "cryopipe.cleaning.preprocess", "cryopipe.cleaning.models"),
+    log:
+        f"{RESULTS}/{{run}}/logs/predict_{{model}}.log",
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/predict.py"
+
+
+rule evaluate:
+    input:
+        test=f"{RESULTS}/{{run}}/simset/test.zarr",
+        model=model_checkpoint,
+    output:
+        directory(f"{RESULTS}/report/{{run}}/evaluation_{{model}}"),
+    params:
+        cutoff=config["cleaning"]["cutoff"],
+        code=code_version("cryopipe.evaluate", "cryopipe.metrics", "cryopipe.cleaning.predict"),
+    log:
+        f"{RESULTS}/{{run}}/logs/evaluate_{{model}}.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/evaluate.py"

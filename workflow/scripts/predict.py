@@ -1,0 +1,17 @@
+"""Rule predict: a cleaning model's score and decision for every channel and event of a run."""
+from cryopipe.cleaning.predict import predictions_dataset
+from cryopipe.cleaning.universal import resolve_model
+from cryopipe.io.stores import open_store, write_store
+from cryopipe.runner import step
+
+sm = snakemake  # noqa: F821 (provided by Snakemake)
+
+with step("predict", sm.log[0]) as log:
+    model, meta = resolve_model(sm.input.model)
+    records = open_store(sm.input.records, "records")
+    ds = predictions_dataset(model, records["trace"], sm.wildcards.model, cutoff=float(sm.params.cutoff),
+                             inputs=[str(p) for p in sm.input])
+    ds = ds.assign(record_kind=records["record_kind"])
+    log.info("model %s: %d of %d events clean (all channels accepted)", sm.wildcards.model,
+             int(ds["event_clean"].sum()), ds.sizes["event"])
+    write_store(ds, sm.output[0], "predictions")
