@@ -81,6 +81,7 @@ def ci_profile(tmp_path: Path) -> Path:
 def test_tiny_workflow_through_slurm_equals_the_local_run(tmp_path, slurm_node):
     """Every job goes through sbatch and the stores equal those of a local run of the same config."""
     cfg = tiny_config(Path("results"))  # the same relative results path in both workdirs: equal attrs
+    cfg["cleaning"] = {"enabled": False}  # network training is tested locally (tests/test_workflow.py)
     runs = {}
     for name in ("local", "slurm"):
         work = tmp_path / name

@@ -16,6 +16,7 @@ SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 PASS1 = {"trigger_segment_pass1", "trigger_channel_pass1", "records_pass1"}
 FINAL = {"trigger_segment", "trigger_channel", "records", "features_channel", "features"}
 CHARACTERIZE = {"characterize_channel", "characterize"}
+CLEANING = {"simulate_records", "train", "predict", "evaluate"}
 
 
 def test_default_config_validates_and_embeds_the_default_simulation():
@@ -53,7 +54,8 @@ def test_code_version_changes_with_module_source(tmp_path, monkeypatch):
 
 def test_dry_run_of_the_default_config(tmp_path):
     rules = planned_rules(tmp_path, REPO / "config" / "config.yaml")
-    assert PASS1 | FINAL | {"simulate_stream", "characterize_channel", "characterize", "labels", "all"} == rules
+    assert PASS1 | FINAL | CHARACTERIZE | CLEANING | {"simulate_stream", "labels", "all"} <= rules
+    assert {"calibrate", "efficiency", "plot_characterization", "plot_noise", "plot_spectrum"} <= rules
 
 
 def test_lint_is_clean():
@@ -89,7 +91,16 @@ def test_tiny_run_writes_valid_stores_that_find_the_simulated_pulses(tiny_run):
     # final pass: the optimum filter at 5 x its measured resolution, close to the expected one
     np.testing.assert_allclose(char["threshold"], 5 * char["resolution"])
     np.testing.assert_allclose(char["resolution"], char["expected_resolution"], rtol=0.15)
-    assert "of_amplitude" in features
+    assert "of_amplitude" in features and "energy" in features
+    # the calibration recovers the simulated volts per keV of the phonon channel (5.9 keV line)
+    cal = load_store(res / "calibration.zarr", "calibration")
+    vpk = DEFAULT_SIMULATION["channels"][0]["volts_per_kev"]
+    assert abs(float(cal["kev_per_volt"].sel(channel="phonon")) * vpk - 1) < 0.05
+    for model in ("universal", "cnn"):
+        pred = load_store(res / "predictions" / f"{model}.zarr", "predictions")
+        assert pred.sizes["event"] == records.sizes["event"]
+        assert (work / "results" / "report" / "sim" / f"evaluation_{model}" / "targets.md").is_file()
+    assert len(list((work / "results" / "report" / "sim").glob("*.png"))) >= 9
     # every bright, isolated particle event of the truth has a particle record within a few samples
     onsets = truth["onset_sample"].values
     cls = np.array([str(c) for c in truth["pulse_class"].values])
@@ -109,28 +120,32 @@ def test_tiny_run_writes_valid_stores_that_find_the_simulated_pulses(tiny_run):
 def test_rerun_after_config_change_redoes_exactly_the_rules_that_use_it(tiny_run):
     work, cfg_path = tiny_run
     assert planned_rules(work, cfg_path) == set()
-    cfg = yaml.safe_load(cfg_path.read_text())
+    base = yaml.safe_load(cfg_path.read_text())
 
-    cfg["features"]["batch"] = 77
-    assert planned_rules(work, write_config(work / "c1.yaml", cfg)) == {"features_channel", "features",
-                                                                          "labels", "all"}
-    cfg["features"]["batch"] = 4096
-    cfg["labels"] = {"cuts_file": str(REPO / "config" / "cuts_default.yaml")}
-    # the same cuts from a file: no rerun; an edited cut reruns only labels
-    assert planned_rules(work, write_config(work / "c2.yaml", cfg)) == set()
+    def plan(name, change):
+        cfg = yaml.safe_load(yaml.safe_dump(base))
+        change(cfg)
+        return planned_rules(work, write_config(work / f"{name}.yaml", cfg))
+
+    # the same cuts from a file: nothing; an edited cut: the labels and the efficiency (which applies the cuts)
+    same = str(REPO / "config" / "cuts_default.yaml")
+    assert plan("cuts_same", lambda c: c.update(labels={"cuts_file": same})) == set()
     cuts = yaml.safe_load((REPO / "config" / "cuts_default.yaml").read_text())
-    first = next(iter(cuts["cuts"]))
-    cuts["cuts"][first]["channels"] = "phonon"
-    cfg["labels"]["cuts_file"] = str(write_config(work / "cuts.yaml", cuts))
-    assert planned_rules(work, write_config(work / "c3.yaml", cfg)) == {"labels", "all"}
-    del cfg["labels"]
-
-    cfg["characterize"]["threshold_resolution"] = 6.0   # final pass only
-    assert planned_rules(work, write_config(work / "c4.yaml", cfg)) == CHARACTERIZE | FINAL | {"labels", "all"}
-    cfg["characterize"]["threshold_resolution"] = 5.0
-    cfg["trigger"]["threshold_sigma"] = 6.0               # both passes
-    assert planned_rules(work, write_config(work / "c5.yaml", cfg)) == (
-        PASS1 | CHARACTERIZE | FINAL | {"labels", "all"})
+    cuts["cuts"][next(iter(cuts["cuts"]))]["channels"] = "phonon"
+    edited = str(write_config(work / "cuts.yaml", cuts))
+    assert plan("cuts_edit", lambda c: c.update(labels={"cuts_file": edited})) == {
+        "labels", "efficiency_channel", "efficiency", "plot_efficiency", "all"}
+    # efficiency settings: only the efficiency stage and its figures
+    assert plan("eff", lambda c: c["efficiency"].update(n_per_amplitude=31)) == {
+        "efficiency_channel", "efficiency", "plot_efficiency", "all"}
+    # the cleaning cutoff: training meta, predictions and evaluation only
+    assert plan("cutoff", lambda c: c["cleaning"].update(cutoff=0.6)) == {"train", "predict", "evaluate", "all"}
+    # the final-pass threshold: characterisation and everything after, not the first pass
+    final = plan("final", lambda c: c["characterize"].update(threshold_resolution=6.0))
+    assert CHARACTERIZE | FINAL <= final and not (PASS1 | {"simulate_stream"}) & final
+    # the first-pass threshold: both passes, not the simulation
+    first = plan("first", lambda c: c["trigger"].update(threshold_sigma=6.0))
+    assert PASS1 | CHARACTERIZE | FINAL <= first and "simulate_stream" not in first
 
 
 @pytest.mark.slow

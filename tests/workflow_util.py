@@ -21,6 +21,7 @@ def tiny_config(results: Path, duration: float = 60.0, seed: int = 3) -> dict:
     cfg["trigger"]["noise_records"] = 60
     sim["line_fraction"] = 0.7
     cfg["efficiency"]["n_per_amplitude"] = 30
+    cfg["cleaning"] = {"simulate": {"n_per_class": 60, "n_test_per_class": 30}, "train": {"epochs": 2}}
     return cfg
 
 

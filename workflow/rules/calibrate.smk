@@ -9,8 +9,8 @@ rule calibrate_channel:
     output:
         directory(f"{RESULTS}/{{run}}/calibration/{{channel}}.zarr"),
     params:
-        calibrate=config["calibrate"],
-        code=code_version("cryopipe.calibrate", "cryopipe.pipeline"),
+        calibrate=canonical(config["calibrate"]),
+        code=code_version("cryopipe.calibrate", "cryopipe.stages.calibrate"),
     log:
         f"{RESULTS}/{{run}}/logs/calibrate_{{channel}}.log",
     threads: 1
@@ -50,9 +50,9 @@ rule efficiency_channel:
     output:
         directory(f"{RESULTS}/{{run}}/efficiency/{{channel}}.zarr"),
     params:
-        efficiency=config["efficiency"],
+        efficiency=canonical(config["efficiency"]),
         cuts=lambda w: cut_set(),
-        code=code_version("cryopipe.efficiency", "cryopipe.cuts", "cryopipe.pipeline"),
+        code=code_version("cryopipe.efficiency", "cryopipe.cuts", "cryopipe.stages.calibrate", "cryopipe.stages.characterize"),
     log:
         f"{RESULTS}/{{run}}/logs/efficiency_{{channel}}.log",
     threads: 2

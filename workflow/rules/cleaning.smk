@@ -10,8 +10,8 @@ rule simulate_records:
     output:
         directory(f"{RESULTS}/{{run}}/simset/{{split}}.zarr"),
     params:
-        simulate=config["cleaning"]["simulate"],
-        code=code_version("cryopipe.simulate.records", "cryopipe.simulate.classes", "cryopipe.pipeline"),
+        simulate=canonical(config["cleaning"]["simulate"]),
+        code=code_version("cryopipe.simulate.records", "cryopipe.simulate.classes", "cryopipe.stages.cleaning"),
     wildcard_constraints:
         split="train|test",
     log:
@@ -35,10 +35,10 @@ rule train:
         curve=report(f"{RESULTS}/report/{{run}}/loss_{{architecture}}.png", caption="../report/loss.rst",
                      category="Cleaning", subcategory="{run}"),
     params:
-        train=config["cleaning"]["train"],
+        train=canonical(config["cleaning"]["train"]),
         cutoff=config["cleaning"]["cutoff"],
         code=code_version("cryopipe.cleaning.train", "cryopipe.cleaning.models", "cryopipe.cleaning.data",
-                          "cryopipe.cleaning.augment", "cryopipe.cleaning.preprocess", "cryopipe.pipeline"),
+                          "cryopipe.cleaning.augment", "cryopipe.cleaning.preprocess", "cryopipe.stages.cleaning"),
     wildcard_constraints:
         architecture="cnn|lstm|tscn|tst|cait_cnn",
     log:

@@ -1,7 +1,9 @@
 # Input functions and helpers shared by all rules (no algorithms here).
+import json
 from pathlib import Path
 
-from cryopipe import cuts, pipeline, runner
+from cryopipe import cuts, runner
+from cryopipe.stages import trigger as trigger_stage
 from cryopipe.cleaning import universal
 
 RESULTS = config["results"]
@@ -44,7 +46,7 @@ def cleaning_targets(run):
 def cut_set():
     """The cut set: the config's cuts file, or cryopipe's default cuts (validated)."""
     path = config["labels"]["cuts_file"]
-    return cuts.load_cuts(path) if path else cuts.DEFAULT_CUTS
+    return canonical(cuts.load_cuts(path) if path else cuts.DEFAULT_CUTS)
 
 
 def run_config(run):
@@ -93,14 +95,14 @@ def stream_samples(run):
 def n_segments(run):
     """Number of time segments the trigger of a run is split into (separate jobs)."""
     rc = RUNS[run]
-    return len(pipeline.segment_bounds(max(stream_samples(run), 1), rc["sample_frequency"],
+    return len(trigger_stage.segment_bounds(max(stream_samples(run), 1), rc["sample_frequency"],
                                        config["trigger"]["segment_duration"]))
 
 
 def stream_params(run):
     """Stream description handed to scripts (a change reruns the rules that read it)."""
     rc = RUNS[run]
-    return {
+    return canonical({
         "csmpl": csmpl_paths(run),
         "sample_frequency": rc["sample_frequency"],
         "record_length": rc["record_length"],
@@ -108,13 +110,19 @@ def stream_params(run):
         "polarity": rc.get("polarity", 1),
         "adc_bits": rc.get("adc_bits", 16),
         "adc_range": rc.get("adc_range", 20.0),
-    }
+    })
+
+
+def canonical(value):
+    """`value` with every mapping's keys sorted: params compare by value, so reordering keys in a
+    config file does not rerun anything."""
+    return json.loads(json.dumps(value, sort_keys=True))
 
 
 def subconfig(section, *keys):
     """The named keys of a config section: a rule's params hold only what it uses, so a change
     of any other value does not rerun it."""
-    return {k: config[section][k] for k in keys}
+    return canonical({k: config[section][k] for k in keys})
 
 
 def code_version(*modules):

@@ -9,8 +9,9 @@ rule features_channel:
     output:
         directory(f"{RESULTS}/{{run}}/features/{{channel}}.zarr"),
     params:
-        features=config["features"],
-        code=code_version("cryopipe.features", "cryopipe.pipeline", "cryopipe.optimum_filter", "cryopipe.io.stores"),
+        features=canonical(config["features"]),
+        code=code_version("cryopipe.features", "cryopipe.stages.characterize", "cryopipe.cuts", "cryopipe.fit",
+                          "cryopipe.optimum_filter", "cryopipe.io.stores"),
     log:
         f"{RESULTS}/{{run}}/logs/features_{{channel}}.log",
     benchmark:
@@ -32,7 +33,7 @@ rule features:
     output:
         directory(f"{RESULTS}/{{run}}/features.zarr"),
     params:
-        code=code_version("cryopipe.io.stores", "cryopipe.pipeline"),
+        code=code_version("cryopipe.io.stores", "cryopipe.stages.calibrate"),
     log:
         f"{RESULTS}/{{run}}/logs/features.log",
     benchmark:

@@ -51,7 +51,7 @@ rule plot_spectrum:
         report(f"{RESULTS}/report/{{run}}/spectrum_{{channel}}.png", caption="../report/spectrum.rst",
                category="Calibration", subcategory="{run}"),
     params:
-        calibrate=config["calibrate"],
+        calibrate=canonical(config["calibrate"]),
         code=code_version("cryopipe.plots", "cryopipe.calibrate"),
     log:
         f"{RESULTS}/{{run}}/logs/plot_spectrum_{{channel}}.log",

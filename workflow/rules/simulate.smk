@@ -6,7 +6,7 @@ rule simulate_stream:
         stream=directory(f"{RESULTS}/{{run}}/stream"),
         truth=directory(f"{RESULTS}/{{run}}/truth.zarr"),
     params:
-        simulation=lambda w: RUNS[w.run]["simulate"],
+        simulation=lambda w: canonical(RUNS[w.run]["simulate"]),
         stream=lambda w: stream_params(w.run),
         code=code_version("cryopipe.simulate.stream", "cryopipe.simulate.noise", "cryopipe.simulate.pulses"),
     log:

@@ -19,7 +19,8 @@ for PASS, PREFIX in PASS_PREFIX.items():
         params:
             stream=lambda w: stream_params(w.run),
             trigger=subconfig("trigger", "threshold_sigma", "holdoff", "chunk_size", "segment_duration"),
-            code=code_version("cryopipe.trigger", "cryopipe.filters", "cryopipe.pipeline", "cryopipe.io.csmpl",
+            code=code_version("cryopipe.trigger", "cryopipe.filters", "cryopipe.stages.trigger", "cryopipe.io.csmpl",
+                              "cryopipe.stages.characterize",
                               "cryopipe.optimum_filter"),
         log:
             f"{RESULTS}/{{run}}/logs/{PREFIX}trigger_{{channel}}_segment_{{segment}}.log",
@@ -45,7 +46,7 @@ for PASS, PREFIX in PASS_PREFIX.items():
         output:
             directory(f"{RESULTS}/{{run}}/{PREFIX}triggers/{{channel}}.zarr"),
         params:
-            code=code_version("cryopipe.pipeline", "cryopipe.io.stores"),
+            code=code_version("cryopipe.stages.trigger", "cryopipe.io.stores"),
         log:
             f"{RESULTS}/{{run}}/logs/{PREFIX}trigger_{{channel}}.log",
         benchmark:
@@ -72,7 +73,7 @@ for PASS, PREFIX in PASS_PREFIX.items():
         params:
             stream=lambda w: stream_params(w.run),
             trigger=subconfig("trigger", "holdoff", "noise_records", "seed"),
-            code=code_version("cryopipe.trigger", "cryopipe.pipeline", "cryopipe.io.csmpl", "cryopipe.io.stores"),
+            code=code_version("cryopipe.trigger", "cryopipe.stages.trigger", "cryopipe.io.csmpl", "cryopipe.io.stores"),
         log:
             f"{RESULTS}/{{run}}/logs/{PREFIX}records.log",
         benchmark:

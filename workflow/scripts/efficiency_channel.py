@@ -1,6 +1,6 @@
 """Rule efficiency_channel: trigger and cut efficiency of one channel from injected SEV pulses."""
 from cryopipe.io.stores import load_store, open_store, write_store
-from cryopipe.pipeline import efficiency_channel
+from cryopipe.stages.calibrate import efficiency_channel
 from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)

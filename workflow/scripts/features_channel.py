@@ -2,7 +2,7 @@
 from cryopipe.cuts import extra_features_dataset
 from cryopipe.features import features_dataset
 from cryopipe.io.stores import load_store, open_store, write_store
-from cryopipe.pipeline import OF_FEATURE_UNITS, of_features, optimum_filter_from, sev_fit_features
+from cryopipe.stages.characterize import OF_FEATURE_UNITS, of_features, optimum_filter_from, sev_fit_features
 from cryopipe.runner import Progress, step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)

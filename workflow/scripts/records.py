@@ -1,6 +1,6 @@
 """Rule records: merge the channels' triggers, add noise triggers, cut records of all channels."""
 from cryopipe.io.stores import load_store, write_store_batches
-from cryopipe.pipeline import open_run_stream, record_batches
+from cryopipe.stages.trigger import open_run_stream, record_batches
 from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)

@@ -1,6 +1,6 @@
 """Rule trigger_channel: gather the time segments' trigger lists of one channel."""
 from cryopipe.io.stores import load_store, write_store
-from cryopipe.pipeline import gather_segments
+from cryopipe.stages.trigger import gather_segments
 from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)

@@ -1,7 +1,8 @@
 """Rule trigger_segment(_pass1): trigger one time segment of one channel of a run's stream."""
 from cryopipe.io.stores import load_store, write_store
 from cryopipe.optimum_filter import of_kernel
-from cryopipe.pipeline import open_run_stream, optimum_filter_from, segment_bounds, trigger_one_channel
+from cryopipe.stages.characterize import optimum_filter_from
+from cryopipe.stages.trigger import open_run_stream, segment_bounds, trigger_one_channel
 from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)

@@ -4,7 +4,7 @@ import copy
 import numpy as np
 import pytest
 
-from cryopipe.pipeline import gather_segments, open_run_stream, record_batches, segment_bounds, trigger_one_channel
+from cryopipe.stages.trigger import gather_segments, open_run_stream, record_batches, segment_bounds, trigger_one_channel
 from cryopipe.simulate.stream import DEFAULT_SIMULATION, simulate_stream
 
 FS = 25000.0

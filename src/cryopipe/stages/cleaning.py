@@ -1,0 +1,57 @@
+"""Cleaning stage: labelled records simulated from a run's characterisation; training on them.
+
+Stage entry points for the workflow scripts and the CLI: plain config dicts in, Datasets
+ready for cryopipe.io.stores out; no Snakemake here.
+"""
+from __future__ import annotations
+
+import json
+from typing import Iterator
+
+import numpy as np
+import xarray as xr
+
+from ..io.stores import EVENT_CHUNK, provenance
+
+
+def simulate_run_records(characterization: xr.Dataset, n_per_class: int, seed: int,
+                         snr_range=(3.0, 1000.0)) -> xr.Dataset:
+    """Labelled records of every event class for each channel of a characterised run (its SEV and
+    NPS), concatenated along ``event`` ("simset" store content; channel dim 'detector')."""
+    from ..simulate.records import EVENT_CLASSES, simulate_detector_records
+
+    rng = np.random.default_rng(seed)
+    fs = float(characterization.attrs["sample_frequency"])
+    parts = []
+    for ch in characterization["channel"].values:
+        c = characterization.sel(channel=ch)
+        ds = simulate_detector_records({k: int(n_per_class) for k in EVENT_CLASSES}, c["sev"].values,
+                                       c["nps"].values, fs, rng, snr_range=tuple(snr_range))
+        parts.append(ds.assign(source_channel=("event", np.full(ds.sizes["event"], str(ch)))))
+    out = xr.concat(parts, dim="event", combine_attrs="override")
+    out = out.assign_coords(event=np.arange(out.sizes["event"]))
+    out.attrs = provenance("simset", {"n_per_class": n_per_class, "seed": seed, "snr_range": list(snr_range)}, [],
+                           sample_frequency=fs, record_length=int(characterization.attrs["record_length"]))
+    return out
+
+
+def train_on_simset(path, architecture: str, checkpoint, cfg: dict, progress=None):
+    """Train `architecture` on a simset store (90 % train, 10 % validation), multi-class head over
+    its event classes (binary score = accepted classes) or a binary head; returns the TrainResult."""
+    import sys
+
+    from ..cleaning.data import SimsetSource, split_events
+    from ..simulate.records import DEFAULT_ACCEPTED, EVENT_CLASSES
+
+    probe = SimsetSource(path)
+    train_mask, val_mask = split_events(probe.n_events, (0.9, 0.1), seed=int(cfg["seed"]))
+    classes = list(EVENT_CLASSES)
+    train = SimsetSource(path, class_names=classes, select=train_mask)
+    val = SimsetSource(path, class_names=classes, select=val_mask)
+    from ..cleaning.train import train_model
+
+    n_classes = len(classes) if cfg["multiclass"] else 1
+    return train_model(architecture, train, val, checkpoint, epochs=int(cfg["epochs"]),
+                       batch_size=int(cfg["batch_size"]), lr=cfg.get("lr"), seed=int(cfg["seed"]),
+                       n_classes=n_classes, accepted=sorted(DEFAULT_ACCEPTED) if n_classes > 1 else None,
+                       progress=progress or sys.stderr, meta={"trained_on": str(path), "cutoff": cfg["cutoff"]})

@@ -1,0 +1,139 @@
+"""Trigger stage: open a run's stream, trigger one channel or time segment, gather segments,
+merge channels and cut records in batches.
+
+Stage entry points for the workflow scripts and the CLI: plain config dicts in, Datasets
+ready for cryopipe.io.stores out; no Snakemake here.
+"""
+from __future__ import annotations
+
+import json
+from typing import Iterator
+
+import numpy as np
+import xarray as xr
+
+from ..io.stores import EVENT_CHUNK, provenance
+from ..filters import OverlapSave, filtered_noise_sigma, generic_kernel
+from ..io.csmpl import CsmplStream, open_csmpl
+from ..trigger import (live_time, merge_triggers, noise_trigger_samples, records_dataset, trigger_channel,
+                       valid_windows)
+
+
+def open_run_stream(stream_cfg: dict) -> CsmplStream:
+    """Open a run's csmpl files as described by its stream parameters (see rules/common.smk).
+
+    The run's `polarity` is applied here (volts x polarity), so every later stage sees particle
+    pulses as positive: records, features and the characterisation of a negative-pulse detector
+    hold the sign-flipped signal.
+    """
+    stream = open_csmpl(stream_cfg["csmpl"], stream_cfg["sample_frequency"], stream_cfg["record_length"],
+                        stream_cfg.get("adc_bits", 16), stream_cfg.get("adc_range", 20.0))
+    stream.volts_per_adc *= int(stream_cfg.get("polarity", 1))
+    return stream
+
+
+def holdoff_samples(stream_cfg: dict, trigger_cfg: dict) -> int:
+    """Hold-off after a trigger in samples (default: half a record)."""
+    return int(trigger_cfg.get("holdoff") or stream_cfg["record_length"] // 2)
+
+
+def segment_bounds(n_samples: int, sample_frequency: float, segment_duration: float | None) -> list[tuple[int, int]]:
+    """Split [0, n_samples) into time segments of `segment_duration` s (None: one segment)."""
+    if not segment_duration:
+        return [(0, n_samples)]
+    step = max(int(round(segment_duration * sample_frequency)), 1)
+    return [(a, min(a + step, n_samples)) for a in range(0, n_samples, step)]
+
+
+def trigger_one_channel(stream: CsmplStream, channel: int, stream_cfg: dict, trigger_cfg: dict,
+                        kernel: tuple[np.ndarray, int] | None = None, threshold: float | None = None,
+                        segment: tuple[int, int] | None = None, inputs=(), progress=None) -> xr.Dataset:
+    """Trigger one channel (or one time segment of it); returns a "triggers" Dataset.
+
+    The kernel defaults to the detector-agnostic generic pulse kernel; the threshold defaults to
+    `threshold_sigma` times the filtered stream's robust noise sigma, estimated from chunks spread
+    over the WHOLE stream, so every segment job of a channel uses the same threshold.
+
+    A segment [a, b) is scanned over [a - lookback, b + holdoff) and keeps the triggers in [a, b):
+    the scan state (dead time) at `a` then equals that of an unsplit scan whenever the
+    `lookback` (10 hold-offs) holds a quiet stretch, so segments gathered equal the unsplit run.
+    """
+    k, anchor = kernel if kernel is not None else generic_kernel(stream_cfg["record_length"])
+    polarity = 1  # applied when the stream is opened (open_run_stream)
+    sigma = filtered_noise_sigma(stream, channel, k, anchor, polarity=polarity)
+    if threshold is None:
+        threshold = float(trigger_cfg["threshold_sigma"]) * sigma
+    holdoff = holdoff_samples(stream_cfg, trigger_cfg)
+    a, b = segment if segment is not None else (0, stream.n_samples)
+    chunk = OverlapSave(k, anchor, int(trigger_cfg["chunk_size"])).chunk
+    # scan whole chunks of the unsplit run's grid, so the float32 filter values are bit-identical
+    start = max(a - 10 * holdoff, 0) // chunk * chunk
+    stop = min(-(-(b + holdoff) // chunk) * chunk, stream.n_samples)
+    samples, amplitudes = trigger_channel(stream, channel, k, anchor, threshold, holdoff, polarity,
+                                          chunk_size=int(trigger_cfg["chunk_size"]), start=start, stop=stop)
+    keep = (samples >= a) & (samples < b)
+    params = {"trigger": trigger_cfg, "stream": stream_cfg, "kernel_length": len(k), "kernel_anchor": anchor}
+    attrs = provenance("triggers", params, list(inputs), sample_frequency=stream.sample_frequency,
+                       n_samples=stream.n_samples, channel=stream_cfg["channels"][channel],
+                       threshold=float(threshold), noise_sigma=sigma, holdoff=holdoff, segment=[a, b])
+    return xr.Dataset({"trigger_sample": ("trigger", np.asarray(samples[keep], dtype=np.int64)),
+                       "trigger_amplitude": ("trigger", np.asarray(amplitudes[keep], dtype=np.float32))},
+                      attrs=attrs)
+
+
+def gather_segments(parts: list[xr.Dataset], inputs=()) -> xr.Dataset:
+    """Join the segment trigger lists of one channel (in time order) into one "triggers" Dataset."""
+    parts = sorted(parts, key=lambda p: p.attrs["segment"][0])
+    ds = xr.concat([p[["trigger_sample", "trigger_amplitude"]] for p in parts], dim="trigger")
+    ds.attrs = {k: v for k, v in parts[0].attrs.items() if k != "segment"}
+    ds.attrs["inputs"] = [str(i) for i in inputs]
+    return ds
+
+
+def record_batches(stream: CsmplStream, triggers: list[xr.Dataset], stream_cfg: dict, trigger_cfg: dict,
+                   inputs=(), batch: int = EVENT_CHUNK) -> tuple[xr.Dataset, Iterator[xr.Dataset], str]:
+    """Merge per-channel triggers, draw noise triggers, and cut records in batches of `batch` events.
+
+    Returns the first "records" Dataset, an iterator over the following batches (append along
+    event), and a one-line summary. Memory is bounded by one batch of records.
+    """
+    n_rec = stream_cfg["record_length"]
+    holdoff = holdoff_samples(stream_cfg, trigger_cfg)
+    per_channel = [t["trigger_sample"].values for t in triggers]
+    samples, fired = merge_triggers(per_channel, holdoff)
+    live = live_time(samples, holdoff, stream.n_samples, stream.sample_frequency)
+    keep = valid_windows(samples, stream.n_samples, n_rec)
+    samples, fired = samples[keep], fired[keep]
+    amps = _fired_amplitudes(triggers, samples, fired)
+    rng = np.random.default_rng(int(trigger_cfg["seed"]))
+    noise = np.sort(noise_trigger_samples(int(trigger_cfg["noise_records"]), samples, stream.n_samples, n_rec, rng))
+    thresholds = [float(t.attrs["threshold"]) for t in triggers]
+    params = {"trigger": trigger_cfg, "stream": stream_cfg}
+    all_samples = np.sort(np.concatenate([samples, noise]))
+    bounds = list(range(0, max(len(all_samples), 1), batch)) or [0]
+
+    def part(i0: int) -> xr.Dataset:
+        window = all_samples[i0 : i0 + batch]
+        lo, hi = (window[0], window[-1]) if len(window) else (0, -1)
+        sel = (samples >= lo) & (samples <= hi)
+        nsel = (noise >= lo) & (noise <= hi)
+        ds = records_dataset(stream, samples[sel], fired[sel], noise[nsel], n_rec, stream_cfg["channels"],
+                             amps[:, sel], params, list(inputs), live, thresholds)
+        return ds.assign_coords(event=np.arange(i0, i0 + ds.sizes["event"]))
+
+    summary = (f"{len(samples)} particle and {len(noise)} noise records of {len(stream_cfg['channels'])} channels; "
+               f"live time {live:.1f} s of {stream.duration:.1f} s")
+    return part(bounds[0]), (part(i0) for i0 in bounds[1:]), summary
+
+
+def _fired_amplitudes(triggers: list[xr.Dataset], samples: np.ndarray, fired: np.ndarray) -> np.ndarray:
+    """(channel, event) filter amplitude of the channel that fired at each merged trigger; NaN elsewhere."""
+    out = np.full((len(triggers), len(samples)), np.nan, dtype=np.float32)
+    for c, t in enumerate(triggers):
+        s = t["trigger_sample"].values
+        a = t["trigger_amplitude"].values
+        idx = np.searchsorted(s, samples)
+        ok = (idx < len(s)) & (fired == c)
+        ok[ok] &= s[idx[ok]] == samples[ok]
+        out[c, ok] = a[idx[ok]]
+    return out
