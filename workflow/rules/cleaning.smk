@@ -79,7 +79,8 @@ rule evaluate:
         test=f"{RESULTS}/{{run}}/simset/test.zarr",
         model=model_checkpoint,
     output:
-        directory(f"{RESULTS}/report/{{run}}/evaluation_{{model}}"),
+        report(directory(f"{RESULTS}/report/{{run}}/evaluation_{{model}}"), patterns=["{name}.png"],
+               caption="../report/evaluation.rst", category="Cleaning", subcategory="{run}"),
     params:
         cutoff=config["cleaning"]["cutoff"],
         code=code_version("cryopipe.evaluate", "cryopipe.metrics", "cryopipe.cleaning.predict"),
