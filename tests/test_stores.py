@@ -121,3 +121,47 @@ def test_concat_channels_joins_per_channel_parts():
     joined = concat_channels(parts, inputs=["p0", "p1"])
     np.testing.assert_array_equal(joined["trace"].values, full["trace"].values)
     assert list(joined.channel.values) == ["phonon", "light"] and joined.attrs["inputs"] == ["p0", "p1"]
+
+
+KILLED_WRITER = """
+import sys, time
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_stores import records
+from cryopipe.io.stores import write_store_batches
+
+def slow():
+    for i in range(1, 100):
+        time.sleep(0.2)
+        part = records(n_events=1024 * (i + 1)).isel(event=slice(1024 * i, 1024 * (i + 1)))
+        print("batch", i, flush=True)
+        yield part
+
+write_store_batches(records(n_events=1024), slow(), {target!r}, "records")
+"""
+
+
+def test_killed_writer_leaves_no_store_and_a_rerun_completes(tmp_path):
+    """A job killed (SIGKILL) mid-write leaves nothing that looks complete; the next write cleans up."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    target = tmp_path / "records.zarr"
+    code = KILLED_WRITER.format(tests=str(Path(__file__).parent), target=str(target))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("batch 3"):
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not target.exists()
+    with pytest.raises(StoreError, match="no such"):
+        open_store(target, "records")
+    assert list(tmp_path.glob(".records.zarr.tmp-*"))  # the killed writer's partial output
+    write_store(records(), target, "records")          # the rerun
+    assert load_store(target, "records").sizes["event"] == 5
+    assert not list(tmp_path.glob(".records.zarr.tmp-*"))

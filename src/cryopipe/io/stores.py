@@ -194,6 +194,14 @@ def _check_var(arr, name, dims, dt):
     return out
 
 
+def _temporary_path(path: Path) -> Path:
+    """A fresh temporary sibling of `path`; leftovers of killed writers (other pids) are removed."""
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
 def _encoding(ds: xr.Dataset, event_chunk: int) -> dict:
     enc = {}
     for name, var in ds.variables.items():
@@ -220,10 +228,7 @@ def write_store(ds: xr.Dataset, path: str | Path, kind: str, event_chunk: int = 
     ds = _as_object_strings(ds.copy())
     for v in ds.variables.values():
         v.encoding = {}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_path(path)
     try:
         ds.to_zarr(tmp, mode="w", consolidated=False, encoding=_encoding(ds, event_chunk))
         if path.exists():
@@ -244,10 +249,7 @@ def write_store_batches(first: xr.Dataset, more, path: str | Path, kind: str,
     """
     path = Path(path)
     validate(first, kind, str(path))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_path(path)
     try:
         first = _as_object_strings(first.copy())
         for v in first.variables.values():
