@@ -149,6 +149,17 @@ def test_rerun_after_config_change_redoes_exactly_the_rules_that_use_it(tiny_run
 
 
 @pytest.mark.slow
+def test_html_report_collects_the_figures_by_stage(tiny_run):
+    work, cfg_path = tiny_run
+    snakemake(work, cfg_path, "--report", str(work / "report.html"))
+    html = (work / "report.html").read_text(errors="replace")
+    for category in ("Characterisation", "Calibration", "Efficiency", "Cleaning"):
+        assert category in html
+    for name in ("sev_phonon.png", "nps.png", "spectrum_light.png", "efficiency_phonon.png", "loss_cnn.png"):
+        assert name in html
+
+
+@pytest.mark.slow
 def test_bad_csmpl_fails_with_the_file_named_and_leaves_no_store(tmp_path):
     bad = tmp_path / "bad.csmpl"
     bad.write_bytes(b"\x00" * 40001)
