@@ -71,12 +71,14 @@ def _predict(args) -> None:
 
     if args.batch < 1:
         raise CryopipeError(f"--batch: must be >= 1, got {args.batch}")
-    if not 0.0 <= args.cutoff <= 1.0:
+    if args.cutoff is not None and not 0.0 <= args.cutoff <= 1.0:
         raise CryopipeError(f"--cutoff: must lie in [0, 1], got {args.cutoff}")
     out = Path(args.output)
     if out.suffix != ".npz":
         raise CryopipeError(f"{out}: --output must be an .npz file")
     model, meta = resolve_model(args.model)
+    if args.cutoff is None:  # the model's own operating point (chosen on its validation set)
+        args.cutoff = float(meta.get("cutoff", 0.5))
     result = predict_file(args.input, model, args.batch)
     result["accepted"] = result["score"] >= args.cutoff
     result["cutoff"] = np.float64(args.cutoff)
@@ -127,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("input", help="records store (Zarr), Cait HDF5 file (events/event) or .npz with 'records'")
     s.add_argument("--model", default="universal", help="'universal' (shipped) or a checkpoint path x.pt")
     s.add_argument("--output", required=True, help="OUT.npz: score, accepted, class_probability, class_names")
-    s.add_argument("--cutoff", type=float, default=0.5, help="accept records with score >= cutoff")
+    s.add_argument("--cutoff", type=float, default=None,
+                   help="accept records with score >= cutoff (default: the model's own cutoff, else 0.5)")
     s.add_argument("--batch", type=int, default=4096, help="records per forward pass")
     s.set_defaults(func=_predict)
 

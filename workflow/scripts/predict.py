@@ -1,6 +1,6 @@
 """Rule predict: a cleaning model's score and decision for every channel and event of a run."""
 from cryopipe.cleaning.predict import predictions_dataset
-from cryopipe.cleaning.universal import resolve_model
+from cryopipe.cleaning.universal import model_cutoff, resolve_model
 from cryopipe.io.stores import open_store, write_store
 from cryopipe.runner import step
 
@@ -9,7 +9,8 @@ sm = snakemake  # noqa: F821 (provided by Snakemake)
 with step("predict", sm.log[0]) as log:
     model, meta = resolve_model(sm.input.model)
     records = open_store(sm.input.records, "records")
-    ds = predictions_dataset(model, records["trace"], sm.wildcards.model, cutoff=float(sm.params.cutoff),
+    cutoff = model_cutoff(meta, sm.params.cutoff)
+    ds = predictions_dataset(model, records["trace"], sm.wildcards.model, cutoff=cutoff,
                              inputs=[str(p) for p in sm.input])
     ds = ds.assign(record_kind=records["record_kind"])
     log.info("model %s: %d of %d events clean (all channels accepted)", sm.wildcards.model,

@@ -44,6 +44,14 @@ def resolve_model(spec: str | Path, device=None) -> tuple[Classifier, dict]:
     return load_model(path, device)
 
 
+def model_cutoff(meta: dict, cutoff: float | None = None) -> float:
+    """The cutoff to use: `cutoff` if given, else the model's own (its checkpoint meta), else 0.5."""
+    if cutoff is not None:
+        return float(cutoff)
+    value = meta.get("cutoff")
+    return 0.5 if value is None else float(value)
+
+
 def records_input_kind(path: str | Path) -> str:
     """'records' (a Zarr records store), 'cait' (HDF5) or 'npz', from the file itself; InputError otherwise."""
     path = Path(path)

@@ -54,4 +54,4 @@ def train_on_simset(path, architecture: str, checkpoint, cfg: dict, progress=Non
     return train_model(architecture, train, val, checkpoint, epochs=int(cfg["epochs"]),
                        batch_size=int(cfg["batch_size"]), lr=cfg.get("lr"), seed=int(cfg["seed"]),
                        n_classes=n_classes, accepted=sorted(DEFAULT_ACCEPTED) if n_classes > 1 else None,
-                       progress=progress or sys.stderr, meta={"trained_on": str(path), "cutoff": cfg["cutoff"]})
+                       progress=progress or sys.stderr, meta={"trained_on": str(path), "cutoff": 0.5 if cfg["cutoff"] is None else cfg["cutoff"]})
