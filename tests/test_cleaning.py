@@ -356,8 +356,8 @@ def test_predict_shapes_batches_and_clean_events(trained):
 def test_multiclass_training_and_accepted_score(tmp_path):
     x, y, c = synthetic_set(900, seed=8)
     xv, yv, cv = synthetic_set(200, seed=9)
-    res = train_model("cait_cnn", ArraySource(x, y, c, chunk=300), ArraySource(xv, yv, cv, chunk=300),
-                      tmp_path / "mc.pt", epochs=2, lr=3e-3, n_classes=3, accepted=["pulse"], progress=None)
+    train_model("cait_cnn", ArraySource(x, y, c, chunk=300), ArraySource(xv, yv, cv, chunk=300),
+                tmp_path / "mc.pt", epochs=2, lr=3e-3, n_classes=3, accepted=["pulse"], progress=None)
     model, meta = load_model(tmp_path / "mc.pt")
     assert meta["class_names"] == ["pulse", "spike", "step"] and model.accepted == [0]
     s, p = predict_scores(model, xv, with_probabilities=True)

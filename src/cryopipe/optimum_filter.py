@@ -214,7 +214,7 @@ def of_amplitudes(of: OptimumFilter, records, shift_window: tuple[int, int] | No
     fixed_weights = of_weights(n).astype(rdtype)
     n_rec = records.shape[0]
     amplitude, chi2_0 = np.empty(n_rec), np.empty(n_rec)
-    amp_shift, chi2_shift = np.empty(n_rec), np.empty(n_rec)
+    amp_shift = np.empty(n_rec)
     shift = np.zeros(n_rec, dtype=np.int64)
 
     def run_block(a: int) -> None:

@@ -7,12 +7,11 @@ ready for cryopipe.io.stores out; no Snakemake here.
 from __future__ import annotations
 
 import json
-from typing import Iterator
 
 import numpy as np
 import xarray as xr
 
-from ..io.stores import EVENT_CHUNK, provenance
+from ..io.stores import provenance
 from .characterize import _channel_traces, optimum_filter_from
 
 

@@ -6,7 +6,6 @@ ready for cryopipe.io.stores out; no Snakemake here.
 """
 from __future__ import annotations
 
-import json
 from typing import Iterator
 
 import numpy as np
