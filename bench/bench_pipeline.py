@@ -91,7 +91,7 @@ def main() -> int:
     print(f"stream: {args.hours:g} h x 2 channels written in {time.perf_counter() - t0:.0f} s")
     cfg = config(work, paths)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile",
-           str(cfg), "--cores", "2", "--quiet", "results/long/features.zarr"]
+           str(cfg), "--cores", "2", str(work / "results" / "long" / "features.zarr")]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0

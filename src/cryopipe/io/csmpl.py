@@ -83,14 +83,21 @@ class CsmplStream:
 
     def read_records(self, starts: np.ndarray, length: int, channels: Sequence[int] | None = None,
                      batch: int = 1024) -> Iterator[tuple[slice, np.ndarray]]:
-        """Yield (event slice, volts (n_channels, n, length)) for record windows starting at `starts`."""
+        """Yield (event slice, volts (n_channels, n, length)) for record windows starting at `starts`.
+
+        The memory-map pages of each batch are released once copied, so resident memory is bounded
+        by one batch however long the stream is.
+        """
         chans = list(range(self.n_channels)) if channels is None else list(channels)
-        idx = np.arange(length)
         for b in range(0, len(starts), batch):
             s = np.asarray(starts[b : b + batch], dtype=np.int64)
             out = np.empty((len(chans), len(s), length), dtype=np.float32)
             for row, c in enumerate(chans):
-                out[row] = self._maps[c][s[:, None] + idx[None, :]]
+                m = self._maps[c]
+                for i, start in enumerate(s):  # slice copies: no (n, length) index array
+                    out[row, i] = m[start : start + length]
+                if len(s):  # copied out: drop the pages, so resident memory stays one batch
+                    self.release_pages(c, int(s.min()), int(s.max()) + length)
             out *= np.float32(self.volts_per_adc)
             yield slice(b, b + len(s)), out
 
