@@ -29,13 +29,12 @@ the shared 2-core machine (N = 16384, +-N/32 window, float32): ~3,500 records/s 
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numba
 import numpy as np
 import scipy.fft
 
 from cryopipe.errors import CryopipeError, InputError
+from cryopipe.parallel import run_blocks
 
 __all__ = ["fit_sev", "default_shift_window", "FIT_UNITS"]
 
@@ -290,13 +289,7 @@ def fit_sev(records, sev, sample_frequency: float, *, baseline_order: int = 1, s
             out = _fit_masked(scan, x[i].astype(np.float64), ~above[i])
             height[j], shift[j], rms[j], coef[j] = (v[0] for v in out)
 
-    starts = range(0, n_rec, max(int(batch), 1))
-    if workers > 1 and n_rec > batch:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run_block, starts))
-    else:
-        for a in starts:
-            run_block(a)
+    run_blocks(run_block, n_rec, batch, workers)
     out = {"fit_height": height, "fit_onset": shift / scan.fs, "fit_rms": rms, "fit_n_truncated": n_trunc}
     out.update({f"fit_baseline_{j}": coef[:, j] for j in range(baseline_order + 1)})
     return out

@@ -16,7 +16,6 @@ gives exactly A at lag 0. The DC bin is excluded everywhere, so baseline offsets
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -24,6 +23,7 @@ import numpy as np
 import scipy.fft
 
 from cryopipe.errors import CryopipeError, InputError
+from cryopipe.parallel import run_blocks
 
 __all__ = ["OptimumFilter", "build_optimum_filter", "expected_resolution", "of_amplitudes",
            "of_kernel", "measured_resolution", "cait_shift_window", "of_weights"]
@@ -225,13 +225,7 @@ def of_amplitudes(of: OptimumFilter, records, shift_window: tuple[int, int] | No
             filtered = scipy.fft.irfft(spectra, n=n, axis=-1)
             _search_max(filtered, lo, hi, amp_shift[a:b], shift[a:b])
 
-    starts = range(0, n_rec, max(int(batch), 1))
-    if workers > 1 and n_rec > batch:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run_block, starts))
-    else:
-        for a in starts:
-            run_block(a)
+    run_blocks(run_block, n_rec, batch, workers)
     out = {"amplitude": amplitude, "chi2": chi2_0 - of.norm * amplitude ** 2}
     if search:
         out.update(amplitude_shifted=amp_shift, shift=shift, chi2_shifted=chi2_0 - of.norm * amp_shift ** 2)

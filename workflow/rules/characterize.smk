@@ -10,7 +10,8 @@ rule characterize_channel:
     params:
         characterize=subconfig("characterize", "threshold_resolution", "max_pulses", "max_noise_records",
                                "min_pulses", "min_noise_records", "min_pulse_snr"),
-        code=code_version("cryopipe.characterize", "cryopipe.optimum_filter", "cryopipe.stages.characterize"),
+        code=code_version("cryopipe.characterize", "cryopipe.optimum_filter", "cryopipe.parallel",
+                          "cryopipe.stages.characterize"),
     log:
         f"{RESULTS}/{{run}}/logs/characterize_{{channel}}.log",
     benchmark:

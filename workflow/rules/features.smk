@@ -11,7 +11,7 @@ rule features_channel:
     params:
         features=canonical(config["features"]),
         code=code_version("cryopipe.features", "cryopipe.stages.characterize", "cryopipe.cuts", "cryopipe.fit",
-                          "cryopipe.optimum_filter", "cryopipe.io.stores"),
+                          "cryopipe.optimum_filter", "cryopipe.parallel", "cryopipe.io.stores"),
     log:
         f"{RESULTS}/{{run}}/logs/features_{{channel}}.log",
     benchmark:

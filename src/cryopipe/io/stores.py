@@ -223,21 +223,7 @@ def _as_object_strings(ds: xr.Dataset) -> xr.Dataset:
 
 def write_store(ds: xr.Dataset, path: str | Path, kind: str, event_chunk: int = EVENT_CHUNK) -> Path:
     """Validate and write `ds` as a Zarr store at `path`, atomically (temp path, then rename)."""
-    path = Path(path)
-    validate(ds, kind, str(path))
-    ds = _as_object_strings(ds.copy())
-    for v in ds.variables.values():
-        v.encoding = {}
-    tmp = _temporary_path(path)
-    try:
-        ds.to_zarr(tmp, mode="w", consolidated=False, encoding=_encoding(ds, event_chunk))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    return write_store_batches(ds, (), path, kind, event_chunk)
 
 
 def write_store_batches(first: xr.Dataset, more, path: str | Path, kind: str,
