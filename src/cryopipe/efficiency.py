@@ -33,7 +33,12 @@ import xarray as xr
 
 from cryopipe.errors import CryopipeError, InputError
 from cryopipe.features import compute_features
-from cryopipe.optimum_filter import OptimumFilter, cait_shift_window, expected_resolution, of_amplitudes
+from cryopipe.optimum_filter import (
+    OptimumFilter,
+    cait_shift_window,
+    expected_resolution,
+    of_amplitudes,
+)
 from cryopipe.simulate.noise import noise_from_psd
 
 __all__ = ["inject", "noise_records_from_nps", "trigger_and_cut", "efficiency_curve", "fit_threshold",

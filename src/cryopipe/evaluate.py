@@ -33,7 +33,11 @@ from .cleaning.preprocess import LENGTH, downsample
 from .errors import InputError
 from .simulate.noise import psd_model
 from .simulate.pulses import pulse_template
-from .simulate.records import EVENT_CLASSES, simulate_detector_records, simulate_universal_records
+from .simulate.records import (
+    EVENT_CLASSES,
+    simulate_detector_records,
+    simulate_universal_records,
+)
 
 #: name -> (comparison, threshold). Survival targets apply per class: accepted classes (event_pulse,
 #: carrier_event, tail_event) >= 98 %, pile_up <= 4 %, every other (artifact) class <= 1 %.

@@ -9,7 +9,12 @@ Survival rate per event class as in the Cait paper (seed 001, Table 3).
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score, precision_recall_curve, precision_score, recall_score
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    precision_recall_curve,
+    precision_score,
+    recall_score,
+)
 
 from .errors import InputError
 

@@ -24,6 +24,7 @@ import scipy.fft
 
 from cryopipe.errors import CryopipeError, InputError
 from cryopipe.parallel import run_blocks
+from cryopipe.simulate.noise import spectrum_weights, two_sided_psd
 
 __all__ = ["OptimumFilter", "build_optimum_filter", "expected_resolution", "of_amplitudes",
            "of_kernel", "measured_resolution", "cait_shift_window", "of_weights"]
@@ -60,20 +61,7 @@ class OptimumFilter:
         return q
 
 
-def of_weights(n_samples: int) -> np.ndarray:
-    """Bin weights w_k of a real spectrum: 0 at DC, 2 for 0 < k < N/2, 1 at Nyquist (even N)."""
-    w = np.full(n_samples // 2 + 1, 2.0)
-    w[0] = 0.0
-    if n_samples % 2 == 0:
-        w[-1] = 1.0
-    return w
-
-
-def _two_sided(nps_one_sided: np.ndarray, n_samples: int) -> np.ndarray:
-    """One-sided PSD (V^2/Hz) -> two-sided J: halve the bins 0 < k < N/2, keep DC and Nyquist."""
-    j = np.array(nps_one_sided, dtype=np.float64)
-    j[1:(n_samples + 1) // 2] *= 0.5
-    return j
+of_weights = spectrum_weights  # w_k: 0 at DC, 2 for 0 < k < N/2, 1 at Nyquist
 
 
 def cait_shift_window(record_length: int) -> tuple[int, int]:
@@ -108,7 +96,7 @@ def build_optimum_filter(sev, nps_one_sided, sample_frequency: float, onset: int
         raise CryopipeError(f"{what}: noise power spectrum has {bad} non-positive or non-finite bins above DC")
     if not sample_frequency > 0:
         raise InputError(f"{what}: sample_frequency must be positive, got {sample_frequency}")
-    j = _two_sided(nps, n)
+    j = two_sided_psd(nps, n)
     s = np.fft.rfft(sev)
     w = of_weights(n)
     norm = float(np.sum(w[1:] * np.abs(s[1:]) ** 2 / (n * sample_frequency * j[1:])))

@@ -40,6 +40,19 @@ def _bin_weights(n_samples: int) -> np.ndarray:
     return w
 
 
+def spectrum_weights(n_samples: int) -> np.ndarray:
+    """Weights w_k of a real spectrum's bins in sums over both signs of frequency: 0 at DC (excluded),
+    2 for 0 < k < N/2, 1 at Nyquist (even N). The optimum filter's W and chi2 use them."""
+    w = 1.0 / _bin_weights(n_samples)
+    w[0] = 0.0
+    return w
+
+
+def two_sided_psd(nps_one_sided, n_samples: int) -> np.ndarray:
+    """One-sided PSD (V^2/Hz) -> two-sided J: halved for 0 < k < N/2, unchanged at DC and Nyquist."""
+    return np.asarray(nps_one_sided, dtype=np.float64) * _bin_weights(n_samples)
+
+
 def noise_from_psd(psd, n_samples: int, sample_frequency: float, rng: np.random.Generator,
                    size: int | tuple = (), dtype=np.float32) -> np.ndarray:
     """Draw Gaussian noise whose expected one-sided PSD is `psd` (V^2/Hz, length n_samples//2 + 1).

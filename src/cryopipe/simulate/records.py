@@ -31,9 +31,18 @@ from numba import njit
 
 from ..errors import InputError
 from ..io.stores import provenance
-from .classes import CLASS_BUILDERS, KIND_EXP, KIND_TABLE, MAX_PULSES, ClassOptions, ModelShape, TableShape, \
-    build_plan, log_uniform
-from .noise import _bin_weights
+from .classes import (
+    CLASS_BUILDERS,
+    KIND_EXP,
+    KIND_TABLE,
+    MAX_PULSES,
+    ClassOptions,
+    ModelShape,
+    TableShape,
+    build_plan,
+    log_uniform,
+)
+from .noise import _bin_weights, spectrum_weights, two_sided_psd
 
 EVENT_CLASSES: tuple[str, ...] = tuple(CLASS_BUILDERS)
 #: Classes labelled accepted (clean) by default, as in the seeds: a particle pulse at the trigger
@@ -59,11 +68,8 @@ def of_resolution(template, nps, sample_frequency) -> np.ndarray:
         template = template.astype(np.float64)
     n = template.shape[-1]
     s2 = np.abs(scipy.fft.rfft(template, axis=-1)) ** 2
-    two_sided = np.asarray(nps, dtype=np.float64) * _bin_weights(n)
-    w = np.full(n // 2 + 1, 2.0)
-    w[0] = 0.0
-    if n % 2 == 0:
-        w[-1] = 1.0
+    two_sided = two_sided_psd(nps, n)
+    w = spectrum_weights(n)
     fs = np.asarray(sample_frequency, dtype=np.float64)[..., None]
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(w > 0, w * s2 / (n * fs * two_sided), 0.0)

@@ -13,7 +13,6 @@ import xarray as xr
 
 from ..io.stores import provenance
 
-
 FIT_PARAMETERS = ("t0", "An", "At", "tau_n", "tau_in", "tau_t")
 
 
@@ -38,9 +37,18 @@ def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Datase
     cfg : the config's `characterize` section
     what : run/channel name for error messages
     """
-    from ..characterize import noise_power_spectrum, select_clean_pulses, standard_event
-    from ..characterize import clean_noise_mask, fit_pulse_model
-    from ..optimum_filter import build_optimum_filter, expected_resolution, measured_resolution
+    from ..characterize import (
+        clean_noise_mask,
+        fit_pulse_model,
+        noise_power_spectrum,
+        select_clean_pulses,
+        standard_event,
+    )
+    from ..optimum_filter import (
+        build_optimum_filter,
+        expected_resolution,
+        measured_resolution,
+    )
 
     fs = float(records.attrs["sample_frequency"])
     n = int(records.attrs["record_length"])

@@ -5,7 +5,6 @@ ready for cryopipe.io.stores out; no Snakemake here.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import xarray as xr
 

@@ -11,11 +11,17 @@ from typing import Iterator
 import numpy as np
 import xarray as xr
 
-from ..io.stores import EVENT_CHUNK, provenance
 from ..filters import OverlapSave, filtered_noise_sigma, generic_kernel
 from ..io.csmpl import CsmplStream, open_csmpl
-from ..trigger import (live_time, merge_triggers, noise_trigger_samples, records_dataset, trigger_channel,
-                       valid_windows)
+from ..io.stores import EVENT_CHUNK, provenance
+from ..trigger import (
+    live_time,
+    merge_triggers,
+    noise_trigger_samples,
+    records_dataset,
+    trigger_channel,
+    valid_windows,
+)
 
 
 def open_run_stream(stream_cfg: dict) -> CsmplStream:
