@@ -38,7 +38,7 @@ SEED = 0                              # train: default_rng([SEED, length, part])
 RECORD_LENGTHS = (1024, 2048, 4096, 8192)   # samples; every set is downsampled to 512 (any N works at predict time)
 SNR_RANGE = (3.0, 3000.0)             # pulse height / sigma_OF, log-uniform (pulses below 3 sigma are not "clean")
 N_PER_CLASS = {                       # records per class and per record length (train); hard classes get more
-    "event_pulse": 4800, "carrier_event": 2400, "tail_event": 2400, "pile_up": 4800, "noise": 2400,
+    "event_pulse": 6000, "carrier_event": 3600, "tail_event": 2400, "pile_up": 7200, "noise": 3600,
     "early_or_late_trigger": 2400, "decaying_baseline": 800, "temperature_rise": 800, "spike": 1600,
     "squid_jump": 1600, "reset": 800, "decaying_baseline_with_event_pulse": 1600,
     "decaying_baseline_with_tail_event": 1600,
@@ -145,6 +145,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument("--model", default=MODEL, help="architecture (cleaning.models.MODELS)")
+    ap.add_argument("--max-lr", type=float, default=MAX_LR, help="peak learning rate of the one-cycle schedule")
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies N_PER_CLASS and N_VAL_PER_CLASS")
     ap.add_argument("--calibrate", type=Path, help="only calibrate the cutoff of this existing checkpoint")
     args = ap.parse_args()
@@ -163,15 +165,15 @@ def main() -> None:
     val = ArraySource(xv, yv, cv, class_names=names)
     print(f"simulated {len(train)} training and {len(val)} validation records in {time.perf_counter() - t0:.0f} s",
           flush=True)
-    config = {"model": MODEL, "seed": SEED, "record_lengths": list(RECORD_LENGTHS), "snr_range": list(SNR_RANGE),
+    config = {"model": args.model, "seed": SEED, "record_lengths": list(RECORD_LENGTHS), "snr_range": list(SNR_RANGE),
               "n_per_class": n_train, "n_val_per_class": n_val, "augment_options": AUGMENT_OPTIONS,
               "epochs": args.epochs, "batch_size": BATCH_SIZE,
               "simulation": "cryopipe.simulate.records.simulate_universal_records (default UNIVERSAL_RANGES)"}
     total_steps = args.epochs * len(WeakShuffleBatches(train, BATCH_SIZE))
-    config["lr_schedule"] = {"kind": "OneCycleLR", "max_lr": MAX_LR, "pct_start": PCT_START,
+    config["lr_schedule"] = {"kind": "OneCycleLR", "max_lr": args.max_lr, "pct_start": PCT_START,
                              "total_steps": total_steps}
-    with mock.patch.object(torch.optim, "Adam", one_cycle_adam(total_steps, MAX_LR, PCT_START)):
-        result = train_model(MODEL, train, val, args.out, epochs=args.epochs, batch_size=BATCH_SIZE,
+    with mock.patch.object(torch.optim, "Adam", one_cycle_adam(total_steps, args.max_lr, PCT_START)):
+        result = train_model(args.model, train, val, args.out, epochs=args.epochs, batch_size=BATCH_SIZE,
                              lr=LEARNING_RATE, seed=SEED, n_classes=len(names), accepted=sorted(DEFAULT_ACCEPTED),
                              pileup_class="pile_up", augment_options=AUGMENT_OPTIONS, device="cpu",
                              progress=sys.stdout, meta={"name": "universal", "training": config})

@@ -111,6 +111,8 @@ def test_pile_up_has_several_visible_pulses(detector_set):
     assert np.nanmin(onsets) >= 0 and np.nanmax(onsets) < N
     assert np.all(np.nanmin(np.diff(onsets, axis=1), axis=1) >= N / 128 - 1e-9)
     assert np.allclose(sel.pulse_height.values, heights.max(axis=1))
+    # the record was triggered by one of its pulses: one onset lies at N/4 within the trigger jitter
+    assert np.all(np.nanmin(np.abs(onsets - Q), axis=1) <= N / 64 + 1e-9)
     for rec, on, h, k in zip(x, onsets, heights, n):  # the baseline is at 0 V
         pulses = [hj * shifted_sev(oj) for oj, hj in zip(on[:k], h[:k])]
         assert np.sqrt(np.mean((rec - sum(pulses)) ** 2)) < 4 * SIGMA_BL

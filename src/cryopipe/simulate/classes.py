@@ -36,6 +36,7 @@ class ClassOptions:
     early_late_min : early/late trigger onsets are at least this far from N/4
     pileup_min_separation : onsets of piled-up pulses are at least this far apart
     pileup_min_ratio : smaller piled-up pulses are at least this fraction of the largest
+    pileup_trigger_largest : probability that the pile-up pulse at the trigger position is the largest
     drift : std of the slow drift coefficients, sigma_BL
     """
 
@@ -44,6 +45,7 @@ class ClassOptions:
     early_late_min: float = 1 / 8
     pileup_min_separation: float = 1 / 128
     pileup_min_ratio: float = 0.05
+    pileup_trigger_largest: float = 0.5
     drift: float = 1.0
     decaying_level: tuple = (10.0, 1000.0)     # sigma_BL at the window start
     ramp_level: tuple = (10.0, 300.0)          # sigma_BL at the window end
@@ -292,17 +294,23 @@ def _reset(plan, idx, shape, rng, opts, n_samples):
 
 
 def _pile_up(plan, idx, shape, rng, opts, n_samples):
-    """2 to 5 pulses with onsets anywhere in [0, 15N/16), pairwise at least the minimum separation apart.
+    """2 to 5 pulses, one of them where the trigger puts a pulse (N/4 +- onset jitter), the others
+    anywhere in [0, 15N/16), pairwise at least the minimum separation apart.
 
-    The largest pulse is the main one; the others are between pileup_min_ratio and 1 times its height
-    (and not below the lower SNR bound).
+    The record was triggered by the pulse at N/4: it is the largest one (the main pulse) with
+    probability pileup_trigger_largest, else a smaller one with a larger pulse elsewhere. The others
+    are between pileup_min_ratio and 1 times the largest height (and not below the lower SNR bound).
     """
     m = len(idx)
     k = rng.integers(2, MAX_PULSES + 1, m)
-    onsets = _separated_onsets(rng, k, 0.0, n_samples * 15 / 16, opts.pileup_min_separation * n_samples)
+    gap = opts.pileup_min_separation * n_samples
+    trigger = _trigger_onset(rng, opts, n_samples, m)
+    others = _separated_onsets(rng, k - 1, 0.0, n_samples * 15 / 16 - 2 * gap, gap)
+    others = np.where(others < (trigger - gap)[:, None], others, others + 2 * gap)   # skip the trigger's gap
+    onsets = np.concatenate([trigger[:, None], others[:, :-1]], axis=1)             # slot 0: the trigger pulse
     largest = _snr(rng, opts, m)
     lo_ratio = np.clip(np.maximum(opts.pileup_min_ratio, opts.snr_range[0] / largest), None, 1.0)
-    main_slot = rng.integers(0, k)
+    main_slot = np.where(rng.random(m) < opts.pileup_trigger_largest, 0, rng.integers(1, k))
     for j in range(MAX_PULSES):
         has = j < k
         sub = idx[has]
