@@ -101,6 +101,9 @@ def test_evaluate_model_metrics_by_hand(tmp_path):
     assert len(table) == 3 + 4 and {"target", "value", "passed"} <= set(table[0])
     assert "| balanced_accuracy | 0.7500 | >= 0.97 | NO |" in (tmp_path / "targets.md").read_text()
     assert json.loads((tmp_path / "metrics.json").read_text())["ios"] == pytest.approx(res["pileup"]["ios"])
+    # throughput counts every scored record of every set
+    assert res["n_scored"] == sum(s.sizes["event"] * s.sizes["channel"] for s in sets.values())
+    assert res["throughput"] > 0 and "Prediction throughput" in (tmp_path / "targets.md").read_text()
 
 
 def test_cutoff_from_meta_and_empty_bins_give_nan(tmp_path):

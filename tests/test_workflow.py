@@ -1,4 +1,5 @@
 """The Snakemake DAG: schema, dry run, a tiny real run, reruns after config changes, bad input."""
+import json
 import subprocess
 import sys
 
@@ -100,6 +101,14 @@ def test_tiny_run_writes_valid_stores_that_find_the_simulated_pulses(tiny_run):
         pred = load_store(res / "predictions" / f"{model}.zarr", "predictions")
         assert pred.sizes["event"] == records.sizes["event"]
         assert (work / "results" / "report" / "sim" / f"evaluation_{model}" / "targets.md").is_file()
+        # the cleaning report: spectra and PCA figures, counts of the run's particle events
+        rep = work / "results" / "report" / "sim" / f"cleaning_{model}"
+        assert (rep / "spectrum.png").is_file() and (rep / "pca.png").is_file()
+        summary = json.loads((rep / "summary.json").read_text())
+        particle = records["record_kind"].values.astype(str) == "particle"
+        assert summary["events"] == particle.sum()
+        assert summary["after_model"] == pred["event_clean"].values[particle].sum()
+        assert summary["after_cuts"] == labels["accepted"].values[:, particle].all(axis=0).sum()
     assert len(list((work / "results" / "report" / "sim").glob("*.png"))) >= 9
     # every bright, isolated particle event of the truth has a particle record within a few samples
     onsets = truth["onset_sample"].values
@@ -134,12 +143,12 @@ def test_rerun_after_config_change_redoes_exactly_the_rules_that_use_it(tiny_run
     cuts["cuts"][next(iter(cuts["cuts"]))]["channels"] = "phonon"
     edited = str(write_config(work / "cuts.yaml", cuts))
     assert plan("cuts_edit", lambda c: c.update(labels={"cuts_file": edited})) == {
-        "labels", "efficiency_channel", "efficiency", "plot_efficiency", "all"}
+        "labels", "efficiency_channel", "efficiency", "plot_efficiency", "cleaning_report", "all"}
     # efficiency settings: only the efficiency stage and its figures
     assert plan("eff", lambda c: c["efficiency"].update(n_per_amplitude=31)) == {
         "efficiency_channel", "efficiency", "plot_efficiency", "all"}
     # the cleaning cutoff: training meta, predictions and evaluation only
-    assert plan("cutoff", lambda c: c["cleaning"].update(cutoff=0.6)) == {"train", "predict", "evaluate", "all"}
+    assert plan("cutoff", lambda c: c["cleaning"].update(cutoff=0.6)) == {"train", "predict", "evaluate", "cleaning_report", "all"}
     # the final-pass threshold: characterisation and everything after, not the first pass
     final = plan("final", lambda c: c["characterize"].update(threshold_resolution=6.0))
     assert CHARACTERIZE | FINAL <= final and not (PASS1 | {"simulate_stream"}) & final
@@ -155,7 +164,7 @@ def test_html_report_collects_the_figures_by_stage(tiny_run):
     html = (work / "report.html").read_text(errors="replace")
     for category in ("Characterisation", "Calibration", "Efficiency", "Cleaning"):
         assert category in html
-    for name in ("sev_phonon.png", "nps.png", "spectrum_light.png", "efficiency_phonon.png", "loss_cnn.png"):
+    for name in ("sev_phonon.png", "nps.png", "spectrum_light.png", "efficiency_phonon.png", "loss_cnn.png", "pca.png"):
         assert name in html
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 import warnings
 from pathlib import Path
 
@@ -282,14 +283,18 @@ def evaluate_model(model, meta: dict, test_sets: dict[str, xr.Dataset], out_dir,
     Returns
     -------
     dict with cutoff, classification (combined mixed sets), per_set, snr, pileup, survival
-    (class -> (survived, total, rate)), targets (rows) and all_passed.
+    (class -> (survived, total, rate)), targets (rows), all_passed, and throughput (records/s of
+    scoring every set, n_scored records).
     """
     if not test_sets:
         raise InputError("test_sets: need at least one simset Dataset")
     cutoff = float(cutoff if cutoff is not None else meta.get("cutoff", CUTOFF))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
     scores = score_sets(model, test_sets, batch)
+    n_scored = sum(v.size for v in scores.values())
+    throughput = n_scored / max(time.perf_counter() - t0, 1e-9)
     per_set, mixed, snr, acc_snr, pile = {}, [], [], [], []
     for name, ds in test_sets.items():
         s, lab = scores[name].ravel(), _flat(ds, "label").astype(bool)
@@ -313,6 +318,7 @@ def evaluate_model(model, meta: dict, test_sets: dict[str, xr.Dataset], out_dir,
         "pileup": pileup_selectivity(*(np.concatenate(v) for v in zip(*pile)), onset_bins, ratio_edges) if pile
         else {"ios": float("nan"), "n_records": 0, "map": None, "selectivity": float("nan")},
         "survival": metrics.survival_rates(cls, s >= cutoff), "accepted_classes": accepted_classes,
+        "throughput": throughput, "n_scored": n_scored,
     }
     result["targets"] = target_rows(result, accepted_classes)
     result["all_passed"] = all(r["passed"] for r in result["targets"])
@@ -322,6 +328,12 @@ def evaluate_model(model, meta: dict, test_sets: dict[str, xr.Dataset], out_dir,
 
 
 # ------------------------------------------------------------------------------ output
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
 
 def write_tables(result: dict, out: Path, meta: dict) -> None:
     """targets.csv, targets.md, metrics_per_set.csv and metrics.json (scalars) in `out`."""
@@ -335,7 +347,9 @@ def write_tables(result: dict, out: Path, meta: dict) -> None:
              "", f"Sets: {', '.join(result['sets'])}. Mixed-set records: {c['n_records']}; "
              f"SNR-curve pulses: {result['snr']['n_records']}; two-pulse pile-ups: {result['pileup']['n_records']}.",
              f"Recall {c['recall']:.4f}, selectivity {c['selectivity']:.4f}, precision {c['precision']:.4f}; "
-             f"IOR over log10 SNR {result['snr']['ior_log10']:.4f}.", "",
+             f"IOR over log10 SNR {result['snr']['ior_log10']:.4f}.",
+             f"Prediction throughput {result['throughput']:,.0f} records/s ({result['n_scored']} records, "
+             f"{torch_threads()} torch thread(s)).", "",
              "| target | value | goal | pass |", "|---|---|---|---|"]
     lines += [f"| {r['target']} | {r['value']:.4f} | {r['comparison']} {r['threshold']} | "
               f"{'yes' if r['passed'] else 'NO'} |" for r in rows]
@@ -348,7 +362,8 @@ def write_tables(result: dict, out: Path, meta: dict) -> None:
     scalars = {"cutoff": result["cutoff"], "all_passed": result["all_passed"], "targets": rows,
                **{k: c[k] for k in ("balanced_accuracy", "recall", "selectivity", "precision", "n_records")},
                "ior_linear": result["snr"]["ior_linear"], "ior_log10": result["snr"]["ior_log10"],
-               "ios": result["pileup"]["ios"], "survival": result["survival"]}
+               "ios": result["pileup"]["ios"], "survival": result["survival"],
+               "throughput_records_per_s": result["throughput"]}
     (out / "metrics.json").write_text(json.dumps(scalars, indent=1, default=float))
 
 
@@ -413,7 +428,6 @@ def plot_all(result: dict, out: Path) -> list[Path]:
 def main(argv=None) -> dict:
     """``python -m cryopipe.evaluate``: evaluate a model (default the shipped universal one) on fresh test sets."""
     import argparse
-    import time
 
     import torch
 

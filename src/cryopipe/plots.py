@@ -18,7 +18,7 @@ from cryopipe.efficiency import erf_efficiency
 from cryopipe.errors import InputError
 
 __all__ = ["plot_sev", "plot_nps", "plot_filter_transfer", "plot_amplitude_spectrum", "plot_efficiency",
-           "histogram"]
+           "histogram", "plot_cleaning_spectra", "plot_pca_manifold"]
 
 
 def _figure(nrows: int = 1, ncols: int = 1, size=(7.0, 4.5), **kw):
@@ -225,4 +225,57 @@ def histogram(values, path, *, bins=100, xlabel: str = "value", units: str = "",
     ax.set_xlabel(f"{xlabel} ({units})" if units else xlabel)
     ax.set_ylabel("counts per bin")
     ax.set_title(_title(title, label))
+    return _save(fig, path)
+
+
+def plot_cleaning_spectra(amplitude, cut_clean, model_clean, path, *, channels: Sequence[str] | None = None,
+                          units: str = "V", model: str = "model", bins: int = 150, label: str = "") -> Path:
+    """Amplitude spectra per channel: every particle event, those passing the cuts, those the model keeps.
+
+    `amplitude` (channels, events); `cut_clean`, `model_clean` (events,) bool. Log-spaced bins over
+    the positive amplitudes when they span more than two decades.
+    """
+    rows = _named_rows(amplitude, channels, "amplitude")
+    cut_clean, model_clean = np.asarray(cut_clean, bool), np.asarray(model_clean, bool)
+    if any(v.size != cut_clean.size or v.size != model_clean.size for _, v in rows):
+        raise InputError("cleaning spectra: amplitude, cut and model decisions differ in their number of events")
+    fig, axes = _figure(1, len(rows), size=(5.5 * len(rows), 4.2))
+    for ax, (name, a) in zip(axes[0], rows):
+        pos = a[np.isfinite(a) & (a > 0)]
+        if pos.size > 1 and pos.max() > 100 * pos.min():
+            edges = np.geomspace(pos.min(), pos.max(), bins + 1)
+            ax.set_xscale("log")
+        elif pos.size:
+            edges = np.linspace(pos.min(), pos.max() * (1 + 1e-9), bins + 1)
+        else:
+            edges = bins
+        for mask, text, color in ((np.ones_like(cut_clean), "raw", "0.5"), (cut_clean, "after cuts", "C0"),
+                                  (model_clean, f"after {model}", "C3")):
+            ax.hist(a[mask & np.isfinite(a)], bins=edges, histtype="step", color=color,
+                    label=f"{text} ({int(mask.sum())})")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"amplitude ({units})" if units else "amplitude")
+        ax.set_ylabel("counts per bin")
+        ax.set_title(_title(f"Spectrum {name}", label))
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_pca_manifold(projection, clean, path, *, explained=None, model: str = "model", label: str = "") -> Path:
+    """First two principal components of the events before (all) and after cleaning (kept by `model`)."""
+    p = np.asarray(projection, dtype=np.float64)
+    clean = np.asarray(clean, bool)
+    if p.ndim != 2 or p.shape[1] < 2 or p.shape[0] != clean.size:
+        raise InputError(f"PCA manifold: need (events, >=2) projections and one decision per event, "
+                         f"got {p.shape} and {clean.shape}")
+    fig, axes = _figure(1, 2, size=(11.0, 4.6), sharex=True, sharey=True)
+    size = max(1.0, min(8.0, 4000.0 / max(p.shape[0], 1)))
+    axes[0, 0].scatter(p[:, 0], p[:, 1], s=size, c="0.4", lw=0, alpha=0.6)
+    axes[0, 0].set_title(_title(f"Before cleaning ({p.shape[0]} events)", label))
+    axes[0, 1].scatter(p[clean, 0], p[clean, 1], s=size, c="C0", lw=0, alpha=0.6)
+    axes[0, 1].set_title(_title(f"After {model} ({int(clean.sum())} events)", label))
+    ev = np.asarray(explained if explained is not None else [np.nan, np.nan], dtype=np.float64)
+    for ax in axes[0]:
+        ax.set_xlabel(f"PC 1 ({100 * ev[0]:.0f} % of variance)")
+    axes[0, 0].set_ylabel(f"PC 2 ({100 * ev[1]:.0f} % of variance)")
     return _save(fig, path)

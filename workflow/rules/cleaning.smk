@@ -94,3 +94,27 @@ rule evaluate:
         CONDA_ENV
     script:
         "../scripts/evaluate.py"
+
+
+rule cleaning_report:
+    input:
+        records=f"{RESULTS}/{{run}}/records.zarr",
+        features=f"{RESULTS}/{{run}}/features.zarr",
+        labels=f"{RESULTS}/{{run}}/labels.zarr",
+        predictions=f"{RESULTS}/{{run}}/predictions/{{model}}.zarr",
+    output:
+        report(directory(f"{RESULTS}/report/{{run}}/cleaning_{{model}}"), patterns=["{name}.png"],
+               caption="../report/cleaning.rst", category="Cleaning", subcategory="{run}"),
+    params:
+        max_pca_events=20000,
+        code=code_version("cryopipe.cleaning.report", "cryopipe.plots"),
+    log:
+        f"{RESULTS}/{{run}}/logs/cleaning_report_{{model}}.log",
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/cleaning_report.py"

@@ -38,6 +38,7 @@ def model_checkpoint(wildcards):
 def cleaning_targets(run):
     c = config["cleaning"]
     out = [f"{RESULTS}/{run}/predictions/{m}.zarr" for m in c["models"]]
+    out += [f"{RESULTS}/report/{run}/cleaning_{m}" for m in c["models"]]
     if c["evaluate"]:
         out += [f"{RESULTS}/report/{run}/evaluation_{m}" for m in c["models"]]
     return out
