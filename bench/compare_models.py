@@ -31,7 +31,7 @@ from cryopipe.cleaning.train import load_model, train_model  # noqa: E402
 from cryopipe.evaluate import build_test_sets, evaluate_model  # noqa: E402
 from cryopipe.simulate.records import DEFAULT_ACCEPTED, EVENT_CLASSES  # noqa: E402
 
-COLUMNS = ["balanced_accuracy", "IOR (SNR 3-300)", "IOS (two-pulse pile-ups)", "survival event_pulse",
+COLUMNS = ["balanced_accuracy", "IOR (SNR 3-300)", "IOS (two-pulse pile-ups, SNR 3-300)", "survival event_pulse",
            "survival carrier_event", "survival tail_event", "survival pile_up", "survival noise", "survival spike"]
 
 

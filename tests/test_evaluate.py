@@ -89,6 +89,8 @@ def test_evaluate_model_metrics_by_hand(tmp_path):
     assert res["snr"]["ior_log10"] == pytest.approx(31 / 33)
     area = np.outer(np.diff(onset_edges), np.diff(ratio_edges))
     assert res["pileup"]["ios"] == pytest.approx(area[~survive].sum() / area.sum())
+    assert not res["pileup"]["snr_weighted"]          # the hand pile-ups have no SNR: unweighted
+    assert res["pileup"]["ios_log_snr"] == res["pileup"]["ios"]
     rows = {r["target"]: r for r in res["targets"]}
     assert rows["balanced_accuracy"]["value"] == pytest.approx(0.75) and not rows["balanced_accuracy"]["passed"]
     assert rows["survival pile_up"]["passed"] and not rows["survival spike"]["passed"]
@@ -113,6 +115,18 @@ def test_cutoff_from_meta_and_empty_bins_give_nan(tmp_path):
     assert np.isnan(res["snr"]["ior_linear"]) and np.isnan(res["pileup"]["ios"])
     with pytest.raises(InputError, match="more than one event class"):
         ev.evaluate_model(FirstSampleModel(), {}, {"pulses": sets["pulses"]}, tmp_path)
+
+
+def test_ios_reweights_log_uniform_snr_to_uniform():
+    # one map bin; rejected iff SNR >= 30. Log-uniform SNR in 3-300: half rejected; weighted by SNR
+    # (uniform in 3-300): share of [30, 300] in [3, 300] = 270 / 297
+    rng = np.random.default_rng(5)
+    snr = np.exp(rng.uniform(np.log(3), np.log(300), 200_000))
+    out = ev.pileup_selectivity(np.zeros(snr.size), np.full(snr.size, 0.5), snr >= 30, snr=snr, onset_bins=1,
+                                ratio_edges=np.array([0.05, 1.0]))
+    assert out["snr_weighted"]
+    assert out["ios_log_snr"] == pytest.approx(0.5, abs=0.01)
+    assert out["ios"] == pytest.approx(270 / 297, abs=0.01)
 
 
 def test_pileup_pairs_superpose_a_second_pulse():

@@ -88,6 +88,13 @@ def test_selectivity_map_and_ios_by_hand():
         pytest.approx((0.5 + 1 + 1 + 1 / 3) / 4)
     # unequal widths weigh by area: onset bins of width 1 and 3
     assert metrics.integral_over_selectivity([0, 1, 4], [0, 1], [[1.0], [0.0]]) == pytest.approx(0.25)
+    # weights: bin (1, 1) holds 1 rejected of weight 3 and 2 kept of weights 1 and 2 -> 3 / 6
+    w = np.array([1, 1, 1, 1, 3, 1, 2], float)
+    mw = metrics.selectivity_map(onset, ratio, rejected, [0, 1, 2], [0, 0.5, 1.0], weights=w)
+    np.testing.assert_allclose(mw["selectivity"], [[0.5, 1.0], [1.0, 0.5]])
+    np.testing.assert_array_equal(mw["counts"], m["counts"])
+    with pytest.raises(InputError, match="weights"):
+        metrics.selectivity_map(onset, ratio, rejected, [0, 1, 2], [0, 0.5, 1.0], weights=np.zeros(7))
 
 
 def test_survival_rates_by_class():

@@ -134,18 +134,24 @@ def ior(snr, accepted, edges=None, lo: float = 3.0, hi: float = 300.0, scale: st
     return integral_over_recall(e, recall_vs_snr(snr, accepted, e)["recall"], lo, hi, scale)
 
 
-def selectivity_map(onset_difference, height_ratio, rejected, onset_edges, ratio_edges) -> dict:
+def selectivity_map(onset_difference, height_ratio, rejected, onset_edges, ratio_edges, weights=None) -> dict:
     """Selectivity (share rejected) of pile-up records over (onset difference, height ratio) bins.
 
+    weights : optional per-record weights (> 0): the weighted share per bin, e.g. to reweight the
+        test records' first-pulse SNR distribution to another population (importance weights).
     Returns onset_edges, ratio_edges, selectivity (n_onset, n_ratio; NaN in empty bins), counts.
     """
     o = np.asarray(onset_difference, dtype=float).ravel()
     h = np.asarray(height_ratio, dtype=float).ravel()
     r = np.asarray(rejected, dtype=bool).ravel()
+    w = np.ones_like(o) if weights is None else np.asarray(weights, dtype=float).ravel()
+    if w.shape != o.shape or np.any(~np.isfinite(w) | (w <= 0)):
+        raise InputError(f"weights: need one finite weight > 0 per record ({o.size}), got shape {w.shape}")
     n, _, _ = np.histogram2d(o, h, (onset_edges, ratio_edges))
-    k, _, _ = np.histogram2d(o[r], h[r], (onset_edges, ratio_edges))
+    wn, _, _ = np.histogram2d(o, h, (onset_edges, ratio_edges), weights=w)
+    wk, _, _ = np.histogram2d(o[r], h[r], (onset_edges, ratio_edges), weights=w[r])
     with np.errstate(invalid="ignore", divide="ignore"):
-        s = np.where(n > 0, k / n, np.nan)
+        s = np.where(n > 0, wk / wn, np.nan)
     return {"onset_edges": np.asarray(onset_edges, float), "ratio_edges": np.asarray(ratio_edges, float),
             "selectivity": s, "counts": n}
 
