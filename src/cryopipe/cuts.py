@@ -33,6 +33,9 @@ second_pulse_snr, second_pulse_fraction
     lag) is subtracted; the largest remaining amplitude over onsets at least ``N/256`` from the main
     one, in units of sigma_OF and as a fraction of the main amplitude: a second pulse (pile-up, or the
     decay of an earlier pulse wrapped around to the end of the record).
+second_pulse_delay
+    Onset of that second pulse minus the main pulse's onset (s): a slow tail component of the main
+    pulse peaks just after it (a few N/1000 to N/40), a piled-up pulse anywhere.
 end_snr, end_fraction
     Mean of the last N/8 samples minus the mean of the first N/8 (V), in units of the baseline noise
     rms sigma_BL (from the NPS) and as a fraction of the largest excursion above the first-eighth
@@ -76,6 +79,7 @@ EXTRA_FEATURE_UNITS: dict[str, str] = {
     "of_onset": "s",
     "second_pulse_snr": "1",
     "second_pulse_fraction": "1",
+    "second_pulse_delay": "s",
     "end_snr": "1",
     "end_fraction": "1",
     "spike_snr": "1",
@@ -99,11 +103,15 @@ DEFAULT_CUTS: dict = {
             "units": "record_length"},
         "single_pulse": {
             "description": "no second pulse (pile-up, decaying baseline): small in sigma_OF or relative "
-                           "to the main pulse (slow tail components stay below 0.35), or a saturated "
-                           "pulse (flat top over 1 % of the record), whose shape the SEV does not follow",
+                           "to the main pulse (below 6 %: SEV-shape mismatch), a slow tail component "
+                           "(below 35 %, peaking within N/32 after the main onset), or a saturated pulse "
+                           "(flat top over 1 % of the record), whose shape the SEV does not follow",
             "records": "particle",
             "any_of": [{"feature": "second_pulse_snr", "max": 8.0},
-                       {"feature": "second_pulse_fraction", "max": 0.35},
+                       {"feature": "second_pulse_fraction", "max": 0.06},
+                       {"all_of": [{"feature": "second_pulse_fraction", "max": 0.35},
+                                   {"feature": "second_pulse_delay", "min": 0.0, "max": 0.03125,
+                                    "units": "record_length"}]},
                        {"feature": "top_plateau", "min": 0.01}]},
         "decays_in_window": {
             "description": "the record ends near its starting level: within the noise or a fraction of "
@@ -116,7 +124,7 @@ DEFAULT_CUTS: dict = {
             "records": "particle", "feature": "pretrigger_drop_snr", "min": -3.0, "max": 3.0},
         "no_spike": {
             "description": "no 1-4 sample spike, unless small next to the pulse",
-            "any_of": [{"feature": "spike_snr", "max": 10.0},
+            "any_of": [{"feature": "spike_snr", "max": 8.0},
                        {"feature": "spike_fraction", "max": 0.5}]},
         "noise_empty": {
             "description": "noise records hold no pulse, step or decaying baseline",
@@ -338,7 +346,7 @@ def apply_cuts(features: xr.Dataset, cuts: Mapping = DEFAULT_CUTS) -> xr.Dataset
 # ---------------------------------------------------------------------------------------------
 
 def _main_and_second_pulse(x, of, sigma_of, response):
-    """of_snr, onset lag (samples), second_pulse_snr for records x (B, N) float64, V."""
+    """of_snr, onset lag (samples), second_pulse_snr, second pulse lag (samples) for records x (B, N) float64, V."""
     b, n = x.shape
     edge = max(n // 128, 1)
     ramp = np.linspace(0.0, 1.0, n)
@@ -354,8 +362,9 @@ def _main_and_second_pulse(x, of, sigma_of, response):
     rolled = response[(np.arange(n)[None, :] - i0[:, None]) % n]   # main pulse's response at its lag
     rest = amp - a0[:, None] * rolled
     far = np.abs(lags[None, :] - lags[i0][:, None]) >= max(n // 256, 1)
-    second = np.max(np.where(valid[None, :] & far, rest, -np.inf), axis=1)
-    return a0, lags[i0], second
+    rest = np.where(valid[None, :] & far, rest, -np.inf)
+    i1 = np.argmax(rest, axis=1)
+    return a0, lags[i0], rest[np.arange(b), i1], lags[i1]
 
 
 def _spike_features(x):
@@ -418,12 +427,13 @@ def extra_features(traces, sample_frequency: float, sev, nps, batch: int = 256) 
     for a in range(0, traces.shape[0], batch):
         sl = slice(a, min(a + batch, traces.shape[0]))
         x = traces[sl].astype(np.float64)
-        a0, lag, second = _main_and_second_pulse(x, of, sigma_of, response)
+        a0, lag, second, lag2 = _main_and_second_pulse(x, of, sigma_of, response)
         end = x[:, -n8:].mean(axis=1) - x[:, :n8].mean(axis=1)
         out["of_snr"][sl] = a0
         out["of_onset"][sl] = lag / fs
         out["second_pulse_snr"][sl] = second
         out["second_pulse_fraction"][sl] = second / np.maximum(a0, 1.0)
+        out["second_pulse_delay"][sl] = (lag2 - lag) / fs
         out["end_snr"][sl] = end / sigma_bl
         height = x.max(axis=1) - x[:, :n8].mean(axis=1)
         out["end_fraction"][sl] = end / np.maximum(height, sigma_bl)
