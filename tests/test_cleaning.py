@@ -97,6 +97,8 @@ def expected_parameters(name, c):
     if name == "tst":    # Table 6: 1 block, d_model 64, 8 heads, d_ff 256; 64 tokens of 8 samples
         d = 64
         return (lin(8, d) + 64 * d + 4 * lin(d, d) + lin(d, 256) + lin(256, d) + 2 * 2 * d + lin(64 * d, c))
+    if name == "cnn_full":   # the CNN's layers, padded: 64 channels x 9 positions into the first dense layer
+        return conv(1, 4, 8) + conv(4, 16, 8) + conv(16, 64, 8) + lin(576, 200) + lin(200, 84) + lin(84, c)
     if name == "cait_cnn":   # Cait Table 2 / CNNModule: conv(1, 50, 8), conv(50, 10, 8), 70 -> 200 -> out
         return conv(1, 50, 8) + conv(50, 10, 8) + lin(70, 200) + lin(200, c)
     raise KeyError(name)
@@ -111,6 +113,23 @@ def test_model_shapes_and_parameter_counts(name, n_classes):
         out = model(torch.rand(3, 512))
     assert out.shape == (3, n_classes) and torch.isfinite(out).all()
     assert sum(p.numel() for p in model.parameters()) == expected_parameters(name, n_classes)
+
+
+def input_samples_seen(name):
+    """Indices of the 512 input samples that the model's output depends on (non-zero gradient)."""
+    torch.manual_seed(0)
+    model = build_model(name, 4)
+    x = torch.rand(64, 512, requires_grad=True)
+    model(x).sum().backward()
+    return np.flatnonzero(x.grad.abs().sum(0).numpy() > 0)
+
+
+def test_full_window_cnn_sees_the_end_of_the_record():
+    # Table 3's CNN (k 8, floor pooling by 4, 5 positions at the end): its last feature is pool-3
+    # output 4 <- conv-3 19 <- pool-2 26 <- conv-2 107 <- pool-1 114 <- conv-1 459 <- input 459 + 7 = 466,
+    # so the last 45 samples are never seen
+    assert input_samples_seen("cnn").max() == 466
+    assert np.array_equal(input_samples_seen("cnn_full"), np.arange(512))
 
 
 def test_unknown_model_and_bad_head():
