@@ -13,6 +13,7 @@ Usage: python bench/compare_models.py [--models cnn tscn ...] [--scale 0.1] [--e
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -45,7 +46,12 @@ def train_one(name: str, train: ArraySource, val: ArraySource, out: Path, epochs
                     augment_options=tu.AUGMENT_OPTIONS, device="cpu", progress=None,
                     meta={"name": name, "training": {"n_records": len(train), "epochs": epochs, "max_lr": max_lr}})
     tu.set_cutoff(out, val)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    meta_path = out.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["train_wall_s"] = wall
+    meta_path.write_text(json.dumps(meta, indent=1, sort_keys=True))
+    return wall
 
 
 def throughput(model, n: int = 4096) -> float:
@@ -67,6 +73,7 @@ def main() -> None:
     ap.add_argument("--pulses", type=int, default=6000)
     ap.add_argument("--pileups", type=int, default=10000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reuse", action="store_true", help="evaluate OUT/<model>.pt where it exists instead of training")
     ap.add_argument("--out", type=Path, default=Path("results/report/model_comparison"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -82,8 +89,10 @@ def main() -> None:
     rows = []
     for name in args.models:
         ckpt = args.out / f"{name}.pt"
-        wall = train_one(name, train, val, ckpt, args.epochs, args.max_lr)
+        if not (args.reuse and ckpt.is_file()):
+            train_one(name, train, val, ckpt, args.epochs, args.max_lr)
         model, meta = load_model(ckpt)
+        wall = float(meta.get("train_wall_s", float("nan")))
         result = evaluate_model(model, meta, tests, args.out / name)
         values = {r["target"]: r for r in result["targets"]}
         rows.append((name, meta["cutoff"], wall, throughput(model), values))

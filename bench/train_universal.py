@@ -137,7 +137,7 @@ def set_cutoff(checkpoint: Path, val: ArraySource) -> None:
     cut, ba, surv = calibrate_cutoff(model, val)
     meta.update(cutoff=cut, val_balanced_accuracy_at_cutoff=ba, val_pile_up_survival_at_cutoff=surv,
                 cutoff_rule=f"max validation BA over {CUTOFF_GRID.min()}-{CUTOFF_GRID.max()} with validation "
-                            f"pile_up survival <= {PILEUP_SURVIVAL_LIMIT}")
+                            f"pile_up survival <= {PILEUP_SURVIVAL_LIMIT}; 0.5 if none meets it with a better BA")
     path = Path(checkpoint).with_suffix(".json")
     path.write_text(json.dumps(meta, indent=1, sort_keys=True))
     print(f"cutoff {cut:.2f}: validation BA {ba:.4f}, validation pile_up survival {surv:.4f} -> {path}")
