@@ -143,6 +143,38 @@ def set_cutoff(checkpoint: Path, val: ArraySource) -> None:
     print(f"cutoff {cut:.2f}: validation BA {ba:.4f}, validation pile_up survival {surv:.4f} -> {path}")
 
 
+def set_sizes(scale: float = 1.0) -> tuple[dict, dict]:
+    """Records per class and length of the training and validation sets: N_PER_CLASS and
+    N_VAL_PER_CLASS times `scale` (at least 1 each)."""
+    return ({c: max(int(k * scale), 1) for c, k in N_PER_CLASS.items()},
+            {c: max(int(N_VAL_PER_CLASS * scale), 1) for c in EVENT_CLASSES})
+
+
+def universal_sets(scale: float = 1.0) -> tuple[ArraySource, ArraySource]:
+    """Training and validation sets of `set_sizes(scale)`."""
+    names = sorted(EVENT_CLASSES)
+    n_train, n_val = set_sizes(scale)
+    return (ArraySource(*simulate_set(n_train, [SEED]), class_names=names),
+            ArraySource(*simulate_set(n_val, [SEED, 1]), class_names=names))
+
+
+def train_checkpoint(model: str, train: ArraySource, val: ArraySource, out: Path, epochs: int, max_lr: float,
+                     progress=sys.stdout, meta: dict | None = None):
+    """Train `model` as the universal model (multi-class head, augmentations, one-cycle Adam) into
+    `out`, then calibrate its cutoff on `val`; returns `train_model`'s result."""
+    total_steps = epochs * len(WeakShuffleBatches(train, BATCH_SIZE))
+    meta = dict(meta or {})
+    meta.setdefault("training", {})["lr_schedule"] = {"kind": "OneCycleLR", "max_lr": max_lr,
+                                                      "pct_start": PCT_START, "total_steps": total_steps}
+    with mock.patch.object(torch.optim, "Adam", one_cycle_adam(total_steps, max_lr, PCT_START)):
+        result = train_model(model, train, val, out, epochs=epochs, batch_size=BATCH_SIZE, lr=LEARNING_RATE,
+                             seed=SEED, n_classes=len(train.class_names), accepted=sorted(DEFAULT_ACCEPTED),
+                             pileup_class="pile_up", augment_options=AUGMENT_OPTIONS, device="cpu",
+                             progress=progress, meta=meta)
+    set_cutoff(out, val)
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT)
@@ -154,32 +186,19 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(TORCH_THREADS)
     t0 = time.perf_counter()
-    n_train = {c: max(int(k * args.scale), 1) for c, k in N_PER_CLASS.items()}
-    n_val = {c: max(int(N_VAL_PER_CLASS * args.scale), 1) for c in EVENT_CLASSES}
-    names = sorted(EVENT_CLASSES)
+    n_train, n_val = set_sizes(args.scale)
     if args.calibrate is not None:
-        xv, yv, cv = simulate_set(n_val, [SEED, 1])
-        set_cutoff(args.calibrate, ArraySource(xv, yv, cv, class_names=names))
+        set_cutoff(args.calibrate, ArraySource(*simulate_set(n_val, [SEED, 1]), class_names=sorted(EVENT_CLASSES)))
         return
-    x, y, c = simulate_set(n_train, [SEED])
-    xv, yv, cv = simulate_set(n_val, [SEED, 1])
-    train = ArraySource(x, y, c, class_names=names)
-    val = ArraySource(xv, yv, cv, class_names=names)
+    train, val = universal_sets(args.scale)
     print(f"simulated {len(train)} training and {len(val)} validation records in {time.perf_counter() - t0:.0f} s",
           flush=True)
     config = {"model": args.model, "seed": SEED, "record_lengths": list(RECORD_LENGTHS), "snr_range": list(SNR_RANGE),
               "n_per_class": n_train, "n_val_per_class": n_val, "augment_options": AUGMENT_OPTIONS,
               "epochs": args.epochs, "batch_size": BATCH_SIZE,
               "simulation": "cryopipe.simulate.records.simulate_universal_records (default UNIVERSAL_RANGES)"}
-    total_steps = args.epochs * len(WeakShuffleBatches(train, BATCH_SIZE))
-    config["lr_schedule"] = {"kind": "OneCycleLR", "max_lr": args.max_lr, "pct_start": PCT_START,
-                             "total_steps": total_steps}
-    with mock.patch.object(torch.optim, "Adam", one_cycle_adam(total_steps, args.max_lr, PCT_START)):
-        result = train_model(args.model, train, val, args.out, epochs=args.epochs, batch_size=BATCH_SIZE,
-                             lr=LEARNING_RATE, seed=SEED, n_classes=len(names), accepted=sorted(DEFAULT_ACCEPTED),
-                             pileup_class="pile_up", augment_options=AUGMENT_OPTIONS, device="cpu",
-                             progress=sys.stdout, meta={"name": "universal", "training": config})
-    set_cutoff(args.out, val)
+    result = train_checkpoint(args.model, train, val, args.out, args.epochs, args.max_lr,
+                              meta={"name": "universal", "training": config})
     curves = args.out.with_name(args.out.stem + "_loss.png")
     plot_loss_curves(result.history, curves)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

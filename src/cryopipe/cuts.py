@@ -223,7 +223,8 @@ def _check_condition(name, cond, features, where):
         raise CryopipeError(f"{where}: cut {name!r}: 'over' must be one of {list(OVER)}, got {cond['over']!r}")
 
 
-def _record_kinds(features: xr.Dataset, n_events: int) -> np.ndarray:
+def record_kinds(features: xr.Dataset, n_events: int) -> np.ndarray:
+    """Per-event record kind ('particle' or 'noise'); every event is 'particle' without ``record_kind``."""
     if "record_kind" in features.variables:
         return np.asarray(features["record_kind"].values).astype(str)
     return np.full(n_events, "particle")
@@ -234,7 +235,7 @@ class _Context:
 
     def __init__(self, features: xr.Dataset):
         n_events = features.sizes["event"]
-        self.kinds = _record_kinds(features, n_events)
+        self.kinds = record_kinds(features, n_events)
         self.channels = [str(c) for c in (features.coords["channel"].values if "channel" in features.coords
                                           else range(features.sizes["channel"]))]
         fs = features.attrs.get("sample_frequency")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.fft
+import torch
 import xarray as xr
 
 from . import metrics
@@ -334,7 +335,7 @@ def evaluate_model(model, meta: dict, test_sets: dict[str, xr.Dataset], out_dir,
         else {"ios": float("nan"), "ios_log_snr": float("nan"), "n_records": 0, "map": None,
               "selectivity": float("nan")},
         "survival": metrics.survival_rates(cls, s >= cutoff), "accepted_classes": accepted_classes,
-        "throughput": throughput, "n_scored": n_scored,
+        "throughput": throughput, "n_scored": n_scored, "torch_threads": torch.get_num_threads(),
     }
     result["targets"] = target_rows(result, accepted_classes)
     result["all_passed"] = all(r["passed"] for r in result["targets"])
@@ -344,12 +345,6 @@ def evaluate_model(model, meta: dict, test_sets: dict[str, xr.Dataset], out_dir,
 
 
 # ------------------------------------------------------------------------------ output
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
 
 def write_tables(result: dict, out: Path, meta: dict) -> None:
     """targets.csv, targets.md, metrics_per_set.csv and metrics.json (scalars) in `out`."""
@@ -366,7 +361,7 @@ def write_tables(result: dict, out: Path, meta: dict) -> None:
              f"IOR over log10 SNR {result['snr']['ior_log10']:.4f}. IOS with the first pulse's SNR "
              f"log-uniform in 3-300 instead of uniform: {result['pileup']['ios_log_snr']:.4f}.",
              f"Prediction throughput {result['throughput']:,.0f} records/s ({result['n_scored']} records, "
-             f"{torch_threads()} torch thread(s)).", "",
+             f"{result['torch_threads']} torch thread(s)).", "",
              "| target | value | goal | pass |", "|---|---|---|---|"]
     lines += [f"| {r['target']} | {r['value']:.4f} | {r['comparison']} {r['threshold']} | "
               f"{'yes' if r['passed'] else 'NO'} |" for r in rows]
@@ -446,8 +441,6 @@ def plot_all(result: dict, out: Path) -> list[Path]:
 def main(argv=None) -> dict:
     """``python -m cryopipe.evaluate``: evaluate a model (default the shipped universal one) on fresh test sets."""
     import argparse
-
-    import torch
 
     from .cleaning.universal import resolve_model
 

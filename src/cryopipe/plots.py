@@ -54,6 +54,18 @@ def _named_rows(values, names, what: str) -> list[tuple[str, np.ndarray]]:
     return list(zip(names, arr))
 
 
+def _spectrum_bins(values: np.ndarray, bins: int):
+    """(bin edges, wide) for finite `values`: log-spaced edges over the positive values when they span
+    more than two decades above their 5th percentile (plot them on a log axis), else `bins` linear
+    bins over the values' range (a bin count when there are none)."""
+    pos = values[values > 0]
+    if pos.size > 1 and pos.max() > 100 * np.percentile(pos, 5):
+        return np.geomspace(pos.min(), pos.max(), bins + 1), True
+    if values.size == 0 or values.min() == values.max():
+        return bins, False
+    return np.linspace(values.min(), values.max(), bins + 1), False
+
+
 def plot_sev(sev, sample_frequency: float, path, *, model=None, label: str = "") -> Path:
     """Standard event (V/V) against time from the trigger (ms, onset at N/4), with the pulse-model fit
     (e.g. ``fit_pulse_model(...)["model"]``) and its residual when `model` is given."""
@@ -139,13 +151,10 @@ def plot_amplitude_spectrum(amplitudes, path, *, line: dict | None = None, bins:
         line = line["lines"][0]
     fig, axes = _figure(1, 1 if line is None else 2, size=(7.0 if line is None else 11.0, 4.5))
     ax = axes[0, 0]
-    pos = a[a > 0]
-    wide = pos.size > 1 and pos.max() > 100 * np.percentile(pos, 5)
-    if wide:  # a wide dynamic range: log-spaced bins on a log axis
-        ax.hist(pos, bins=np.geomspace(pos.min(), pos.max(), bins + 1), histtype="step", color="C0")
+    edges, wide = _spectrum_bins(a, bins)
+    ax.hist(a[a > 0] if wide else a, bins=edges, histtype="step", color="C0")
+    if wide:
         ax.set_xscale("log")
-    else:
-        ax.hist(a, bins=bins, histtype="step", color="C0")
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("amplitude (V)")
@@ -241,14 +250,9 @@ def plot_cleaning_spectra(amplitude, cut_clean, model_clean, path, *, channels: 
         raise InputError("cleaning spectra: amplitude, cut and model decisions differ in their number of events")
     fig, axes = _figure(1, len(rows), size=(5.5 * len(rows), 4.2))
     for ax, (name, a) in zip(axes[0], rows):
-        pos = a[np.isfinite(a) & (a > 0)]
-        if pos.size > 1 and pos.max() > 100 * pos.min():
-            edges = np.geomspace(pos.min(), pos.max(), bins + 1)
+        edges, wide = _spectrum_bins(a[np.isfinite(a)], bins)
+        if wide:
             ax.set_xscale("log")
-        elif pos.size:
-            edges = np.linspace(pos.min(), pos.max() * (1 + 1e-9), bins + 1)
-        else:
-            edges = bins
         for mask, text, color in ((np.ones_like(cut_clean), "raw", "0.5"), (cut_clean, "after cuts", "C0"),
                                   (model_clean, f"after {model}", "C3")):
             ax.hist(a[mask & np.isfinite(a)], bins=edges, histtype="step", color=color,

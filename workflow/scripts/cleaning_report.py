@@ -16,7 +16,7 @@ with step("cleaning_report", sm.log[0]) as log:
                           max_pca_events=sm.params.max_pca_events)
     out = Path(sm.output[0])
     out.mkdir(parents=True, exist_ok=True)
-    label = f"{sm.wildcards.run}"
+    label = sm.wildcards.run
     plot_cleaning_spectra(rep["amplitude"], rep["cut_clean"], rep["model_clean"], out / "spectrum.png",
                           channels=rep["channels"], units=rep["units"], model=model, label=label)
     plot_pca_manifold(rep["pca"]["projection"], rep["model_clean"][rep["pca_events"]], out / "pca.png",

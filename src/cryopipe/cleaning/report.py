@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 from sklearn.decomposition import PCA
 
+from ..cuts import record_kinds
 from ..errors import InputError
 from .preprocess import preprocess
 
@@ -33,9 +34,7 @@ def amplitude_variable(features: xr.Dataset) -> str:
 
 def particle_events(records: xr.Dataset) -> np.ndarray:
     """Indices of the particle records (record_kind 'particle'; every event if the store has no kinds)."""
-    if "record_kind" not in records:
-        return np.arange(records.sizes["event"])
-    return np.flatnonzero(records["record_kind"].values.astype(str) == "particle")
+    return np.flatnonzero(record_kinds(records, records.sizes["event"]) == "particle")
 
 
 def module_vectors(trace: xr.DataArray, events: np.ndarray) -> np.ndarray:
