@@ -11,3 +11,7 @@ class InputError(CryopipeError):
 
 class StoreError(CryopipeError):
     """A store is missing, incomplete, corrupt or does not follow its schema."""
+
+
+class ConfigError(CryopipeError):
+    """The configuration breaks the schema or is inconsistent: the message names the key."""

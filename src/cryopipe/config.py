@@ -1,0 +1,121 @@
+"""The run configuration: validation with short messages, per-run settings, canonical values.
+
+The Snakefile hands the user's config (defaults already filled from the JSON schema) to
+`resolve_runs`; every rule then reads a run's settings through `run_section`. Knows nothing of
+Snakemake.
+
+Per-run settings: a run may override any key of the detector sections (`PER_RUN_SECTIONS`) under
+`runs.<name>.<section>.<key>`; the global section (with the schema's defaults) applies to every
+other key.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from pathlib import Path
+
+from .errors import ConfigError
+
+PER_RUN_SECTIONS = ("trigger", "characterize", "calibrate", "efficiency", "labels", "features")
+PATH_KEYS = ("csmpl", "par", "test_stamps", "dig_stamps", "rdt", "con")
+RUN_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+
+
+def load_schema(path: str | Path) -> dict:
+    import yaml
+
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def check(config: dict, schema: dict) -> None:
+    """Raise ConfigError (one short paragraph: where, what, what is allowed) if `config` breaks
+    the schema."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is None:
+        return
+    where = ".".join(str(p) for p in error.absolute_path) or "top level"
+    raise ConfigError(f"config: at {where}: {_short(error)}")
+
+
+def _short(error) -> str:
+    """The validator's message without the offending instance or the whole schema."""
+    if error.validator == "additionalProperties":
+        extra = re.findall(r"'([^']+)' (?:was|were) unexpected", error.message)
+        allowed = sorted(error.schema.get("properties", {}))
+        return (f"unknown key {extra[0] if extra else error.message!s}"
+                + (f"; allowed keys: {', '.join(allowed)}" if allowed else ""))
+    if error.validator == "oneOf":
+        return "a run needs exactly one data source: csmpl (+ par, test_stamps, dig_stamps), rdt (+ par, con) or simulate"
+    if error.validator == "enum":
+        return f"{error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
+    message = error.message
+    return message if len(message) < 300 else message[:300] + " ..."
+
+
+def resolve_runs(config: dict, schema: dict) -> dict:
+    """Each run's complete settings: its own keys plus every per-run section merged over the
+    global one, validated, with canonical numbers and paths.
+
+    Raises ConfigError naming the run and the problem (unsafe run name, duplicate channel names,
+    an override key the section does not have).
+    """
+    runs = {}
+    for name, run in config["runs"].items():
+        if not RUN_NAME.match(name) or ".." in name:
+            raise ConfigError(f"config: run name {name!r} is not allowed: use letters, digits, '_', '-', "
+                              f"'.' (no '/', no '..', not starting with '.')")
+        runs[name] = _resolve_run(name, run, config, schema)
+    return runs
+
+
+def _resolve_run(name: str, run: dict, config: dict, schema: dict) -> dict:
+    out = {k: copy.deepcopy(v) for k, v in run.items() if k not in PER_RUN_SECTIONS}
+    for section in PER_RUN_SECTIONS:
+        merged = copy.deepcopy(config.get(section, {}))
+        _merge(merged, run.get(section) or {})
+        sub = schema["properties"][section]
+        try:
+            check(merged, sub)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("config: at ", f"config: run {name!r}, {section}: at ", 1)) from None
+        out[section] = merged
+    if "sample_frequency" in out:
+        out["sample_frequency"] = float(out["sample_frequency"])
+    if "record_length" in out:
+        out["record_length"] = int(out["record_length"])
+    for key in PATH_KEYS:
+        if key in out:
+            out[key] = ([os.path.normpath(p) for p in out[key]] if isinstance(out[key], list)
+                        else os.path.normpath(out[key]))
+    channels = out.get("channels")
+    if channels and len(set(channels)) != len(channels):
+        dup = sorted({c for c in channels if channels.count(c) > 1})
+        raise ConfigError(f"config: run {name!r}: duplicate channel names {', '.join(dup)}")
+    return out
+
+
+def _merge(base: dict, over: dict) -> None:
+    """Merge `over` into `base` key by key (nested dicts merge, everything else replaces)."""
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+def canonical(value):
+    """`value` with every mapping's keys sorted and integral floats as floats: params compare by
+    value, so reordering keys in a config file does not rerun anything."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def run_section(runs: dict, run: str, section: str, *keys: str) -> dict:
+    """The named keys (all if none) of a run's resolved section, canonical."""
+    sec = runs[run][section]
+    return canonical({k: sec[k] for k in keys} if keys else sec)
