@@ -1,21 +1,31 @@
-# cryopipe: csmpl streams -> triggered records -> features (and later stages), on Zarr stores.
-# Usage: snakemake --cores all [--configfile my.yaml] [target]
+# cryopipe: raw detector data (csmpl streams, CRESST files) -> triggered records -> features,
+# labels, cleaning, on Zarr stores.
+# Usage: snakemake --cores all [target ...] [--configfile=my.yaml]
+# Without --configfile the embedded demo (config/config.yaml) runs; with it, only that file and
+# the schema's defaults apply.
+import re
+
 from snakemake.utils import min_version, validate
+
+from cryopipe.config import check, load_schema, resolve_runs
 
 min_version("9.0")
 
+SCHEMA = "workflow/schemas/config.schema.yaml"
 
-configfile: "config/config.yaml"
+if not workflow.overwrite_configfiles:
+    workflow.configfile("config/config.yaml")
 
-
-validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
+check(config, load_schema(SCHEMA))  # one short paragraph per problem
+validate(config, SCHEMA, set_default=True)
+RUNS = resolve_runs(config, load_schema(SCHEMA))
 
 
 include: "workflow/rules/common.smk"
 
 
 wildcard_constraints:
-    run="|".join(map(str, RUNS)),
+    run="|".join(map(re.escape, RUNS)),
     channel="[A-Za-z0-9_.-]+",
 
 

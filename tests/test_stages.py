@@ -4,7 +4,8 @@ import copy
 import numpy as np
 import pytest
 
-from cryopipe.stages.trigger import gather_segments, open_run_stream, record_batches, segment_bounds, trigger_one_channel
+from cryopipe.io.sources import open_stream
+from cryopipe.stages.trigger import gather_segments, record_batches, segment_bounds, trigger_one_channel
 from cryopipe.simulate.stream import DEFAULT_SIMULATION, simulate_stream
 
 FS = 25000.0
@@ -36,7 +37,7 @@ def test_segment_bounds_cover_the_stream_once():
 @pytest.mark.parametrize("segment_duration", [1.0, 3.7])
 def test_segmented_trigger_equals_unsplit(busy_stream, segment_duration):
     cfg, _ = busy_stream
-    stream = open_run_stream(cfg)
+    stream = open_stream(cfg)
     for ch in range(2):
         whole = trigger_one_channel(stream, ch, cfg, TRIGGER)
         bounds = segment_bounds(stream.n_samples, FS, segment_duration)
@@ -50,7 +51,7 @@ def test_segmented_trigger_equals_unsplit(busy_stream, segment_duration):
 
 def test_record_batches_are_sorted_and_complete(busy_stream):
     cfg, _ = busy_stream
-    stream = open_run_stream(cfg)
+    stream = open_stream(cfg)
     trig = [trigger_one_channel(stream, ch, cfg, TRIGGER) for ch in range(2)]
     first, more, summary = record_batches(stream, trig, cfg, TRIGGER, batch=64)
     parts = [first, *more]

@@ -76,6 +76,10 @@ def resolve_runs(config: dict, schema: dict) -> dict:
 
 def _resolve_run(name: str, run: dict, config: dict, schema: dict) -> dict:
     out = {k: copy.deepcopy(v) for k, v in run.items() if k not in PER_RUN_SECTIONS}
+    run_schema = schema["properties"]["runs"]["additionalProperties"]["properties"]
+    for key, sub in run_schema.items():
+        if "default" in sub:
+            out.setdefault(key, copy.deepcopy(sub["default"]))
     for section in PER_RUN_SECTIONS:
         merged = copy.deepcopy(config.get(section, {}))
         _merge(merged, run.get(section) or {})
@@ -85,19 +89,52 @@ def _resolve_run(name: str, run: dict, config: dict, schema: dict) -> dict:
         except ConfigError as exc:
             raise ConfigError(str(exc).replace("config: at ", f"config: run {name!r}, {section}: at ", 1)) from None
         out[section] = merged
-    if "sample_frequency" in out:
-        out["sample_frequency"] = float(out["sample_frequency"])
-    if "record_length" in out:
-        out["record_length"] = int(out["record_length"])
     for key in PATH_KEYS:
         if key in out:
             out[key] = ([os.path.normpath(p) for p in out[key]] if isinstance(out[key], list)
                         else os.path.normpath(out[key]))
-    channels = out.get("channels")
-    if channels and len(set(channels)) != len(channels):
-        dup = sorted({c for c in channels if channels.count(c) > 1})
-        raise ConfigError(f"config: run {name!r}: duplicate channel names {', '.join(dup)}")
+    _stream_settings(name, out)
+    out["channels"] = _channel_names(name, out)
     return out
+
+
+def _stream_settings(name: str, run: dict) -> None:
+    """sample_frequency (Hz, float) and record_length (samples, int): the run's keys, checked
+    against its par file where one is given."""
+    if run.get("par"):
+        from .io.cresst import read_par
+
+        par = read_par(run["par"])
+        for key, value in (("sample_frequency", float(par.sample_frequency)), ("record_length", int(par.record_length))):
+            if key in run and float(run[key]) != value:
+                raise ConfigError(f"config: run {name!r}: {key} {run[key]} disagrees with {value:g} in {run['par']}")
+            run[key] = value
+    elif "rdt" in run:
+        raise ConfigError(f"config: run {name!r}: an rdt run needs its par file (par: ...)")
+    for key in ("sample_frequency", "record_length"):
+        if key not in run:
+            raise ConfigError(f"config: run {name!r}: {key} is required (or a par file that gives it)")
+    run["sample_frequency"] = float(run["sample_frequency"])
+    run["record_length"] = int(run["record_length"])
+
+
+def _channel_names(name: str, run: dict) -> list[str]:
+    """The run's channel names (default ch0, ch1, ...), one per channel of its data source."""
+    if "csmpl" in run:
+        n = len(run["csmpl"])
+    elif "rdt" in run:
+        from .io.cresst import rdt_channel_count
+
+        n = rdt_channel_count(run["rdt"], run["par"], run["record_length"])
+    else:
+        n = len(run["simulate"].get("channels", [])) or 2
+    names = run.get("channels") or [f"ch{i}" for i in range(n)]
+    if len(set(names)) != len(names):
+        dup = sorted({c for c in names if names.count(c) > 1})
+        raise ConfigError(f"config: run {name!r}: duplicate channel names {', '.join(dup)}")
+    if len(names) != n:
+        raise ConfigError(f"config: run {name!r}: {len(names)} channel names for {n} channels")
+    return list(names)
 
 
 def _merge(base: dict, over: dict) -> None:

@@ -57,15 +57,79 @@ class Progress:
 
 
 def code_version(*modules: str) -> str:
-    """Short hash of the source of `modules` (dotted names), without importing them.
+    """Short hash of the source of `modules` (dotted names) and of every cryopipe module they
+    import, transitively, found by reading the sources (nothing is imported).
 
-    The workflow puts it in a rule's params, so editing a stage's library code reruns that stage
-    (Snakemake does not track imported code by itself).
+    The workflow puts it in a rule's params, so editing any library code a stage runs reruns that
+    stage (Snakemake does not track imported code by itself).
     """
     h = hashlib.sha256()
-    for mod in modules:
-        spec = importlib.util.find_spec(mod)
-        if spec is None or spec.origin is None:
-            raise CryopipeError(f"module {mod} not found: is cryopipe installed?")
-        h.update(Path(spec.origin).read_bytes())
+    for path in sorted(module_closure(modules)):
+        h.update(path.encode())
+        h.update(Path(path).read_bytes())
     return h.hexdigest()[:16]
+
+
+def module_closure(modules) -> set[str]:
+    """Source paths of `modules` and of every module of their top package they import
+    (transitively), located on disk without importing anything."""
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        path = _source_path(name)
+        if path is None:
+            raise CryopipeError(f"module {name} not found: is cryopipe installed?")
+        if str(path) in seen:
+            continue
+        seen.add(str(path))
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
+        todo += parents + _imported_modules(path, package)
+    return seen
+
+
+def script_modules(path: str | Path, top: str = "cryopipe") -> list[str]:
+    """The modules of package `top` that a (workflow) script imports."""
+    return sorted(set(_imported_modules(Path(path), top)))
+
+
+def _source_path(name: str) -> Path | None:
+    """The .py file of a dotted module name of an installed top package (None if there is none)."""
+    top, *rest = name.split(".")
+    root = _package_root(top)
+    if root is None:
+        return None
+    base = root.joinpath(*rest)
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _package_root(top: str) -> Path | None:
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _imported_modules(path: Path, package: str) -> list[str]:
+    """Dotted names a source file imports (relative imports resolved against `package`); for
+    `from a import b` both `a` and `a.b` (b may be a module) where they exist."""
+    import ast
+
+    names = []
+    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parent = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{parent}.{base}" if base else parent
+            names.append(base)
+            names += [f"{base}.{a.name}" for a in node.names]
+    top = package.split(".")[0]
+    return [n for n in names if n.split(".")[0] == top and _source_path(n) is not None]

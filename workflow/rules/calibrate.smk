@@ -9,8 +9,8 @@ rule calibrate_channel:
     output:
         directory(f"{RESULTS}/{{run}}/calibration/{{channel}}.zarr"),
     params:
-        calibrate=canonical(config["calibrate"]),
-        code=code_version("cryopipe.calibrate", "cryopipe.stages.calibrate"),
+        calibrate=subconfig("calibrate"),
+        code=script_code("calibrate_channel.py"),
     log:
         f"{RESULTS}/{{run}}/logs/calibrate_{{channel}}.log",
     threads: 1
@@ -29,7 +29,7 @@ rule calibrate:
     output:
         directory(f"{RESULTS}/{{run}}/calibration.zarr"),
     params:
-        code=code_version("cryopipe.io.stores"),
+        code=script_code("gather_channels.py"),
     log:
         f"{RESULTS}/{{run}}/logs/calibrate.log",
     threads: 1
@@ -50,9 +50,9 @@ rule efficiency_channel:
     output:
         directory(f"{RESULTS}/{{run}}/efficiency/{{channel}}.zarr"),
     params:
-        efficiency=canonical(config["efficiency"]),
-        cuts=lambda w: cut_set(),
-        code=code_version("cryopipe.efficiency", "cryopipe.cuts", "cryopipe.stages.calibrate", "cryopipe.stages.characterize"),
+        efficiency=subconfig("efficiency"),
+        cuts=lambda w: cut_set(w.run),
+        code=script_code("efficiency_channel.py"),
     log:
         f"{RESULTS}/{{run}}/logs/efficiency_{{channel}}.log",
     threads: 2
@@ -71,7 +71,7 @@ rule efficiency:
     output:
         directory(f"{RESULTS}/{{run}}/efficiency.zarr"),
     params:
-        code=code_version("cryopipe.io.stores"),
+        code=script_code("gather_channels.py"),
     log:
         f"{RESULTS}/{{run}}/logs/efficiency.log",
     threads: 1

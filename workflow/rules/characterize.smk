@@ -10,8 +10,7 @@ rule characterize_channel:
     params:
         characterize=subconfig("characterize", "threshold_resolution", "max_pulses", "max_noise_records",
                                "min_pulses", "min_noise_records", "min_pulse_snr"),
-        code=code_version("cryopipe.characterize", "cryopipe.optimum_filter", "cryopipe.parallel",
-                          "cryopipe.stages.characterize"),
+        code=script_code("characterize_channel.py"),
     log:
         f"{RESULTS}/{{run}}/logs/characterize_{{channel}}.log",
     benchmark:
@@ -32,7 +31,7 @@ rule characterize:
     output:
         directory(f"{RESULTS}/{{run}}/characterization.zarr"),
     params:
-        code=code_version("cryopipe.io.stores"),
+        code=script_code("gather_channels.py"),
     log:
         f"{RESULTS}/{{run}}/logs/characterize.log",
     benchmark:

@@ -11,7 +11,7 @@ rule simulate_records:
         directory(f"{RESULTS}/{{run}}/simset/{{split}}.zarr"),
     params:
         simulate=canonical(config["cleaning"]["simulate"]),
-        code=code_version("cryopipe.simulate.records", "cryopipe.simulate.classes", "cryopipe.stages.cleaning"),
+        code=script_code("simulate_records.py"),
     wildcard_constraints:
         split="train|test",
     log:
@@ -37,8 +37,7 @@ rule train:
     params:
         train=canonical(config["cleaning"]["train"]),
         cutoff=config["cleaning"]["cutoff"],
-        code=code_version("cryopipe.cleaning.train", "cryopipe.cleaning.models", "cryopipe.cleaning.data",
-                          "cryopipe.cleaning.augment", "cryopipe.cleaning.preprocess", "cryopipe.stages.cleaning"),
+        code=script_code("train.py"),
     wildcard_constraints:
         architecture="cnn|lstm|tscn|tst|cait_cnn",
     log:
@@ -61,7 +60,7 @@ rule predict:
         directory(f"{RESULTS}/{{run}}/predictions/{{model}}.zarr"),
     params:
         cutoff=config["cleaning"]["cutoff"],
-        code=code_version("cryopipe.cleaning.predict", "cryopipe.cleaning.preprocess", "cryopipe.cleaning.models"),
+        code=script_code("predict.py"),
     log:
         f"{RESULTS}/{{run}}/logs/predict_{{model}}.log",
     threads: 2
@@ -83,7 +82,7 @@ rule evaluate:
                caption="../report/evaluation.rst", category="Cleaning", subcategory="{run}"),
     params:
         cutoff=config["cleaning"]["cutoff"],
-        code=code_version("cryopipe.evaluate", "cryopipe.metrics", "cryopipe.cleaning.predict"),
+        code=script_code("evaluate.py"),
     log:
         f"{RESULTS}/{{run}}/logs/evaluate_{{model}}.log",
     threads: 2
@@ -107,7 +106,7 @@ rule cleaning_report:
                caption="../report/cleaning.rst", category="Cleaning", subcategory="{run}"),
     params:
         max_pca_events=20000,
-        code=code_version("cryopipe.cleaning.report", "cryopipe.plots"),
+        code=script_code("cleaning_report.py"),
     log:
         f"{RESULTS}/{{run}}/logs/cleaning_report_{{model}}.log",
     threads: 1

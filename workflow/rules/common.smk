@@ -1,13 +1,13 @@
 # Input functions and helpers shared by all rules (no algorithms here).
-import json
 from pathlib import Path
 
 from cryopipe import cuts, runner
+from cryopipe.config import canonical, run_section
+from cryopipe.io import sources
 from cryopipe.stages import trigger as trigger_stage
 from cryopipe.cleaning import universal
 
 RESULTS = config["results"]
-RUNS = config["runs"]
 CONDA_ENV = "../../envs/cryopipe.yaml"
 
 
@@ -16,14 +16,24 @@ PASS_PREFIX = {"pass1": "pass1/", "final": ""}
 
 def characterization_input(wildcards):
     """The run's characterization store when the two-pass analysis is enabled (else nothing)."""
-    if config["characterize"]["enabled"]:
+    if characterized(wildcards.run):
         return f"{RESULTS}/{wildcards.run}/characterization.zarr"
     return []
 
 
+def characterized(run):
+    """True when the run gets the two-pass analysis (characterisation, optimum filter)."""
+    return bool(RUNS[run]["characterize"]["enabled"])
+
+
+def calibrated(run):
+    """True when a calibration line is configured for the run (else `energy` is absent)."""
+    return characterized(run) and RUNS[run]["calibrate"]["line_energy"] is not None
+
+
 def calibration_input(wildcards):
     """The run's calibration store when a calibration line is configured (else nothing)."""
-    if config["characterize"]["enabled"] and config["calibrate"]["line_energy"] is not None:
+    if calibrated(wildcards.run):
         return f"{RESULTS}/{wildcards.run}/calibration.zarr"
     return []
 
@@ -44,23 +54,14 @@ def cleaning_targets(run):
     return out
 
 
-def cut_set():
-    """The cut set: the config's cuts file, or cryopipe's default cuts (validated)."""
-    path = config["labels"]["cuts_file"]
+def cut_set(run):
+    """The run's cut set: its cuts file, or cryopipe's default cuts (validated)."""
+    path = RUNS[run]["labels"]["cuts_file"]
     return canonical(cuts.load_cuts(path) if path else cuts.DEFAULT_CUTS)
 
 
-def run_config(run):
-    return RUNS[run]
-
-
 def channel_names(run):
-    rc = RUNS[run]
-    n = len(rc["csmpl"]) if "csmpl" in rc else len(rc["simulate"].get("channels", [])) or 2
-    names = rc.get("channels") or [f"ch{i}" for i in range(n)]
-    if len(names) != n:
-        raise ValueError(f"run {run!r}: {len(names)} channel names for {n} channels")
-    return list(names)
+    return list(RUNS[run]["channels"])
 
 
 def is_simulated(run):
@@ -71,17 +72,24 @@ def stream_dir(run):
     return f"{RESULTS}/{run}/stream"
 
 
-def csmpl_paths(run):
-    """The run's csmpl files: the user's, or the simulator's output."""
+def is_stream(run):
+    """True for runs cryopipe triggers (csmpl, simulated); False for hardware-triggered records."""
+    return is_simulated(run) or sources.is_stream(RUNS[run])
+
+
+def run_files(run):
+    """The run's raw files (the user's; for a simulated run the simulator's csmpl output)."""
     if is_simulated(run):
         return [f"{stream_dir(run)}/{ch}.csmpl" for ch in channel_names(run)]
-    return list(RUNS[run]["csmpl"])
+    rc = RUNS[run]
+    files = list(rc.get("csmpl", []))
+    return files + [rc[k] for k in ("rdt", "par", "con", "test_stamps", "dig_stamps") if rc.get(k)]
 
 
 def stream_inputs(wildcards):
-    """Inputs of stream readers (the simulator folder, or the user csmpl files)."""
+    """Inputs of source readers (the simulator folder, or the user's files)."""
     run = wildcards.run
-    return [stream_dir(run)] if is_simulated(run) else csmpl_paths(run)
+    return [stream_dir(run)] if is_simulated(run) else run_files(run)
 
 
 def stream_samples(run):
@@ -89,46 +97,50 @@ def stream_samples(run):
     rc = RUNS[run]
     if is_simulated(run):
         return int(round(rc["simulate"]["duration"] * rc["sample_frequency"]))
-    first = Path(rc["csmpl"][0])
-    return first.stat().st_size // 2 if first.is_file() else 0
+    return sources.stream_length(rc)
 
 
 def n_segments(run):
     """Number of time segments the trigger of a run is split into (separate jobs)."""
     rc = RUNS[run]
     return len(trigger_stage.segment_bounds(max(stream_samples(run), 1), rc["sample_frequency"],
-                                       config["trigger"]["segment_duration"]))
+                                            rc["trigger"]["segment_duration"]))
 
 
 def stream_params(run):
-    """Stream description handed to scripts (a change reruns the rules that read it)."""
+    """Source description handed to scripts (`cryopipe.io.sources`; a change reruns the rules
+    that read it)."""
     rc = RUNS[run]
-    return canonical({
-        "csmpl": csmpl_paths(run),
+    spec = {k: rc[k] for k in ("par", "test_stamps", "dig_stamps", "rdt", "con") if rc.get(k)}
+    if not spec.get("rdt"):
+        spec["csmpl"] = run_files(run)[: len(channel_names(run))]
+    spec.update({
         "sample_frequency": rc["sample_frequency"],
         "record_length": rc["record_length"],
         "channels": channel_names(run),
-        "polarity": rc.get("polarity", 1),
-        "adc_bits": rc.get("adc_bits", 16),
-        "adc_range": rc.get("adc_range", 20.0),
+        "polarity": rc["polarity"],
+        "adc_bits": rc["adc_bits"],
+        "adc_range": rc["adc_range"],
     })
-
-
-def canonical(value):
-    """`value` with every mapping's keys sorted: params compare by value, so reordering keys in a
-    config file does not rerun anything."""
-    return json.loads(json.dumps(value, sort_keys=True))
+    return canonical(spec)
 
 
 def subconfig(section, *keys):
-    """The named keys of a config section: a rule's params hold only what it uses, so a change
-    of any other value does not rerun it."""
-    return canonical({k: config[section][k] for k in keys})
+    """Params function: the named keys of the run's section (global values under the run's own
+    overrides). A rule's params hold only what it uses, so a change of any other value does not
+    rerun it."""
+    return lambda wildcards: run_section(RUNS, wildcards.run, section, *keys)
 
 
 def code_version(*modules):
-    """Hash of the stage's library modules (and cryopipe's version), for params."""
+    """Hash of the stage's library modules and everything of cryopipe they import, for params."""
     return runner.code_version("cryopipe", *modules)
+
+
+def script_code(script):
+    """Hash of every cryopipe module a workflow script imports, transitively, for params: editing
+    any library code a rule runs reruns it."""
+    return code_version(*runner.script_modules(f"{workflow.basedir}/workflow/scripts/{script}"))
 
 
 def report_figures(run):
@@ -136,7 +148,7 @@ def report_figures(run):
     out = [f"{RESULTS}/report/{run}/nps.png", f"{RESULTS}/report/{run}/filter_transfer.png"]
     for ch in channel_names(run):
         out += [f"{RESULTS}/report/{run}/sev_{ch}.png", f"{RESULTS}/report/{run}/spectrum_{ch}.png"]
-        if config["efficiency"]["enabled"]:
+        if RUNS[run]["efficiency"]["enabled"]:
             out.append(f"{RESULTS}/report/{run}/efficiency_{ch}.png")
     return out
 
@@ -145,9 +157,9 @@ def all_targets():
     out = []
     for run in RUNS:
         out += [f"{RESULTS}/{run}/records.zarr", f"{RESULTS}/{run}/features.zarr"]
-        if config["characterize"]["enabled"]:
+        if characterized(run):
             out += [f"{RESULTS}/{run}/labels.zarr"]
-            if config["efficiency"]["enabled"]:
+            if RUNS[run]["efficiency"]["enabled"]:
                 out += [f"{RESULTS}/{run}/efficiency.zarr"]
             out += report_figures(run)
             if config["cleaning"]["enabled"]:

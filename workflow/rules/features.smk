@@ -9,9 +9,8 @@ rule features_channel:
     output:
         directory(f"{RESULTS}/{{run}}/features/{{channel}}.zarr"),
     params:
-        features=canonical(config["features"]),
-        code=code_version("cryopipe.features", "cryopipe.stages.characterize", "cryopipe.cuts", "cryopipe.fit",
-                          "cryopipe.optimum_filter", "cryopipe.parallel", "cryopipe.io.stores"),
+        features=subconfig("features"),
+        code=script_code("features_channel.py"),
     log:
         f"{RESULTS}/{{run}}/logs/features_{{channel}}.log",
     benchmark:
@@ -33,7 +32,7 @@ rule features:
     output:
         directory(f"{RESULTS}/{{run}}/features.zarr"),
     params:
-        code=code_version("cryopipe.io.stores", "cryopipe.stages.calibrate"),
+        code=script_code("gather_features.py"),
     log:
         f"{RESULTS}/{{run}}/logs/features.log",
     benchmark:

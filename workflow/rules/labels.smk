@@ -7,8 +7,8 @@ rule labels:
     output:
         directory(f"{RESULTS}/{{run}}/labels.zarr"),
     params:
-        cuts=lambda w: cut_set(),
-        code=code_version("cryopipe.cuts", "cryopipe.io.stores"),
+        cuts=lambda w: cut_set(w.run),
+        code=script_code("labels.py"),
     log:
         f"{RESULTS}/{{run}}/logs/labels.log",
     threads: 1

@@ -8,7 +8,7 @@ rule plot_characterization:
         sev=report(f"{RESULTS}/report/{{run}}/sev_{{channel}}.png", caption="../report/sev.rst",
                    category="Characterisation", subcategory="{run}"),
     params:
-        code=code_version("cryopipe.plots"),
+        code=script_code("plot_sev.py"),
     log:
         f"{RESULTS}/{{run}}/logs/plot_sev_{{channel}}.log",
     threads: 1
@@ -30,7 +30,7 @@ rule plot_noise:
         transfer=report(f"{RESULTS}/report/{{run}}/filter_transfer.png", caption="../report/filter.rst",
                         category="Characterisation", subcategory="{run}"),
     params:
-        code=code_version("cryopipe.plots"),
+        code=script_code("plot_noise.py"),
     log:
         f"{RESULTS}/{{run}}/logs/plot_noise.log",
     threads: 1
@@ -51,8 +51,8 @@ rule plot_spectrum:
         report(f"{RESULTS}/report/{{run}}/spectrum_{{channel}}.png", caption="../report/spectrum.rst",
                category="Calibration", subcategory="{run}"),
     params:
-        calibrate=canonical(config["calibrate"]),
-        code=code_version("cryopipe.plots", "cryopipe.calibrate"),
+        calibrate=subconfig("calibrate"),
+        code=script_code("plot_spectrum.py"),
     log:
         f"{RESULTS}/{{run}}/logs/plot_spectrum_{{channel}}.log",
     threads: 1
@@ -72,7 +72,7 @@ rule plot_efficiency:
         report(f"{RESULTS}/report/{{run}}/efficiency_{{channel}}.png", caption="../report/efficiency.rst",
                category="Efficiency", subcategory="{run}"),
     params:
-        code=code_version("cryopipe.plots"),
+        code=script_code("plot_efficiency.py"),
     log:
         f"{RESULTS}/{{run}}/logs/plot_efficiency_{{channel}}.log",
     threads: 1

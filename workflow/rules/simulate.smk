@@ -8,7 +8,7 @@ rule simulate_stream:
     params:
         simulation=lambda w: canonical(RUNS[w.run]["simulate"]),
         stream=lambda w: stream_params(w.run),
-        code=code_version("cryopipe.simulate.stream", "cryopipe.simulate.noise", "cryopipe.simulate.pulses"),
+        code=script_code("simulate_stream.py"),
     log:
         f"{RESULTS}/{{run}}/logs/simulate_stream.log",
     threads: 1

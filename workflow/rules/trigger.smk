@@ -19,9 +19,7 @@ for PASS, PREFIX in PASS_PREFIX.items():
         params:
             stream=lambda w: stream_params(w.run),
             trigger=subconfig("trigger", "threshold_sigma", "holdoff", "chunk_size", "segment_duration"),
-            code=code_version("cryopipe.trigger", "cryopipe.filters", "cryopipe.stages.trigger", "cryopipe.io.csmpl",
-                              "cryopipe.stages.characterize",
-                              "cryopipe.optimum_filter"),
+            code=script_code("trigger_segment.py"),
         log:
             f"{RESULTS}/{{run}}/logs/{PREFIX}trigger_{{channel}}_segment_{{segment}}.log",
         benchmark:
@@ -46,7 +44,7 @@ for PASS, PREFIX in PASS_PREFIX.items():
         output:
             directory(f"{RESULTS}/{{run}}/{PREFIX}triggers/{{channel}}.zarr"),
         params:
-            code=code_version("cryopipe.stages.trigger", "cryopipe.io.stores"),
+            code=script_code("trigger_channel.py"),
         log:
             f"{RESULTS}/{{run}}/logs/{PREFIX}trigger_{{channel}}.log",
         benchmark:
@@ -73,7 +71,7 @@ for PASS, PREFIX in PASS_PREFIX.items():
         params:
             stream=lambda w: stream_params(w.run),
             trigger=subconfig("trigger", "holdoff", "noise_records", "seed"),
-            code=code_version("cryopipe.trigger", "cryopipe.stages.trigger", "cryopipe.io.csmpl", "cryopipe.io.stores"),
+            code=script_code("records.py"),
         log:
             f"{RESULTS}/{{run}}/logs/{PREFIX}records.log",
         benchmark:

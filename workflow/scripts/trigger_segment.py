@@ -2,7 +2,8 @@
 from cryopipe.io.stores import load_store, write_store
 from cryopipe.optimum_filter import of_kernel
 from cryopipe.stages.characterize import optimum_filter_from
-from cryopipe.stages.trigger import open_run_stream, segment_bounds, trigger_one_channel
+from cryopipe.io.sources import open_stream
+from cryopipe.stages.trigger import segment_bounds, trigger_one_channel
 from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
@@ -10,7 +11,7 @@ sm = snakemake  # noqa: F821 (provided by Snakemake)
 with step(sm.rule, sm.log[0]) as log:
     stream_cfg = sm.params.stream
     trigger_cfg = dict(sm.params.trigger)
-    stream = open_run_stream(stream_cfg)
+    stream = open_stream(stream_cfg)
     name = sm.wildcards.channel
     channel = stream_cfg["channels"].index(name)
     bounds = segment_bounds(stream.n_samples, stream.sample_frequency, trigger_cfg["segment_duration"])

@@ -1,4 +1,4 @@
-"""Continuous "csmpl" streams: one int16 little-endian file per channel, read by memory map.
+"""Continuous "csmpl" streams (the first stream source of `cryopipe.io.sources`): one int16 little-endian file per channel, read by memory map.
 
 Volts = ADC * adc_range / 2**adc_bits (16 bit over +-10 V gives 20 / 2**16 V per ADC count).
 Multi-channel modules are read in lockstep; memory stays bounded because only the requested
@@ -7,13 +7,14 @@ slice of each memory map is converted to float32.
 from __future__ import annotations
 
 import mmap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from ..errors import InputError
+from .sources import TestPulses
 
 BYTES_PER_SAMPLE = 2
 
@@ -33,6 +34,8 @@ class CsmplStream:
     sample_frequency : Hz
     n_samples : samples per channel
     volts_per_adc : V per ADC count
+    start_time : s since the Unix epoch of the first sample (0 when unknown)
+    test_pulses : test and control pulses injected by the DAQ (CRESST stamps), if any
     """
 
     paths: tuple[Path, ...]
@@ -40,6 +43,8 @@ class CsmplStream:
     n_samples: int
     volts_per_adc: float
     _maps: tuple[np.memmap, ...] = ()
+    start_time: float = 0.0
+    test_pulses: TestPulses = field(default_factory=TestPulses)
 
     @property
     def n_channels(self) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 import xarray as xr
 
 from ..filters import OverlapSave, filtered_noise_sigma, generic_kernel
-from ..io.csmpl import CsmplStream, open_csmpl
+from ..io.sources import Stream
 from ..io.stores import EVENT_CHUNK, provenance
 from ..trigger import (
     live_time,
@@ -22,19 +22,6 @@ from ..trigger import (
     trigger_channel,
     valid_windows,
 )
-
-
-def open_run_stream(stream_cfg: dict) -> CsmplStream:
-    """Open a run's csmpl files as described by its stream parameters (see rules/common.smk).
-
-    The run's `polarity` is applied here (volts x polarity), so every later stage sees particle
-    pulses as positive: records, features and the characterisation of a negative-pulse detector
-    hold the sign-flipped signal.
-    """
-    stream = open_csmpl(stream_cfg["csmpl"], stream_cfg["sample_frequency"], stream_cfg["record_length"],
-                        stream_cfg.get("adc_bits", 16), stream_cfg.get("adc_range", 20.0))
-    stream.volts_per_adc *= int(stream_cfg.get("polarity", 1))
-    return stream
 
 
 def holdoff_samples(stream_cfg: dict, trigger_cfg: dict) -> int:
@@ -50,7 +37,7 @@ def segment_bounds(n_samples: int, sample_frequency: float, segment_duration: fl
     return [(a, min(a + step, n_samples)) for a in range(0, n_samples, step)]
 
 
-def trigger_one_channel(stream: CsmplStream, channel: int, stream_cfg: dict, trigger_cfg: dict,
+def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_cfg: dict,
                         kernel: tuple[np.ndarray, int] | None = None, threshold: float | None = None,
                         segment: tuple[int, int] | None = None, inputs=(), progress=None) -> xr.Dataset:
     """Trigger one channel (or one time segment of it); returns a "triggers" Dataset.
@@ -64,7 +51,7 @@ def trigger_one_channel(stream: CsmplStream, channel: int, stream_cfg: dict, tri
     `lookback` (10 hold-offs) holds a quiet stretch, so segments gathered equal the unsplit run.
     """
     k, anchor = kernel if kernel is not None else generic_kernel(stream_cfg["record_length"])
-    polarity = 1  # applied when the stream is opened (open_run_stream)
+    polarity = 1  # applied when the stream is opened (io.sources.open_stream)
     sigma = filtered_noise_sigma(stream, channel, k, anchor, polarity=polarity)
     if threshold is None:
         threshold = float(trigger_cfg["threshold_sigma"]) * sigma
@@ -95,7 +82,7 @@ def gather_segments(parts: list[xr.Dataset], inputs=()) -> xr.Dataset:
     return ds
 
 
-def record_batches(stream: CsmplStream, triggers: list[xr.Dataset], stream_cfg: dict, trigger_cfg: dict,
+def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict, trigger_cfg: dict,
                    inputs=(), batch: int = EVENT_CHUNK) -> tuple[xr.Dataset, Iterator[xr.Dataset], str]:
     """Merge per-channel triggers, draw noise triggers, and cut records in batches of `batch` events.
 

@@ -1,0 +1,134 @@
+"""A run's data source behind one interface, chosen by the run's config.
+
+Two shapes of raw data exist:
+
+* a continuous **stream** (what the trigger and records stages need): channels, sample frequency
+  (Hz), length (samples), windows and records read as float32 volts. Implementations: csmpl files
+  (`cryopipe.io.csmpl.CsmplStream`), optionally with a CRESST `.par` file (time base, record length,
+  start time) and `.test_stamps` / `.dig_stamps` (test and control pulses injected by the DAQ);
+* hardware-triggered **records** (CRESST `.rdt` + `.par` [+ `.con`]): written as a records store
+  directly, no trigger stage.
+
+The source spec is a plain dict made by the workflow (`rules/common.smk`, `source_spec`): the run's
+config keys `format` ("csmpl" or "rdt"), the file paths, `sample_frequency`, `record_length`,
+`channels`, `polarity`, `adc_bits`, `adc_range`. Nothing above this module knows the file format.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+
+STREAM_FORMATS = ("csmpl",)
+RECORD_FORMATS = ("rdt",)
+
+
+@dataclass(frozen=True)
+class TestPulses:
+    """Test and control pulses injected by the DAQ into a stream.
+
+    samples : stream index of each pulse's trigger position (int64)
+    tpa : test-pulse amplitude (V of the DAQ's pulser; control pulses have the largest)
+    """
+
+    samples: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    tpa: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+class Stream(Protocol):
+    """What the trigger and records stages need of a continuous stream (volts, polarity applied)."""
+
+    sample_frequency: float  # Hz
+    n_samples: int  # per channel
+    start_time: float  # s since the Unix epoch (0 when unknown)
+    test_pulses: TestPulses
+
+    @property
+    def n_channels(self) -> int: ...
+
+    @property
+    def duration(self) -> float: ...
+
+    def read(self, start: int, stop: int, channels: Sequence[int] | None = None) -> np.ndarray: ...
+
+    def read_records(self, starts: np.ndarray, length: int, channels: Sequence[int] | None = None,
+                     batch: int = 1024) -> Iterator[tuple[slice, np.ndarray]]: ...
+
+    def iter_chunks(self, chunk_size: int, before: int = 0, after: int = 0, start: int = 0,
+                    stop: int | None = None, channels: Sequence[int] | None = None
+                    ) -> Iterator[tuple[int, int, np.ndarray]]: ...
+
+    def release_pages(self, channel: int, start: int, stop: int) -> None: ...
+
+
+def source_format(spec: dict) -> str:
+    """"csmpl" or "rdt" from the keys of a run's source spec."""
+    if "rdt" in spec:
+        return "rdt"
+    if "csmpl" in spec:
+        return "csmpl"
+    raise InputError("run config: no data source (csmpl or rdt)")
+
+
+def is_stream(spec: dict) -> bool:
+    """True when the run is a continuous stream (triggered by cryopipe), False for records files."""
+    return source_format(spec) in STREAM_FORMATS
+
+
+def open_stream(spec: dict) -> Stream:
+    """Open a run's continuous stream (polarity applied: pulses are positive above this layer).
+
+    Returns a stream with `n_channels`, `sample_frequency` (Hz), `n_samples`, `duration` (s),
+    `start_time` (s since the Unix epoch, 0 when unknown), `test_pulses` (`TestPulses`),
+    `read(start, stop, channels)`, `read_records(starts, length, channels, batch)`,
+    `iter_chunks(...)` and `release_pages(...)`.
+    """
+    from .csmpl import open_csmpl
+
+    if source_format(spec) != "csmpl":
+        raise InputError(f"{_first_path(spec)}: not a continuous stream ({source_format(spec)} records are read, not triggered)")
+    stream = open_csmpl(spec["csmpl"], spec["sample_frequency"], spec["record_length"],
+                        spec.get("adc_bits", 16), spec.get("adc_range", 20.0))
+    stream.volts_per_adc *= int(spec.get("polarity", 1))
+    if spec.get("par"):
+        stream.start_time = _cresst().read_par(spec["par"]).start_time
+    if spec.get("test_stamps"):
+        stream.test_pulses = _stamped_test_pulses(spec, stream.n_samples)
+    return stream
+
+
+def stream_length(spec: dict) -> int:
+    """Samples per channel of a stream, from file sizes only (cheap: used when the DAG is built).
+
+    0 when the files do not exist yet (a dry run before they are written).
+    """
+    first = Path(spec["csmpl"][0])
+    return first.stat().st_size // 2 if first.is_file() else 0
+
+
+def _stamped_test_pulses(spec: dict, n_samples: int) -> TestPulses:
+    cresst = _cresst()
+    samples, tpa = cresst.test_pulse_samples(spec["test_stamps"], spec.get("dig_stamps"), spec.get("par"),
+                                             n_samples, spec["sample_frequency"])
+    return TestPulses(np.asarray(samples, np.int64), np.asarray(tpa, np.float32))
+
+
+def _cresst():
+    from . import cresst
+
+    return cresst
+
+
+def _first_path(spec: dict) -> str:
+    for key in ("rdt", "csmpl", "par"):
+        if key in spec:
+            value = spec[key]
+            return str(value[0] if isinstance(value, list) else value)
+    return "run"
