@@ -1,0 +1,986 @@
+"""CRESST / COSINUS DAQ file formats: par, rdt, con, test_stamps and dig_stamps.
+
+All binary files are little-endian, without a file header unless stated:
+
+rdt (hardware-triggered records)
+    one record per channel and trigger, ``ints_in_header`` (7, or 6 in old files) int32, three
+    uint32, four float32, ``dvm_channels`` float32, then ``record_length`` int16 ADC samples.
+    With 7 integers: detector number, coincident pulses, trigger count, trigger delay, absolute
+    time [s], absolute time [us], delay to test pulse; the old 6-integer layout lacks the last.
+    Then the DAQ clock time as low and high 32-bit words (ticks = high * 2**32 + low), a QDC
+    event counter, hours since the start of the measurement, dead time, test pulse amplitude
+    (TPA, V) and DAC output. Records of one trigger are adjacent and share the trigger count.
+con (control pulses of an rdt run)
+    a 12-byte header (three int32), then records of detector number (int32), pulse height
+    (float32, V), clock time low and high (uint32), dead time (float32) and, with 7 integers
+    in the rdt header, microseconds since the last test pulse (int32).
+test_stamps (test and control pulses sent during a stream run)
+    records of DAQ clock ticks (uint64), TPA (float32, V), test pulse channel (uint32).
+dig_stamps (bank switches of the continuous digitizer)
+    records of DAQ clock ticks (uint64) and two uint32 bank words.
+par
+    text, one ``Key [unit] : value`` per line (sections separated by ``****`` banners).
+
+Conventions, as in Cait (the public analysis code of CRESST): a 10 MHz DAQ clock (1.7 GHz for
+the old 6-integer rdt layout); volts = ADC * 20 / 2**16; TPA = 0 is a particle trigger, TPA < 0
+(-1) a noise trigger, 0 < TPA <= 10.1 a test pulse and TPA > 10.1 a control pulse. The
+continuous stream starts at DAQ clock tick ``2 * dig[0] - dig[1]`` (bank switch ``b`` is stamped
+at ``start + (b + 1) * bank``), so a test stamp ``s`` falls on stream sample
+``(s - start) * fs / clock``.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from .csmpl import volts_per_adc, volts_to_adc, write_csmpl
+
+CLOCK_FREQUENCY = 10_000_000
+"""DAQ clock frequency in Hz (CRESST, rdt header with 7 integers)."""
+
+CLOCK_FREQUENCY_OLD = 1_700_000_000
+"""DAQ clock frequency in Hz assumed for the old rdt layout with 6 integers in the header."""
+
+DEFAULT_CONTROL_THRESHOLD = 10.1
+"""TPA (V) above which a pulser stamp is a control pulse (Cait's ``min_cpa``)."""
+
+RECORD_KINDS = ("particle", "noise", "testpulse", "controlpulse")
+
+DEFAULT_BANK_SAMPLES = 1_040_512
+"""Samples per digitizer bank (event size 2081024 / samples divider 2, Cait's defaults)."""
+
+MAX_DETECTOR_NUMBER = 99_999
+"""Detector numbers above this (or negative) mean the rdt is read with the wrong layout."""
+
+TEST_STAMP_DTYPE = np.dtype([("stamp", "<u8"), ("tpa", "<f4"), ("channel", "<u4")])
+DIG_STAMP_DTYPE = np.dtype([("stamp", "<u8"), ("bank", "<u4"), ("bank2", "<u4")])
+CON_HEADER_BYTES = 12
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+def _existing_file(path, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: {what} file not found")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: {what} file is empty")
+    return p
+
+
+def _check_whole_records(p: Path, size: int, itemsize: int, offset: int = 0, what: str = "record") -> int:
+    body = size - offset
+    if body < 0:
+        raise InputError(f"{p}: file of {size} bytes is shorter than its {offset}-byte header")
+    n, rest = divmod(body, itemsize)
+    if rest:
+        raise InputError(f"{p}: truncated {what} at byte {offset + n * itemsize}: {rest} trailing bytes "
+                         f"(file size {size} is not {offset} + a multiple of the {itemsize}-byte {what})")
+    return n
+
+
+def _read_records(path, dtype: np.dtype, what: str, offset: int = 0) -> np.ndarray:
+    p = _existing_file(path, what)
+    n = _check_whole_records(p, p.stat().st_size, dtype.itemsize, offset)
+    if n == 0:
+        raise InputError(f"{p}: {what} file holds no records")
+    return np.array(np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=(n,)))
+
+
+# ---------------------------------------------------------------------------------------------
+# par
+
+def _norm_key(key: str) -> str:
+    key = re.sub(r"\s+", " ", key.strip().lower())
+    return re.sub(r"\s*\[\s*", " [", key).replace(" ]", "]")
+
+
+def _parse_value(text: str):
+    text = text.strip()
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+_CHANNEL_NAME = re.compile(r"^\s*ch\s*(\d+)\s*[:,]\s*(.+?)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ParInfo:
+    """Contents of a CRESST ``.par`` file.
+
+    Attributes
+    ----------
+    path : the file read
+    start_time : float64 s since the Unix epoch (``Timeofday at start`` [s] + [us] * 1e-6);
+        DAQ clock tick 0 of the run
+    stop_time : s since the epoch, or None
+    measuring_time : s (from ``Measuring time [h]``), or None
+    time_base : s per sample (from ``Time base [us]``), or None where the file has none
+    sample_frequency : Hz (1 / time base), or None
+    record_length : samples per record
+    records_written : as written by the DAQ (not checked against the rdt), or None
+    ints_in_header, unsigned_longs_in_header, reals_in_header : rdt header layout (7, 3, 4)
+    dvm_channels : float32 DVM values per rdt record
+    first_dvm_channel, pre_trigger, trigger_mode : digitizer settings as written, or None
+        (``Pre trigger`` 2 is the usual value; Cait places the trigger at record_length / 4)
+    channel_names : {channel number as written (1-based): name} from ``ch<i>: name`` lines
+    n_channels : len(channel_names), or None where the file names no channels
+    raw : every ``key: value`` line, key as written (whitespace collapsed), value as int,
+        float or str
+    """
+
+    path: Path
+    start_time: float
+    record_length: int
+    stop_time: float | None = None
+    measuring_time: float | None = None
+    time_base: float | None = None
+    sample_frequency: float | None = None
+    records_written: int | None = None
+    ints_in_header: int = 7
+    unsigned_longs_in_header: int = 3
+    reals_in_header: int = 4
+    dvm_channels: int = 0
+    first_dvm_channel: int | None = None
+    pre_trigger: int | None = None
+    trigger_mode: int | None = None
+    channel_names: dict = field(default_factory=dict, hash=False)
+    n_channels: int | None = None
+    raw: dict = field(default_factory=dict, hash=False, repr=False)
+
+
+def read_par(path) -> ParInfo:
+    """Read a CRESST ``.par`` text file.
+
+    Keys are matched case- and whitespace-insensitively (``Timeofday at start  [s]:`` and
+    ``Timeofday at start [s] :`` are the same key); banners, blank lines and lines without a
+    colon are skipped; CRLF line ends and non-UTF-8 bytes are tolerated. ``Timeofday at start
+    [s]`` and ``Record length`` are required; a missing ``[us]`` counts as 0; a missing
+    ``Time base [us]`` leaves sample_frequency None.
+
+    Raises
+    ------
+    InputError
+        missing or empty file, missing required key, or a value of the wrong type.
+    """
+    p = _existing_file(path, "par")
+    text = p.read_bytes().decode("latin-1")
+    raw: dict = {}
+    norm: dict = {}
+    names: dict = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("*"):
+            continue
+        m = _CHANNEL_NAME.match(line)
+        if m:
+            names[int(m.group(1))] = m.group(2)
+        if ":" not in line:
+            continue
+        key, value = line.split(":", 1)
+        key = re.sub(r"\s+", " ", key.strip())
+        if not key:
+            continue
+        raw[key] = _parse_value(value)
+        norm.setdefault(_norm_key(key), raw[key])
+
+    def get(key, kind, required=False):
+        v = norm.get(key)
+        if v is None or v == "":
+            if required:
+                raise InputError(f"{p}: par file has no '{key}' line")
+            return None
+        if kind is int and isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if kind is float and isinstance(v, int):
+            v = float(v)
+        if not isinstance(v, kind):
+            raise InputError(f"{p}: par value of '{key}' is not a number: {v!r}")
+        return v
+
+    start_s = get("timeofday at start [s]", int, required=True)
+    start_us = get("timeofday at start [us]", int) or 0
+    stop_s = get("timeofday at stop [s]", int)
+    stop_us = get("timeofday at stop [us]", int) or 0
+    record_length = get("record length", int, required=True)
+    if record_length <= 0:
+        raise InputError(f"{p}: par record length must be positive, got {record_length}")
+    hours = norm.get("measuring time [h]")
+    time_base_us = norm.get("time base [us]")
+    if time_base_us is not None and (not isinstance(time_base_us, (int, float)) or time_base_us <= 0):
+        raise InputError(f"{p}: par time base must be a positive number of us, got {time_base_us!r}")
+    ints = get("integers in header", int) or 7
+    if ints not in (6, 7):
+        raise InputError(f"{p}: par 'Integers in header' is {ints}; the rdt layouts have 6 or 7")
+    ulongs = get("unsigned longs in header", int)
+    reals = get("reals in header", int)
+    if ulongs not in (None, 3) or reals not in (None, 4):
+        raise InputError(f"{p}: par header layout ({ulongs} unsigned longs, {reals} reals) is not the "
+                         f"known one (3 unsigned longs, 4 reals)")
+    return ParInfo(
+        path=p,
+        start_time=float(start_s) + 1e-6 * float(start_us),
+        stop_time=None if stop_s is None else float(stop_s) + 1e-6 * float(stop_us),
+        measuring_time=None if not isinstance(hours, (int, float)) else 3600.0 * float(hours),
+        time_base=None if time_base_us is None else 1e-6 * float(time_base_us),
+        sample_frequency=None if time_base_us is None else 1e6 / float(time_base_us),
+        record_length=int(record_length),
+        records_written=get("records written", int),
+        ints_in_header=int(ints),
+        unsigned_longs_in_header=3 if ulongs is None else ulongs,
+        reals_in_header=4 if reals is None else reals,
+        dvm_channels=get("dvm channels", int) or 0,
+        first_dvm_channel=get("first dvm channel", int),
+        pre_trigger=get("pre trigger", int),
+        trigger_mode=get("trigger mode", int),
+        channel_names=names,
+        n_channels=len(names) or None,
+        raw=raw,
+    )
+
+
+def write_par(path, *, start_time: float, record_length: int, sample_frequency: float | None = None,
+              stop_time: float | None = None, records_written: int = 0, dvm_channels: int = 0,
+              ints_in_header: int = 7, pre_trigger: int = 2, trigger_mode: int = 5,
+              channel_names: dict | None = None) -> None:
+    """Write a ``.par`` file in the DAQ's layout.
+
+    Parameters
+    ----------
+    start_time, stop_time : s since the Unix epoch (split into [s] and [us] lines)
+    record_length : samples
+    sample_frequency : Hz, written as ``Time base [us]`` (an integer in the DAQ's files; a
+        non-integer time base is written with decimals)
+    channel_names : {1-based channel number: name}, written as ``ch<i>: name`` lines
+    """
+    def split(t):
+        s = math.floor(t)
+        us = int(round((t - s) * 1e6))
+        if us == 1_000_000:
+            s, us = s + 1, 0
+        return int(s), us
+
+    s0, us0 = split(start_time)
+    stop = start_time if stop_time is None else stop_time
+    s1, us1 = split(stop)
+    lines = [
+        "CRESST Version 1.x",
+        f"Timeofday at start  [s]: {s0}",
+        f"Timeofday at start [us]: {us0}",
+        f"Timeofday at stop   [s]: {s1}",
+        f"Timeofday at stop  [us]: {us1}",
+        f"Measuring time    [h] : {(stop - start_time) / 3600.0!r}",
+        "",
+        "********************** Record Structure *********************",
+        f"Integers in header             : {int(ints_in_header)}",
+        "Unsigned longs in header       : 3",
+        "Reals in header                : 4",
+        f"DVM channels                   : {int(dvm_channels)}",
+        f"Record length                  : {int(record_length)}",
+        f"Records written                : {int(records_written)}",
+        "First DVM channel              : 0",
+        "",
+        "**********************  Digitizer Setting *******************",
+        f"Pre trigger                    : {int(pre_trigger)}",
+    ]
+    if sample_frequency is not None:
+        tb = 1e6 / float(sample_frequency)
+        lines.append(f"Time base [us]                 : {int(round(tb)) if abs(tb - round(tb)) < 1e-9 else tb!r}")
+    lines.append(f"Trigger mode                   : {int(trigger_mode)}")
+    for i, name in sorted((channel_names or {}).items()):
+        lines.append(f"ch{int(i)}: {name}")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def _as_par(par, rdt_path: Path | None = None) -> ParInfo:
+    if isinstance(par, ParInfo):
+        return par
+    if par is None:
+        if rdt_path is None:
+            raise InputError("no par file given")
+        return read_par(rdt_path.with_suffix(".par"))
+    return read_par(par)
+
+
+# ---------------------------------------------------------------------------------------------
+# record kinds
+
+def record_kind_from_tpa(tpa, control_threshold: float = DEFAULT_CONTROL_THRESHOLD) -> np.ndarray:
+    """Kind of each trigger from its test pulse amplitude (V).
+
+    ``tpa == 0``: "particle"; ``tpa < 0`` (the DAQ writes -1): "noise"; ``0 < tpa <=
+    control_threshold``: "testpulse"; ``tpa > control_threshold``: "controlpulse". The
+    comparison is made in float32, the precision of the TPA in the files, so a stamp of 10.1 V
+    is a test pulse (as in Cait, which compares its float32 TPA with ``min_cpa`` = 10.1).
+
+    Returns
+    -------
+    ndarray of str (``<U12``), the shape of `tpa`.
+    """
+    t = np.asarray(tpa, dtype=np.float32)  # the files' precision: float32(10.1) is no control pulse
+    if np.isnan(t).any():
+        raise ValueError(f"{int(np.isnan(t).sum())} test pulse amplitudes are NaN")
+    control_threshold = np.float32(control_threshold)
+    kinds = np.array(RECORD_KINDS, dtype="<U12")
+    code = np.where(t == 0, 0, np.where(t < 0, 1, np.where(t > control_threshold, 3, 2)))
+    return kinds[code]
+
+
+# ---------------------------------------------------------------------------------------------
+# test stamps, dig stamps, clock alignment
+
+def read_test_stamps(path) -> np.ndarray:
+    """Read a ``.test_stamps`` file: structured array (stamp [DAQ clock ticks, uint64], tpa [V,
+    float32], channel [test pulse channel, uint32])."""
+    return _read_records(path, TEST_STAMP_DTYPE, "test_stamps")
+
+
+def read_dig_stamps(path) -> np.ndarray:
+    """Read a ``.dig_stamps`` file: structured array (stamp [DAQ clock ticks, uint64], bank,
+    bank2 [uint32])."""
+    return _read_records(path, DIG_STAMP_DTYPE, "dig_stamps")
+
+
+def write_test_stamps(path, stamp, tpa, channel=0) -> None:
+    """Write a ``.test_stamps`` file (stamp in DAQ clock ticks, tpa in V, test pulse channel)."""
+    stamp = np.asarray(stamp)
+    out = np.zeros(stamp.shape[0], dtype=TEST_STAMP_DTYPE)
+    if np.any(stamp < 0):
+        raise ValueError("test stamps must be non-negative clock ticks")
+    out["stamp"], out["tpa"], out["channel"] = stamp, tpa, channel
+    out.tofile(str(path))
+
+
+def write_dig_stamps(path, stamp, bank=0, bank2=0) -> None:
+    """Write a ``.dig_stamps`` file (stamp in DAQ clock ticks, two bank words)."""
+    stamp = np.asarray(stamp)
+    if np.any(stamp < 0):
+        raise ValueError("dig stamps must be non-negative clock ticks")
+    out = np.zeros(stamp.shape[0], dtype=DIG_STAMP_DTYPE)
+    out["stamp"], out["bank"], out["bank2"] = stamp, bank, bank2
+    out.tofile(str(path))
+
+
+def dig_stamps_for_stream(n_samples: int, sample_frequency: float, start_ticks: int,
+                          bank_samples: int = DEFAULT_BANK_SAMPLES,
+                          clock_frequency: float = CLOCK_FREQUENCY) -> np.ndarray:
+    """Clock ticks of the bank switches of a stream that starts at DAQ tick `start_ticks`.
+
+    Bank ``b`` (0-based) is stamped when it is full: ``start + (b + 1) * bank_samples * clock /
+    fs``. At least two stamps are returned (the alignment needs two), more while banks fit
+    into `n_samples`.
+    """
+    n_banks = max(2, int(n_samples) // int(bank_samples))
+    ticks_per_sample = clock_frequency / sample_frequency
+    b = np.arange(1, n_banks + 1, dtype=np.float64)
+    return (int(start_ticks) + np.floor(b * bank_samples * ticks_per_sample)).astype(np.int64)
+
+
+def _stamps(arg, reader, what):
+    if isinstance(arg, np.ndarray):
+        return arg, what
+    return reader(arg), str(arg)
+
+
+def stream_start_ticks(dig_stamps) -> int:
+    """DAQ clock tick of the first sample of the continuous stream: ``2 * dig[0] - dig[1]``.
+
+    `dig_stamps` is a path or the array of :func:`read_dig_stamps`. Cait's ``get_offset``
+    returns the negative of this (``dig[1] - 2 * dig[0]``) and adds it to the stamps.
+    """
+    dig, name = _stamps(dig_stamps, read_dig_stamps, "dig stamps")
+    if len(dig) < 2:
+        raise InputError(f"{name}: {len(dig)} dig stamp(s); the stream start needs at least two")
+    d0, d1 = int(dig["stamp"][0]), int(dig["stamp"][1])
+    if d1 <= d0:
+        raise InputError(f"{name}: dig stamps not increasing ({d0}, {d1})")
+    return 2 * d0 - d1
+
+
+def stream_start_time(par, dig_stamps, clock_frequency: float = CLOCK_FREQUENCY) -> float:
+    """Time of the first stream sample in s since the Unix epoch: par start (clock tick 0)
+    plus the stream's start tick over the clock frequency."""
+    return _as_par(par).start_time + stream_start_ticks(dig_stamps) / float(clock_frequency)
+
+
+class AlignedTestPulses(NamedTuple):
+    """Pulser stamps mapped onto a csmpl stream.
+
+    samples : int64 stream sample of each kept stamp (the pulse's trigger position)
+    tpa : float32 V
+    channel : uint32 test pulse channel
+    kept : bool mask over the stamps given (False: outside the stream, dropped)
+    """
+
+    samples: np.ndarray
+    tpa: np.ndarray
+    channel: np.ndarray
+    kept: np.ndarray
+
+    @property
+    def n_dropped(self) -> int:
+        return int((~self.kept).sum())
+
+
+def test_pulse_samples(test_stamps, dig_stamps, par=None, n_samples: int | None = None,
+                       sample_frequency: float | None = None, *,
+                       clock_frequency: float = CLOCK_FREQUENCY, channels: Sequence[int] | None = None,
+                       outside: str = "drop") -> AlignedTestPulses:
+    """Stream sample index of each test / control pulse stamp.
+
+    ``sample = round((stamp - start) * sample_frequency / clock_frequency)`` with ``start`` the
+    stream's first tick (:func:`stream_start_ticks`).
+
+    Parameters
+    ----------
+    test_stamps, dig_stamps : paths or arrays of :func:`read_test_stamps` / :func:`read_dig_stamps`
+    par : ParInfo or path; supplies sample_frequency where it is not given
+    n_samples : samples in the stream (per channel)
+    sample_frequency : Hz
+    clock_frequency : Hz of the DAQ clock (10 MHz for CRESST)
+    channels : keep only stamps of these test pulse channels (None: all)
+    outside : "drop" (default, as Cait drops stamps before the stream start): stamps outside
+        ``[0, n_samples)`` are left out and reported by ``kept``; "error": any such stamp is an
+        InputError. Either way, stamps that ALL fall outside are an InputError.
+    """
+    if outside not in ("drop", "error"):
+        raise ValueError(f"outside must be 'drop' or 'error', got {outside!r}")
+    ts, name = _stamps(test_stamps, read_test_stamps, "test stamps")
+    if sample_frequency is None:
+        if par is None or _as_par(par).sample_frequency is None:
+            raise InputError(f"{name}: no sample frequency given and none in the par file")
+        sample_frequency = _as_par(par).sample_frequency
+    if n_samples is None or n_samples <= 0:
+        raise InputError(f"{name}: the stream length (n_samples) must be positive, got {n_samples}")
+    start = stream_start_ticks(dig_stamps)
+    sel = np.ones(len(ts), dtype=bool) if channels is None else np.isin(ts["channel"], list(channels))
+    rel = ts["stamp"].astype(np.int64) - np.int64(start)
+    samples = np.rint(rel * (float(sample_frequency) / float(clock_frequency))).astype(np.int64)
+    inside = (samples >= 0) & (samples < int(n_samples))
+    out = sel & ~inside
+    if (sel & inside).sum() == 0 and sel.any():
+        lo, hi = samples[sel].min(), samples[sel].max()
+        raise InputError(f"{name}: all {int(sel.sum())} test stamps fall outside the stream of {n_samples} "
+                         f"samples (they map to samples {lo} .. {hi}); wrong dig_stamps or clock?")
+    if out.any() and outside == "error":
+        idx = np.nonzero(out)[0]
+        shown = ", ".join(str(i) for i in idx[:5]) + (" ..." if len(idx) > 5 else "")
+        raise InputError(f"{name}: {len(idx)} of {len(ts)} test stamps fall outside the stream of {n_samples} "
+                         f"samples (stamp indices {shown})")
+    kept = sel & inside
+    return AlignedTestPulses(samples[kept], ts["tpa"][kept].astype(np.float32),
+                             ts["channel"][kept].astype(np.uint32), kept)
+
+
+test_pulse_samples.__test__ = False  # a library function, not a pytest test
+
+
+# ---------------------------------------------------------------------------------------------
+# con
+
+def con_dtype(ints_in_header: int = 7) -> np.dtype:
+    """Record layout of a ``.con`` file (after its 12-byte header)."""
+    fields = [("detector", "<i4"), ("pulse_height", "<f4"), ("time_low", "<u4"), ("time_high", "<u4"),
+              ("dead_time", "<f4")]
+    if ints_in_header == 7:
+        fields.append(("mus_since_last_tp", "<i4"))
+    return np.dtype(fields)
+
+
+@dataclass(frozen=True)
+class ConData:
+    """Control pulses of an rdt run.
+
+    Attributes
+    ----------
+    header : the three int32 of the file header
+    channel : int32 detector number
+    pulse_height : float32 V (as measured by the DAQ)
+    clock_ticks : uint64 DAQ clock (high * 2**32 + low)
+    time : float64 s since the run's start (clock_ticks / clock_frequency)
+    dead_time : float32
+    mus_since_last_tp : int32 us, or None in the 6-integer layout
+    """
+
+    header: np.ndarray
+    channel: np.ndarray
+    pulse_height: np.ndarray
+    clock_ticks: np.ndarray
+    time: np.ndarray
+    dead_time: np.ndarray
+    mus_since_last_tp: np.ndarray | None
+
+
+def read_con(path, ints_in_header: int = 7, clock_frequency: float | None = None) -> ConData:
+    """Read a ``.con`` file (control pulse heights and times); a file with only its header
+    gives zero control pulses. clock_frequency defaults by layout (10 MHz for 7 integers,
+    1.7 GHz for 6)."""
+    p = _existing_file(path, "con")
+    dt = con_dtype(ints_in_header)
+    size = p.stat().st_size
+    n = _check_whole_records(p, size, dt.itemsize, CON_HEADER_BYTES)
+    header = np.fromfile(p, dtype="<i4", count=3)
+    rec = np.fromfile(p, dtype=dt, offset=CON_HEADER_BYTES, count=n) if n else np.zeros(0, dt)
+    clock = clock_frequency or (CLOCK_FREQUENCY if ints_in_header == 7 else CLOCK_FREQUENCY_OLD)
+    ticks = (rec["time_high"].astype(np.uint64) << np.uint64(32)) | rec["time_low"].astype(np.uint64)
+    return ConData(header, rec["detector"].copy(), rec["pulse_height"].copy(), ticks, ticks / float(clock),
+                   rec["dead_time"].copy(), rec["mus_since_last_tp"].copy() if ints_in_header == 7 else None)
+
+
+def write_con(path, channel, pulse_height, clock_ticks, dead_time=0.0, mus_since_last_tp=0,
+              ints_in_header: int = 7, header=(0, 0, 0)) -> None:
+    """Write a ``.con`` file: 12-byte header, then one record per control pulse and channel."""
+    ticks = np.asarray(clock_ticks, dtype=np.uint64)
+    rec = np.zeros(ticks.shape[0], dtype=con_dtype(ints_in_header))
+    rec["detector"], rec["pulse_height"] = channel, pulse_height
+    rec["time_low"] = ticks & np.uint64(0xFFFFFFFF)
+    rec["time_high"] = ticks >> np.uint64(32)
+    rec["dead_time"] = dead_time
+    if ints_in_header == 7:
+        rec["mus_since_last_tp"] = mus_since_last_tp
+    with open(path, "wb") as f:
+        np.asarray(header, dtype="<i4").reshape(3).tofile(f)
+        rec.tofile(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# rdt
+
+def rdt_header_fields(ints_in_header: int = 7) -> list:
+    """(name, dtype) of the rdt record header, in file order (without DVM values and samples)."""
+    ints = ["detector", "coincide_pulses", "trig_count", "trig_delay", "abs_time_s", "abs_time_us"]
+    if ints_in_header == 7:
+        ints.append("delay_ch_tp")
+    elif ints_in_header != 6:
+        raise ValueError(f"ints_in_header must be 6 or 7, got {ints_in_header}")
+    return ([(n, "<i4") for n in ints] + [("time_low", "<u4"), ("time_high", "<u4"), ("qcd_events", "<u4")]
+            + [("hours", "<f4"), ("dead_time", "<f4"), ("tpa", "<f4"), ("dac_output", "<f4")])
+
+
+def rdt_dtype(record_length: int, dvm_channels: int = 0, ints_in_header: int = 7) -> np.dtype:
+    """numpy dtype of one rdt record (header, DVM float32 values, int16 samples), little-endian."""
+    fields = rdt_header_fields(ints_in_header)
+    if dvm_channels:
+        fields.append(("dvm", "<f4", (int(dvm_channels),)))
+    fields.append(("samples", "<i2", (int(record_length),)))
+    return np.dtype(fields)
+
+
+class RdtFile:
+    """A memory-mapped ``.rdt`` file, its records grouped into multi-channel events.
+
+    An event is a run of adjacent records sharing one trigger count (as Cait's RDTFile groups
+    them) that holds exactly one record of each requested channel; runs lacking a channel are
+    skipped and counted in ``n_incomplete``.
+
+    Attributes
+    ----------
+    path, par : the file and its ParInfo
+    channels : channel (detector) numbers of the events, in the requested order
+    channels_present : every detector number in the file, ascending
+    record_index : int64 (n_channels, n_events) record numbers of each event's records
+    n_records, n_events, n_incomplete : counts
+    sample_frequency : Hz (par, or given)
+    """
+
+    def __init__(self, path, par=None, channels: Sequence[int] | None = None, *, adc_bits: int = 16,
+                 adc_range: float = 20.0, sample_frequency: float | None = None,
+                 clock_frequency: float | None = None, control_threshold: float = DEFAULT_CONTROL_THRESHOLD,
+                 scan_batch: int = 65536):
+        p = _existing_file(path, "rdt")
+        self.path = p
+        self.par = _as_par(par, p)
+        self.dtype = rdt_dtype(self.par.record_length, self.par.dvm_channels, self.par.ints_in_header)
+        size = p.stat().st_size
+        if size < self.dtype.itemsize:
+            raise InputError(f"{p}: file of {size} bytes is shorter than one record of {self.dtype.itemsize} bytes "
+                             f"(record length {self.par.record_length} from {self.par.path.name})")
+        n = _check_whole_records(p, size, self.dtype.itemsize)
+        self.n_records = n
+        self._map = np.memmap(p, dtype=self.dtype, mode="r", shape=(n,))
+        self.volts_per_adc = volts_per_adc(adc_bits, adc_range)
+        self.sample_frequency = sample_frequency if sample_frequency is not None else self.par.sample_frequency
+        self.clock_frequency = clock_frequency or (CLOCK_FREQUENCY if self.par.ints_in_header == 7
+                                                   else CLOCK_FREQUENCY_OLD)
+        self.control_threshold = control_threshold
+        det = np.empty(n, dtype=np.int64)
+        trig = np.empty(n, dtype=np.int64)
+        for a in range(0, n, scan_batch):  # header columns only, batch by batch
+            block = self._map[a:a + scan_batch]
+            det[a:a + len(block)] = block["detector"]
+            trig[a:a + len(block)] = block["trig_count"]
+        present = np.unique(det)
+        if present.min() < 0 or present.max() > MAX_DETECTOR_NUMBER or len(present) > 256:
+            raise InputError(f"{p}: implausible detector numbers ({len(present)} distinct, "
+                             f"{present.min()} .. {present.max()}): "
+                             f"record length {self.par.record_length} or header layout from "
+                             f"{self.par.path.name} does not match the file")
+        self.channels_present = [int(c) for c in present]
+        if self.par.n_channels is not None and len(present) > self.par.n_channels:
+            raise InputError(f"{p}: {len(present)} channels in the file ({self.channels_present}) but "
+                             f"{self.par.n_channels} named in {self.par.path.name}")
+        chans = self.channels_present if channels is None else [int(c) for c in channels]
+        if len(set(chans)) != len(chans) or not chans:
+            raise InputError(f"{p}: channels must be distinct and non-empty, got {list(channels)}")
+        missing = [c for c in chans if c not in self.channels_present]
+        if missing:
+            raise InputError(f"{p}: channel(s) {missing} not in the file (channels present: {self.channels_present})")
+        self.channels = chans
+        # runs of equal trigger count
+        new_run = np.ones(n, dtype=bool)
+        new_run[1:] = trig[1:] != trig[:-1]
+        run = np.cumsum(new_run) - 1
+        n_runs = int(run[-1]) + 1
+        index = np.full((len(chans), n_runs), -1, dtype=np.int64)
+        complete = np.ones(n_runs, dtype=bool)
+        for row, c in enumerate(chans):
+            where = np.nonzero(det == c)[0]
+            counts = np.bincount(run[where], minlength=n_runs)
+            complete &= counts == 1
+            index[row, run[where]] = where  # used only where the run holds exactly one
+        self.record_index = index[:, complete]
+        self.n_events = int(complete.sum())
+        self.n_incomplete = n_runs - self.n_events
+        if self.n_events == 0:
+            raise InputError(f"{p}: no event holds one record of each of the channels {chans} "
+                             f"({n_runs} triggers, {n} records)")
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def record_length(self) -> int:
+        return self.par.record_length
+
+    def _column(self, name: str, row: int = 0) -> np.ndarray:
+        return np.asarray(self._map[name][self.record_index[row]])
+
+    @property
+    def tpa(self) -> np.ndarray:
+        """float32 (n_events,) test pulse amplitude in V (of the first channel's record)."""
+        return self._column("tpa").astype(np.float32)
+
+    @property
+    def timestamp(self) -> np.ndarray:
+        """float64 (n_events,) s since the Unix epoch (header seconds + microseconds)."""
+        return (self._column("abs_time_s").astype(np.float64)
+                + 1e-6 * self._column("abs_time_us").astype(np.float64))
+
+    @property
+    def record_kind(self) -> np.ndarray:
+        return record_kind_from_tpa(self.tpa, self.control_threshold)
+
+    def iter_events(self, batch: int = 256) -> Iterator[dict]:
+        """Yield events in batches of at most `batch`.
+
+        Each item: ``event`` (slice of event numbers), ``trace`` float32 (channel, n,
+        record_length) V, ``timestamp`` float64 s since the epoch, ``tpa`` float32 V,
+        ``record_kind`` str, ``hours`` float32 h since the run start, ``clock_ticks`` uint64
+        DAQ clock, ``time`` float64 s since the run start (clock_ticks / clock_frequency),
+        ``trig_count`` int64, ``dead_time`` float32, ``coincide_pulses`` int32, ``dac_output``
+        float32, ``record_index`` int64 (channel, n), and ``dvm`` float32 (channel, n, dvm)
+        where the file has DVM channels. Header fields are those of the first channel's record.
+        """
+        if batch <= 0:
+            raise ValueError("batch must be positive")
+        scale = np.float32(self.volts_per_adc)
+        for a in range(0, self.n_events, batch):
+            idx = self.record_index[:, a:a + batch]
+            n = idx.shape[1]
+            trace = np.empty((self.n_channels, n, self.record_length), dtype=np.float32)
+            for row in range(self.n_channels):
+                recs = self._map[idx[row]]  # fancy index: copies only these records
+                np.multiply(recs["samples"], scale, out=trace[row], casting="unsafe")
+                if row == 0:
+                    head = recs
+                if self.par.dvm_channels:
+                    if row == 0:
+                        dvm = np.empty((self.n_channels, n, self.par.dvm_channels), dtype=np.float32)
+                    dvm[row] = recs["dvm"]
+            ticks = (head["time_high"].astype(np.uint64) << np.uint64(32)) | head["time_low"].astype(np.uint64)
+            tpa = head["tpa"].astype(np.float32)
+            out = {
+                "event": slice(a, a + n),
+                "trace": trace,
+                "timestamp": head["abs_time_s"].astype(np.float64) + 1e-6 * head["abs_time_us"].astype(np.float64),
+                "tpa": tpa,
+                "record_kind": record_kind_from_tpa(tpa, self.control_threshold),
+                "hours": head["hours"].astype(np.float32),
+                "clock_ticks": ticks,
+                "time": ticks / float(self.clock_frequency),
+                "trig_count": head["trig_count"].astype(np.int64),
+                "dead_time": head["dead_time"].astype(np.float32),
+                "coincide_pulses": head["coincide_pulses"].astype(np.int32),
+                "dac_output": head["dac_output"].astype(np.float32),
+                "record_index": idx.copy(),
+            }
+            if self.par.dvm_channels:
+                out["dvm"] = dvm
+            yield out
+
+
+def open_rdt(path, par=None, channels: Sequence[int] | None = None, **kwargs) -> RdtFile:
+    """Open an ``.rdt`` file; `par` is a ParInfo, a path, or None for the ``.par`` beside it.
+    Keyword arguments go to :class:`RdtFile` (adc_bits, adc_range, sample_frequency, ...)."""
+    return RdtFile(path, par, channels, **kwargs)
+
+
+def write_rdt(path, channels: Sequence[int], trace, timestamp, tpa, *, start_time: float,
+              clock_frequency: float = CLOCK_FREQUENCY, ints_in_header: int = 7, dvm=None,
+              dead_time=0.0, adc_bits: int = 16, adc_range: float = 20.0, trig_count=None,
+              append: bool = False) -> None:
+    """Write events as rdt records, the channels of each event adjacent, in `channels` order.
+
+    Parameters
+    ----------
+    channels : detector numbers, one per row of `trace`
+    trace : (n_channels, n_events, record_length) V, or int16 ADC counts (written unchanged)
+    timestamp : (n_events,) s since the epoch; sets abs time [s]/[us], hours since
+        `start_time`, and the DAQ clock ticks ``round((timestamp - start_time) * clock)``
+    tpa : (n_events,) V (0 particle, -1 noise, > 0 test pulse)
+    dvm : optional (n_channels, n_events, dvm_channels) float32
+    trig_count : (n_events,) int, default 0, 1, ... (continuing nothing when appending: pass it)
+    """
+    trace = np.asarray(trace)
+    if trace.ndim != 3 or trace.shape[0] != len(channels):
+        raise ValueError(f"trace must be (n_channels={len(channels)}, n_events, record_length), got {trace.shape}")
+    n_ch, n_ev, n = trace.shape
+    ts = np.asarray(timestamp, dtype=np.float64).reshape(n_ev)
+    dvm_n = 0 if dvm is None else np.asarray(dvm).shape[-1]
+    dt = rdt_dtype(n, dvm_n, ints_in_header)
+    rec = np.zeros(n_ch * n_ev, dtype=dt)
+    ev = np.repeat(np.arange(n_ev), n_ch)
+    ch = np.tile(np.arange(n_ch), n_ev)
+    secs = np.floor(ts)
+    us = np.rint((ts - secs) * 1e6)
+    secs, us = np.where(us >= 1e6, secs + 1, secs), np.where(us >= 1e6, 0, us)
+    ticks = np.rint((ts - start_time) * clock_frequency).astype(np.int64)
+    if np.any(ticks < 0):
+        raise ValueError("timestamps before start_time")
+    ticks = ticks.astype(np.uint64)
+    rec["detector"] = np.asarray(channels)[ch]
+    rec["trig_count"] = (np.arange(n_ev) if trig_count is None else np.asarray(trig_count))[ev]
+    rec["abs_time_s"] = secs[ev]
+    rec["abs_time_us"] = us[ev]
+    rec["time_low"] = (ticks & np.uint64(0xFFFFFFFF))[ev]
+    rec["time_high"] = (ticks >> np.uint64(32))[ev]
+    rec["hours"] = ((ts - start_time) / 3600.0)[ev]
+    rec["dead_time"] = np.broadcast_to(np.asarray(dead_time, dtype=np.float32), (n_ev,))[ev]
+    rec["tpa"] = np.asarray(tpa, dtype=np.float32).reshape(n_ev)[ev]
+    if dvm_n:
+        rec["dvm"] = np.asarray(dvm, dtype=np.float32)[ch, ev]
+    adc = trace if trace.dtype == np.int16 else volts_to_adc(trace, adc_bits, adc_range)
+    rec["samples"] = adc[ch, ev]
+    with open(path, "ab" if append else "wb") as f:
+        rec.tofile(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# generators of complete runs (test data)
+
+def _pulse_shape(length: int, fs: float, tau_rise: float, tau_decay: float) -> np.ndarray:
+    t = np.arange(length) / fs
+    v = np.exp(-t / tau_decay) - np.exp(-t / tau_rise)
+    return (v / v.max()).astype(np.float64)
+
+
+def write_cresst_stream_run(out_dir, name: str = "mock_001", *, channels: Sequence[int] = (0, 1),
+                            duration: float = 20.0, sample_frequency: float = 25_000.0,
+                            record_length: int = 4096, pulser_interval: float = 0.5,
+                            tpas: Sequence[float] = (0.1, 0.5, 1.0, 3.0), control_tpa: float = 20.0,
+                            control_every: int = 5, volts_per_tpa: Sequence[float] = (0.3, 0.2),
+                            particle_rate: float = 0.5, particle_amplitude: tuple = (0.05, 2.0),
+                            noise_sigma: Sequence[float] = (0.002, 0.003), drift: float = 0.2,
+                            saturation: float | None = None, start_time: float = 1_602_879_720.25,
+                            start_ticks: int = 123_456_789, bank_samples: int | None = None,
+                            clock_frequency: float = CLOCK_FREQUENCY, tau_rise: float = 0.5e-3,
+                            tau_decay: float = 10e-3, stamps_before_start: int = 0,
+                            block: int = 1 << 18, seed: int = 0) -> dict:
+    """Write a CRESST stream run: ``<name>_Ch<i>.csmpl`` per channel, ``.par``, ``.test_stamps``,
+    ``.dig_stamps``; return its truth.
+
+    The pulser fires every `pulser_interval` s, cycling through `tpas`, every `control_every`-th
+    pulse a control pulse of `control_tpa` (stamped like test pulses, as in the DAQ). Particle
+    pulses arrive as a Poisson process between them. The detector response drifts linearly:
+    a pulse at time t (s from the stream start) has the amplitude ``volts_per_tpa[c] * tpa *
+    (1 + drift * t / duration)`` (particles: their drawn amplitude times the same factor);
+    `saturation` (V), if given, clips pulses with a tanh. Noise is white, `noise_sigma` V.
+
+    Returns
+    -------
+    dict with ``paths`` (csmpl list, par, test_stamps, dig_stamps), ``samples`` int64 pulse
+    onsets (stream samples), ``tpa`` float32 (0 for particles), ``kind`` str, ``amplitude``
+    float64 (channel, pulse) V before saturation, ``response`` (pulse,) drift factor,
+    ``drift``, ``n_samples``, ``sample_frequency``, ``start_ticks``, ``stream_start_time``,
+    ``clock_frequency``, ``channels``, ``stamp_pulse`` (index into the pulse arrays of each
+    written test stamp, -1 for stamps before the stream start).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    n_ch = len(channels)
+    fs = float(sample_frequency)
+    n_samples = int(round(duration * fs))
+    shape = _pulse_shape(min(record_length, n_samples), fs, tau_rise, tau_decay)
+    # pulser
+    period = int(round(pulser_interval * fs))
+    tp_pos = np.arange(period, n_samples - len(shape) // 2, period, dtype=np.int64)
+    k = np.arange(len(tp_pos))
+    if control_every:
+        is_cp = (k % control_every) == control_every - 1
+        tp_number = k - k // control_every  # test pulses before this one
+    else:
+        is_cp, tp_number = np.zeros(len(k), dtype=bool), k
+    tp_tpa = np.where(is_cp, control_tpa, np.asarray(tpas, dtype=np.float64)[tp_number % len(tpas)])
+    # particles, away from the pulser
+    n_part = rng.poisson(particle_rate * duration)
+    part = np.sort(rng.integers(0, n_samples - len(shape) // 2, n_part))
+    near = np.abs(((part + period // 2) % period) - period // 2) < len(shape) // 2
+    part = part[~near]
+    part_amp = np.exp(rng.uniform(np.log(particle_amplitude[0]), np.log(particle_amplitude[1]), len(part)))
+    pos = np.concatenate([tp_pos, part])
+    tpa_all = np.concatenate([tp_tpa, np.zeros(len(part))])
+    order = np.argsort(pos, kind="stable")
+    pos, tpa_all = pos[order], tpa_all[order]
+    is_stamp = np.concatenate([np.ones(len(tp_pos), bool), np.zeros(len(part), bool)])[order]
+    kind = record_kind_from_tpa(np.where(is_stamp, tpa_all, 0.0))
+    response = 1.0 + drift * pos / n_samples
+    vpt = np.broadcast_to(np.asarray(volts_per_tpa, dtype=np.float64), (n_ch,))
+    base = np.where(is_stamp, tpa_all, np.concatenate([np.zeros(len(tp_pos)), part_amp])[order])
+    amplitude = np.where(is_stamp[None, :], vpt[:, None] * base[None, :], base[None, :]) * response[None, :]
+    sigma = np.broadcast_to(np.asarray(noise_sigma, dtype=np.float64), (n_ch,))
+    paths = []
+    for c in range(n_ch):
+        path = out / f"{name}_Ch{channels[c]}.csmpl"
+        paths.append(path)
+        for a in range(0, n_samples, block):
+            b = min(a + block, n_samples)
+            v = np.zeros(b - a)
+            first = np.searchsorted(pos, a - len(shape))
+            last = np.searchsorted(pos, b)
+            for j in range(first, last):
+                lo, hi = max(pos[j], a), min(pos[j] + len(shape), b)
+                if hi > lo:
+                    v[lo - a:hi - a] += amplitude[c, j] * shape[lo - pos[j]:hi - pos[j]]
+            if saturation:
+                v = saturation * np.tanh(v / saturation)
+            v += rng.normal(0.0, sigma[c], b - a)
+            write_csmpl(path, v, append=a > 0)
+    # stamps
+    ratio = clock_frequency / fs
+    stamp_pulse = np.nonzero(is_stamp)[0]
+    stamps = int(start_ticks) + np.rint(pos[stamp_pulse] * ratio).astype(np.int64)
+    stamp_tpa = tpa_all[stamp_pulse]
+    if stamps_before_start:
+        early = int(start_ticks) - np.rint(np.arange(stamps_before_start, 0, -1) * period * ratio).astype(np.int64)
+        if early.min() < 0:
+            raise ValueError("start_ticks too small for stamps before the stream start")
+        stamps = np.concatenate([early, stamps])
+        stamp_tpa = np.concatenate([np.full(stamps_before_start, tpas[0]), stamp_tpa])
+        stamp_pulse = np.concatenate([np.full(stamps_before_start, -1), stamp_pulse])
+    par_path, ts_path, dig_path = (out / f"{name}{ext}" for ext in (".par", ".test_stamps", ".dig_stamps"))
+    write_test_stamps(ts_path, stamps, stamp_tpa, 0)
+    bank = bank_samples or max(n_samples // 4, 1)
+    dig = dig_stamps_for_stream(n_samples, fs, start_ticks, bank, clock_frequency)
+    if dig.min() < 0:
+        raise ValueError("start_ticks too negative: the first bank switch would be before clock tick 0")
+    write_dig_stamps(dig_path, dig)
+    stream_t0 = start_time + start_ticks / clock_frequency
+    write_par(par_path, start_time=start_time, stop_time=stream_t0 + duration, record_length=record_length,
+              sample_frequency=fs, records_written=0,
+              channel_names={i + 1: f"ch{c}" for i, c in enumerate(channels)})
+    return {
+        "paths": {"csmpl": paths, "par": par_path, "test_stamps": ts_path, "dig_stamps": dig_path},
+        "samples": pos, "tpa": tpa_all.astype(np.float32), "kind": kind, "amplitude": amplitude,
+        "response": response, "drift": float(drift), "n_samples": n_samples, "sample_frequency": fs,
+        "start_ticks": int(start_ticks), "stream_start_time": stream_t0, "clock_frequency": clock_frequency,
+        "channels": list(channels), "stamp_pulse": stamp_pulse, "volts_per_tpa": vpt,
+        "pulse_shape": shape,
+    }
+
+
+def write_cresst_rdt_run(out_dir, name: str = "mock_001", *, channels: Sequence[int] = (1, 2),
+                         n_particle: int = 20, n_noise: int = 10, n_testpulse: int = 20, n_control: int = 5,
+                         tpas: Sequence[float] = (0.1, 0.5, 1.0, 3.0), control_tpa: float = 20.0,
+                         volts_per_tpa: Sequence[float] = (0.3, 0.2), particle_amplitude: tuple = (0.05, 2.0),
+                         noise_sigma: Sequence[float] = (0.002, 0.003), drift: float = 0.2,
+                         record_length: int = 1024, sample_frequency: float = 25_000.0,
+                         trigger_interval: float = 1.0, start_time: float = 1_602_879_720.5,
+                         dvm_channels: int = 0, ints_in_header: int = 7,
+                         clock_frequency: float = CLOCK_FREQUENCY, tau_rise: float = 0.5e-3,
+                         tau_decay: float = 10e-3, seed: int = 0) -> dict:
+    """Write a hardware-triggered run: ``.rdt`` (particle, noise and test pulse records),
+    ``.con`` (control pulse heights, which the DAQ keeps out of the rdt) and ``.par``.
+
+    Triggers come every `trigger_interval` s in a shuffled order of kinds; pulse onsets sit at
+    record_length / 4. Amplitudes drift like those of :func:`write_cresst_stream_run`:
+    ``volts_per_tpa[c] * tpa * (1 + drift * t / T)`` with t the trigger time and T the run.
+
+    Returns
+    -------
+    dict: ``paths`` (rdt, con, par), and per rdt event ``tpa``, ``kind``, ``timestamp`` (s since
+    the epoch), ``amplitude`` (channel, event) V, ``response``; per control pulse
+    ``control_time`` (s since the run start), ``control_height`` (channel, pulse) V;
+    ``drift``, ``channels``, ``record_length``, ``sample_frequency``, ``start_time``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    n_ch = len(channels)
+    fs = float(sample_frequency)
+    kinds = np.array(["particle"] * n_particle + ["noise"] * n_noise + ["testpulse"] * n_testpulse
+                     + ["controlpulse"] * n_control)
+    rng.shuffle(kinds)
+    n_trig = len(kinds)
+    t_rel = (np.arange(n_trig) + 1) * trigger_interval + rng.uniform(0, 0.1, n_trig)
+    total = (n_trig + 1) * trigger_interval
+    response = 1.0 + drift * t_rel / total
+    tpa = np.zeros(n_trig)
+    tp = kinds == "testpulse"
+    tpa[tp] = np.asarray(tpas, dtype=np.float64)[np.arange(tp.sum()) % len(tpas)]
+    tpa[kinds == "noise"] = -1.0
+    tpa[kinds == "controlpulse"] = control_tpa
+    vpt = np.broadcast_to(np.asarray(volts_per_tpa, dtype=np.float64), (n_ch,))
+    part_amp = np.exp(rng.uniform(np.log(particle_amplitude[0]), np.log(particle_amplitude[1]), n_trig))
+    amp = np.zeros((n_ch, n_trig))
+    amp[:, tp] = vpt[:, None] * tpa[tp]
+    amp[:, kinds == "controlpulse"] = vpt[:, None] * control_tpa
+    amp[:, kinds == "particle"] = part_amp[kinds == "particle"]
+    amp *= response[None, :]
+    onset = record_length // 4
+    shape = np.zeros(record_length)
+    shape[onset:] = _pulse_shape(record_length - onset, fs, tau_rise, tau_decay)
+    sigma = np.broadcast_to(np.asarray(noise_sigma, dtype=np.float64), (n_ch,))
+    in_rdt = kinds != "controlpulse"
+    trace = amp[:, in_rdt, None] * shape[None, None, :]
+    trace = trace + rng.normal(0.0, 1.0, trace.shape) * sigma[:, None, None]
+    dvm = None if not dvm_channels else rng.normal(0, 1, (n_ch, int(in_rdt.sum()), dvm_channels)).astype(np.float32)
+    paths = {ext: out / f"{name}.{ext}" for ext in ("rdt", "con", "par")}
+    write_rdt(paths["rdt"], channels, trace, start_time + t_rel[in_rdt], tpa[in_rdt], start_time=start_time,
+              clock_frequency=clock_frequency, ints_in_header=ints_in_header, dvm=dvm,
+              trig_count=np.nonzero(in_rdt)[0])
+    cp = np.nonzero(~in_rdt)[0]
+    cp_ticks = np.rint(t_rel[cp] * clock_frequency).astype(np.uint64)
+    write_con(paths["con"], np.tile(np.asarray(channels), len(cp)), amp[:, cp].T.reshape(-1),
+              np.repeat(cp_ticks, n_ch), ints_in_header=ints_in_header)
+    write_par(paths["par"], start_time=start_time, stop_time=start_time + total, record_length=record_length,
+              sample_frequency=fs, records_written=int(in_rdt.sum()) * n_ch, dvm_channels=dvm_channels,
+              ints_in_header=ints_in_header)
+    return {
+        "paths": paths, "tpa": tpa[in_rdt].astype(np.float32), "kind": kinds[in_rdt],
+        "timestamp": start_time + t_rel[in_rdt], "amplitude": amp[:, in_rdt], "response": response[in_rdt],
+        "control_time": t_rel[cp], "control_height": amp[:, cp], "drift": float(drift),
+        "channels": list(channels), "record_length": record_length, "sample_frequency": fs,
+        "start_time": start_time, "onset": onset, "dvm": dvm,
+    }
