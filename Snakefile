@@ -11,10 +11,10 @@ from cryopipe.config import check, load_schema, resolve_runs
 
 min_version("9.0")
 
-SCHEMA = "workflow/schemas/config.schema.yaml"
+SCHEMA = f"{workflow.basedir}/workflow/schemas/config.schema.yaml"
 
 if not workflow.overwrite_configfiles:
-    workflow.configfile("config/config.yaml")
+    workflow.configfile(f"{workflow.basedir}/config/config.yaml")
 
 check(config, load_schema(SCHEMA))  # one short paragraph per problem
 validate(config, SCHEMA, set_default=True)

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from cryopipe.features import compute_features
-from cryopipe.simulate.pulses import proebst_pulse
+from cryopipe.signal.pulses import proebst_pulse
 
 FS = 25_000.0
 

@@ -11,8 +11,9 @@ import numpy as np
 import scipy.fft
 
 from cryopipe.optimum_filter import build_optimum_filter, of_amplitudes
-from cryopipe.simulate.noise import noise_from_psd, psd_model
-from cryopipe.simulate.pulses import pulse_template
+from cryopipe.signal.spectra import noise_from_psd
+from cryopipe.simulate.noise import psd_model
+from cryopipe.signal.pulses import pulse_template
 
 FS = 25_000.0
 N = 16384

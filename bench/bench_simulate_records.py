@@ -11,7 +11,7 @@ import numpy as np
 import scipy.fft
 
 from cryopipe.simulate.noise import psd_model
-from cryopipe.simulate.pulses import pulse_template
+from cryopipe.signal.pulses import pulse_template
 from cryopipe.simulate.records import EVENT_CLASSES, simulate_detector_records, simulate_universal_records
 
 N, FS = 16384, 25000.0

@@ -29,7 +29,7 @@ HOLDOFF = RECORD // 2
 def write_stream(path: Path, hours: float, seed: int = 0) -> int:
     """White noise (2 mV) plus generic-template pulses (5-100 mV, 0.5 Hz), written in blocks."""
     from cryopipe.io.csmpl import write_csmpl
-    from cryopipe.simulate.pulses import generic_template
+    from cryopipe.signal.pulses import generic_template
 
     rng = np.random.default_rng(seed)
     n_total = int(hours * 3600 * FS)
@@ -54,7 +54,7 @@ def run_trigger(path: str, kernel_kind: str, stop: int, workers: int) -> dict:
     """One trigger pass (sigma estimate + threshold scan) on [0, stop); timing and peak RSS."""
     from cryopipe.filters import filtered_noise_sigma, generic_kernel, matched_kernel
     from cryopipe.io.csmpl import open_csmpl
-    from cryopipe.simulate.pulses import pulse_template
+    from cryopipe.signal.pulses import pulse_template
     from cryopipe.trigger import trigger_channel
 
     stream = open_csmpl([path], FS, RECORD)

@@ -5,8 +5,9 @@ import pytest
 from cryopipe.characterize import (clean_noise_mask, fit_pulse_model, noise_power_spectrum, pulse_features,
                                    select_clean_pulses, standard_event)
 from cryopipe.errors import CryopipeError
-from cryopipe.simulate.noise import noise_from_psd, psd_model
-from cryopipe.simulate.pulses import proebst_pulse, pulse_template
+from cryopipe.signal.spectra import noise_from_psd
+from cryopipe.simulate.noise import psd_model
+from cryopipe.signal.pulses import proebst_pulse, pulse_template
 
 FS = 25_000.0
 N_NOISE = 2048

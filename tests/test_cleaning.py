@@ -17,7 +17,7 @@ from cryopipe.cleaning.train import (balanced_weights, evaluate, load_model, plo
 from cryopipe import metrics
 from cryopipe.errors import InputError
 from cryopipe.io.stores import provenance, validate, write_store
-from cryopipe.simulate.pulses import pulse_template
+from cryopipe.signal.pulses import pulse_template
 
 FS = 25_000.0
 

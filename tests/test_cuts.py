@@ -12,7 +12,7 @@ from cryopipe.errors import CryopipeError
 from cryopipe.features import compute_features
 from cryopipe.io.stores import validate
 from cryopipe.simulate.noise import psd_model
-from cryopipe.simulate.pulses import pulse_template
+from cryopipe.signal.pulses import pulse_template
 from cryopipe.simulate.records import EVENT_CLASSES, simulate_detector_records
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from cryopipe.efficiency import (efficiency_curve, erf_efficiency, fit_threshold
 from cryopipe.errors import CryopipeError, InputError
 from cryopipe.optimum_filter import build_optimum_filter, expected_resolution
 from cryopipe.simulate.noise import psd_model
-from cryopipe.simulate.pulses import pulse_template
+from cryopipe.signal.pulses import pulse_template
 
 FS = 25_000.0
 N = 1024

@@ -10,7 +10,7 @@ from scipy.optimize import brentq
 from cryopipe.errors import InputError
 from cryopipe.features import FEATURE_UNITS, compute_features, features_dataset
 from cryopipe.io.stores import open_store, provenance, validate, write_store
-from cryopipe.simulate.pulses import proebst_pulse
+from cryopipe.signal.pulses import proebst_pulse
 
 FS = 25_000.0
 N = 8192

@@ -4,7 +4,7 @@ import pytest
 
 from cryopipe.errors import InputError
 from cryopipe.fit import default_shift_window, fit_sev
-from cryopipe.simulate.pulses import proebst_pulse, pulse_template
+from cryopipe.signal.pulses import proebst_pulse, pulse_template
 
 FS = 25_000.0
 N = 2048

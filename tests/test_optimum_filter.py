@@ -7,8 +7,9 @@ from cryopipe.characterize import noise_power_spectrum
 from cryopipe.errors import CryopipeError, InputError
 from cryopipe.optimum_filter import (build_optimum_filter, cait_shift_window, expected_resolution,
                                      measured_resolution, of_amplitudes, of_kernel)
-from cryopipe.simulate.noise import noise_from_psd, psd_model
-from cryopipe.simulate.pulses import pulse_template
+from cryopipe.signal.spectra import noise_from_psd
+from cryopipe.simulate.noise import psd_model
+from cryopipe.signal.pulses import pulse_template
 
 FS = 25_000.0
 N = 2048

@@ -8,7 +8,7 @@ from cryopipe.calibrate import calibrate
 from cryopipe.efficiency import efficiency_curve, noise_records_from_nps
 from cryopipe.optimum_filter import build_optimum_filter
 from cryopipe.simulate.noise import psd_model
-from cryopipe.simulate.pulses import pulse_template
+from cryopipe.signal.pulses import pulse_template
 
 FS = 25_000.0
 N = 512

@@ -8,9 +8,11 @@ from cryopipe.errors import InputError
 from cryopipe.io.stores import validate
 from cryopipe.simulate import records as R
 from cryopipe.simulate.classes import ClassOptions, exp_sum_peak
-from cryopipe.simulate.noise import periodogram_psd, psd_model
-from cryopipe.simulate.pulses import proebst_pulse, pulse_template
-from cryopipe.simulate.records import (DEFAULT_ACCEPTED, EVENT_CLASSES, of_resolution, saturation_curve,
+from cryopipe.optimum_filter import expected_resolutions
+from cryopipe.signal.spectra import periodogram_psd
+from cryopipe.simulate.noise import psd_model
+from cryopipe.signal.pulses import proebst_pulse, pulse_template
+from cryopipe.simulate.records import (DEFAULT_ACCEPTED, EVENT_CLASSES, saturation_curve,
                                        simulate_detector_records, simulate_universal_records)
 
 N, FS = 2048, 25000.0
@@ -206,7 +208,7 @@ def test_noise_records_follow_the_nps():
 def test_resolution_argument_rescales_noise():
     ds = simulate_detector_records({"noise": 200}, SEV, NPS, FS, np.random.default_rng(2), resolution=1e-3,
                                    options=ClassOptions(drift=0.0))
-    ratio = 1e-3 / of_resolution(SEV, NPS, FS)
+    ratio = 1e-3 / expected_resolutions(SEV, NPS, FS)
     assert float(ds.baseline_rms[0, 0]) == pytest.approx(SIGMA_BL * ratio, rel=1e-9)
     assert np.std(ds.trace.values) == pytest.approx(SIGMA_BL * ratio, rel=0.05)
 
@@ -228,7 +230,7 @@ def test_saturation_kernel_matches_curve_and_never_exceeds_ceiling():
         R._saturate(buf, np.empty_like(buf), 1.5, nu)
         assert np.allclose(buf, saturation_curve(x, 1.5, nu), rtol=1e-9, atol=1e-13)
         assert buf.max() <= 1.5
-    ceiling = 30 * of_resolution(SEV, NPS, FS)
+    ceiling = 30 * expected_resolutions(SEV, NPS, FS)
     step = ceiling / 200.3
     ds = simulate_detector_records({"event_pulse": 20, "pile_up": 10, "noise": 5, "tail_event": 10}, SEV, NPS, FS,
                                    np.random.default_rng(5), snr_range=(10, 1000), saturation=ceiling, adc_step=step)

@@ -11,7 +11,7 @@ from cryopipe.errors import CryopipeError
 from cryopipe.io.csmpl import open_csmpl, volts_per_adc
 from cryopipe.io.stores import load_store, validate, write_store
 from cryopipe.simulate.noise import psd_model
-from cryopipe.simulate.pulses import proebst_pulse, pulse_template
+from cryopipe.signal.pulses import proebst_pulse, pulse_template
 from cryopipe.simulate.stream import (DEFAULT_SIMULATION, FLUX_QUANTUM_LINE_HEIGHTS, PULSE_CLASSES,
                                       crossfade_overlap, saturate, simulate_stream)
 

@@ -9,8 +9,9 @@ from cryopipe.filters import (filter_block, filter_stream, filtered_noise_sigma,
                               matched_kernel)
 from cryopipe.io.csmpl import open_csmpl, write_csmpl
 from cryopipe.io.stores import open_store, validate, write_store
-from cryopipe.simulate.noise import noise_from_psd, psd_model
-from cryopipe.simulate.pulses import generic_template, pulse_template
+from cryopipe.signal.spectra import noise_from_psd
+from cryopipe.simulate.noise import psd_model
+from cryopipe.signal.pulses import generic_template, pulse_template
 from cryopipe.trigger import (live_time, merge_triggers, noise_trigger_samples, records_dataset,
                               trigger_channel, valid_windows)
 

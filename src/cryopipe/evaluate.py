@@ -34,7 +34,7 @@ from .cleaning.predict import CUTOFF, predict_scores
 from .cleaning.preprocess import LENGTH, downsample
 from .errors import InputError
 from .simulate.noise import psd_model
-from .simulate.pulses import pulse_template
+from .signal.pulses import pulse_template
 from .simulate.records import (
     EVENT_CLASSES,
     simulate_detector_records,

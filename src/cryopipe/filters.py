@@ -20,7 +20,7 @@ import scipy.fft
 import scipy.signal
 
 from .errors import InputError
-from .simulate.pulses import generic_template
+from .signal.pulses import generic_template
 
 MIN_SEGMENT = 2**16          # smallest overlap-save FFT length for long chunks (samples)
 SEGMENT_OVERLAP_FACTOR = 8   # FFT length >= 8 x kernel length: overlap overhead <= 12.5 %

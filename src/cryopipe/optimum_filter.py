@@ -24,10 +24,10 @@ import scipy.fft
 
 from cryopipe.errors import CryopipeError, InputError
 from cryopipe.parallel import run_blocks
-from cryopipe.simulate.noise import spectrum_weights, two_sided_psd
+from cryopipe.signal.spectra import spectrum_weights, two_sided_psd
 
 __all__ = ["OptimumFilter", "build_optimum_filter", "expected_resolution", "of_amplitudes",
-           "of_kernel", "measured_resolution", "cait_shift_window", "of_weights"]
+           "of_kernel", "measured_resolution", "cait_shift_window", "of_weights", "expected_resolutions"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,27 @@ def build_optimum_filter(sev, nps_one_sided, sample_frequency: float, onset: int
 def expected_resolution(of: OptimumFilter) -> float:
     """Expected amplitude resolution sigma_A = 1/sqrt(W), V."""
     return float(1.0 / np.sqrt(of.norm))
+
+
+def expected_resolutions(template, nps, sample_frequency) -> np.ndarray:
+    """Expected resolution sigma_A = 1/sqrt(W) of many filters at once (V per unit template height);
+    the simulator scales its pulses with it.
+
+    W = sum_k w_k |S_k|^2 / (N fs J_k), S = rfft(template), J = two-sided PSD (one-sided `nps` V^2/Hz
+    halved inside, equal at DC and Nyquist), w_k = 0 at DC, 2 inside, 1 at Nyquist. Broadcasts over
+    leading axes of `template` (..., N), `nps` (..., N//2+1) and `sample_frequency` (Hz).
+    """
+    template = np.asarray(template)
+    if template.dtype != np.float32:
+        template = template.astype(np.float64)
+    n = template.shape[-1]
+    s2 = np.abs(scipy.fft.rfft(template, axis=-1)) ** 2
+    two_sided = two_sided_psd(nps, n)
+    w = spectrum_weights(n)
+    fs = np.asarray(sample_frequency, dtype=np.float64)[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(w > 0, w * s2 / (n * fs * two_sided), 0.0)
+    return 1.0 / np.sqrt(np.sum(terms, axis=-1))
 
 
 @numba.njit(cache=True, nogil=True)

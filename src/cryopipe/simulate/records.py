@@ -12,7 +12,7 @@ Two modes:
   ADC step and sample frequency drawn anew for every record.
 
 Pulse heights are set in units of the optimum-filter resolution sigma_OF of the record's detector
-(SNR = height / sigma_OF, `of_resolution`); artefact amplitudes in units of the baseline noise rms
+(SNR = height / sigma_OF, `cryopipe.optimum_filter.expected_resolutions`); artefact amplitudes in units of the baseline noise rms
 sigma_BL. Records are returned shuffled (seeded) by default; `shuffle=False` keeps class blocks in
 the order of `EVENT_CLASSES`. Everything is reproducible from the numpy Generator passed in, for any
 number of worker threads (noise is drawn per fixed block of records from seeds taken from it).
@@ -42,7 +42,8 @@ from .classes import (
     build_plan,
     log_uniform,
 )
-from .noise import _bin_weights, spectrum_weights, two_sided_psd
+from ..optimum_filter import expected_resolutions
+from ..signal.spectra import positive_frequency_share
 
 EVENT_CLASSES: tuple[str, ...] = tuple(CLASS_BUILDERS)
 #: Classes labelled accepted (clean) by default, as in the seeds: a particle pulse at the trigger
@@ -55,26 +56,6 @@ BLOCK = 256  # records per noise block (fixes the random streams, independent of
 # ---------------------------------------------------------------------------------------------
 # public helpers
 # ---------------------------------------------------------------------------------------------
-
-def of_resolution(template, nps, sample_frequency) -> np.ndarray:
-    """Expected optimum-filter amplitude resolution sigma_A = 1/sqrt(W) (V per unit template height).
-
-    W = sum_k w_k |S_k|^2 / (N fs J_k), S = rfft(template), J = two-sided PSD (one-sided `nps` V^2/Hz
-    halved inside, equal at DC and Nyquist), w_k = 0 at DC, 2 inside, 1 at Nyquist. Broadcasts over
-    leading axes of `template` (..., N), `nps` (..., N//2+1) and `sample_frequency` (Hz).
-    """
-    template = np.asarray(template)
-    if template.dtype != np.float32:
-        template = template.astype(np.float64)
-    n = template.shape[-1]
-    s2 = np.abs(scipy.fft.rfft(template, axis=-1)) ** 2
-    two_sided = two_sided_psd(nps, n)
-    w = spectrum_weights(n)
-    fs = np.asarray(sample_frequency, dtype=np.float64)[..., None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(w > 0, w * s2 / (n * fs * two_sided), 0.0)
-    return 1.0 / np.sqrt(np.sum(terms, axis=-1))
-
 
 def saturation_curve(x, ceiling, nu=1.0) -> np.ndarray:
     """Generalised logistic TES saturation: f(0) = 0, f'(0) = 1, f(x) -> ceiling (V) as x -> inf.
@@ -239,9 +220,9 @@ def _render_templates(out, pulses, sev, tail_tau):
 # ---------------------------------------------------------------------------------------------
 
 def _spectral_scale(psd, n_samples, sample_frequency) -> np.ndarray:
-    """Per-bin scale of unit complex normals giving E|X_k|^2 = N fs PSD_k w_k (noise.noise_from_psd)."""
+    """Per-bin scale of unit complex normals giving E|X_k|^2 = N fs PSD_k w_k (signal.spectra.noise_from_psd)."""
     fs = np.asarray(sample_frequency, dtype=np.float64)[..., None]
-    weights = _bin_weights(n_samples)
+    weights = positive_frequency_share(n_samples)
     weights = np.where(weights == 1.0, weights, weights / 2.0) * n_samples
     return np.sqrt((np.asarray(psd) * (fs * weights)).astype(np.float32))
 
@@ -249,7 +230,7 @@ def _spectral_scale(psd, n_samples, sample_frequency) -> np.ndarray:
 def draw_noise(scale, n_samples, gen: np.random.Generator, n_records: int) -> np.ndarray:
     """Float32 noise records (n_records, n_samples) from per-bin scales (`_spectral_scale`), one irfft.
 
-    Same statistics as `noise.noise_from_psd` (Carrettoni-Cremonesi), in float32 for speed.
+    Same statistics as `cryopipe.signal.spectra.noise_from_psd` (Carrettoni-Cremonesi), in float32 for speed.
     """
     n_f = n_samples // 2 + 1
     z = gen.standard_normal((n_records, 2 * n_f), dtype=np.float32).view(np.complex64)
@@ -356,7 +337,7 @@ def simulate_detector_records(n_per_class: dict, sev, nps, sample_frequency: flo
     sev, nps = _check_detector_inputs(sev, nps, sample_frequency)
     n = sev.size
     fs = float(sample_frequency)
-    sigma = float(of_resolution(sev, nps, fs))
+    sigma = float(expected_resolutions(sev, nps, fs))
     if resolution is not None:
         if resolution <= 0:
             raise InputError(f"resolution: must be > 0 V, got {resolution}")
@@ -573,7 +554,7 @@ def simulate_universal_records(n_per_class: dict, record_length: int, rng: np.ra
         psd = _record_psds(det, sl, n)
         tpl = np.empty((b - a, n), dtype=np.float32)
         _render_templates(tpl, template[sl], dummy_sev, 1.0)
-        psd *= (det["resolution"][sl] / of_resolution(tpl, psd, fs[sl]))[:, None] ** 2
+        psd *= (det["resolution"][sl] / expected_resolutions(tpl, psd, fs[sl]))[:, None] ** 2
         sigma_bl[sl] = np.sqrt(np.sum(psd[:, 1:], axis=1) * fs[sl] / n)
         adc[sl] = det["adc_units"][sl] * sigma_bl[sl]
         ceiling[sl] = _float32_floor(np.floor(det["saturation_units"][sl] * det["resolution"][sl] / adc[sl]) * adc[sl])

@@ -53,8 +53,9 @@ import xarray as xr
 from ..errors import CryopipeError
 from ..io.csmpl import write_csmpl
 from ..io.stores import provenance
-from .noise import noise_from_psd, psd_model
-from .pulses import proebst_pulse
+from ..signal.spectra import noise_from_psd
+from .noise import psd_model
+from ..signal.pulses import proebst_pulse
 
 PULSE_CLASSES = ("event", "high_energy", "spike", "squid_jump", "reset", "temperature_rise")
 ARTIFACTS = ("spike", "squid_jump", "reset", "temperature_rise")
