@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from cryopipe.cleaning.predict import predict_scores
-from cryopipe.cleaning.universal import load_universal, predict_file, resolve_model, universal_path
+from cryopipe.cleaning.architectures import universal_path
+from cryopipe.cleaning.universal import load_universal, predict_file, resolve_model
 from cryopipe.cli import main
 from cryopipe.errors import InputError
 from cryopipe.io.stores import write_store

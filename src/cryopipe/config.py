@@ -24,10 +24,15 @@ RUN_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 
 
 def load_schema(path: str | Path) -> dict:
+    """The config schema, with the enum of `cleaning.models` taken from the model registry."""
     import yaml
 
+    from .cleaning.architectures import MODEL_NAMES
+
     with open(path) as f:
-        return yaml.safe_load(f)
+        schema = yaml.safe_load(f)
+    schema["properties"]["cleaning"]["properties"]["models"]["items"]["enum"] = list(MODEL_NAMES)
+    return schema
 
 
 def check(config: dict, schema: dict) -> None:
@@ -116,6 +121,10 @@ def _stream_settings(name: str, run: dict) -> None:
             raise ConfigError(f"config: run {name!r}: {key} is required (or a par file that gives it)")
     run["sample_frequency"] = float(run["sample_frequency"])
     run["record_length"] = int(run["record_length"])
+    if run.get("test_stamps") and not run.get("dig_stamps"):
+        raise ConfigError(f"config: run {name!r}: test_stamps need the run's dig_stamps file (to align the DAQ clock)")
+    if (run.get("test_stamps") or run.get("dig_stamps")) and "csmpl" not in run:
+        raise ConfigError(f"config: run {name!r}: test_stamps / dig_stamps belong to a csmpl stream")
 
 
 def _channel_names(name: str, run: dict) -> list[str]:
@@ -123,9 +132,9 @@ def _channel_names(name: str, run: dict) -> list[str]:
     if "csmpl" in run:
         n = len(run["csmpl"])
     elif "rdt" in run:
-        from .io.cresst import rdt_channel_count
+        from .io.cresst import open_rdt
 
-        n = rdt_channel_count(run["rdt"], run["par"], run["record_length"])
+        n = open_rdt(run["rdt"], run["par"]).n_channels
     else:
         n = len(run["simulate"].get("channels", [])) or 2
     names = run.get("channels") or [f"ch{i}" for i in range(n)]

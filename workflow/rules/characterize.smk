@@ -1,10 +1,10 @@
-# Detector characterisation from the first-pass records: one job per channel (NPS, SEV and its
+# Detector characterisation from the first-pass records (a records file's own records): one job per channel (NPS, SEV and its
 # pulse-model fit, optimum filter, resolution, second-pass threshold), gathered per run.
 
 
 rule characterize_channel:
     input:
-        f"{RESULTS}/{{run}}/pass1/records.zarr",
+        first_pass_records,
     output:
         directory(f"{RESULTS}/{{run}}/characterization/{{channel}}.zarr"),
     params:

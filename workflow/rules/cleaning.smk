@@ -39,7 +39,7 @@ rule train:
         cutoff=config["cleaning"]["cutoff"],
         code=script_code("train.py"),
     wildcard_constraints:
-        architecture="cnn|lstm|tscn|tst|cait_cnn",
+        architecture="|".join(architectures.ARCHITECTURES),
     log:
         f"{RESULTS}/{{run}}/logs/train_{{architecture}}.log",
     threads: 2

@@ -1,11 +1,12 @@
 # Input functions and helpers shared by all rules (no algorithms here).
+import re
 from pathlib import Path
 
 from cryopipe import cuts, runner
 from cryopipe.config import canonical, run_section
 from cryopipe.io import sources
 from cryopipe.stages import trigger as trigger_stage
-from cryopipe.cleaning import universal
+from cryopipe.cleaning import architectures
 
 RESULTS = config["results"]
 CONDA_ENV = "../../envs/cryopipe.yaml"
@@ -40,8 +41,8 @@ def calibration_input(wildcards):
 
 def model_checkpoint(wildcards):
     """Checkpoint of a cleaning model: the shipped universal one, or one trained on the run's simulation."""
-    if wildcards.model == "universal":
-        return str(universal.universal_path())
+    if wildcards.model == architectures.UNIVERSAL:
+        return str(architectures.universal_path())
     return f"{RESULTS}/models/{wildcards.run}/{wildcards.model}.pt"
 
 
@@ -84,6 +85,26 @@ def run_files(run):
     rc = RUNS[run]
     files = list(rc.get("csmpl", []))
     return files + [rc[k] for k in ("rdt", "par", "con", "test_stamps", "dig_stamps") if rc.get(k)]
+
+
+def stream_runs():
+    return [r for r in RUNS if is_stream(r)]
+
+
+def record_file_runs():
+    return [r for r in RUNS if not is_stream(r)]
+
+
+def run_pattern(runs):
+    """Wildcard constraint matching exactly these run names (nothing when there are none)."""
+    return "|".join(map(re.escape, runs)) or "(?!)"
+
+
+def first_pass_records(wildcards):
+    """Records the characterisation is built from: the first trigger pass of a stream, or the
+    records of a records file."""
+    prefix = "pass1/" if is_stream(wildcards.run) else ""
+    return f"{RESULTS}/{wildcards.run}/{prefix}records.zarr"
 
 
 def stream_inputs(wildcards):

@@ -3,7 +3,8 @@
 # Two passes (Cait's workflow): pass 1 with the generic pulse kernel at threshold_sigma robust sigmas
 # (results/<run>/pass1/), the final pass with each channel's optimum filter at
 # characterize.threshold_resolution times its resolution (results/<run>/). With characterize.enabled
-# false, the final pass uses the pass-1 trigger.
+# false, the final pass uses the pass-1 trigger. Runs of hardware-triggered records (CRESST rdt) are
+# read, not triggered (rule read_records).
 
 for PASS, PREFIX in PASS_PREFIX.items():
     SUFFIX = "" if PASS == "final" else f"_{PASS}"
@@ -68,6 +69,8 @@ for PASS, PREFIX in PASS_PREFIX.items():
             ),
         output:
             directory(f"{RESULTS}/{{run}}/{PREFIX}records.zarr"),
+        wildcard_constraints:
+            run=run_pattern(stream_runs()),
         params:
             stream=lambda w: stream_params(w.run),
             trigger=subconfig("trigger", "holdoff", "noise_records", "seed"),
@@ -84,3 +87,27 @@ for PASS, PREFIX in PASS_PREFIX.items():
             CONDA_ENV
         script:
             "../scripts/records.py"
+
+
+rule read_records:
+    input:
+        stream_inputs,
+    output:
+        directory(f"{RESULTS}/{{run}}/records.zarr"),
+    wildcard_constraints:
+        run=run_pattern(record_file_runs()),
+    params:
+        stream=lambda w: stream_params(w.run),
+        code=script_code("read_records.py"),
+    log:
+        f"{RESULTS}/{{run}}/logs/read_records.log",
+    benchmark:
+        f"{RESULTS}/{{run}}/benchmarks/read_records.tsv",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/read_records.py"

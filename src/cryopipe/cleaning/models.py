@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .architectures import ARCHITECTURES
 from .preprocess import LENGTH
 
 
@@ -202,11 +203,9 @@ class CaitCNN(Classifier):
         return self.net(x.unsqueeze(1))
 
 
-MODELS = {"cnn": CresstCNN, "lstm": CresstLSTM, "tscn": TSCN, "tst": TST, "cait_cnn": CaitCNN,
-          "cnn_full": FullWindowCNN}
-
-#: Adam learning rates: CRESST paper Table 7; Cait CNN: Cait paper section 3.2; cnn_full as cnn.
-LEARNING_RATES = {"cnn": 5e-4, "lstm": 1e-4, "tscn": 5e-5, "tst": 1e-5, "cait_cnn": 1e-3, "cnn_full": 5e-4}
+#: the architectures of the registry (`cleaning.architectures`) and their Adam learning rates
+MODELS = {name: globals()[cls] for name, (cls, _) in ARCHITECTURES.items()}
+LEARNING_RATES = {name: lr for name, (_, lr) in ARCHITECTURES.items()}
 
 
 def build_model(name: str, n_classes: int = 1) -> Classifier:

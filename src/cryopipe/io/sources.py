@@ -15,6 +15,7 @@ config keys `format` ("csmpl" or "rdt"), the file paths, `sample_frequency`, `re
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
@@ -97,8 +98,11 @@ def open_stream(spec: dict) -> Stream:
     stream = open_csmpl(spec["csmpl"], spec["sample_frequency"], spec["record_length"],
                         spec.get("adc_bits", 16), spec.get("adc_range", 20.0))
     stream.volts_per_adc *= int(spec.get("polarity", 1))
+    cresst = _cresst() if spec.get("par") or spec.get("test_stamps") else None
     if spec.get("par"):
-        stream.start_time = _cresst().read_par(spec["par"]).start_time
+        par = cresst.read_par(spec["par"])
+        stream.start_time = (cresst.stream_start_time(par, spec["dig_stamps"]) if spec.get("dig_stamps")
+                             else par.start_time)
     if spec.get("test_stamps"):
         stream.test_pulses = _stamped_test_pulses(spec, stream.n_samples)
     return stream
@@ -114,10 +118,15 @@ def stream_length(spec: dict) -> int:
 
 
 def _stamped_test_pulses(spec: dict, n_samples: int) -> TestPulses:
-    cresst = _cresst()
-    samples, tpa = cresst.test_pulse_samples(spec["test_stamps"], spec.get("dig_stamps"), spec.get("par"),
-                                             n_samples, spec["sample_frequency"])
-    return TestPulses(np.asarray(samples, np.int64), np.asarray(tpa, np.float32))
+    """The test stamps inside the stream (stamps outside it are dropped, as Cait does, and logged)."""
+    if not spec.get("dig_stamps"):
+        raise InputError(f"{spec['test_stamps']}: test stamps need the run's dig_stamps file to align the DAQ clock")
+    aligned = _cresst().test_pulse_samples(spec["test_stamps"], spec["dig_stamps"], spec.get("par"),
+                                           n_samples, spec["sample_frequency"])
+    if aligned.n_dropped:
+        logging.getLogger("cryopipe").warning("%s: %d test stamps outside the stream dropped",
+                                              spec["test_stamps"], aligned.n_dropped)
+    return TestPulses(aligned.samples.astype(np.int64), aligned.tpa.astype(np.float32))
 
 
 def _cresst():

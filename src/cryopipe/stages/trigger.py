@@ -11,8 +11,8 @@ from typing import Iterator
 import numpy as np
 import xarray as xr
 
-from ..filters import OverlapSave, filtered_noise_sigma, generic_kernel
-from ..io.sources import Stream
+from ..filters import OverlapSave, generic_kernel, noise_estimate
+from ..io.sources import Stream, TestPulses
 from ..io.stores import EVENT_CHUNK, provenance
 from ..trigger import (
     live_time,
@@ -52,7 +52,8 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
     """
     k, anchor = kernel if kernel is not None else generic_kernel(stream_cfg["record_length"])
     polarity = 1  # applied when the stream is opened (io.sources.open_stream)
-    sigma = filtered_noise_sigma(stream, channel, k, anchor, polarity=polarity)
+    noise = noise_estimate(stream, channel, k, anchor, polarity=polarity)   # logs implausible situations
+    sigma = noise.sigma
     if threshold is None:
         threshold = float(trigger_cfg["threshold_sigma"]) * sigma
     holdoff = holdoff_samples(stream_cfg, trigger_cfg)
@@ -67,7 +68,8 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
     params = {"trigger": trigger_cfg, "stream": stream_cfg, "kernel_length": len(k), "kernel_anchor": anchor}
     attrs = provenance("triggers", params, list(inputs), sample_frequency=stream.sample_frequency,
                        n_samples=stream.n_samples, channel=stream_cfg["channels"][channel],
-                       threshold=float(threshold), noise_sigma=sigma, holdoff=holdoff, segment=[a, b])
+                       threshold=float(threshold), noise_sigma=sigma, holdoff=holdoff, segment=[a, b],
+                       **noise.attrs())
     return xr.Dataset({"trigger_sample": ("trigger", np.asarray(samples[keep], dtype=np.int64)),
                        "trigger_amplitude": ("trigger", np.asarray(amplitudes[keep], dtype=np.float32))},
                       attrs=attrs)
@@ -84,10 +86,12 @@ def gather_segments(parts: list[xr.Dataset], inputs=()) -> xr.Dataset:
 
 def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict, trigger_cfg: dict,
                    inputs=(), batch: int = EVENT_CHUNK) -> tuple[xr.Dataset, Iterator[xr.Dataset], str]:
-    """Merge per-channel triggers, draw noise triggers, and cut records in batches of `batch` events.
+    """Merge per-channel triggers, draw noise triggers, add the DAQ's test and control pulses, and
+    cut records in batches of `batch` events.
 
-    Returns the first "records" Dataset, an iterator over the following batches (append along
-    event), and a one-line summary. Memory is bounded by one batch of records.
+    A particle trigger within one hold-off of a test or control pulse is that pulse, not a particle
+    (Cait's exclude_tp). Returns the first "records" Dataset, an iterator over the following batches
+    (append along event), and a one-line summary. Memory is bounded by one batch of records.
     """
     n_rec = stream_cfg["record_length"]
     holdoff = holdoff_samples(stream_cfg, trigger_cfg)
@@ -97,11 +101,16 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
     keep = valid_windows(samples, stream.n_samples, n_rec)
     samples, fired = samples[keep], fired[keep]
     amps = _fired_amplitudes(triggers, samples, fired)
+    pulser = stream.test_pulses
+    on_pulser = near_any(samples, pulser.samples, holdoff)
+    samples, fired, amps = samples[~on_pulser], fired[~on_pulser], amps[:, ~on_pulser]
     rng = np.random.default_rng(int(trigger_cfg["seed"]))
-    noise = np.sort(noise_trigger_samples(int(trigger_cfg["noise_records"]), samples, stream.n_samples, n_rec, rng))
+    noise = np.sort(noise_trigger_samples(int(trigger_cfg["noise_records"]),
+                                          np.sort(np.concatenate([samples, pulser.samples])),
+                                          stream.n_samples, n_rec, rng))
     thresholds = [float(t.attrs["threshold"]) for t in triggers]
     params = {"trigger": trigger_cfg, "stream": stream_cfg}
-    all_samples = np.sort(np.concatenate([samples, noise]))
+    all_samples = np.sort(np.concatenate([samples, noise, pulser.samples]))
     bounds = list(range(0, max(len(all_samples), 1), batch)) or [0]
 
     def part(i0: int) -> xr.Dataset:
@@ -109,13 +118,29 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
         lo, hi = (window[0], window[-1]) if len(window) else (0, -1)
         sel = (samples >= lo) & (samples <= hi)
         nsel = (noise >= lo) & (noise <= hi)
+        psel = (pulser.samples >= lo) & (pulser.samples <= hi)
         ds = records_dataset(stream, samples[sel], fired[sel], noise[nsel], n_rec, stream_cfg["channels"],
-                             amps[:, sel], params, list(inputs), live, thresholds)
+                             amps[:, sel], params, list(inputs), live, thresholds,
+                             pulser=TestPulses(pulser.samples[psel], pulser.tpa[psel]))
         return ds.assign_coords(event=np.arange(i0, i0 + ds.sizes["event"]))
 
     summary = (f"{len(samples)} particle and {len(noise)} noise records of {len(stream_cfg['channels'])} channels; "
                f"live time {live:.1f} s of {stream.duration:.1f} s")
+    if len(pulser):
+        summary += (f"; {len(pulser)} test/control pulses recorded, {int(on_pulser.sum())} particle triggers on "
+                    f"them dropped")
     return part(bounds[0]), (part(i0) for i0 in bounds[1:]), summary
+
+
+def near_any(samples: np.ndarray, others: np.ndarray, distance: int) -> np.ndarray:
+    """Mask of `samples` closer than `distance` samples to any of `others` (sorted or not)."""
+    if len(others) == 0 or len(samples) == 0:
+        return np.zeros(len(samples), dtype=bool)
+    ref = np.sort(np.asarray(others, dtype=np.int64))
+    idx = np.searchsorted(ref, samples)
+    left = np.abs(samples - ref[np.clip(idx - 1, 0, len(ref) - 1)])
+    right = np.abs(ref[np.clip(idx, 0, len(ref) - 1)] - samples)
+    return np.minimum(left, right) < distance
 
 
 def _fired_amplitudes(triggers: list[xr.Dataset], samples: np.ndarray, fired: np.ndarray) -> np.ndarray:
