@@ -133,6 +133,8 @@ def open_csmpl(paths: Sequence[str | Path], sample_frequency: float, record_leng
         raise InputError(f"{paths[0]}: adc_bits and adc_range must be positive")
     lengths = []
     for p in map(Path, paths):
+        if p.is_dir():
+            raise InputError(f"{p}: is a directory; csmpl needs one int16 file per channel")
         if not p.is_file():
             raise InputError(f"{p}: csmpl file not found")
         size = p.stat().st_size
