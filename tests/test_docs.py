@@ -1,0 +1,199 @@
+"""Every shell command the docs show runs, as a new user would type it.
+
+Commands come from README.md (```bash blocks, and inline `snakemake ...` / `cryopipe ...` /
+`python ...` spans without placeholders) and from the comments of config/*.yaml. They run in a
+scratch copy of the project, in document order, on small data written here by independent code
+(numpy pulses and noise, CRESST files from their public layout), not by the pipeline's simulator.
+Set-up lines (`pip install`, `pytest`) are run by CI itself; `--workflow-profile profiles/slurm`
+runs in tests/test_slurm.py; the hour-long model benchmarks (`python -m cryopipe.evaluate`,
+`python bench/...`) are started with `--help` only.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PROGRAMS = ("snakemake", "cryopipe", "python")
+PLACEHOLDER = re.compile(r"\b[A-Z][A-Z_]{2,}\b")  # INPUT, STORE, OUT_DIR, FILE.h5 ...
+
+
+def readme_commands(text: str) -> list[str]:
+    """Shell commands of README.md, in order: lines of ```bash blocks (split at &&) and inline
+    code spans that start with a program name and hold no placeholder."""
+    commands = []
+    for block, inline in re.findall(r"```bash\n(.*?)```|`([^`\n]+)`", text, flags=re.S):
+        if block:
+            for line in block.splitlines():
+                line = re.sub(r"\s+#.*$", "", line).strip()
+                commands += [part.strip() for part in line.split("&&") if part.strip()]
+        elif inline.split(" ")[0] in PROGRAMS and " " in inline and not PLACEHOLDER.search(inline):
+            commands.append(inline.strip())
+    return commands
+
+
+def config_commands() -> list[str]:
+    """Commands written in the comments of config/*.yaml."""
+    out = []
+    for path in sorted((REPO / "config").glob("*.yaml")):
+        for line in path.read_text().splitlines():
+            m = re.match(r"\s*#\s*(?:Run:)?\s*((?:snakemake|cryopipe|python) .*)$", line)
+            if m:
+                out.append(m.group(1).strip())
+    return out
+
+
+def test_extraction_finds_the_documented_commands():
+    """The parser itself: a command in each documented form is found, placeholders are not."""
+    text = "x\n```bash\npip install a && snakemake --cores all   # run\npytest\n```\n`cryopipe schema`, `cryopipe inspect STORE`"
+    assert readme_commands(text) == ["pip install a", "snakemake --cores all", "pytest", "cryopipe schema"]
+    found = config_commands()
+    assert any("--configfile=config/mock.yaml" in c for c in found)
+    assert any("--configfile=config/cresst.yaml" in c for c in found)
+
+
+def test_documented_commands_never_put_a_target_after_a_spaced_configfile():
+    """`--configfile FILE target` swallows the target (Snakemake takes several config files)."""
+    for cmd in readme_commands((REPO / "README.md").read_text()) + config_commands():
+        words = shlex.split(cmd)
+        if "--configfile" in words:
+            rest = words[words.index("--configfile") + 2:]
+            assert not rest or rest[0].startswith("-"), cmd
+
+
+# ---------------------------------------------------------------- data written by independent code
+
+def _pulse(n: int, fs: float, rise: float, decay: float) -> np.ndarray:
+    t = np.arange(n) / fs
+    p = np.exp(-t / decay) - np.exp(-t / rise)
+    return p / p.max()
+
+
+def write_mock_stream(path: Path, seconds: float = 240.0, fs: float = 25_000.0, seed: int = 11) -> None:
+    """A one-channel int16 stream: 0.4 Hz pulses of 5-300 mV on white noise + 50 Hz hum, 20 V range."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fs)
+    volts = rng.normal(0.0, 2e-3, n) + 1e-3 * np.sin(2 * np.pi * 50.0 * np.arange(n) / fs)
+    shape = _pulse(8192, fs, 1e-3, 30e-3)
+    for t0 in np.sort(rng.uniform(1.0, seconds - 1.0, int(0.4 * seconds))):
+        i = int(t0 * fs)
+        m = min(len(shape), n - i)
+        volts[i:i + m] += rng.uniform(5e-3, 0.3) * shape[:m]
+    adc = np.clip(np.rint(volts / (20.0 / 2**16)), -32768, 32767).astype("<i2")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    adc.tofile(path)
+
+
+def write_cait_events(path: Path, n: int = 40, samples: int = 4096) -> None:
+    """A Cait-layout HDF5 file: events/event (channels, events, samples) float32 V."""
+    import h5py
+
+    rng = np.random.default_rng(5)
+    ev = rng.normal(0, 1e-3, (2, n, samples)).astype(np.float32)
+    ev += (rng.uniform(0.01, 0.5, (2, n, 1)) * _pulse(samples, 25_000.0, 1e-3, 20e-3)[None, None]
+           * (np.arange(samples) >= samples // 4)).astype(np.float32)
+    with h5py.File(path, "w") as f:
+        f.create_group("events").create_dataset("event", data=ev)
+
+
+def write_cresst_runs(data: Path) -> None:
+    """The files config/cresst.yaml names, in the public CRESST layouts."""
+    from cryopipe.io.cresst import write_cresst_rdt_run, write_cresst_stream_run
+
+    write_cresst_stream_run(data, "run01", duration=90.0, record_length=4096, particle_rate=1.0, seed=3)
+    write_cresst_rdt_run(data, "run02", n_particle=120, n_noise=60, n_testpulse=40, record_length=4096, seed=4)
+
+
+# ---------------------------------------------------------------- running them
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve_and_stop(cmd: str, cwd: Path, env: dict) -> None:
+    """A long-running server command (cryopipe view): it must answer HTTP, then it is stopped."""
+    words = shlex.split(cmd)
+    if "--port" in words:
+        port = int(words[words.index("--port") + 1])
+    else:
+        port = _free_port()
+        words += ["--port", str(port)]
+    proc = subprocess.Popen(words, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stdout.read().decode()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    assert r.status == 200
+                    return
+            except OSError:
+                time.sleep(1.0)
+        raise AssertionError(f"{cmd}: no answer on port {port} within 90 s")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _runnable(cmd: str) -> str | None:
+    """The command as the test runs it (None: run elsewhere)."""
+    words = cmd.split()
+    if words[0] in ("pip", "pytest") or "profiles/slurm" in cmd:
+        return None
+    if words[0] == "python" and (words[1:2] == ["-m"] or words[1].startswith("bench/")):
+        return f"{sys.executable} {' '.join(words[1:3] if words[1] == '-m' else words[1:2])} --help"
+    return cmd
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A scratch copy of the project with the data the docs refer to."""
+    work = tmp_path_factory.mktemp("docs") / "cryopipe"
+    shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(".git", ".venv", "venv", ".snakemake", "results",
+                                                              "__pycache__", "*.egg-info", ".pytest_cache"))
+    write_mock_stream(work / "data" / "mock_ch0.csmpl")
+    write_cresst_runs(work / "data")
+    write_cait_events(work / "events.h5")
+    return work
+
+
+@pytest.mark.slow
+def test_every_documented_command_runs(project):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    commands = readme_commands((REPO / "README.md").read_text()) + config_commands()
+    ran = []
+    for cmd in commands:
+        run = _runnable(cmd)
+        if run is None:
+            continue
+        if run.startswith("cryopipe view"):
+            _serve_and_stop(run, project, env)
+        else:
+            proc = subprocess.run(run, shell=True, cwd=project, env=env, capture_output=True, text=True, timeout=1200)
+            assert proc.returncode == 0, f"`{cmd}` failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        ran.append(cmd)
+    assert any(c.startswith("snakemake --cores all") for c in ran)
+    assert (project / "results" / "mock" / "features.zarr").is_dir()
+    assert (project / "results" / "stream" / "labels.zarr").is_dir()
+    assert (project / "results" / "triggered" / "labels.zarr").is_dir()
+    # the user's run is the whole truth: no energy without a line, nothing of the demo in it
+    import xarray as xr
+
+    feats = xr.open_zarr(project / "results" / "mock" / "features.zarr", consolidated=False)
+    assert "energy" not in feats and feats.sizes["event"] > 20
