@@ -35,6 +35,7 @@ include: "workflow/rules/characterize.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/calibrate.smk"
+include: "workflow/rules/efficiency.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/cleaning.smk"
 

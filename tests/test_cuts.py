@@ -7,9 +7,11 @@ import pytest
 import scipy.fft
 import xarray as xr
 
-from cryopipe.cuts import DEFAULT_CUTS, EXTRA_FEATURE_UNITS, apply_cuts, extra_features, load_cuts, validate_cuts
+from cryopipe.cuts import DEFAULT_CUTS, apply_cuts, load_cuts, validate_cuts
 from cryopipe.errors import CryopipeError
 from cryopipe.features import compute_features
+from cryopipe.features.shape import UNITS as EXTRA_FEATURE_UNITS
+from cryopipe.features.shape import shape_features as extra_features
 from cryopipe.io.stores import validate
 from cryopipe.simulate.noise import psd_model
 from cryopipe.signal.pulses import pulse_template
@@ -212,8 +214,10 @@ def test_validation_errors_name_the_cut(cuts, message):
 
 
 def test_cut_set_shape_errors():
-    for bad in ({}, {"cuts": {}}, {"cuts": {"a": {"feature": "a", "max": 1}}, "extra": 1}, {"cuts": [1]}):
-        with pytest.raises(CryopipeError):
+    for bad, message in (({}, "single key 'cuts'"), ({"cuts": {}}, "has no cuts"),
+                         ({"cuts": {"a": {"feature": "a", "max": 1}}, "extra": 1}, "single key 'cuts'"),
+                         ({"cuts": [1]}, "single key 'cuts'")):
+        with pytest.raises(CryopipeError, match=message):
             validate_cuts(bad)
     with pytest.raises(CryopipeError, match="cut 'x': must be a mapping"):
         validate_cuts({"cuts": {"x": 3}})

@@ -8,7 +8,8 @@ import xarray as xr
 from scipy.optimize import brentq
 
 from cryopipe.errors import InputError
-from cryopipe.features import FEATURE_UNITS, compute_features, features_dataset
+from cryopipe.features import compute_features, features_dataset
+from cryopipe.features.main import UNITS as FEATURE_UNITS
 from cryopipe.io.stores import open_store, provenance, validate, write_store
 from cryopipe.signal.pulses import proebst_pulse
 
@@ -237,9 +238,11 @@ def test_flat_constant_and_noise_records_are_finite():
     assert compute_features(np.empty((0, N), np.float32), FS)["pulse_height"].shape == (0,)
 
 
-@pytest.mark.parametrize("bad", [np.zeros(N, np.float32), np.zeros((2, N), np.int16), np.zeros((2, 4), np.float32)])
-def test_bad_traces_raise(bad):
-    with pytest.raises(InputError):
+@pytest.mark.parametrize("bad, message", [(np.zeros(N, np.float32), "expected a 2-d"),
+                                          (np.zeros((2, N), np.int16), "expected float volts"),
+                                          (np.zeros((2, 4), np.float32), "too short")])
+def test_bad_traces_raise(bad, message):
+    with pytest.raises(InputError, match=message):
         compute_features(bad, FS)
 
 

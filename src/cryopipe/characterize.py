@@ -1,19 +1,19 @@
 """Detector characterisation: noise power spectrum (NPS), standard event (SEV), pulse-model fit.
 
 Record conventions: (n, N) float records in V, trigger (pulse onset) at N/4, baseline = mean of
-the first N/8 samples. PSD convention as cryopipe.simulate.noise: one-sided V^2/Hz at the rfft
+the first N/8 samples. PSD convention as cryopipe.signal.spectra: one-sided V^2/Hz at the rfft
 frequencies, sum(psd) * fs / N = variance.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 import scipy.fft
 import scipy.optimize
 import scipy.signal
 
 from cryopipe.errors import CryopipeError, InputError
-from cryopipe.simulate.pulses import proebst_pulse
+from cryopipe.features.selection import pulse_features
+from cryopipe.signal.pulses import proebst_pulse
 
 __all__ = ["clean_noise_mask", "noise_power_spectrum", "pulse_features", "select_clean_pulses",
            "standard_event", "fit_pulse_model", "robust_band"]
@@ -135,95 +135,6 @@ def noise_power_spectrum(records, sample_frequency: float, window: str = "boxcar
 
 # ---------------------------------------------------------------------------------------------
 # pulse features and selection
-
-_FEATURES = ("baseline", "baseline_rms", "height", "t_max", "t_onset", "rise", "decay", "n_edges")
-
-
-@numba.njit(cache=True)
-def _crossing_back(s, start, level):
-    """Fractional index where s falls to `level` going backwards from `start` (-1 if never)."""
-    for j in range(start, 0, -1):
-        if s[j - 1] <= level:
-            return j - (s[j] - level) / (s[j] - s[j - 1])
-    return -1.0
-
-
-@numba.njit(cache=True)
-def _crossing_forward(s, start, level):
-    """Fractional index where s falls to `level` going forwards from `start` (len(s) if never)."""
-    for j in range(start, s.size - 1):
-        if s[j + 1] <= level:
-            return j + (s[j] - level) / (s[j] - s[j + 1])
-    return float(s.size)
-
-
-@numba.njit(cache=True)
-def _pulse_features(records, n_base, width, k_edge, out):
-    n_rec, n = records.shape
-    half = width // 2
-    for i in range(n_rec):
-        x = records[i].astype(np.float64)
-        bl = np.mean(x[:n_base])
-        out[i, 0] = bl
-        out[i, 1] = np.std(x[:n_base])
-        cs = np.zeros(n + 1)
-        for j in range(n):
-            cs[j + 1] = cs[j] + x[j] - bl
-        s = np.empty(n)
-        for j in range(n):
-            a = max(j - half, 0)
-            b = min(j - half + width, n)
-            s[j] = (cs[b] - cs[a]) / (b - a)
-        i_max = np.argmax(s)
-        h = s[i_max]
-        out[i, 2] = h
-        out[i, 3] = i_max
-        t10 = _crossing_back(s, i_max, 0.1 * h)
-        t90 = _crossing_back(s, i_max, 0.9 * h)
-        out[i, 4] = t10
-        out[i, 5] = t90 - t10 if t10 >= 0 and t90 >= 0 else np.nan
-        out[i, 6] = _crossing_forward(s, i_max, h / np.e) - i_max
-        # rising edges: box derivative above k_edge robust sigmas, an edge ends where it turns negative
-        d = s[width:] - s[:n - width]
-        d_base = d[:max(n_base - width, 8)]
-        sigma = 1.4826 * np.median(np.abs(d_base - np.median(d_base)))
-        threshold = k_edge * sigma
-        edges = 0
-        rising = False
-        for j in range(d.size):
-            if not rising and d[j] > threshold:
-                edges += 1
-                rising = True
-            elif rising and d[j] < 0.0:
-                rising = False
-        out[i, 7] = edges
-
-
-def pulse_features(records, smooth: int | None = None, k_edge: float = 6.0, batch: int = 1024) -> dict:
-    """The few per-record features the SEV selection needs.
-
-    Parameters
-    ----------
-    records : (n, N) V
-    smooth : moving-average width for heights and times, samples (default max(N // 1024, 2))
-    k_edge : a rising edge is a box derivative (over `smooth` samples) above k_edge robust sigmas
-        of its baseline value
-
-    Returns
-    -------
-    dict of (n,) float arrays: baseline (V, mean of the first N/8), baseline_rms (V), height (V, of the
-    smoothed baseline-subtracted record), t_max, t_onset (10 % crossing before the maximum), rise
-    (10-90 %), decay (maximum to 1/e), all in samples, and n_edges (number of rising edges).
-    """
-    records = _as_records(records, "records")
-    n = records.shape[1]
-    width = int(smooth) if smooth else max(n // 1024, 2)
-    out = np.empty((records.shape[0], len(_FEATURES)))
-    for a in range(0, records.shape[0], batch):
-        _pulse_features(np.ascontiguousarray(records[a:a + batch]), n // 8, width, float(k_edge),
-                        out[a:a + batch])
-    return {name: out[:, j] for j, name in enumerate(_FEATURES)}
-
 
 def _shift_rows(x: np.ndarray, lags: np.ndarray) -> np.ndarray:
     """Shift each row left by its lag (samples; a pulse lag samples late moves to time 0), edge padded."""

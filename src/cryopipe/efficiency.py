@@ -6,9 +6,9 @@ random-trigger records, or noise simulated from the noise power spectrum with
 
 1. the trigger condition: optimum-filter amplitude maximised over the time-shift window (Cait's
    [N/8, 7N/8) of the filtered record by default) >= threshold (V), as the stream trigger decides;
-2. the features (`cryopipe.features.compute_features`, plus the OF results as ``of_amplitude``
-   (fixed lag, V), ``of_amplitude_shifted`` (V), ``of_shift`` (samples), ``of_chi2``) and the cut, a
-   callable ``cut(records, features) -> bool (n,)`` applied to the triggered records.
+2. the features of the triggered records, from the feature families of `cryopipe.features` (the same
+   code and units as the features stage; by default the main and optimum-filter families, e.g.
+   ``of_amplitude`` (V), ``of_shift`` (s)), and the cut, a callable ``cut(records, features) -> bool (n,)``.
 
 Per injected amplitude: trigger efficiency n_triggered / n_injected, cut efficiency n_survived /
 n_triggered, total efficiency n_survived / n_injected, each with binomial errors sqrt(p (1 - p) / n).
@@ -32,17 +32,17 @@ import scipy.special
 import xarray as xr
 
 from cryopipe.errors import CryopipeError, InputError
-from cryopipe.features import compute_features
+from cryopipe.features import BY_NAME, ChannelContext, compute_block
 from cryopipe.optimum_filter import (
     OptimumFilter,
     cait_shift_window,
     expected_resolution,
     of_amplitudes,
 )
-from cryopipe.simulate.noise import noise_from_psd
+from cryopipe.signal.spectra import noise_from_psd
 
-__all__ = ["inject", "noise_records_from_nps", "trigger_and_cut", "efficiency_curve", "fit_threshold",
-           "erf_efficiency"]
+__all__ = ["inject", "noise_records_from_nps", "default_features", "trigger_and_cut", "efficiency_curve",
+           "fit_threshold", "erf_efficiency"]
 
 
 def erf_efficiency(x, x50, width, plateau=1.0):
@@ -99,27 +99,37 @@ def inject(noise_records, sev, amplitudes, rng: np.random.Generator | None = Non
     return out
 
 
+def default_features(of: OptimumFilter, sample_frequency: float | None = None) -> Callable:
+    """``features(records) -> dict``: the main and optimum-filter feature families with filter `of`."""
+    fs = of.sample_frequency if sample_frequency is None else float(sample_frequency)
+    ctx = ChannelContext(fs, of.record_length, of=of)
+    families = [BY_NAME["main"], BY_NAME["optimum_filter"]]
+    return lambda records: compute_block(records, ctx, families)
+
+
 def trigger_and_cut(of: OptimumFilter, records, threshold: float, cut: Callable | None = None,
-                    sample_frequency: float | None = None, shift_window=None) -> dict:
+                    sample_frequency: float | None = None, shift_window=None,
+                    features: Callable | None = None) -> dict:
     """Trigger decision and cut decision of each record.
 
+    The cut sees ``features(triggered_records)`` (default `default_features`: the main and
+    optimum-filter families of `cryopipe.features`).
+
     Returns dict of (n,) arrays: ``triggered`` (bool), ``survived`` (bool: triggered and passing the
-    cut; equal to triggered without a cut), and the OF results ``of_amplitude``,
-    ``of_amplitude_shifted`` (V), ``of_shift`` (samples), ``of_chi2``.
+    cut; equal to triggered without a cut), and the trigger's OF results ``of_amplitude``,
+    ``of_amplitude_shifted`` (V), ``of_shift`` (s), ``of_chi2``.
     """
     window = cait_shift_window(of.record_length) if shift_window is None else shift_window
     r = of_amplitudes(of, records, shift_window=window)
     triggered = r["amplitude_shifted"] >= threshold
     out = {"triggered": triggered, "of_amplitude": r["amplitude"], "of_amplitude_shifted": r["amplitude_shifted"],
-           "of_shift": r["shift"], "of_chi2": r["chi2"]}
+           "of_shift": r["shift"] / of.sample_frequency, "of_chi2": r["chi2"]}
     survived = triggered.copy()
     idx = np.flatnonzero(triggered)
     if cut is not None and idx.size:
         sub = np.asarray(records)[idx]
-        fs = of.sample_frequency if sample_frequency is None else sample_frequency
-        feats = compute_features(sub, fs)
-        feats.update({k: v[idx] for k, v in out.items() if k.startswith("of_")})
-        passed = np.asarray(cut(sub, feats), dtype=bool)
+        features = default_features(of, sample_frequency) if features is None else features
+        passed = np.asarray(cut(sub, features(sub)), dtype=bool)
         if passed.shape != idx.shape:
             raise CryopipeError(f"cut returned shape {passed.shape}, expected ({idx.size},) for the triggered records")
         survived[idx] = passed
@@ -136,7 +146,7 @@ def _binomial(k, n):
 def efficiency_curve(of: OptimumFilter, sev, noise_records, amplitudes, threshold: float, *,
                      cut: Callable | None = None, n_per_amplitude: int = 100, sample_frequency: float | None = None,
                      rng: np.random.Generator | None = None, shift_window=None, kev_per_volt: float | None = None,
-                     fit: bool = True, batch: int = 4096) -> xr.Dataset:
+                     fit: bool = True, batch: int = 4096, features: Callable | None = None) -> xr.Dataset:
     """Survival probability of injected SEV pulses against amplitude.
 
     Parameters
@@ -146,7 +156,9 @@ def efficiency_curve(of: OptimumFilter, sev, noise_records, amplitudes, threshol
     noise_records : (m, N) noise-only records, V (random triggers, or `noise_records_from_nps`)
     amplitudes : (k,) injected pulse heights, V (each is one point of the curve)
     threshold : trigger threshold on the shift-searched OF amplitude, V
-    cut : ``cut(records, features) -> bool (n,)`` on the triggered records (features: see module doc)
+    cut : ``cut(records, features) -> bool (n,)`` on the triggered records
+    features : ``features(records) -> dict`` of the triggered records for the cut (default
+        `default_features`: main and optimum-filter families)
     n_per_amplitude : injections per amplitude
     sample_frequency : Hz (default the filter's)
     rng : numpy Generator for the choice of noise records (default seeded 0)
@@ -175,7 +187,7 @@ def efficiency_curve(of: OptimumFilter, sev, noise_records, amplitudes, threshol
     for a in range(0, every.size, int(batch)):
         sl = slice(a, a + int(batch))
         records = inject(noise_records, sev, every[sl], rng)
-        r = trigger_and_cut(of, records, threshold, cut, sample_frequency, shift_window)
+        r = trigger_and_cut(of, records, threshold, cut, sample_frequency, shift_window, features)
         triggered[sl], survived[sl] = r["triggered"], r["survived"]
     n_inj = np.bincount(point, minlength=amps.size)
     n_trig = np.bincount(point, weights=triggered, minlength=amps.size).astype(np.int64)

@@ -1,5 +1,4 @@
-# Energy calibration from a line of known energy (one job per channel, gathered per run), and the
-# trigger and cut efficiency from SEV pulses injected onto the run's noise records.
+# Energy calibration from a line of known energy (one job per channel, gathered per run).
 
 
 rule calibrate_channel:
@@ -32,48 +31,6 @@ rule calibrate:
         code=script_code("gather_channels.py"),
     log:
         f"{RESULTS}/{{run}}/logs/calibrate.log",
-    threads: 1
-    resources:
-        mem_mb=500,
-        runtime=10,
-    conda:
-        CONDA_ENV
-    script:
-        "../scripts/gather_channels.py"
-
-
-rule efficiency_channel:
-    input:
-        records=f"{RESULTS}/{{run}}/records.zarr",
-        characterization=f"{RESULTS}/{{run}}/characterization.zarr",
-        calibration=calibration_input,
-    output:
-        directory(f"{RESULTS}/{{run}}/efficiency/{{channel}}.zarr"),
-    params:
-        efficiency=subconfig("efficiency"),
-        cuts=lambda w: cut_set(w.run),
-        code=script_code("efficiency_channel.py"),
-    log:
-        f"{RESULTS}/{{run}}/logs/efficiency_{{channel}}.log",
-    threads: 2
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        CONDA_ENV
-    script:
-        "../scripts/efficiency_channel.py"
-
-
-rule efficiency:
-    input:
-        lambda w: expand(f"{RESULTS}/{w.run}/efficiency/{{channel}}.zarr", channel=channel_names(w.run)),
-    output:
-        directory(f"{RESULTS}/{{run}}/efficiency.zarr"),
-    params:
-        code=script_code("gather_channels.py"),
-    log:
-        f"{RESULTS}/{{run}}/logs/efficiency.log",
     threads: 1
     resources:
         mem_mb=500,

@@ -1,15 +1,30 @@
 # Per-event features of the final records: one job per channel (scatter), then one gather job per
-# run. With the characterisation, the optimum-filter amplitude, chi2 and time shift join them.
+# run. Every feature family of cryopipe.features runs (those needing the characterisation only with
+# it), then the user's plug-ins (features.plugins); the gather adds the energy with a calibration.
+
+
+def feature_plugins(wildcards):
+    """The run's feature plug-in files (features.plugins)."""
+    return list(run_section(RUNS, wildcards.run, "features").get("plugins") or [])
+
+
+def feature_plugin_hashes(wildcards):
+    """Content hash of each plug-in file, for params: editing a plug-in reruns the features."""
+    from cryopipe.features import file_hash
+
+    return {str(p): file_hash(p) for p in feature_plugins(wildcards)}
 
 
 rule features_channel:
     input:
         records=f"{RESULTS}/{{run}}/records.zarr",
         characterization=characterization_input,
+        plugins=feature_plugins,
     output:
         directory(f"{RESULTS}/{{run}}/features/{{channel}}.zarr"),
     params:
         features=subconfig("features"),
+        plugin_hashes=feature_plugin_hashes,
         code=script_code("features_channel.py"),
     log:
         f"{RESULTS}/{{run}}/logs/features_{{channel}}.log",

@@ -1,7 +1,8 @@
 """Rule efficiency_channel: trigger and cut efficiency of one channel from injected SEV pulses."""
+from cryopipe.features import load_plugins
 from cryopipe.io.stores import load_store, open_store, write_store
-from cryopipe.stages.calibrate import efficiency_channel
 from cryopipe.runner import step
+from cryopipe.stages.efficiency import efficiency_channel
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
@@ -12,7 +13,8 @@ with step("efficiency_channel", sm.log[0]) as log:
     kev = None
     if sm.input.calibration:
         kev = float(load_store(sm.input.calibration, "calibration")["kev_per_volt"].sel(channel=ch))
-    ds = efficiency_channel(records, char, dict(sm.params.cuts), dict(sm.params.efficiency), kev_per_volt=kev)
+    ds = efficiency_channel(records, char, dict(sm.params.cuts), dict(sm.params.efficiency), kev_per_volt=kev,
+                            plugins=load_plugins(sm.params.plugins))
     ds.attrs["inputs"] = [str(p) for p in sm.input]
     c = ds.isel(channel=0)
     log.info("channel %s: trigger 50 %% point %.3g V (threshold %.3g V), after cuts %.3g V", ch,

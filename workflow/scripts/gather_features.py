@@ -1,6 +1,6 @@
 """Rule features: gather a run's per-channel features; with a calibration, add energy (keV)."""
+from cryopipe.features import add_energy
 from cryopipe.io.stores import concat_channels, load_store, write_store
-from cryopipe.stages.calibrate import add_energy
 from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)

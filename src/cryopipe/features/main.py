@@ -1,4 +1,4 @@
-"""Per-event features: Cait's main and additional parameters, fused into one numba kernel.
+"""Feature family "main": Cait's main and additional parameters, fused into one numba kernel.
 
 Definitions (per record ``x`` of ``N`` samples at ``fs`` Hz; sample indices from 0; ``n8 = N // 8``;
 times in s relative to the trigger sample ``N // 4``):
@@ -42,19 +42,15 @@ four independent add chains, and first-extremum searches as vectorised integer b
 """
 from __future__ import annotations
 
-import json
-
 import numba as nb
 import numpy as np
-import xarray as xr
 
-from .errors import InputError
-from .io.stores import provenance
+from ..errors import InputError
 
 SMOOTHING_SAMPLES = 50
 _HALF = SMOOTHING_SAMPLES // 2
 
-FEATURE_UNITS: dict[str, str] = {
+UNITS: dict[str, str] = {
     "pulse_height": "V",
     "onset": "s",
     "rise_time": "s",
@@ -79,7 +75,7 @@ FEATURE_UNITS: dict[str, str] = {
     "skewness_last": "1",
     "offset_difference": "V",
 }
-FEATURES = tuple(FEATURE_UNITS)
+FEATURES = tuple(UNITS)
 (_PH, _ONSET, _RISE, _DECAY, _PEAK, _SLOPE, _OFFSET, _MAX, _MIN, _DMAX, _DMIN, _DMAX_T, _DMIN_T,
  _MEAN, _VAR, _SKEW, _MEAN_F, _VAR_F, _SKEW_F, _MEAN_L, _VAR_L, _SKEW_L, _OFFDIFF) = range(len(FEATURES))
 
@@ -352,7 +348,7 @@ def compute_features(traces: np.ndarray, sample_frequency: float) -> dict[str, n
 
     Returns
     -------
-    dict feature name -> (n_events,) float64 array, in the units of ``FEATURE_UNITS``.
+    dict feature name -> (n_events,) float64 array, in the units of ``UNITS``.
     """
     traces = np.asarray(traces)
     if traces.ndim != 2:
@@ -369,62 +365,3 @@ def compute_features(traces: np.ndarray, sample_frequency: float) -> dict[str, n
     if traces.shape[0]:
         _features_kernel(traces, fs, out)
     return {name: out[i] for i, name in enumerate(FEATURES)}
-
-
-PER_EVENT_VARIABLES = ("trigger_sample", "trigger_time", "record_kind")
-
-
-def features_dataset(records: xr.Dataset, batch: int = 4096, progress=None) -> xr.Dataset:
-    """Features of every channel and event of a records store, read in event slices.
-
-    Parameters
-    ----------
-    records : Dataset of store kind "records" (``trace`` (channel, event, sample) V, attrs
-        ``sample_frequency`` Hz, ``record_length`` samples); may be lazy (Zarr-backed).
-    batch : events read per slice (all channels at once; memory ~ n_channels * batch * N * 4 bytes).
-    progress : optional callable ``progress(events_done, events_total)``, called after each slice.
-
-    Returns
-    -------
-    Dataset of store kind "features": one (channel, event) float64 variable per feature with attr
-    ``units``, dataset attr ``units`` (JSON of FEATURE_UNITS), coords and per-event variables
-    (trigger_sample, trigger_time, record_kind) copied from `records`, provenance attrs.
-    """
-    if "trace" not in records.variables or tuple(records["trace"].dims) != ("channel", "event", "sample"):
-        raise InputError("records: needs a variable 'trace' with dims (channel, event, sample)")
-    for a in ("sample_frequency", "record_length"):
-        if a not in records.attrs:
-            raise InputError(f"records: missing attribute {a!r}")
-    if int(batch) < 1:
-        raise InputError(f"batch: must be a positive number of events, got {batch!r}")
-    fs = float(records.attrs["sample_frequency"])
-    trace = records["trace"]
-    n_channels, n_events, n_samples = trace.shape
-    if int(records.attrs["record_length"]) != n_samples:
-        raise InputError(f"records: attribute record_length={records.attrs['record_length']} but traces "
-                         f"have {n_samples} samples")
-    values = {name: np.empty((n_channels, n_events), np.float64) for name in FEATURES}
-    for start in range(0, n_events, int(batch)):
-        stop = min(start + int(batch), n_events)
-        block = np.asarray(trace[:, start:stop].values)
-        for c in range(n_channels):
-            for name, v in compute_features(block[c], fs).items():
-                values[name][c, start:stop] = v
-        if progress is not None:
-            progress(stop, n_events)
-
-    coords = {d: records.coords[d] for d in ("channel", "event") if d in records.coords}
-    data = {name: xr.Variable(("channel", "event"), v, {"units": FEATURE_UNITS[name]})
-            for name, v in values.items()}
-    for name in PER_EVENT_VARIABLES:
-        if name in records.variables and tuple(records[name].dims) == ("event",):
-            data[name] = xr.Variable(("event",), np.asarray(records[name].values), dict(records[name].attrs))
-    attrs = provenance(
-        "features",
-        parameters={"smoothing_samples": SMOOTHING_SAMPLES, "features": list(FEATURES)},
-        inputs=[],
-        sample_frequency=fs,
-        record_length=int(records.attrs["record_length"]),
-        units=json.dumps(FEATURE_UNITS),
-    )
-    return xr.Dataset(data, coords=coords, attrs=attrs)

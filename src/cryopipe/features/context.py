@@ -1,0 +1,64 @@
+"""What a feature family may use besides a channel's records: the run's characterisation of it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+from ..errors import InputError
+
+
+@dataclass
+class ChannelContext:
+    """One channel's sample rate, record length and (optionally) characterisation.
+
+    Attributes
+    ----------
+    sample_frequency : Hz
+    record_length : samples per record, N
+    name : channel name (error messages)
+    sev : (N,) standard event (max 1, onset at N/4), as stored; None without a characterisation
+    nps : (N//2+1,) one-sided noise power spectrum, V^2/Hz; None without a characterisation
+    fit_truncation : V above the baseline: the per-event SEV fit leaves out samples above it (None: all)
+    of : the channel's optimum filter; built from `sev` and `nps` on first use when not given
+    """
+
+    sample_frequency: float
+    record_length: int
+    name: str = "channel"
+    sev: np.ndarray | None = None
+    nps: np.ndarray | None = None
+    fit_truncation: float | None = None
+    of: object | None = field(default=None, repr=False)
+
+    @property
+    def characterized(self) -> bool:
+        return self.sev is not None and self.nps is not None
+
+    def optimum_filter(self):
+        """The channel's optimum filter (`cryopipe.optimum_filter.build_optimum_filter` of sev, nps)."""
+        if self.of is None:
+            if not self.characterized:
+                raise InputError(f"channel {self.name!r}: the optimum filter needs a characterisation (sev, nps)")
+            from ..optimum_filter import build_optimum_filter
+
+            self.of = build_optimum_filter(self.sev, self.nps, self.sample_frequency, what=str(self.name))
+        return self.of
+
+    @classmethod
+    def from_stores(cls, records: xr.Dataset, characterization: xr.Dataset | None, channel,
+                    fit_truncation: float | None = None) -> "ChannelContext":
+        """Context of `channel` from a records Dataset's attrs and a characterization store (or None)."""
+        fs = float(records.attrs["sample_frequency"])
+        n = int(records.attrs["record_length"])
+        if characterization is None:
+            return cls(fs, n, str(channel), fit_truncation=fit_truncation)
+        for v in ("sev", "nps"):
+            if v not in characterization.variables:
+                raise InputError(f"characterization: missing variable {v!r}")
+        if str(channel) not in [str(c) for c in characterization["channel"].values]:
+            raise InputError(f"characterization: has no channel {channel!r}")
+        c = characterization.sel(channel=channel)
+        return cls(fs, n, str(channel), sev=np.asarray(c["sev"].values), nps=np.asarray(c["nps"].values),
+                   fit_truncation=fit_truncation)

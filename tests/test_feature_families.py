@@ -1,0 +1,118 @@
+"""Feature families: one unit per name everywhere, the batch loop equals the families run directly."""
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from cryopipe import features
+from cryopipe.features import (BY_NAME, FAMILIES, FEATURE_UNITS, ChannelContext, compute_block, energy,
+                               features_dataset, main, optimum_filter, selection, sev_fit, shape)
+from cryopipe.io.stores import provenance, validate
+from cryopipe.signal.pulses import pulse_template
+
+FS = 25_000.0
+N = 1024
+
+
+def make_records(n_events=90, n_channels=2, seed=0):
+    rng = np.random.default_rng(seed)
+    sev = pulse_template(N, FS, 0.002, 0.0003, 0.01, at_over_an=0.5)
+    heights = rng.uniform(0.0, 0.05, (n_channels, n_events, 1))
+    trace = (rng.normal(0, 1e-3, (n_channels, n_events, N)) + heights * sev).astype(np.float32)
+    kinds = np.where(np.arange(n_events) % 3 == 0, "noise", "particle")
+    ds = xr.Dataset({"trace": (("channel", "event", "sample"), trace), "record_kind": ("event", kinds),
+                     "trigger_time": ("event", np.arange(n_events) * 0.1, {"units": "s"})},
+                    coords={"channel": ["a", "b"][:n_channels], "event": np.arange(n_events)},
+                    attrs=provenance("records", {}, [], sample_frequency=FS, record_length=N))
+    nps = np.full(N // 2 + 1, 2e-6 / FS)
+    char = xr.Dataset({"sev": (("channel", "sample"), np.tile(sev.astype(np.float32), (n_channels, 1))),
+                       "nps": (("channel", "frequency"), np.tile(nps, (n_channels, 1)))},
+                      coords={"channel": ds.channel.values}, attrs={"sample_frequency": FS})
+    return ds, char
+
+
+def test_every_feature_name_has_one_unit_everywhere_it_is_stored():
+    modules = [main, optimum_filter, shape, sev_fit, energy]
+    seen = {}
+    for m in modules:
+        for name, unit in m.UNITS.items():
+            assert name not in seen, f"{name} declared by two families"
+            seen[name] = unit
+    assert seen == FEATURE_UNITS
+    assert {n for f in FAMILIES for n in f.units} | set(energy.UNITS) == set(FEATURE_UNITS)
+    assert not set(selection.UNITS) & set(FEATURE_UNITS)        # the selection's features are not stored
+    # a features store: variable attrs, dataset attr and the registry agree
+    records, char = make_records(n_events=20)
+    ds = features_dataset(records, char, batch=8)
+    stored = json.loads(ds.attrs["units"])
+    for name, var in ds.data_vars.items():
+        if var.dims == ("channel", "event"):
+            assert var.attrs["units"] == stored[name] == FEATURE_UNITS[name], name
+    assert set(stored) == {n for n, v in ds.data_vars.items() if v.dims == ("channel", "event")}
+    # the energy family keeps the units attr complete
+    cal = xr.Dataset({"kev_per_volt": ("channel", [2.0, 3.0]), "offset_kev": ("channel", [0.0, 0.0])},
+                     coords={"channel": ["a", "b"]}, attrs={"amplitude": "of_amplitude_shifted"})
+    with_energy = features.add_energy(ds, cal)
+    assert json.loads(with_energy.attrs["units"])["energy"] == with_energy["energy"].attrs["units"] == "keV"
+
+
+def test_of_shift_is_in_seconds_in_both_consumers():
+    """The features stage and the efficiency stage compute OF features with the same family."""
+    from cryopipe.efficiency import default_features, trigger_and_cut
+
+    records, char = make_records(n_events=12)
+    ctx = ChannelContext.from_stores(records, char, "a")
+    tr = records.trace.values[0]
+    direct = compute_block(tr, ctx, [BY_NAME["optimum_filter"]])
+    assert np.all(np.abs(direct["of_shift"]) < N / FS)
+    via_eff = default_features(ctx.optimum_filter())(tr)
+    np.testing.assert_array_equal(via_eff["of_shift"], direct["of_shift"])
+    seen = {}
+    trigger_and_cut(ctx.optimum_filter(), tr, -np.inf, cut=lambda r, f: seen.update(f) or np.ones(len(r), bool))
+    np.testing.assert_array_equal(seen["of_shift"], direct["of_shift"])
+
+
+def test_dataset_equals_families_run_directly_for_any_batch():
+    records, char = make_records()
+    ds = features_dataset(records, char, batch=32)
+    assert set(ds.data_vars) >= set(FEATURE_UNITS) - {"energy"}
+    validate(ds, "features")
+    for c, ch in enumerate(["a", "b"]):
+        ctx = ChannelContext.from_stores(records, char, ch)
+        direct = compute_block(records.trace.values[c], ctx, FAMILIES)
+        for name, v in direct.items():
+            np.testing.assert_array_equal(ds[name].values[c], v, err_msg=name)
+    np.testing.assert_array_equal(ds.record_kind.values, records.record_kind.values)
+    assert "valid" not in ds
+
+
+def test_without_characterization_only_main_family():
+    records, _ = make_records(n_events=10)
+    ds = features_dataset(records)
+    assert {n for n, v in ds.data_vars.items() if v.dims == ("channel", "event")} == set(main.UNITS)
+
+
+def test_records_with_nan_samples_get_nan_features_and_valid_flag():
+    records, char = make_records(n_events=10)
+    records.trace.values[1, 3, 100] = np.nan
+    ds = features_dataset(records, char)
+    assert ds["valid"].values.sum() == 19 and not ds["valid"].values[1, 3]
+    assert np.isnan(ds["of_snr"].values[1, 3]) and np.isfinite(ds["of_snr"].values[0, 3])
+
+
+def test_families_for_picks_the_families_of_cut_features():
+    from cryopipe.cuts import DEFAULT_CUTS
+    from cryopipe.stages.efficiency import cut_feature_names
+
+    names = cut_feature_names(DEFAULT_CUTS)
+    assert "of_snr" in names and "slope" in names
+    assert [f.name for f in features.families_for(names, FAMILIES)] == ["main", "shape"]
+
+
+@pytest.mark.parametrize("name", ["shape", "sev_fit", "optimum_filter"])
+def test_families_needing_characterization_refuse_without(name):
+    records, _ = make_records(n_events=4)
+    ctx = ChannelContext.from_stores(records, None, "a")
+    with pytest.raises(Exception):
+        BY_NAME[name].compute(records.trace.values[0], ctx)

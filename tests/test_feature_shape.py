@@ -1,0 +1,128 @@
+"""The shape family's numba kernels equal the plain numpy formulation (kept here as the reference)
+bit for bit."""
+import numpy as np
+import pytest
+import scipy.fft
+
+from cryopipe.features.shape import MAD_TO_SIGMA, SPIKE_WIDTH, UNITS, _median, _pairwise_sum, shape_features
+from cryopipe.optimum_filter import build_optimum_filter, expected_resolution
+from cryopipe.signal.pulses import pulse_template
+
+FS = 25_000.0
+
+
+def ref_main_and_second_pulse(x, of, sigma_of, response):
+    """of_snr, onset lag (samples), second_pulse_snr, second pulse lag (samples) for records x (B, N) float64, V."""
+    b, n = x.shape
+    edge = max(n // 128, 1)
+    ramp = np.linspace(0.0, 1.0, n)
+    start, end = x[:, :edge].mean(axis=1), x[:, -edge:].mean(axis=1)
+    detrended = x - start[:, None] - (end - start)[:, None] * ramp[None, :]
+    amp = scipy.fft.irfft(scipy.fft.rfft(detrended, axis=1) * of.transfer, n=n, axis=1) / sigma_of
+    lags = np.arange(n)
+    lags = np.where(lags >= n - of.onset, lags - n, lags)          # lag = onset - N/4, in [-N/4, 3N/4)
+    onset = lags + of.onset
+    valid = (onset >= n // 64) & (onset < n - n // 16)
+    i0 = np.argmax(np.where(valid[None, :], amp, -np.inf), axis=1)
+    a0 = amp[np.arange(b), i0]
+    rolled = response[(np.arange(n)[None, :] - i0[:, None]) % n]   # main pulse's response at its lag
+    rest = amp - a0[:, None] * rolled
+    far = np.abs(lags[None, :] - lags[i0][:, None]) >= max(n // 256, 1)
+    rest = np.where(valid[None, :] & far, rest, -np.inf)
+    i1 = np.argmax(rest, axis=1)
+    return a0, lags[i0], rest[np.arange(b), i1], lags[i1]
+
+
+def ref_spike_features(x):
+    """spike_snr, spike_fraction of records x (B, N) float64 (see module docstring)."""
+    n = x.shape[1]
+    w = SPIKE_WIDTH
+    c = np.concatenate([np.zeros((x.shape[0], 1)), np.cumsum(x, axis=1)], axis=1)
+    k = np.arange(2 * w, n - 2 * w)
+    left = (c[:, k - w] - c[:, k - 2 * w]) / w          # mean of x[k-2w : k-w]
+    right = (c[:, k + 2 * w + 1] - c[:, k + w + 1]) / w  # mean of x[k+w+1 : k+2w+1]
+    xk = x[:, k]
+    up = np.minimum(xk - left, xk - right)
+    down = np.minimum(left - xk, right - xk)
+    biggest = np.max(np.maximum(up, down), axis=1)
+    centred = xk - 0.5 * (left + right)
+    scale = MAD_TO_SIGMA * np.median(np.abs(centred - np.median(centred, axis=1, keepdims=True)), axis=1)
+    excursion = np.max(np.abs(x - x[:, :n // 8].mean(axis=1, keepdims=True)), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return biggest / scale, biggest / excursion
+
+
+def ref_pretrigger_drop(x):
+    """Signed largest of mean(x[:L]) - mean(x[N/8 : 7N/32]) for L = N/64, N/32, N/16 (V)."""
+    n = x.shape[1]
+    ref = x[:, n // 8:7 * n // 32].mean(axis=1)
+    drops = np.stack([x[:, :n // k].mean(axis=1) - ref for k in (64, 32, 16)])
+    return np.take_along_axis(drops, np.argmax(np.abs(drops), axis=0)[None], axis=0)[0]
+
+
+def reference(traces, fs, sev, nps, batch=256):
+    """The numpy formulation the shape family was written in first."""
+    n = traces.shape[1]
+    of = build_optimum_filter(sev, nps, fs)
+    sigma_of = expected_resolution(of)
+    sigma_bl = float(np.sqrt(np.sum(np.asarray(nps, float)[1:]) * fs / n))
+    response = scipy.fft.irfft(of.template_fft * of.transfer, n=n)
+    out = {k: np.empty(traces.shape[0]) for k in UNITS}
+    n8 = n // 8
+    for a in range(0, traces.shape[0], batch):
+        sl = slice(a, min(a + batch, traces.shape[0]))
+        x = traces[sl].astype(np.float64)
+        a0, lag, second, lag2 = ref_main_and_second_pulse(x, of, sigma_of, response)
+        end = x[:, -n8:].mean(axis=1) - x[:, :n8].mean(axis=1)
+        out["of_snr"][sl] = a0
+        out["of_onset"][sl] = lag / fs
+        out["second_pulse_snr"][sl] = second
+        out["second_pulse_fraction"][sl] = second / np.maximum(a0, 1.0)
+        out["second_pulse_delay"][sl] = (lag2 - lag) / fs
+        out["end_snr"][sl] = end / sigma_bl
+        height = x.max(axis=1) - x[:, :n8].mean(axis=1)
+        out["end_fraction"][sl] = end / np.maximum(height, sigma_bl)
+        out["spike_snr"][sl], out["spike_fraction"][sl] = ref_spike_features(x)
+        out["pretrigger_drop_snr"][sl] = ref_pretrigger_drop(x) / sigma_bl
+        base = x[:, :n8].mean(axis=1)
+        top = base + 0.95 * (x.max(axis=1) - base)
+        out["top_plateau"][sl] = np.mean(x >= top[:, None], axis=1)
+    return out
+
+
+def records(n_events, n, seed):
+    rng = np.random.default_rng(seed)
+    sev = pulse_template(n, FS, 0.002, 0.0003, 0.01, at_over_an=0.5)
+    x = rng.normal(0, 1e-3, (n_events, n)) + rng.uniform(-1, 1, (n_events, 1))
+    x += rng.uniform(0, 0.05, (n_events, 1)) * sev
+    late = rng.integers(0, n - 100, n_events)
+    for i in range(0, n_events, 3):                                  # pile-up
+        x[i, late[i]:] += 0.02 * sev[:n - late[i]]
+    x[1::5, rng.integers(10, n - 10)] += 0.05                        # spikes
+    x[2::7, n // 2:] += 0.01                                        # steps
+    x[4::11] = np.round(x[4::11], 2)                                # many ties
+    nps = np.full(n // 2 + 1, 2e-6 / FS)
+    return x.astype(np.float32), sev, nps
+
+
+@pytest.mark.parametrize("n_events, n, seed, batch", [(70, 1024, 0, 64), (70, 1024, 0, 7), (33, 2048, 1, 256),
+                                                      (40, 16384, 2, 256), (5, 256, 3, 2)])
+def test_kernel_equals_numpy_reference_bit_for_bit(n_events, n, seed, batch):
+    """Any batch size (the parallel chunks of the kernels and the FFT blocks), any record length."""
+    x, sev, nps = records(n_events, n, seed)
+    got = shape_features(x, FS, sev, nps, batch=batch)
+    ref = reference(x, FS, sev, nps)
+    assert set(got) == set(ref) == set(UNITS)
+    for k in UNITS:
+        np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
+
+
+def test_pairwise_sum_and_median_equal_numpy():
+    rng = np.random.default_rng(4)
+    for n in (1, 7, 8, 100, 128, 129, 1000, 2048, 16383):
+        a = rng.standard_normal(n + 10) * 1e-3 + 0.7
+        assert _pairwise_sum(a, 3, n) / n == a[3:3 + n].mean()
+        b = a[:n].copy()
+        assert _median(b, n) == np.median(a[:n])
+    ties = np.round(rng.standard_normal(1000), 1)
+    assert _median(ties.copy(), 1000) == np.median(ties)
