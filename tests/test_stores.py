@@ -19,6 +19,8 @@ def records(n_events=5, n_samples=64, channels=("phonon", "light")):
             "trace": (("channel", "event", "sample"), rng.normal(size=(len(channels), n_events, n_samples)).astype("f4")),
             "trigger_sample": ("event", np.arange(n_events, dtype=np.int64) * 1000),
             "trigger_time": ("event", np.arange(n_events) * 0.04),
+            "timestamp": ("event", 1.6e9 + np.arange(n_events) * 0.04),
+            "tpa": ("event", np.array([0.0] * (n_events - 1) + [-1.0], "f4")),
             "record_kind": ("event", np.array(["particle"] * (n_events - 1) + ["noise"])),
             "trigger_channel": ("event", np.array([0] * (n_events - 1) + [-1])),
             "trigger_amplitude": (("channel", "event"), np.ones((len(channels), n_events), "f4")),

@@ -47,7 +47,11 @@ def python_trigger(y, threshold, holdoff):
     out, dead = [], 0
     for c in crossings:
         if c >= dead:
-            out.append(c + int(np.argmax(y[c : c + holdoff])))
+            t = c + int(np.argmax(y[c : c + holdoff]))
+            if t == c + holdoff - 1:  # still rising at the window's end: follow the excursion up
+                while t + 1 < y.size and y[t + 1] > max(threshold, y[t]):
+                    t += 1
+            out.append(t)
             dead = c + holdoff
     return np.array(out, dtype=np.int64)
 
@@ -115,9 +119,9 @@ def test_generic_kernel_truncated_and_exact_on_generic_pulse():
 
 
 def test_bad_kernel_and_channel_raise():
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="template is constant"):
         matched_kernel(np.ones(100))
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="anchor 4 is not an index"):
         filter_block(np.zeros(10), np.ones(4), 4)
 
 
@@ -135,7 +139,7 @@ def test_chunked_filter_equals_whole_array(pulse_stream, chunk):
     # a sub-range gives the same values as the whole-stream filter (borders included)
     sub = np.concatenate([v for _, v in filter_stream(stream, 0, s["kernel"], s["anchor"], chunk, 12_345, 54_321)])
     assert np.max(np.abs(sub - ref[12_345:54_321])) < 1e-5 * np.max(np.abs(ref))
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="channel 3 not in stream"):
         next(filter_stream(stream, 3, s["kernel"], s["anchor"]))
 
 
@@ -250,9 +254,9 @@ def test_noise_trigger_rate_follows_rice_formula(tmp_path):
 
 def test_trigger_input_errors(pulse_stream):
     s = pulse_stream
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="holdoff must be a positive integer"):
         trigger_channel(s["stream"], 0, s["kernel"], s["anchor"], 1.0, 0)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="polarity must be"):
         trigger_channel(s["stream"], 0, s["kernel"], s["anchor"], 1.0, 10, polarity=2)
 
 
@@ -290,7 +294,7 @@ def test_noise_triggers_avoid_particles_and_are_reproducible():
     gap = np.min(np.abs(a[:, None] - particle[None, :]), axis=1)
     assert gap.min() >= 2 * n_rec                 # windows apart by at least one record length
     assert a.min() < n_samples // 10 and a.max() > 9 * n_samples // 10   # spread over the stream
-    with pytest.raises(CryopipeError):
+    with pytest.raises(CryopipeError, match="no room for 10 noise triggers"):
         noise_trigger_samples(10, np.arange(0, n_samples, n_rec), n_samples, n_rec, 0)
 
 
@@ -326,3 +330,29 @@ def test_records_dataset_validates_and_cuts_stream(tmp_path):
     assert ds.attrs["stream_duration"] == pytest.approx(n / FS)
     back = open_store(write_store(ds, tmp_path / "records.zarr", "records"), "records")
     np.testing.assert_array_equal(back.trace.values, ds.trace.values)
+
+
+@pytest.mark.parametrize("chunk", [4096, 5000, 1 << 16])
+def test_huge_pulse_is_triggered_at_its_maximum_not_where_its_filter_output_first_crosses(tmp_path, chunk):
+    """A pulse 10^4 x the threshold: its matched-filter output crosses the threshold far more than a
+    hold-off before the pulse. The trigger must still sit on the pulse (the filter's maximum), and
+    small pulses after it still fire; the same for every chunk size."""
+    rng = np.random.default_rng(3)
+    n = 1 << 17
+    kernel, anchor = matched_kernel(template())
+    tpl = template()
+    x = rng.normal(0.0, 2e-2, n)
+    onsets, heights = [20_000, 60_000, 61_500], [50.0, 0.5, 0.5]   # V: one huge, two small pulses
+    for t0, h in zip(onsets, heights):
+        x[t0 - T_LEN // 4 : t0 - T_LEN // 4 + T_LEN] += h * tpl
+    write_csmpl(tmp_path / "c.csmpl", x, adc_range=120.0)
+    stream = open_csmpl([tmp_path / "c.csmpl"], FS, T_LEN, adc_range=120.0)
+    y = np.concatenate([v for _, v in filter_stream(stream, 0, kernel, anchor, chunk_size=chunk)])
+    thr = 10 * filtered_noise_sigma(stream, 0, kernel, anchor)
+    holdoff = 32
+    assert np.flatnonzero(y > thr)[0] < onsets[0] - 2 * holdoff     # crosses long before the pulse
+    samples, _ = trigger_channel(stream, 0, kernel, anchor, thr, holdoff, chunk_size=chunk)
+    np.testing.assert_array_equal(samples, python_trigger(y, thr, holdoff))
+    assert np.min(np.abs(samples - onsets[0])) <= 2
+    for t0 in onsets[1:]:
+        assert np.min(np.abs(samples - t0)) <= 3

@@ -1,10 +1,12 @@
 """`cryopipe` command line: what users do outside the Snakemake DAG.
 
   cryopipe schema [KIND]          print the layout of every store (or one)
-  cryopipe inspect STORE          validate a store and print its summary
+  cryopipe inspect STORE [--verify]  validate a store (--verify: every chunk's checksum), print its summary
   cryopipe simulate OUT_DIR       write the default simulated stream (csmpl + truth store)
   cryopipe predict INPUT --output OUT.npz   cleaning scores of a records store, Cait HDF5 or .npz
   cryopipe import-cait H5 OUT.zarr          Cait HDF5 events -> records store
+  cryopipe view RUN_DIR [--port P]          look at a run in the browser (scatter, traces, cuts, hand labels)
+  cryopipe evaluate-hand-labels RUN_DIR     a model's decisions against the run's hand labels
 """
 from __future__ import annotations
 
@@ -29,22 +31,29 @@ def _schema(args) -> None:
 def _inspect(args) -> None:
     import xarray as xr
 
-    from .io.stores import STORES, open_store
+    from .io.stores import STORES, open_store, store_kind, verify_store
 
     path = Path(args.store)
+    if not path.exists():
+        raise CryopipeError(f"{path}: no such store")
     kind = args.kind
     if kind is None:
-        import json
-
-        meta = path / "zarr.json"
-        if not meta.is_file():
-            raise CryopipeError(f"{path}: not a Zarr store (no zarr.json)")
-        kind = json.loads(meta.read_text()).get("attributes", {}).get("store_kind")
+        kind = store_kind(path)
         if kind not in STORES:
             raise CryopipeError(f"{path}: store has no known store_kind attribute ({kind!r})")
+    if args.verify:
+        problems = verify_store(path)
+        if problems:
+            for line in problems[:20]:
+                print(line, file=sys.stderr)
+            more = f" (first 20 shown)" if len(problems) > 20 else ""
+            raise CryopipeError(f"{path}: {len(problems)} problem(s) found by --verify{more}; "
+                                "rerun the job that writes the store")
     ds = open_store(path, kind)
     with xr.set_options(display_max_rows=40):
         print(ds)
+    if args.verify:
+        print(f"{path}: every chunk verified against its checksum")
 
 
 def _simulate(args) -> None:
@@ -79,15 +88,23 @@ def _predict(args) -> None:
     model, meta = resolve_model(args.model)
     if args.cutoff is None:  # the model's own operating point (chosen on its validation set)
         args.cutoff = float(meta.get("cutoff", 0.5))
+    from .cleaning.predict import describe_invalid
+
     result = predict_file(args.input, model, args.batch)
-    result["accepted"] = result["score"] >= args.cutoff
+    invalid = describe_invalid(result["valid"], str(args.input))
+    if invalid:
+        print(f"cryopipe predict: warning: {invalid}", file=sys.stderr)
+    with np.errstate(invalid="ignore"):
+        result["accepted"] = result["score"] >= args.cutoff
     result["cutoff"] = np.float64(args.cutoff)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.tmp.npz")
     np.savez(tmp, **result)
     tmp.replace(out)
-    n, k = result["score"].size, int(result["accepted"].sum())
-    print(f"{out}: {n} records scored with {meta.get('name', args.model)}; {k} accepted at cutoff {args.cutoff}")
+    n, k, bad = result["score"].size, int(result["accepted"].sum()), int((~result["valid"]).sum())
+    unscored = f" ({bad} not scored: NaN/inf samples, valid = False)" if bad else ""
+    print(f"{out}: {n - bad} records scored with {meta.get('name', args.model)}{unscored}; "
+          f"{k} accepted at cutoff {args.cutoff}")
 
 
 def _import_cait(args) -> None:
@@ -100,6 +117,40 @@ def _import_cait(args) -> None:
     kinds = ds["record_kind"].values.astype(str)
     print(f"{args.output}: {ds.sizes['event']} records ({int((kinds == 'noise').sum())} noise) of "
           f"{ds.sizes['channel']} channels x {ds.sizes['sample']} samples")
+
+
+def _view(args) -> None:
+    from .view import serve
+
+    serve(args.run, port=args.port, cuts_file=args.cuts_file, show=args.show)
+
+
+def _evaluate_hand_labels(args) -> None:
+    import glob
+    import json
+
+    from .cleaning.hand_labels import (
+        evaluate_hand_labels,
+        evaluate_model_on_hand_labels,
+        format_report,
+        read_hand_labels,
+    )
+    from .io.stores import open_store
+
+    run = Path(args.run)
+    hand = read_hand_labels(run / "hand_labels.zarr", missing_ok=False)
+    if args.model:
+        results = [evaluate_model_on_hand_labels(hand, open_store(run / "records.zarr", "records"), args.model,
+                                                 cutoff=args.cutoff)]
+    else:
+        paths = sorted(glob.glob(str(run / "predictions" / "*.zarr")))
+        if not paths:
+            raise CryopipeError(f"{run}/predictions: no predictions store; pass --model universal or a checkpoint")
+        results = [evaluate_hand_labels(hand, open_store(p, "predictions")) for p in paths]
+    for r in results:
+        print(format_report(r))
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=1, default=float))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("inspect", help="validate a store and print a summary")
     s.add_argument("store")
     s.add_argument("--kind", help="store kind (default: read from the store's attrs)")
+    s.add_argument("--verify", action="store_true",
+                   help="read every chunk and check it against the checksums written with the store")
     s.set_defaults(func=_inspect)
 
     s = sub.add_parser("simulate", help="write the default simulated stream")
@@ -140,6 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample-frequency", type=float, default=25000.0, help="Hz")
     s.add_argument("--channels", help="comma-separated names for the file's channels (default ch0, ch1, ...)")
     s.set_defaults(func=_import_cait)
+    s = sub.add_parser("view", help="look at a run in the browser (local web app)")
+    s.add_argument("run", help="results/<run>")
+    s.add_argument("--port", type=int, default=5006)
+    s.add_argument("--cuts-file", help="where saved cuts go (default: RUN/cuts.yaml, started from the run's cuts)")
+    s.add_argument("--show", action="store_true", help="open a browser tab")
+    s.set_defaults(func=_view)
+
+    s = sub.add_parser("evaluate-hand-labels", help="evaluate a model's decisions on the run's hand labels")
+    s.add_argument("run", help="results/<run> (with hand_labels.zarr from cryopipe view)")
+    s.add_argument("--model", help="score the labelled records with 'universal' or a checkpoint x.pt "
+                                   "(default: use the run's predictions/*.zarr)")
+    s.add_argument("--cutoff", type=float, default=None, help="with --model (default: the model's own)")
+    s.add_argument("--output", help="also write the results as JSON")
+    s.set_defaults(func=_evaluate_hand_labels)
     return p
 
 

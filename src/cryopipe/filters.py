@@ -12,11 +12,14 @@ the optimum-filter kernel of :mod:`cryopipe.optimum_filter`.
 """
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 import scipy.fft
+from numba import njit
 import scipy.signal
 
 from .errors import InputError
@@ -212,25 +215,224 @@ def robust_sigma(y: np.ndarray, polarity: int = 1) -> float:
     return float(1.4826 * np.median(low))
 
 
-def filtered_noise_sigma(stream, channel, kernel, anchor, n_chunks=8, chunk_size=2**18, polarity=1,
-                         workers: int | None = None) -> float:
-    """Robust noise sigma (V) of the filtered stream.
+MIN_FLAT_RUN = 32            # samples: a run of this many identical samples is a saturated or stuck stretch
+MASK_SIGMAS = 4.0            # pulse masking: filtered values beyond this many sigmas are pulses
+PILEUP_FACTOR = 10.0         # plain estimate this far above the quiet-stretch one: pulses dominate
+QUIET_WINDOW = 128           # samples per raw window of the quiet-stretch estimate
+SATURATED_WARN = 0.01        # warn when more than this fraction of the sampled stream is flat
+log = logging.getLogger("cryopipe.trigger")
+
+
+@dataclass
+class NoiseEstimate:
+    """The trigger's noise estimate of one channel and its cross-checks (all sigmas in V, filtered).
+
+    sigma : the estimate used: robust sigma of the filtered stream with pulses masked (iterated)
+    plain : robust sigma of all sampled filtered values (the one-pass estimate, pulses included)
+    quiet : white-noise equivalent of the raw stream's quietest stretches: the lower quartile of the
+        linearly detrended rms of QUIET_WINDOW-sample windows, times the kernel's norm. Equals the
+        filtered sigma for white noise; below it for red noise; far below `plain` under pile-up.
+    quiet_fraction : fraction of the sampled filtered values left after pulse masking
+    saturated_fraction : fraction of the sampled raw stream in runs of >= MIN_FLAT_RUN identical
+        samples (saturated or stuck); those stretches never enter the estimate
+    warnings : one line per implausible situation (also logged at WARNING)
+    """
+
+    sigma: float
+    plain: float
+    quiet: float
+    quiet_fraction: float
+    saturated_fraction: float
+    warnings: list = field(default_factory=list)
+
+    def attrs(self) -> dict:
+        """Store attributes (JSON-safe) of the estimate and its cross-checks."""
+        return {"noise_sigma_plain": float(self.plain), "noise_sigma_quiet": float(self.quiet),
+                "noise_quiet_fraction": float(self.quiet_fraction),
+                "saturated_fraction": float(self.saturated_fraction), "noise_warnings": list(self.warnings)}
+
+
+def flat_mask(x: np.ndarray, min_run: int = MIN_FLAT_RUN) -> np.ndarray:
+    """Mask (..., n) of samples inside runs of >= `min_run` identical consecutive values along the
+    last axis: a saturated ADC (at full scale) or a stuck stream. Noise never repeats one value so long."""
+    x = np.asarray(x)
+    n = x.shape[-1]
+    if n < min_run:
+        return np.zeros(x.shape, bool)
+    same = x[..., 1:] == x[..., :-1]                     # same[i]: x[i+1] == x[i]
+    # run of min_run equal samples starting at i  <=>  same[i : i + min_run - 1] all True
+    c = np.concatenate([np.zeros(x.shape[:-1] + (1,), np.int64), np.cumsum(same, axis=-1)], axis=-1)
+    k = min_run - 1
+    start = (c[..., k:] - c[..., :-k]) == k             # (..., n - k): a run starts at i
+    d = np.zeros(x.shape[:-1] + (n + 1,), np.int64)
+    d[..., : n - k] += start
+    d[..., min_run : n + 1] -= start
+    return np.cumsum(d, axis=-1)[..., :n] > 0
+
+
+@njit(cache=True)
+def _flat_rows(x, min_run, out):
+    for r in range(x.shape[0]):
+        run = 1
+        for j in range(1, x.shape[1]):
+            if x[r, j] == x[r, j - 1]:
+                run += 1
+                if run >= min_run:
+                    out[r] = True
+                    break
+            else:
+                run = 1
+
+
+def has_flat_run(x: np.ndarray, min_run: int = MIN_FLAT_RUN) -> np.ndarray:
+    """Mask (...) of the (..., n) rows holding a run of >= `min_run` identical samples (saturated or
+    stuck); a streaming scan without temporaries."""
+    x = np.asarray(x)
+    flat = np.ascontiguousarray(x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1))
+    out = np.zeros(flat.shape[0], dtype=np.bool_)
+    if flat.shape[1] >= max(min_run, 2):
+        _flat_rows(flat, int(min_run), out)
+    return out.reshape(x.shape[:-1])
+
+
+def _dilate(mask: np.ndarray, before: int, after: int) -> np.ndarray:
+    """True within [i - before, i + after] of every True sample i (1-D)."""
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return mask.copy()
+    n = mask.size
+    d = np.zeros(n + 1, np.int64)
+    np.add.at(d, np.clip(idx - before, 0, n), 1)
+    np.add.at(d, np.clip(idx + after + 1, 0, n), -1)
+    return np.cumsum(d)[:n] > 0
+
+
+def _quiet_rms(x: np.ndarray, flat: np.ndarray, window: int = QUIET_WINDOW) -> np.ndarray:
+    """Linearly detrended rms of the raw `window`-sample windows of x without flat samples."""
+    m = x.size // window
+    if m == 0:
+        return np.empty(0)
+    w = x[: m * window].reshape(m, window).astype(np.float64)
+    w = w[~flat[: m * window].reshape(m, window).any(axis=1)]
+    t = np.arange(window) - (window - 1) / 2
+    w = w - w.mean(axis=1, keepdims=True)
+    w = w - np.outer(w @ t / (t @ t), t)
+    return np.sqrt((w * w).sum(axis=1) / (window - 2))
+
+
+def noise_estimate(stream, channel, kernel, anchor, n_chunks=8, chunk_size=2**18, polarity=1,
+                   workers: int | None = None) -> NoiseEstimate:
+    """Noise sigma (V) of the filtered stream, robust to high pulse rates and saturation.
 
     Filters ``n_chunks`` windows of ``chunk_size`` samples spread evenly through the stream (the
-    whole stream if it is shorter) and applies :func:`robust_sigma` to the pooled values: the
-    median distance from the median on the side opposite to pulses (``polarity``), times 1.4826.
-    Pulses therefore do not inflate the estimate; baseline drifts are removed by zero-mean kernels.
+    whole stream if shorter). Samples whose kernel support touches a saturated or stuck stretch
+    (`flat_mask`) are dropped. Starting from the plain robust sigma (:func:`robust_sigma`, pulses on
+    one side only), filtered values beyond MASK_SIGMAS sigmas are masked with the filter response
+    around them (a kernel length before, a quarter after) and sigma = 1.4826 MAD of the rest,
+    iterated to 1 %. Cross-check: when the plain sigma exceeds PILEUP_FACTOR times the quiet-stretch
+    estimate (`NoiseEstimate.quiet`), the iteration starts from the quiet estimate instead, doubling
+    it until at least 5 % of the stream is left unmasked (pile-up: the filtered stream is never
+    quiet). Implausible situations are reported in `NoiseEstimate.warnings` and logged.
     """
     if polarity not in (1, -1):
         raise InputError(f"polarity must be +1 or -1, got {polarity}")
     if n_chunks < 1 or chunk_size < 1:
         raise InputError("n_chunks and chunk_size must be positive")
+    k, anchor = check_kernel(kernel, anchor)
     n = stream.n_samples
     if n_chunks * chunk_size >= n:
         ranges = [(0, n)]
     else:
         starts = np.linspace(0, n - chunk_size, n_chunks).astype(np.int64)
         ranges = [(int(s), int(s) + chunk_size) for s in starts]
-    parts = [y for lo, hi in ranges
-             for _, y in filter_stream(stream, channel, kernel, anchor, chunk_size, lo, hi, workers)]
-    return robust_sigma(np.concatenate(parts), polarity)
+    ys, oks, rms = [], [], []
+    n_flat = n_raw = 0
+    for lo, hi in ranges:
+        y = np.concatenate([v for _, v in filter_stream(stream, channel, k, anchor, chunk_size, lo, hi, workers)])
+        x = stream.read(lo, hi, [channel])[0]
+        flat = flat_mask(x)
+        n_flat += int(flat.sum())
+        n_raw += x.size
+        # y[i] sees x[i - anchor, i - anchor + L): drop it if any of those is flat
+        oks.append(~_dilate(flat, k.size - 1 - anchor, anchor)[: y.size])
+        ys.append(polarity * y.astype(np.float64))
+        rms.append(_quiet_rms(x, flat))
+    y, ok, rms = np.concatenate(ys), np.concatenate(oks), np.concatenate(rms)
+    saturated = n_flat / max(n_raw, 1)
+    paths = getattr(stream, "paths", None)
+    where = str(paths[channel]) if paths is not None and len(paths) > channel else f"channel {channel}"
+    warn = []
+    if saturated > SATURATED_WARN:
+        warn.append(f"{where}: {100 * saturated:.1f} % of the sampled stream is saturated or stuck (runs of "
+                    f">= {MIN_FLAT_RUN} identical samples); excluded from the noise estimate, such records "
+                    f"are kept as 'saturated', never as particles")
+    if ok.sum() < max(1000, 0.01 * y.size) or rms.size == 0:
+        raise InputError(f"{where}: channel {channel} is saturated or stuck in {100 * saturated:.0f} % of the "
+                         f"sampled stream: no noise left to set a trigger threshold")
+    y = y[ok]
+    plain = robust_sigma(y)
+    quiet = float(np.percentile(rms, 25)) * float(np.sqrt(k @ k))
+    pileup = False
+    if quiet > 0 and plain > PILEUP_FACTOR * quiet:
+        start = quiet          # pile-up suspected: find the lowest level that leaves quiet stretches
+        while start < plain:
+            sigma, frac = _masked_sigma(y, start, k.size, anchor)
+            if frac >= 0.05:
+                break
+            start *= 2
+        else:
+            pileup = asymmetry(y) > 2.0    # pulses on one side: never quiet; else red noise
+            sigma, frac = (quiet, 0.0) if pileup else _masked_sigma(y, plain, k.size, anchor)
+    else:
+        sigma, frac = _masked_sigma(y, plain, k.size, anchor)
+    if pileup:
+        warn.append(f"{where}: pile-up: the filtered stream is never quiet (pulses on one side, plain robust "
+                    f"sigma {plain:.3g} V is {plain / quiet:.0f}x the quiet-stretch estimate); the "
+                    f"quiet-stretch estimate {quiet:.3g} V is used (white-noise equivalent: a lower bound)")
+    elif quiet > 0 and sigma > PILEUP_FACTOR * quiet:
+        warn.append(f"{where}: filtered noise sigma {sigma:.3g} V is {sigma / quiet:.0f}x the quiet-stretch "
+                    f"estimate {quiet:.3g} V: pile-up (pulses everywhere) or very non-white noise; the "
+                    f"trigger threshold may be too high")
+    if 0 < frac < 0.2:
+        warn.append(f"{where}: pulses cover {100 * (1 - frac):.0f} % of the filtered stream (pile-up): the "
+                    f"noise estimate {sigma:.3g} V comes from the few quiet stretches left")
+    elif not pileup and plain > 2 * sigma:
+        warn.append(f"{where}: pulses inflate the plain robust sigma {plain / sigma:.1f}x "
+                    f"({plain:.3g} V); the pulse-masked estimate {sigma:.3g} V is used")
+    for w in warn:
+        log.warning("%s", w)
+    return NoiseEstimate(float(sigma), float(plain), quiet, float(frac), float(saturated), warn)
+
+
+def asymmetry(y: np.ndarray) -> float:
+    """(q99.5 - median) / (median - q0.5) of `y`: about 1 for noise, well above 1 with pulses."""
+    lo, med, hi = np.percentile(y, [0.5, 50, 99.5])
+    return float((hi - med) / (med - lo)) if med > lo else float("inf")
+
+
+def _masked_sigma(y: np.ndarray, sigma: float, length: int, anchor: int, iterations: int = 20):
+    """Iterate: mask values beyond MASK_SIGMAS sigma (with the filter response around them) and take
+    1.4826 MAD of the rest. Returns (sigma, unmasked fraction); sigma unchanged if < 1 % is left."""
+    frac = 1.0
+    for _ in range(iterations):
+        med = np.median(y)
+        pulse = _dilate(np.abs(y - med) > MASK_SIGMAS * sigma, length - anchor, anchor + length // 4)
+        rest = y[~pulse]
+        frac = rest.size / y.size
+        if rest.size < max(100, 0.01 * y.size):
+            return sigma, frac
+        new = float(1.4826 * np.median(np.abs(rest - np.median(rest))))
+        if new <= 0:
+            return sigma, frac
+        done = abs(new - sigma) <= 0.01 * sigma
+        sigma = new
+        if done:
+            break
+    return sigma, frac
+
+
+def filtered_noise_sigma(stream, channel, kernel, anchor, n_chunks=8, chunk_size=2**18, polarity=1,
+                         workers: int | None = None) -> float:
+    """Robust noise sigma (V) of the filtered stream: ``noise_estimate(...).sigma`` (see there; its
+    warnings are logged)."""
+    return noise_estimate(stream, channel, kernel, anchor, n_chunks, chunk_size, polarity, workers).sigma

@@ -6,6 +6,9 @@ Trigger rule (per channel, on p = polarity x filtered stream, threshold u in V):
 - an upcrossing at c is accepted if c >= the end of the previous dead time; the trigger sample is
   the first maximum of p within the hold-off window [c, c + holdoff), and triggers are blocked
   (dead time) until c + holdoff; a new trigger needs a new upcrossing after that;
+- where p is still rising at the end of the window (its maximum is the window's last sample and the
+  excursion goes on above threshold), the window follows the excursion up to its maximum: the
+  filter output of a pulse thousands of times above threshold crosses it long before the pulse;
 - the threshold acts on the signed value, never on |y|, so negative lobes of large pulses never fire.
 The scan visits only samples above threshold (numba) and carries its state across chunks, so the
 result does not depend on the chunk size.
@@ -20,7 +23,7 @@ import xarray as xr
 from numba import njit
 
 from .errors import CryopipeError, InputError
-from .filters import filtered_segments
+from .filters import filtered_segments, has_flat_run
 from .io.stores import provenance
 
 # scan state: integer slots
@@ -46,6 +49,13 @@ def _scan_candidates(idx, vals, holdoff, chunk_end, state, best, out_t, out_v):
                     state[_BEST_INDEX] = i
                 state[_LAST_ABOVE] = i
                 continue
+            if i == state[_LAST_ABOVE] + 1 and state[_BEST_INDEX] == state[_LAST_ABOVE] and v > best[0]:
+                # still rising at the window's end: follow the excursion to its maximum
+                best[0] = v
+                state[_BEST_INDEX] = i
+                state[_LAST_ABOVE] = i
+                state[_WINDOW_END] = i + 1
+                continue
             out_t[n_out] = state[_BEST_INDEX]
             out_v[n_out] = best[0]
             n_out += 1
@@ -58,7 +68,8 @@ def _scan_candidates(idx, vals, holdoff, chunk_end, state, best, out_t, out_v):
             state[_DEAD_UNTIL] = i + holdoff
             state[_BEST_INDEX] = i
             best[0] = v
-    if state[_PENDING] == 1 and state[_WINDOW_END] <= chunk_end:
+    rising_at_end = state[_BEST_INDEX] == state[_LAST_ABOVE] == chunk_end - 1
+    if state[_PENDING] == 1 and state[_WINDOW_END] <= chunk_end and not rising_at_end:
         out_t[n_out] = state[_BEST_INDEX]
         out_v[n_out] = best[0]
         n_out += 1
@@ -236,11 +247,14 @@ def _event_amplitudes(trigger_amplitude, trigger_channel, n_channels, n_particle
 
 
 def records_dataset(stream, particle_samples, trigger_channel, noise_samples, record_length, channel_names,
-                    trigger_amplitude, parameters: dict, inputs: list, live_time: float, threshold) -> xr.Dataset:
-    """Cut records of all channels at particle and noise triggers into a "records" Dataset.
+                    trigger_amplitude, parameters: dict, inputs: list, live_time: float, threshold,
+                    pulser=None) -> xr.Dataset:
+    """Cut records of all channels at particle, noise and test-pulse triggers into a "records" Dataset.
 
     Particle triggers whose window leaves the stream are dropped; noise triggers must lie inside.
-    Events are sorted by trigger sample; the trigger sits at sample N//4 of each record.
+    Events are sorted by trigger sample; the trigger sits at sample N//4 of each record. A record
+    with a saturated or stuck stretch in any channel (`cryopipe.filters.has_flat_run`: a run of
+    MIN_FLAT_RUN identical samples) gets record_kind "saturated" instead of "particle"/"noise".
 
     Parameters
     ----------
@@ -255,10 +269,16 @@ def records_dataset(stream, particle_samples, trigger_channel, noise_samples, re
     parameters, inputs : provenance of the store
     live_time : s
     threshold : V, per channel (a scalar applies to all)
+    pulser : `cryopipe.io.sources.TestPulses` (stream samples and TPA) of DAQ test and control pulses
+        to record, kinds "testpulse"/"controlpulse" by TPA (`cryopipe.io.cresst.record_kind_from_tpa`);
+        windows leaving the stream are dropped. `tpa` is 0 for particle, -1 for noise records.
     """
     n_ch, N = stream.n_channels, int(record_length)
     if len(channel_names) != n_ch:
         raise InputError(f"{len(channel_names)} channel names for a stream of {n_ch} channels")
+    if len(set(map(str, channel_names))) != n_ch:
+        dup = sorted({str(c) for c in channel_names if list(map(str, channel_names)).count(str(c)) > 1})
+        raise InputError(f"duplicate channel names {', '.join(dup)}: every channel needs its own name")
     part = np.asarray(particle_samples, dtype=np.int64)
     chan = np.asarray(trigger_channel, dtype=np.int64)
     if chan.shape != part.shape:
@@ -269,15 +289,21 @@ def records_dataset(stream, particle_samples, trigger_channel, noise_samples, re
     noise = np.asarray(noise_samples, dtype=np.int64)
     if not valid_windows(noise, stream.n_samples, N).all():
         raise InputError("noise trigger windows must lie inside the stream")
-    samples = np.concatenate([part, noise])
+    tp_samples, tp_tpa = _pulser_records(pulser, stream.n_samples, N)
+    samples = np.concatenate([part, noise, tp_samples])
     order = np.argsort(samples, kind="stable")
     samples = samples[order]
-    kind = np.array(["particle"] * part.size + ["noise"] * noise.size, dtype="U8")[order]
-    firing = np.concatenate([chan, np.full(noise.size, -1, np.int64)])[order]
-    amps = np.concatenate([amp, np.full((n_ch, noise.size), np.nan, np.float32)], axis=1)[:, order]
+    kind = np.concatenate([np.full(part.size, "particle", "U12"), np.full(noise.size, "noise", "U12"),
+                           _pulser_kinds(tp_tpa)])[order]
+    tpa = np.concatenate([np.zeros(part.size, np.float32), np.full(noise.size, -1, np.float32), tp_tpa])[order]
+    firing = np.concatenate([chan, np.full(noise.size + tp_samples.size, -1, np.int64)])[order]
+    amps = np.concatenate([amp, np.full((n_ch, noise.size + tp_samples.size), np.nan, np.float32)], axis=1)[:, order]
     trace = np.empty((n_ch, samples.size, N), dtype=np.float32)
     for sl, volts in stream.read_records(samples - N // 4, N):
         trace[:, sl] = volts
+    # a saturated or stuck stretch (runs of identical samples) in any channel: never a particle
+    # (test and control pulses keep their kind: control pulses saturate by design)
+    kind[has_flat_run(trace).any(axis=0) & np.isin(kind, ("particle", "noise"))] = "saturated"
     fs = stream.sample_frequency
     thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (n_ch,))
     attrs = provenance("records", parameters, inputs, sample_frequency=float(fs), record_length=N,
@@ -288,6 +314,8 @@ def records_dataset(stream, particle_samples, trigger_channel, noise_samples, re
             "trace": (("channel", "event", "sample"), trace, {"units": "V"}),
             "trigger_sample": (("event",), samples),
             "trigger_time": (("event",), samples / fs, {"units": "s"}),
+            "timestamp": (("event",), float(getattr(stream, "start_time", 0.0)) + samples / fs, {"units": "s"}),
+            "tpa": (("event",), tpa, {"units": "V"}),
             "record_kind": (("event",), kind),
             "trigger_channel": (("event",), firing),
             "trigger_amplitude": (("channel", "event"), amps, {"units": "V"}),
@@ -299,3 +327,19 @@ def records_dataset(stream, particle_samples, trigger_channel, noise_samples, re
         },
         attrs=attrs,
     )
+
+
+def _pulser_records(pulser, n_samples: int, record_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Samples and TPA of the test/control pulses whose record window lies inside the stream."""
+    if pulser is None or len(pulser) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    samples = np.asarray(pulser.samples, np.int64)
+    ok = valid_windows(samples, n_samples, record_length)
+    return samples[ok], np.asarray(pulser.tpa, np.float32)[ok]
+
+
+def _pulser_kinds(tpa: np.ndarray) -> np.ndarray:
+    """"testpulse" or "controlpulse" by TPA (the CRESST convention)."""
+    from .io.cresst import record_kind_from_tpa
+
+    return np.asarray(record_kind_from_tpa(tpa), dtype="U12") if tpa.size else np.zeros(0, "U12")

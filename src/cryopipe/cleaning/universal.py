@@ -15,15 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .architectures import UNIVERSAL, universal_path
 from .models import Classifier
 from .train import load_model
 
-UNIVERSAL = "universal"
-
-
-def universal_path() -> Path:
-    """Path of the shipped universal checkpoint (.pt; its .json meta lies beside it)."""
-    return Path(str(resources.files("cryopipe") / "models" / f"{UNIVERSAL}.pt"))
 
 
 def load_universal(device=None) -> tuple[Classifier, dict]:
@@ -81,22 +76,22 @@ def iter_record_blocks(path: str | Path, events_per_block: int = 8192):
     if kind == "records":
         from ..io.stores import open_store
 
+        from ..io.stores import read_values
+
         trace = open_store(path, "records")["trace"]
         yield None, tuple(trace.shape[:2])
         for a in range(0, trace.shape[1], events_per_block):
             sl = slice(a, min(a + events_per_block, trace.shape[1]))
-            yield sl, np.asarray(trace[:, sl].values, dtype=np.float32)
+            yield sl, np.asarray(read_values(trace[:, sl], path, "records"), dtype=np.float32)
         return
     if kind == "cait":
         from ..io.cait import read_cait_events
 
         x = read_cait_events(path)
     else:
-        with np.load(path, allow_pickle=False) as z:
-            if "records" not in z:
-                raise InputError(f"{path}: .npz has no array 'records' (has {sorted(z.files)})")
-            x = np.asarray(z["records"])
-        if x.ndim not in (2, 3) or x.shape[-1] < 1 or not np.issubdtype(x.dtype, np.number):
+        x = _npz_records(path)
+        if (x.ndim not in (2, 3) or x.shape[-1] < 1 or not np.issubdtype(x.dtype, np.number)
+                or np.issubdtype(x.dtype, np.complexfloating)):
             raise InputError(f"{path}: 'records' must be numeric (events, samples) or (channels, events, samples), "
                              f"got shape {x.shape} dtype {x.dtype}")
     yield None, tuple(x.shape[:-1])
@@ -105,11 +100,31 @@ def iter_record_blocks(path: str | Path, events_per_block: int = 8192):
         yield sl, np.asarray(x[..., sl, :], dtype=np.float32)
 
 
+def _npz_records(path: Path) -> np.ndarray:
+    """The 'records' array of an .npz file; InputError for anything unreadable (never a raw error)."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "records" not in z:
+                raise InputError(f"{path}: .npz has no array 'records' (has {sorted(z.files)})")
+            return np.asarray(z["records"])
+    except InputError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise InputError(f"{path}: 'records' is an object (pickled) array; need a numeric array") from None
+        raise InputError(f"{path}: cannot read 'records' ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise InputError(f"{path}: corrupt or truncated .npz ({type(exc).__name__}: {exc})") from None
+
+
 def predict_file(path: str | Path, model: Classifier, batch: int = 4096, events_per_block: int = 8192) -> dict:
     """Scores of every record of a records store, Cait HDF5 file or .npz (see `iter_record_blocks`).
 
-    Returns score (leading shape, float32 in [0, 1]) and, for a multi-class head,
-    class_probability (leading shape + (n_classes,)) and class_names.
+    Returns score (leading shape, float32 in [0, 1]; NaN for records with NaN/inf samples, which
+    are not scored), valid (leading shape, bool: False for those records) and, for a multi-class
+    head, class_probability (leading shape + (n_classes,)) and class_names.
     """
     from .predict import predict_scores
 
@@ -125,7 +140,7 @@ def predict_file(path: str | Path, model: Classifier, batch: int = 4096, events_
         score[..., sl] = s
         if multi:
             probs[..., sl, :] = p
-    out = {"score": score}
+    out = {"score": score, "valid": np.isfinite(score)}
     if multi:
         out["class_probability"] = probs
         out["class_names"] = np.asarray(model.class_names or [str(i) for i in range(model.n_classes)])

@@ -157,6 +157,8 @@ def _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel
         "trace": (("channel", "event", "sample"), trace[:, order], {"units": "V"}),
         "trigger_sample": (("event",), np.round(t * fs).astype(np.int64)),
         "trigger_time": (("event",), t, {"units": "s"}),
+        "timestamp": (("event",), t.astype(np.float64), {"units": "s"}),  # Cait files: s since the first event
+        "tpa": (("event",), np.where(kind == "noise", -1.0, 0.0).astype(np.float32), {"units": "V"}),
         "record_kind": (("event",), kind.astype(str)),
         "trigger_channel": (("event",), fired.astype(np.int64)),
         "trigger_amplitude": (("channel", "event"), amp, {"units": "V"}),

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,7 @@ class StoreSchema:
         return "\n".join(lines)
 
 
-RECORD_KINDS = ("particle", "noise")
+RECORD_KINDS = ("particle", "noise", "saturated", "testpulse", "controlpulse")
 
 STORES = {
     # trigger list of one channel of a run (trigger stage, scattered per channel)
@@ -63,8 +64,12 @@ STORES = {
             "trace": (("channel", "event", "sample"), "f"),          # V
             "trigger_sample": (("event",), "i"),                     # stream index of the sample at N/4
             "trigger_time": (("event",), "f"),                       # s since stream start
-            "record_kind": (("event",), "U"),                        # 'particle' or 'noise'
-            "trigger_channel": (("event",), "i"),                    # channel that fired (-1: noise)
+            "timestamp": (("event",), "f"),                          # s since the Unix epoch (float64;
+                                                                     #   s since stream start if unknown)
+            "tpa": (("event",), "f"),                                # test-pulse amplitude: 0 particle,
+                                                                     #   -1 noise, > 0 test/control pulse
+            "record_kind": (("event",), "U"),                        # one of RECORD_KINDS
+            "trigger_channel": (("event",), "i"),                    # channel that fired (-1: none)
             "trigger_amplitude": (("channel", "event"), "f"),        # filter output at trigger (V)
             "time": (("sample",), "f"),                              # s relative to trigger
         },
@@ -76,6 +81,7 @@ STORES = {
         {"pulse_height": (("channel", "event"), "f"), "onset": (("channel", "event"), "f"),
          "rise_time": (("channel", "event"), "f"), "decay_time": (("channel", "event"), "f")},
         ("sample_frequency", "record_length", "units"),
+        optional={"valid": (("channel", "event"), "b")},   # False: NaN/inf samples, features NaN
     ),
     # simulation truth of a stream (simulate stage)
     "truth": StoreSchema(
@@ -117,7 +123,30 @@ STORES = {
     ),
     # cut labels of a run (labels stage)
     "labels": StoreSchema("labels", {"accepted": (("channel", "event"), "b"),            # passes every cut
-                                     "cut_flags": (("cut", "channel", "event"), "b")}),  # passes this cut
+                                     "cut_flags": (("cut", "channel", "event"), "b")},   # passes this cut
+                          optional={"stable": (("channel", "event"), "b")}),  # test-pulse stability (in accepted)
+    # test-pulse response, stability cut and pulser-model calibration (testpulse stage; runs with
+    # test pulses). event: all records; pulse: the test and control pulse records (pulse_event);
+    # tpa_point: the calibration TPAs (NaN-padded per channel). amplitude: OF amplitude with the
+    # test-pulse template (every record); tpa_equivalent: V of the pulser (pulser model); stable:
+    # the event lies between two stable clean pulses; per pulse the response (= amplitude), its
+    # band centre and sigma, pulse_clean (chi2 band), pulse_stable, interval_stable (interval to the
+    # next clean pulse, clean pulses only); per channel kev_per_tpa, line_position (V of the pulser,
+    # NaN without calibrate.line_energy), resolution (V of the pulser, noise records).
+    "testpulse": StoreSchema(
+        "testpulse",
+        {"amplitude": (("channel", "event"), "f"), "tpa_equivalent": (("channel", "event"), "f"),
+         "stable": (("channel", "event"), "b"), "timestamp": (("event",), "f"), "tpa": (("event",), "f"),
+         "record_kind": (("event",), "U"), "pulse_event": (("pulse",), "i"),
+         "response": (("channel", "pulse"), "f"), "band_centre": (("channel", "pulse"), "f"),
+         "band_sigma": (("channel", "pulse"), "f"), "pulse_clean": (("channel", "pulse"), "b"),
+         "pulse_stable": (("channel", "pulse"), "b"), "interval_stable": (("channel", "pulse"), "b"),
+         "calibration_tpa": (("channel", "tpa_point"), "f"), "template": (("channel", "sample"), "f"),
+         "kev_per_tpa": (("channel",), "f"), "line_position": (("channel",), "f"),
+         "resolution": (("channel",), "f")},
+        ("sample_frequency", "record_length", "units"),
+        optional={"energy": (("channel", "event"), "f")},   # keV, with calibrate.line_energy
+    ),
 
     # network predictions of a run (predict stage)
     "predictions": StoreSchema(
@@ -125,6 +154,7 @@ STORES = {
         {"score": (("channel", "event"), "f"), "decision": (("channel", "event"), "b"),
          "event_clean": (("event",), "b")},
         ("model", "cutoff"),
+        optional={"valid": (("channel", "event"), "b")},   # False: NaN/inf samples, score NaN (not scored)
     ),
 }
 
@@ -178,6 +208,11 @@ def validate(ds: xr.Dataset, kind: str, where: str = "dataset") -> xr.Dataset:
     for a in BASE_ATTRS + schema.attrs:
         if a not in ds.attrs:
             problems.append(f"missing attribute {a!r}")
+    for dim in ("channel", "event"):
+        if dim in ds.coords and ds.coords[dim].ndim == 1:
+            values, counts = np.unique(np.asarray(ds.coords[dim].values).astype(str), return_counts=True)
+            if (counts > 1).any():
+                problems.append(f"duplicate {dim} names {', '.join(repr(str(v)) for v in values[counts > 1][:5])}")
     if ds.attrs.get("store_kind", kind) != kind:
         problems.append(f"is a {ds.attrs['store_kind']!r} store, expected {kind!r}")
     if problems:
@@ -202,14 +237,23 @@ def _temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def _compressors() -> list:
+    """Zstd with its content checksum: a damaged chunk fails to decode (StoreError) instead of
+    reading as wrong numbers; xxhash64 costs little next to the decompression itself."""
+    from zarr.codecs import ZstdCodec
+
+    return [ZstdCodec(level=0, checksum=True)]
+
+
 def _encoding(ds: xr.Dataset, event_chunk: int) -> dict:
     enc = {}
     for name, var in ds.variables.items():
+        enc[name] = {"compressors": _compressors()}
         if var.dtype.kind == "O" or var.dtype.kind == "U" or var.dtype.kind == "T":
             continue
         chunks = tuple(min(event_chunk, s) if d == "event" else s for d, s in zip(var.dims, var.shape))
         if chunks and all(c > 0 for c in chunks):
-            enc[name] = {"chunks": chunks}
+            enc[name]["chunks"] = chunks
     return enc
 
 
@@ -240,6 +284,7 @@ def write_store_batches(first: xr.Dataset, more, path: str | Path, kind: str,
         first = _as_object_strings(first.copy())
         for v in first.variables.values():
             v.encoding = {}
+        first.attrs[MANIFEST_ATTR] = sorted(str(n) for n in first.variables)
         first.to_zarr(tmp, mode="w", consolidated=False, encoding=_encoding(first, event_chunk))
         for batch in more:
             batch = _as_object_strings(batch.drop_vars([n for n, v in batch.variables.items()
@@ -248,6 +293,7 @@ def write_store_batches(first: xr.Dataset, more, path: str | Path, kind: str,
                 v.encoding = {}
             batch.attrs = dict(first.attrs)
             batch.to_zarr(tmp, append_dim="event", consolidated=False)
+        write_manifests(tmp, first.attrs[MANIFEST_ATTR])
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -264,12 +310,15 @@ def open_store(path: str | Path, kind: str) -> xr.Dataset:
         raise StoreError(f"{path}: no such {kind} store")
     if not (path / "zarr.json").is_file():
         raise StoreError(f"{path}: not a Zarr store (no zarr.json); an interrupted write? rerun the job")
+    check_complete(path, kind)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy.*")
         try:
             ds = xr.open_zarr(path, consolidated=False)
         except Exception as exc:  # zarr raises many types for corrupt metadata
-            raise StoreError(f"{path}: cannot read {kind} store ({type(exc).__name__}: {exc})") from None
+            raise StoreError(f"{path}: cannot read {kind} store: corrupt metadata or chunk ({type(exc).__name__}: "
+                             f"{exc}); `cryopipe inspect --verify {path}` names it; {_RERUN}") from None
+    ds.attrs.pop(MANIFEST_ATTR, None)  # bookkeeping of this file, not of the data (see check_complete)
     return validate(_fixed_width_strings(ds), kind, str(path))
 
 
@@ -292,7 +341,18 @@ def load_store(path: str | Path, kind: str) -> xr.Dataset:
     try:
         return ds.load()
     except Exception as exc:
-        raise StoreError(f"{path}: corrupt or truncated {kind} store ({type(exc).__name__}: {exc})") from None
+        raise StoreError(f"{path}: corrupt or truncated {kind} store ({type(exc).__name__}: {exc}); "
+                         f"`cryopipe inspect --verify {path}` names the chunk; {_RERUN}") from None
+
+
+def read_values(arr: xr.DataArray, path: str | Path, kind: str = "store") -> np.ndarray:
+    """``arr.values`` of a lazily opened store variable; StoreError naming the store and variable if a
+    chunk cannot be decoded (corrupt or overwritten chunk)."""
+    try:
+        return arr.values
+    except Exception as exc:  # zarr/numcodecs raise many types (RuntimeError from Zstd, ValueError, ...)
+        raise StoreError(f"{path}: corrupt chunk in variable {arr.name!r} of the {kind} store "
+                         f"({type(exc).__name__}: {exc}); {_RERUN}") from None
 
 
 def parameters(ds: xr.Dataset) -> dict:
@@ -313,3 +373,169 @@ def concat_channels(parts: list[xr.Dataset], inputs: list | None = None) -> xr.D
     if inputs is not None:
         ds.attrs["inputs"] = [str(i) for i in inputs]
     return ds
+
+
+# --- integrity: a manifest of every chunk, written with the store, checked on every read -------------
+#
+# Zarr reads a missing chunk as the fill value without a word, so a store records at write time
+# what it must contain: each array's directory holds MANIFEST, a JSON file listing every chunk file
+# written (key relative to the array, size in bytes, CRC-32 of its bytes) and the CRC-32 of the
+# array's zarr.json; the root attribute MANIFEST_ATTR names the arrays that have one. Zarr does
+# not look inside array directories for unknown files, so the manifests cause no warnings.
+# `open_store` checks completeness (every listed chunk present with its size: a directory listing
+# and a stat per chunk, no chunk is read); `verify_store` reads every chunk and checks its CRC.
+# Zarr skips chunks that hold only the fill value, so the manifest lists the files actually written.
+
+MANIFEST = ".cryopipe-chunks.json"
+MANIFEST_ATTR = "chunk_manifests"
+MANIFEST_FORMAT = 1
+_RERUN = "rerun the job that writes it (delete the store, or snakemake --forcerun that rule)"
+
+
+def _crc(data: bytes) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def _chunk_files(array_dir: Path) -> dict[str, int]:
+    """Chunk files of one array: key relative to the array directory ('c/0/1/0') -> size (bytes)."""
+    out = {}
+    base = os.fspath(array_dir)
+    stack = [("c", os.path.join(base, "c"))]
+    if not os.path.isdir(stack[0][1]):
+        return out
+    while stack:
+        key, d = stack.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((f"{key}/{e.name}", e.path))
+                elif e.is_file(follow_symlinks=False):
+                    out[f"{key}/{e.name}"] = e.stat(follow_symlinks=False).st_size
+    return out
+
+
+def write_manifests(path: str | Path, arrays) -> None:
+    """Write MANIFEST into each array directory of the store at `path` (after the last write)."""
+    path = Path(path)
+    for name in arrays:
+        d = path / name
+        chunks = {}
+        for key in sorted(_chunk_files(d)):
+            data = (d / key).read_bytes()
+            chunks[key] = [len(data), _crc(data)]
+        meta = (d / "zarr.json").read_bytes()
+        doc = {"format": MANIFEST_FORMAT, "checksum": "crc32", "metadata": [len(meta), _crc(meta)],
+               "chunks": chunks}
+        (d / MANIFEST).write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")))
+
+
+def _root_attrs(path: Path, what: str) -> dict:
+    try:
+        meta = json.loads((path / "zarr.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise StoreError(f"{path}: cannot read {what}: zarr.json is truncated or corrupt "
+                         f"({type(exc).__name__}); {_RERUN}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("attributes", {}), dict):
+        raise StoreError(f"{path}: zarr.json is not Zarr group metadata; {_RERUN}")
+    return meta.get("attributes", {})
+
+
+def store_kind(path: str | Path) -> str | None:
+    """The ``store_kind`` attribute of a store (None if absent); StoreError if zarr.json is unreadable."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise StoreError(f"{path}: not a Zarr store (no zarr.json)")
+    return _root_attrs(path, "store").get("store_kind")
+
+
+def _load_manifest(path: Path, name: str, kind: str) -> dict:
+    d = path / name
+    if not d.is_dir():
+        raise StoreError(f"{path}: {kind} store is incomplete: variable {name!r} is missing; {_RERUN}")
+    try:
+        doc = json.loads((d / MANIFEST).read_text())
+        chunks = doc["chunks"]
+        if not isinstance(chunks, dict):
+            raise ValueError("chunks")
+    except FileNotFoundError:
+        raise StoreError(f"{path}: {kind} store is incomplete: variable {name!r} has no chunk manifest "
+                         f"({name}/{MANIFEST}); {_RERUN}") from None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"{path}: chunk manifest of variable {name!r} is corrupt ({type(exc).__name__}); "
+                         f"{_RERUN}") from None
+    return doc
+
+
+def _names(keys, n=3) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def check_complete(path: str | Path, kind: str = "store") -> None:
+    """Cheap completeness check of a store against its chunk manifests (no chunk is read).
+
+    Every chunk listed at write time must be present with its size; StoreError naming the store,
+    the variable and the chunks otherwise. Stores written before manifests existed (no
+    MANIFEST_ATTR) pass unchecked.
+    """
+    path = Path(path)
+    arrays = _root_attrs(path, f"{kind} store").get(MANIFEST_ATTR)
+    if arrays is None:
+        return
+    for name in arrays:
+        doc = _load_manifest(path, str(name), kind)
+        present = _chunk_files(path / str(name))
+        missing = [k for k in doc["chunks"] if k not in present]
+        if missing:
+            raise StoreError(f"{path}: {kind} store is incomplete: variable {name!r} lacks "
+                             f"{len(missing)} of {len(doc['chunks'])} chunk(s) ({_names(missing)}); {_RERUN}")
+        resized = [k for k, (size, _) in doc["chunks"].items() if present[k] != size]
+        if resized:
+            k = sorted(resized)[0]
+            raise StoreError(f"{path}: {kind} store is damaged: chunk {name}/{k} has {present[k]} bytes, "
+                             f"{doc['chunks'][k][0]} when written ({len(resized)} chunk(s) of {name!r} "
+                             f"changed size); {_RERUN}")
+
+
+def verify_store(path: str | Path) -> list[str]:
+    """Read every chunk of a store and check it against its manifest; returns the problems found
+    (one line each, naming the variable and chunk; empty if the store is intact)."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        return [f"{path}: not a Zarr store (no zarr.json)"]
+    try:
+        attrs = _root_attrs(path, "store")
+    except StoreError as exc:
+        return [str(exc)]
+    arrays = attrs.get(MANIFEST_ATTR)
+    if arrays is None:
+        return [f"{path}: store has no chunk manifests (written by an older cryopipe); cannot verify"]
+    problems = []
+    for name in arrays:
+        name = str(name)
+        try:
+            doc = _load_manifest(path, name, attrs.get("store_kind", "store"))
+        except StoreError as exc:
+            problems.append(str(exc))
+            continue
+        d = path / name
+        try:
+            meta = (d / "zarr.json").read_bytes()
+            if [len(meta), _crc(meta)] != list(doc.get("metadata", [len(meta), _crc(meta)])):
+                problems.append(f"{path}: metadata {name}/zarr.json changed since it was written (checksum)")
+        except OSError:
+            problems.append(f"{path}: metadata {name}/zarr.json is missing")
+        present = _chunk_files(d)
+        for key, (size, crc) in sorted(doc["chunks"].items()):
+            if key not in present:
+                problems.append(f"{path}: chunk {name}/{key} is missing")
+                continue
+            data = (d / key).read_bytes()
+            if len(data) != size:
+                problems.append(f"{path}: chunk {name}/{key} is truncated or altered ({len(data)} bytes, "
+                                f"{size} when written)")
+            elif _crc(data) != crc:
+                problems.append(f"{path}: chunk {name}/{key} is corrupt (checksum differs from when written)")
+        for key in sorted(set(present) - set(doc["chunks"])):
+            problems.append(f"{path}: chunk {name}/{key} was not written with the store (unexpected file)")
+    return problems
