@@ -133,9 +133,9 @@ def test_full_window_cnn_sees_the_end_of_the_record():
 
 
 def test_unknown_model_and_bad_head():
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="unknown name 'resnet'"):
         build_model("resnet")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="n_classes: must be >= 1"):
         build_model("cnn", 0)
 
 
@@ -148,7 +148,7 @@ def test_multiclass_score_is_summed_softmax_of_accepted():
     binary, none = scores_from_logits(torch.tensor([[0.0], [2.0]]))
     np.testing.assert_allclose(binary.numpy(), [0.5, 1 / (1 + np.exp(-2))], rtol=1e-6)
     assert none is None
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="needs the indices of the accepted classes"):
         scores_from_logits(logits)
 
 
@@ -383,6 +383,6 @@ def test_multiclass_training_and_accepted_score(tmp_path):
     assert p.shape == (200, 3)
     np.testing.assert_allclose(s, p[:, 0], rtol=1e-6)
     assert metrics.balanced_accuracy(yv, s) >= 0.9
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="muon"):
         train_model("cnn", ArraySource(x, y, c), ArraySource(xv, yv, cv), tmp_path / "bad.pt",
                     n_classes=3, accepted=["muon"], progress=None)

@@ -64,9 +64,9 @@ def test_ior_from_events():
 
 
 def test_ior_rejects_empty_bins_and_short_ranges():
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="empty bins"):
         metrics.integral_over_recall([3, 30, 300], [np.nan, 1.0])
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="is not inside the bins"):
         metrics.integral_over_recall([10, 30, 300], [1.0, 1.0])          # does not reach SNR 3
 
 

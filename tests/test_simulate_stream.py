@@ -377,15 +377,38 @@ BAD = {
 }
 
 
+# what each bad config's error names (regular expressions)
+BAD_MESSAGE = {
+    "one channel entry": r"1 channel entries for 2 channels",
+    "negative rate": r"event_rate must be >= 0",
+    "negative artifact rate": r"artifacts\.spike must be >= 0",
+    "unknown artifact": r"unknown artifact\(s\) glitch",
+    "zero tau": r"tau_t must be > 0",
+    "negative saturation": r"saturation must be > 0",
+    "energy range": r"energy_max \(0\.01\) must exceed energy_min",
+    "line fraction": r"line_fraction must be in \[0, 1\]",
+    "seed": r"seed must be a non-negative integer",
+    "missing key": r"missing key\(s\) line_energy",
+    "bad noise line": r"noise\.lines\[0\] must be \[frequency Hz, width Hz, peak",
+    "noise key": r"bad noise parameters .*pink",
+    "duration": r"duration must be > 0",
+    "volts per keV": r"volts_per_kev must be a number",
+}
+
+
 @pytest.mark.parametrize("name", list(BAD))
 def test_bad_config_raises(tmp_path, name):
-    with pytest.raises(CryopipeError):
+    with pytest.raises(CryopipeError, match=BAD_MESSAGE[name]):
         simulate_stream(tmp_path, _bad(BAD[name]), 1000.0, NAMES, block_size=256)
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("fs, names, block", [(0.0, NAMES, 256), (1000.0, ["a", "a"], 256),
-                                              (1000.0, NAMES, 0), (1000.0, ["x/y", "z"], 256)])
-def test_bad_arguments_raise(tmp_path, fs, names, block):
-    with pytest.raises(CryopipeError):
+@pytest.mark.parametrize("fs, names, block, message", [
+    (0.0, NAMES, 256, "sample_frequency must be > 0"),
+    (1000.0, ["a", "a"], 256, "channel names must be distinct"),
+    (1000.0, NAMES, 0, "block_size must be a positive integer"),
+    (1000.0, ["x/y", "z"], 256, "no path separators"),
+])
+def test_bad_arguments_raise(tmp_path, fs, names, block, message):
+    with pytest.raises(CryopipeError, match=message):
         simulate_stream(tmp_path, make_sim(), fs, names, block_size=block)

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate as snakemake_validate
 
 from cryopipe.io.stores import load_store, open_store
@@ -33,14 +34,15 @@ def test_user_csmpl_config_shape_validates_with_defaults():
     assert cfg["runs"]["mock"]["polarity"] == 1 and cfg["trigger"]["holdoff"] is None
 
 
-@pytest.mark.parametrize("bad", [
-    {"runs": {"r": {"csmpl": ["a"], "sample_frequency": 1, "record_length": 64, "colour": 3}}},
-    {"runs": {"r": {"csmpl": ["a"], "sample_frequency": 0, "record_length": 64}}},
-    {"runs": {"r": {"sample_frequency": 10, "record_length": 64}}},
-    {"runs": {"r": {"csmpl": ["a"], "sample_frequency": 10, "record_length": 64}}, "trigger": {"treshold": 5}},
+@pytest.mark.parametrize("bad, message", [
+    ({"runs": {"r": {"csmpl": ["a"], "sample_frequency": 1, "record_length": 64, "colour": 3}}}, "'colour' was unexpected"),
+    ({"runs": {"r": {"csmpl": ["a"], "sample_frequency": 0, "record_length": 64}}}, "less than or equal to the minimum of 0"),
+    ({"runs": {"r": {"sample_frequency": 10, "record_length": 64}}}, "is not valid under any of the given schemas"),
+    ({"runs": {"r": {"csmpl": ["a"], "sample_frequency": 10, "record_length": 64}}, "trigger": {"treshold": 5}},
+     "'treshold' was unexpected"),
 ])
-def test_schema_rejects_unknown_keys_and_bad_values(bad):
-    with pytest.raises(Exception):
+def test_schema_rejects_unknown_keys_and_bad_values(bad, message):
+    with pytest.raises(WorkflowError, match=f"(?s)Error validating config file.*{message}"):
         snakemake_validate(bad, SCHEMA, set_default=True)
 
 
