@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.fft
 
-from cryopipe.features.shape import MAD_TO_SIGMA, SPIKE_WIDTH, UNITS, _median, _pairwise_sum, shape_features
+from cryopipe.features.shape import _BINS, MAD_TO_SIGMA, SPIKE_WIDTH, UNITS, _median, _pairwise_sum, shape_features
 from cryopipe.optimum_filter import build_optimum_filter, expected_resolution
 from cryopipe.signal.pulses import pulse_template
 
@@ -122,7 +122,12 @@ def test_pairwise_sum_and_median_equal_numpy():
     for n in (1, 7, 8, 100, 128, 129, 1000, 2048, 16383):
         a = rng.standard_normal(n + 10) * 1e-3 + 0.7
         assert _pairwise_sum(a, 3, n) / n == a[3:3 + n].mean()
-        b = a[:n].copy()
-        assert _median(b, n) == np.median(a[:n])
-    ties = np.round(rng.standard_normal(1000), 1)
-    assert _median(ties.copy(), 1000) == np.median(ties)
+        assert _median(a, n, np.empty(n), np.empty(_BINS, np.int64)) == np.median(a[:n])
+    for values in (np.round(rng.standard_normal(1000), 1),                       # ties
+                   np.concatenate([rng.standard_normal(999) * 1e-9, [1e9]]),      # one far outlier
+                   np.full(1000, 0.25), np.arange(1000.0)[::-1],                  # constant, sorted
+                   np.r_[rng.standard_normal(500) * 1e-3 + 1, rng.standard_normal(501) * 1e-3 - 1]):
+        n = values.size
+        assert _median(values, n, np.empty(n), np.empty(_BINS, np.int64)) == np.median(values)
+    with_nan = np.r_[1.0, np.nan, 2.0]
+    assert np.isnan(_median(with_nan, 3, np.empty(3), np.empty(_BINS, np.int64)))

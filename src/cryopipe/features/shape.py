@@ -140,43 +140,77 @@ def _mean(a, lo, n):
     return _pairwise_sum(a, lo, n) / n
 
 
+_BINS = 2048  # histogram bins per level of the order-statistic search
+_FEW = 48  # candidates sorted directly
+
+
 @nb.njit(cache=True)
-def _median(a, m):
-    """Median of a[:m] (reorders a): the middle order statistic, or the mean of the two middle ones."""
-    k = m // 2
-    lo, hi = 0, m - 1
-    while hi > lo:
-        mid = (lo + hi) >> 1
-        if a[mid] < a[lo]:
-            a[mid], a[lo] = a[lo], a[mid]
-        if a[hi] < a[lo]:
-            a[hi], a[lo] = a[lo], a[hi]
-        if a[hi] < a[mid]:
-            a[hi], a[mid] = a[mid], a[hi]
-        pivot = a[mid]
-        i, j = lo, hi
-        while i <= j:
-            while a[i] < pivot:
-                i += 1
-            while a[j] > pivot:
-                j -= 1
-            if i <= j:
-                a[i], a[j] = a[j], a[i]
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
+def _order_statistics(a, m, k, buf, counts):
+    """The k-th and (k+1)-th smallest (0-based) of a[:m] (m >= 2, no NaN) exactly, in a few linear
+    passes whatever the order or distribution of the values: histogram the values between the current
+    bounds (bins are monotonic in the value, so ranks stay ordered), keep the bins holding ranks k and
+    k+1, repeat on their members; sort once few remain. buf (m,) and counts (_BINS,) are scratch."""
+    lo = a[0]
+    hi = a[0]
+    for i in range(m):
+        lo = min(lo, a[i])
+        hi = max(hi, a[i])
+    src = a
+    n = m
+    while True:
+        if not hi > lo:
+            return lo, lo
+        scale = _BINS / (hi - lo)
+        if n <= _FEW or not np.isfinite(scale):
             break
-    upper = a[k]
+        counts[:] = 0
+        for i in range(n):
+            counts[min(int((src[i] - lo) * scale), _BINS - 1)] += 1
+        below = 0
+        b0 = 0
+        while below + counts[b0] <= k:
+            below += counts[b0]
+            b0 += 1
+        b1 = b0
+        seen = below + counts[b0]
+        while seen <= k + 1:
+            b1 += 1
+            seen += counts[b1]
+        kept = 0
+        new_lo = hi
+        new_hi = lo
+        for i in range(n):
+            v = src[i]
+            j = min(int((v - lo) * scale), _BINS - 1)
+            if j >= b0 and j <= b1:
+                buf[kept] = v
+                kept += 1
+                new_lo = min(new_lo, v)
+                new_hi = max(new_hi, v)
+        if kept == n:  # no progress (values too close for the bins): sort them
+            break
+        k -= below
+        src = buf
+        n = kept
+        lo, hi = new_lo, new_hi
+    for i in range(n):
+        buf[i] = src[i]
+    part = np.sort(buf[:n])
+    return part[k], part[k + 1]
+
+
+@nb.njit(cache=True)
+def _median(a, m, buf, counts):
+    """Median of a[:m] as numpy's: the middle order statistic, or the mean of the two middle ones; NaN
+    if any value is NaN. buf (m,) and counts (_BINS,) are scratch; a is left unchanged."""
+    for i in range(m):
+        if a[i] != a[i]:
+            return np.nan
+    if m == 1:
+        return a[0]
+    lower, upper = _order_statistics(a, m, (m - 1) // 2, buf, counts)
     if m % 2:
-        return upper
-    lower = a[0]
-    for i in range(1, k):
-        if a[i] > lower:
-            lower = a[i]
+        return lower
     return (-0.0 + lower + upper) / 2
 
 
@@ -210,6 +244,8 @@ def _shape_kernel(traces, filtered, sigma_of, response, onset, sigma_bl, fs, out
         x = np.empty(n)
         cs = np.empty(n + 1)
         centred = np.empty(m)
+        buf = np.empty(m)
+        counts = np.empty(_BINS, np.int64)
         for e in range(c * _CHUNK, min((c + 1) * _CHUNK, b)):
             for k in range(n):
                 x[k] = traces[e, k]
@@ -269,10 +305,10 @@ def _shape_kernel(traces, filtered, sigma_of, response, onset, sigma_bl, fs, out
                 down = min(left - xk, right - xk)
                 biggest = max(biggest, max(up, down))
                 centred[k - 2 * w] = xk - 0.5 * (left + right)
-            med = _median(centred, m)
+            med = _median(centred, m, buf, counts)
             for j in range(m):
                 centred[j] = abs(centred[j] - med)
-            scale = MAD_TO_SIGMA * _median(centred, m)
+            scale = MAD_TO_SIGMA * _median(centred, m, buf, counts)
             out[7, e] = biggest / scale
             out[8, e] = biggest / excursion
             # pretrigger drop: the largest of three early means against the pre-onset reference
