@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-PER_RUN_SECTIONS = ("trigger", "characterize", "calibrate", "efficiency", "labels", "features")
+PER_RUN_SECTIONS = ("trigger", "characterize", "calibrate", "efficiency", "labels", "features", "testpulse")
 PATH_KEYS = ("csmpl", "par", "test_stamps", "dig_stamps", "rdt", "con")
 RUN_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 

@@ -18,7 +18,8 @@ from cryopipe.efficiency import erf_efficiency
 from cryopipe.errors import InputError
 
 __all__ = ["plot_sev", "plot_nps", "plot_filter_transfer", "plot_amplitude_spectrum", "plot_efficiency",
-           "histogram", "plot_cleaning_spectra", "plot_pca_manifold"]
+           "histogram", "plot_cleaning_spectra", "plot_pca_manifold", "plot_testpulse_response",
+           "plot_testpulse_calibration"]
 
 
 def _figure(nrows: int = 1, ncols: int = 1, size=(7.0, 4.5), **kw):
@@ -282,4 +283,92 @@ def plot_pca_manifold(projection, clean, path, *, explained=None, model: str = "
     for ax in axes[0]:
         ax.set_xlabel(f"PC 1 ({100 * ev[0]:.0f} % of variance)")
     axes[0, 0].set_ylabel(f"PC 2 ({100 * ev[1]:.0f} % of variance)")
+    return _save(fig, path)
+
+
+def plot_testpulse_response(hours, tpa, response, centre, sigma, clean, stable, unstable, path, *,
+                            k_sigma: float = 5.0, label: str = "") -> Path:
+    """Test-pulse response against time, one colour per TPA, relative to each TPA's median response,
+    with the running band (centre -+ k_sigma sigma), pulses left out (chi2, grey x), unstable pulses
+    (red ring) and the unstable intervals (shaded).
+
+    Parameters
+    ----------
+    hours : (n,) pulse times, h since the run start
+    tpa, response, centre, sigma : (n,) V per pulse
+    clean, stable : (n,) bool per pulse
+    unstable : (k, 2) unstable intervals, h
+    """
+    h = np.asarray(hours, dtype=np.float64)
+    y = np.asarray(response, dtype=np.float64)
+    c = np.asarray(centre, dtype=np.float64)
+    s = np.asarray(sigma, dtype=np.float64)
+    clean, stable = np.asarray(clean, bool), np.asarray(stable, bool)
+    t = np.round(np.asarray(tpa, dtype=np.float64), 4)
+    fig, ax = _figure(size=(9.0, 5.0))
+    ax = ax[0, 0]
+    for lo, hi in np.asarray(unstable, dtype=np.float64).reshape(-1, 2):
+        ax.axvspan(lo, hi, color="red", alpha=0.15, lw=0)
+    for v in np.unique(t):
+        sel = t == v
+        ref = np.nanmedian(y[sel & clean]) if (sel & clean).any() else np.nanmedian(y[sel])
+        if not (np.isfinite(ref) and ref != 0):
+            continue
+        o = np.argsort(h[sel])
+        hs, cs, ss = h[sel][o], c[sel][o] / ref, s[sel][o] / ref
+        line = ax.plot(hs, cs, lw=0.8)[0]
+        ax.fill_between(hs, cs - k_sigma * ss, cs + k_sigma * ss, color=line.get_color(), alpha=0.2, lw=0)
+        ok = sel & clean
+        ax.plot(h[ok], y[ok] / ref, ".", ms=3, color=line.get_color(), label=f"TPA {v:g} V")
+        ax.plot(h[sel & ~clean], y[sel & ~clean] / ref, "x", ms=4, color="0.5")
+        bad = ok & ~stable
+        ax.plot(h[bad], y[bad] / ref, "o", ms=7, mfc="none", color="red")
+    ax.plot([], [], "x", color="0.5", label="left out (chi2)")
+    ax.plot([], [], "o", mfc="none", color="red", label="outside band")
+    ax.set_xlabel("time since run start (h)")
+    ax.set_ylabel("response / median response of the TPA")
+    ax.legend(fontsize="small", ncol=2)
+    ax.set_title(_title(f"Test-pulse response (band: running line -+ {k_sigma:g} sigma; unstable shaded)", label))
+    return _save(fig, path)
+
+
+def plot_testpulse_calibration(tpas, curves, hours, path, *, tpe=None, line_position: float | None = None,
+                               kev_per_tpa: float | None = None, label: str = "") -> Path:
+    """Pulser-model calibration curves (response against TPA at a few times) and, with `tpe`, the
+    spectrum of TPA-equivalent amplitudes with the line position.
+
+    Parameters
+    ----------
+    tpas : (K,) V, the calibration TPAs
+    curves : (m, K) V, the response of each TPA at m times
+    hours : (m,) those times, h since the run start
+    tpe : TPA-equivalent amplitudes of (stable) particle events, V
+    line_position : V of the pulser; kev_per_tpa : keV/V (printed)
+    """
+    tp = np.concatenate([[0.0], np.asarray(tpas, dtype=np.float64)])
+    cv = np.atleast_2d(np.asarray(curves, dtype=np.float64))
+    fig, axes = _figure(1, 2 if tpe is not None else 1, size=(11.0 if tpe is not None else 6.5, 4.5))
+    ax = axes[0, 0]
+    for row, hr in zip(cv, np.atleast_1d(hours)):
+        ax.plot(tp, np.concatenate([[0.0], row]), "o-", ms=4, label=f"t = {hr:.3g} h")
+    ax.set_xlabel("test-pulse amplitude TPA (V)")
+    ax.set_ylabel("response (V)")
+    ax.legend(fontsize="small")
+    ax.set_title(_title("Pulser model: response vs TPA", label))
+    if tpe is not None:
+        ax = axes[0, 1]
+        x = np.asarray(tpe, dtype=np.float64)
+        x = x[np.isfinite(x)]
+        edges, wide = _spectrum_bins(x, 150)
+        ax.hist(x, bins=edges, histtype="step", color="k")
+        if wide:
+            ax.set_xscale("log")
+        ax.set_yscale("log")
+        if line_position is not None and np.isfinite(line_position):
+            text = f"line {line_position:.4g} V" + (f", {kev_per_tpa:.4g} keV/V" if kev_per_tpa else "")
+            ax.axvline(line_position, color="red", lw=1, label=text)
+            ax.legend(fontsize="small")
+        ax.set_xlabel("TPA-equivalent amplitude (V)")
+        ax.set_ylabel("stable particle events per bin")
+        ax.set_title("TPA-equivalent spectrum")
     return _save(fig, path)

@@ -6,6 +6,7 @@ from cryopipe import cuts, runner
 from cryopipe.config import canonical, run_section
 from cryopipe.io import sources
 from cryopipe.stages import trigger as trigger_stage
+from cryopipe.stages import testpulse as testpulse_stage
 from cryopipe.cleaning import architectures
 
 RESULTS = config["results"]
@@ -36,6 +37,23 @@ def calibration_input(wildcards):
     """The run's calibration store when a calibration line is configured (else nothing)."""
     if calibrated(wildcards.run):
         return f"{RESULTS}/{wildcards.run}/calibration.zarr"
+    return []
+
+
+_TEST_PULSES = {}
+
+
+def has_testpulses(run):
+    """True when the run gets the test-pulse stage: two-pass analysis and test pulses in its files."""
+    if run not in _TEST_PULSES:
+        _TEST_PULSES[run] = characterized(run) and testpulse_stage.has_test_pulses(RUNS[run])
+    return _TEST_PULSES[run]
+
+
+def testpulse_input(wildcards):
+    """The run's testpulse store when it has test pulses (else nothing)."""
+    if has_testpulses(wildcards.run):
+        return f"{RESULTS}/{wildcards.run}/testpulse.zarr"
     return []
 
 
@@ -183,6 +201,9 @@ def all_targets():
             if RUNS[run]["efficiency"]["enabled"]:
                 out += [f"{RESULTS}/{run}/efficiency.zarr"]
             out += report_figures(run)
+            if has_testpulses(run):
+                out += [f"{RESULTS}/report/{run}/testpulse_{kind}_{ch}.png"
+                        for kind in ("response", "calibration") for ch in channel_names(run)]
             if config["cleaning"]["enabled"]:
                 out += cleaning_targets(run)
     return out

@@ -4,6 +4,7 @@
 rule labels:
     input:
         f"{RESULTS}/{{run}}/features.zarr",
+        testpulse=testpulse_input,
     output:
         directory(f"{RESULTS}/{{run}}/labels.zarr"),
     params:

@@ -806,9 +806,15 @@ def write_cresst_stream_run(out_dir, name: str = "mock_001", *, channels: Sequen
                             start_ticks: int = 123_456_789, bank_samples: int | None = None,
                             clock_frequency: float = CLOCK_FREQUENCY, tau_rise: float = 0.5e-3,
                             tau_decay: float = 10e-3, stamps_before_start: int = 0,
-                            block: int = 1 << 18, seed: int = 0) -> dict:
+                            block: int = 1 << 18, seed: int = 0, line_amplitude: float | None = None,
+                            line_fraction: float = 0.0, response_jumps: Sequence[tuple] = ()) -> dict:
     """Write a CRESST stream run: ``<name>_Ch<i>.csmpl`` per channel, ``.par``, ``.test_stamps``,
     ``.dig_stamps``; return its truth.
+
+    A share `line_fraction` of the particles has the fixed amplitude `line_amplitude` (V before
+    the drift: a calibration line). `response_jumps` ((t_start, t_stop, factor), ...) multiplies
+    the response of every pulse with onset in [t_start, t_stop) s by factor (an injected
+    instability).
 
     The pulser fires every `pulser_interval` s, cycling through `tpas`, every `control_every`-th
     pulse a control pulse of `control_tpa` (stamped like test pulses, as in the DAQ). Particle
@@ -849,6 +855,8 @@ def write_cresst_stream_run(out_dir, name: str = "mock_001", *, channels: Sequen
     near = np.abs(((part + period // 2) % period) - period // 2) < len(shape) // 2
     part = part[~near]
     part_amp = np.exp(rng.uniform(np.log(particle_amplitude[0]), np.log(particle_amplitude[1]), len(part)))
+    if line_amplitude is not None and line_fraction > 0:
+        part_amp[rng.random(len(part)) < line_fraction] = float(line_amplitude)
     pos = np.concatenate([tp_pos, part])
     tpa_all = np.concatenate([tp_tpa, np.zeros(len(part))])
     order = np.argsort(pos, kind="stable")
@@ -856,6 +864,8 @@ def write_cresst_stream_run(out_dir, name: str = "mock_001", *, channels: Sequen
     is_stamp = np.concatenate([np.ones(len(tp_pos), bool), np.zeros(len(part), bool)])[order]
     kind = record_kind_from_tpa(np.where(is_stamp, tpa_all, 0.0))
     response = 1.0 + drift * pos / n_samples
+    for t_start, t_stop, factor in response_jumps:
+        response[(pos >= t_start * fs) & (pos < t_stop * fs)] *= factor
     vpt = np.broadcast_to(np.asarray(volts_per_tpa, dtype=np.float64), (n_ch,))
     base = np.where(is_stamp, tpa_all, np.concatenate([np.zeros(len(tp_pos)), part_amp])[order])
     amplitude = np.where(is_stamp[None, :], vpt[:, None] * base[None, :], base[None, :]) * response[None, :]

@@ -1,0 +1,191 @@
+"""Test-pulse analysis: running band, stability cut and pulser-model calibration (cryopipe.testpulse),
+on arrays with a known drift, and one workflow run on a generated CRESST stream run whose response
+drifts by a known amount and jumps in one interval."""
+import numpy as np
+import pytest
+
+from cryopipe import testpulse as tp
+
+TPAS = np.array([0.1, 0.5, 1.0, 3.0])
+
+
+def drifting_pulses(n_cycles=60, interval=1.0, drift=0.3, noise=2e-4, jump=None, seed=0, gain=0.3, sat=None):
+    """Test pulses cycling through TPAS every `interval` s; response gain * f(tpa) * (1 + drift t / T),
+    f(x) = x or sat * tanh(x / sat); jump = (t0, t1, factor) multiplies the response in [t0, t1)."""
+    rng = np.random.default_rng(seed)
+    n = n_cycles * TPAS.size
+    t = np.arange(n) * interval
+    tpa = np.tile(TPAS, n_cycles)
+    g = 1.0 + drift * t / t[-1]
+    if jump is not None:
+        g = np.where((t >= jump[0]) & (t < jump[1]), g * jump[2], g)
+    f = tpa if sat is None else sat * np.tanh(tpa / sat)
+    return t, tpa, gain * f * g + rng.normal(0, noise, n), g
+
+
+def test_local_trend_follows_a_drift_and_ignores_a_minority_of_outliers():
+    rng = np.random.default_rng(1)
+    t = np.arange(100.0)
+    y = 2.0 + 0.01 * t + rng.normal(0, 1e-3, t.size)
+    y[[10, 50, 51, 99]] += 0.5  # outliers, also at the end
+    c = tp.local_trend(t, y, window=9)
+    assert np.max(np.abs(c - (2.0 + 0.01 * t))) < 4e-3  # no residual from the drift (ends included), outliers 0.5
+    assert tp.local_trend(t[:1], y[:1], 9) == pytest.approx(y[0])
+
+
+def test_response_band_flags_exactly_the_injected_jump():
+    t, tpa, y, _ = drifting_pulses(jump=(100.0, 108.0, 1.05))
+    band = tp.response_band(t, tpa, y, window=9, k_sigma=5.0)
+    truth = (t >= 100.0) & (t < 108.0)
+    np.testing.assert_array_equal(~band["stable"], truth)
+    # sigma per TPA is the noise (2e-4 V), not the 30 % drift
+    assert np.all((band["sigma"] > 1.2e-4) & (band["sigma"] < 3e-4))
+    nan = y.copy()
+    nan[5] = np.nan
+    assert not tp.response_band(t, tpa, nan)["stable"][5]
+
+
+def test_stability_intervals_and_events():
+    pt = np.arange(10.0)
+    ok = np.ones(10, bool)
+    ok[4] = False
+    ev = np.array([-1.0, 0.5, 3.2, 4.0, 4.7, 5.5, 8.9, 9.5])
+    s = tp.stability(pt, ok, ev)
+    np.testing.assert_array_equal(s["event_stable"], [False, True, False, False, False, True, True, False])
+    np.testing.assert_array_equal(s["interval_stable"], [True] * 3 + [False, False] + [True] * 4 + [False])
+    np.testing.assert_array_equal(tp.unstable_intervals(pt, s["interval_stable"]), [[3.0, 5.0]])
+    # a gap longer than max_gap is unstable; the pulse order does not matter
+    gap = np.r_[np.arange(5.0), np.arange(10.0, 15.0)]
+    perm = np.random.default_rng(0).permutation(10)
+    s = tp.stability(gap[perm], np.ones(10, bool)[perm], np.array([2.5, 7.0, 12.5]), max_gap=2.0)
+    np.testing.assert_array_equal(s["event_stable"], [True, False, True])
+
+
+def test_clean_pulses_drop_chi2_outliers_only():
+    rng = np.random.default_rng(2)
+    t = np.arange(200.0)
+    tpa = np.tile(TPAS, 50)
+    chi2 = 2046 + 64 * rng.normal(size=t.size) + 50 * tpa * t / 200  # slowly growing mismatch
+    chi2[[7, 120]] += 5000  # pile-up
+    chi2[30] -= 500  # a low chi2 is no reason to drop a pulse
+    ok = tp.clean_pulses(t, tpa, chi2, window=9, k_sigma=5.0)
+    assert set(np.flatnonzero(~ok)) == {7, 120}
+
+
+@pytest.mark.parametrize("sat", [None, 5.0])
+def test_pulser_model_recovers_the_tpa_equivalent_across_the_drift(sat):
+    t, tpa, y, _ = drifting_pulses(sat=sat, noise=1e-5)
+    band = tp.response_band(t, tpa, y)
+    rng = np.random.default_rng(3)
+    ev_t = rng.uniform(0, t[-1], 500)
+    ev_tpa = rng.uniform(0.05, 4.0, 500)  # up to 4 V: beyond the last TPA the last segment extends
+    g = 1.0 + 0.3 * ev_t / t[-1]
+    f = ev_tpa if sat is None else sat * np.tanh(ev_tpa / sat)
+    ev_amp = 0.3 * f * g
+    tpas, curves = tp.response_curves(t, tpa, band["centre"], ev_t)
+    np.testing.assert_allclose(tpas, TPAS)
+    got = tp.tpa_equivalent(ev_amp, tpas, curves)
+    if sat is None:  # linear: exact up to the noise of the band centres
+        np.testing.assert_allclose(got, ev_tpa, rtol=2e-4)
+    else:  # saturating: piecewise-linear interpolation error only, no drift left
+        inside = ev_tpa <= 3.0
+        assert np.max(np.abs(got[inside] / ev_tpa[inside] - 1)) < 0.04
+        lo, hi = ev_t < t[-1] / 2, ev_t >= t[-1] / 2
+        ratio = got / ev_tpa
+        assert abs(np.median(ratio[lo & inside]) - np.median(ratio[hi & inside])) < 0.01
+    assert tp.tpa_equivalent(np.array([0.0]), tpas, curves[:, :1])[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_choose_template_tpa():
+    tpa = np.repeat([0.1, 1.0, 3.0, 20.0], 12)
+    heights = tpa * 0.3
+    assert tp.choose_template_tpa(tpa, heights, max_amplitude=None) == 20.0
+    assert tp.choose_template_tpa(tpa, heights, max_amplitude=2.0) == 3.0
+    with pytest.raises(Exception, match="no TPA"):
+        tp.choose_template_tpa(tpa[:5], heights[:5])
+
+
+# --------------------------------------------------------------------------------------------------
+# workflow: a generated CRESST stream run, response drifting by +30 % and jumping by +15 % for 2 s
+
+DRIFT, JUMP = 0.3, (25.0, 27.0, 1.15)
+VPT, LINE = 0.3, 0.5  # V per V of TPA; line amplitude before the drift (V): TPA-equivalent LINE / VPT
+
+
+@pytest.fixture(scope="module")
+def cresst_run(tmp_path_factory):
+    import yaml
+
+    from cryopipe.io.cresst import write_cresst_stream_run
+    from workflow_util import snakemake, write_config
+
+    tmp = tmp_path_factory.mktemp("tprun")
+    truth = write_cresst_stream_run(tmp / "data", "run", channels=(0,), duration=60.0, record_length=2048,
+                                    pulser_interval=0.25, volts_per_tpa=(VPT,), noise_sigma=(0.002,), drift=DRIFT,
+                                    particle_rate=3.0, particle_amplitude=(0.05, 2.0), line_amplitude=LINE,
+                                    line_fraction=0.6, response_jumps=[JUMP], seed=1)
+    p = truth["paths"]
+    cfg = {"results": str(tmp / "results"),
+           "runs": {"cr": {"csmpl": [str(x) for x in p["csmpl"]], "par": str(p["par"]),
+                           "test_stamps": str(p["test_stamps"]), "dig_stamps": str(p["dig_stamps"]),
+                           "channels": ["phonon"]}},
+           "trigger": {"noise_records": 60}, "efficiency": {"enabled": False}, "cleaning": {"enabled": False},
+           "calibrate": {"line_energy": 5.9}, "testpulse": {"k_sigma": 5.0}}
+    conf = write_config(tmp / "config.yaml", cfg)
+    res = tmp / "results"
+    snakemake(tmp, conf, str(res / "cr/labels.zarr"), str(res / "report/cr/testpulse_response_phonon.png"),
+              str(res / "report/cr/testpulse_calibration_phonon.png"))
+    assert yaml.safe_load(conf.read_text())["testpulse"]["k_sigma"] == 5.0
+    return truth, res
+
+
+def test_workflow_stability_flags_the_injected_jump(cresst_run):
+    from cryopipe.io.stores import load_store
+
+    truth, res = cresst_run
+    ds = load_store(res / "cr/testpulse.zarr", "testpulse").isel(channel=0)
+    t = ds["timestamp"].values - truth["stream_start_time"]  # s since the stream start
+    stable = ds["stable"].values
+    pulser = 0.25
+    in_jump = (t >= JUMP[0]) & (t < JUMP[1])
+    far = ((t < JUMP[0] - pulser) | (t >= JUMP[1] + pulser)) & (t > t[ds["pulse_event"].values].min()) \
+        & (t < t[ds["pulse_event"].values].max())
+    assert in_jump.sum() >= 5 and not stable[in_jump].any()  # every event in the jump is cut
+    assert stable[far].mean() > 0.95  # and little else (pile-up on a control pulse may cost an interval)
+    # the pulses outside their band are (almost) exactly those of the jump
+    pe = ds["pulse_event"].values
+    bad = ds["pulse_clean"].values & ~ds["pulse_stable"].values
+    tb = t[pe][bad]
+    assert np.sum((tb >= JUMP[0]) & (tb < JUMP[1])) >= 6 and np.sum((tb < JUMP[0]) | (tb >= JUMP[1])) <= 2
+    labels = load_store(res / "cr/labels.zarr", "labels")
+    np.testing.assert_array_equal(labels["stable"].isel(channel=0).values, stable)
+    assert not (labels["accepted"] & ~labels["stable"]).any()
+    for name in ("response", "calibration"):
+        assert (res / f"report/cr/testpulse_{name}_phonon.png").stat().st_size > 10_000
+
+
+def test_workflow_calibrated_line_is_constant_across_the_drift(cresst_run):
+    from cryopipe.io.stores import load_store
+
+    truth, res = cresst_run
+    ds = load_store(res / "cr/testpulse.zarr", "testpulse").isel(channel=0)
+    t = ds["timestamp"].values - truth["stream_start_time"]
+    kind = ds["record_kind"].values.astype(str)
+    tpe, raw = ds["tpa_equivalent"].values, ds["amplitude"].values
+    part = (kind == "particle") & ds["stable"].values
+    expected = LINE / VPT
+    line = part & (np.abs(tpe - expected) < 0.03 * expected)
+    sigma = 1.4826 * np.median(np.abs(tpe[line] - np.median(tpe[line])))  # the line's resolution
+    halves = [line & (t < 30.0), line & (t >= 30.0)]
+    pos = [np.median(tpe[h]) for h in halves]
+    assert min(h.sum() for h in halves) >= 15
+    assert abs(pos[1] - pos[0]) < sigma  # calibrated: constant within the resolution
+    assert abs(float(ds["line_position"]) - expected) < 2 * sigma  # and at the truth
+    assert float(ds["kev_per_tpa"]) == pytest.approx(5.9 / expected, rel=1e-3)
+    assert np.nanmedian(ds["energy"].values[line]) == pytest.approx(5.9, rel=1e-3)
+    # the raw amplitude of the same events drifts by the injected amount (mean response per half)
+    g = lambda x: 1.0 + DRIFT * x / 60.0  # noqa: E731
+    raw_ratio = np.median(raw[halves[1]]) / np.median(raw[halves[0]])
+    true_ratio = np.mean(g(t[halves[1]])) / np.mean(g(t[halves[0]]))
+    assert raw_ratio == pytest.approx(true_ratio, abs=0.02) and raw_ratio > 1.1
+    assert abs(raw_ratio - 1) * expected > 20 * sigma
