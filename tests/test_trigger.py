@@ -291,11 +291,22 @@ def test_noise_triggers_avoid_particles_and_are_reproducible():
     assert not np.array_equal(a, c)
     assert a.size == 500 and np.unique(a).size == 500
     assert valid_windows(a, n_samples, n_rec).all()
-    gap = np.min(np.abs(a[:, None] - particle[None, :]), axis=1)
-    assert gap.min() >= 2 * n_rec                 # windows apart by at least one record length
+    d = a[:, None] - particle[None, :]
+    # no onset in the window and not within one record after an onset: t <= p - 3N/4 or t >= p + 5N/4
+    assert np.all((d <= -3 * n_rec // 4) | (d >= 5 * n_rec // 4))
+    assert np.diff(a).min() >= n_rec              # distinct stretches of noise: windows never overlap
     assert a.min() < n_samples // 10 and a.max() > 9 * n_samples // 10   # spread over the stream
-    with pytest.raises(CryopipeError, match="no room for 10 noise triggers"):
-        noise_trigger_samples(10, np.arange(0, n_samples, n_rec), n_samples, n_rec, 0)
+    assert noise_trigger_samples(10, np.arange(0, n_samples, n_rec), n_samples, n_rec, 0).size == 0
+
+
+def test_noise_triggers_never_overlap_when_room_is_short():
+    """Periodic test pulses leave short stretches: fewer records, but every one its own noise."""
+    n_samples, n_rec = 3_000_000, 4096
+    pulser = np.arange(12_500, n_samples, 12_500)
+    a = noise_trigger_samples(500, pulser, n_samples, n_rec, 1)
+    assert 200 <= a.size < 500 and np.diff(a).min() >= n_rec
+    d = a[:, None] - pulser[None, :]
+    assert np.all((d <= -3 * n_rec // 4) | (d >= 5 * n_rec // 4))
 
 
 # ---------------------------------------------------------------- records

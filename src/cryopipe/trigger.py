@@ -173,15 +173,22 @@ def valid_windows(samples, n_samples, record_length) -> np.ndarray:
     return (first >= 0) & (first + record_length <= n_samples)
 
 
-def live_time(samples: np.ndarray, holdoff: int, n_samples: int, sample_frequency: float) -> float:
+def live_time(samples: np.ndarray, holdoff: int, n_samples: int, sample_frequency: float,
+              excluded: tuple[np.ndarray, np.ndarray] | None = None) -> float:
     """Live time (s): stream duration minus the dead time after accepted triggers.
 
-    Dead time is the union of [t, t + holdoff) over trigger samples t, clipped to [0, n_samples);
-    overlapping intervals count once.
+    Dead time is the union of [t, t + holdoff) over trigger samples t and of the `excluded`
+    intervals [start, stop) (e.g. around test pulses), clipped to [0, n_samples); overlapping
+    intervals count once.
     """
-    t = np.sort(np.asarray(samples, dtype=np.int64))
-    lo = np.clip(t, 0, n_samples)
-    hi = np.clip(t + holdoff, 0, n_samples)
+    t = np.asarray(samples, dtype=np.int64)
+    lo, hi = t, t + holdoff
+    if excluded is not None:
+        lo = np.concatenate([lo, np.asarray(excluded[0], np.int64)])
+        hi = np.concatenate([hi, np.asarray(excluded[1], np.int64)])
+    order = np.argsort(lo, kind="stable")
+    lo = np.clip(lo[order], 0, n_samples)
+    hi = np.clip(hi[order], 0, n_samples)
     covered = np.maximum.accumulate(hi)
     prev_end = np.concatenate([[0], covered[:-1]])
     dead = np.clip(hi - np.maximum(lo, prev_end), 0, None).sum()
@@ -189,47 +196,51 @@ def live_time(samples: np.ndarray, holdoff: int, n_samples: int, sample_frequenc
 
 
 def noise_trigger_samples(n: int, particle: np.ndarray, n_samples: int, record_length: int, rng) -> np.ndarray:
-    """Random (noise) trigger samples away from particle triggers.
+    """Random (noise) trigger samples whose records hold no pulse and do not overlap each other.
 
-    Draws ``n`` distinct positions uniformly among trigger samples whose record window lies in the
-    stream and is separated from every particle-trigger window by at least one record length
-    (|t - p| >= 2 N). Reproducible for a seed. For a rate r (Hz), use n = round(r x live time).
+    A noise record [t - N/4, t + 3N/4) must neither contain a particle onset p nor start within one
+    record length after it (its tail): t <= p - 3N/4 or t >= p + 5N/4 for every p. The allowed
+    stretches are cut into slots of N samples; ``n`` slots are drawn at random (each stretch's slot
+    grid shifted by a random offset), so the records are distinct stretches of noise: overlapping
+    noise records would make the noise power spectrum an average of one realisation. Where fewer
+    than ``n`` slots fit, all of them are returned (the caller reports it). Reproducible for a seed.
 
     Parameters
     ----------
-    n : number of noise triggers
-    particle : particle trigger samples
+    n : number of noise triggers wanted
+    particle : trigger samples of pulses (particle triggers, test pulses)
     n_samples : stream length (samples)
     record_length : N (samples)
     rng : numpy Generator or seed
 
     Returns
     -------
-    int64 sorted trigger samples; CryopipeError if the stream has no room for ``n``.
+    int64 sorted trigger samples, at most ``n``.
     """
     if n < 0:
         raise InputError(f"number of noise triggers must be >= 0, got {n}")
     rng = np.random.default_rng(rng)
-    lo_all = record_length // 4                       # first valid trigger sample
-    hi_all = n_samples - record_length + record_length // 4 + 1   # one past the last
+    N = int(record_length)
+    lo_all = N // 4                                   # first valid trigger sample
+    hi_all = n_samples - N + N // 4 + 1               # one past the last
     p = np.unique(np.asarray(particle, dtype=np.int64))
-    # forbidden [p - 2N + 1, p + 2N), merged; allowed = gaps between them within [lo_all, hi_all)
-    f_lo, f_hi = p - 2 * record_length + 1, p + 2 * record_length
+    # forbidden (p - 3N/4, p + 5N/4), merged; allowed = gaps between them within [lo_all, hi_all)
+    f_lo, f_hi = p - 3 * N // 4 + 1, p + 5 * N // 4
     edges_hi = np.concatenate([[lo_all], np.maximum.accumulate(f_hi)])
     edges_lo = np.concatenate([f_lo, [hi_all]])
     gap_lo = np.clip(edges_hi, lo_all, hi_all)
     gap_hi = np.clip(edges_lo, lo_all, hi_all)
     length = np.clip(gap_hi - gap_lo, 0, None)
-    total = int(length.sum())
-    if n > total:
-        raise CryopipeError(f"no room for {n} noise triggers: only {total} allowed positions "
-                            f"away from {p.size} particle triggers")
-    if n == 0:
+    slots = np.where(length > 0, (length - 1) // N + 1, 0)
+    total = int(slots.sum())
+    if n == 0 or total == 0:
         return np.empty(0, np.int64)
-    u = np.sort(rng.choice(total, size=n, replace=False))
-    cum = np.cumsum(length)
-    gap = np.searchsorted(cum, u, side="right")
-    return (gap_lo[gap] + u - (cum[gap] - length[gap])).astype(np.int64)
+    offset = (rng.random(len(length)) * (length - (slots - 1) * N)).astype(np.int64)  # per-stretch shift
+    chosen = np.sort(rng.choice(total, size=min(n, total), replace=False))
+    cum = np.cumsum(slots)
+    gap = np.searchsorted(cum, chosen, side="right")
+    within = chosen - (cum[gap] - slots[gap])
+    return np.sort(gap_lo[gap] + offset[gap] + within * N).astype(np.int64)
 
 
 def _event_amplitudes(trigger_amplitude, trigger_channel, n_channels, n_particle):

@@ -73,7 +73,7 @@ for PASS, PREFIX in PASS_PREFIX.items():
             run=run_pattern(stream_runs()),
         params:
             stream=lambda w: stream_params(w.run),
-            trigger=subconfig("trigger", "holdoff", "noise_records", "seed"),
+            trigger=subconfig("trigger", "holdoff", "noise_records", "seed", "pulser_exclusion"),
             code=script_code("records.py"),
         log:
             f"{RESULTS}/{{run}}/logs/{PREFIX}records.log",

@@ -11,22 +11,23 @@ from typing import Iterator
 import numpy as np
 import xarray as xr
 
-from ..filters import OverlapSave, generic_kernel, noise_estimate
 from ..io.sources import Stream, TestPulses
 from ..io.stores import EVENT_CHUNK, provenance
-from ..trigger import (
-    live_time,
-    merge_triggers,
-    noise_trigger_samples,
-    records_dataset,
-    trigger_channel,
-    valid_windows,
-)
+
+# The filter and trigger kernels (scipy.fft, numba) are imported by the functions that use them:
+# the workflow's DAG start (segment_bounds) and the gather job (gather_segments) do not pay for them.
 
 
 def holdoff_samples(stream_cfg: dict, trigger_cfg: dict) -> int:
     """Hold-off after a trigger in samples (default: half a record)."""
     return int(trigger_cfg.get("holdoff") or stream_cfg["record_length"] // 2)
+
+
+def pulser_exclusion_samples(stream_cfg: dict, trigger_cfg: dict) -> int:
+    """Samples around each test/control pulse in which particle triggers are dropped (default: one
+    record length; a pulse thousands of times above threshold leaves filter side lobes that far)."""
+    value = trigger_cfg.get("pulser_exclusion")
+    return int(value) if value is not None else int(stream_cfg["record_length"])
 
 
 def segment_bounds(n_samples: int, sample_frequency: float, segment_duration: float | None) -> list[tuple[int, int]]:
@@ -50,6 +51,9 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
     the scan state (dead time) at `a` then equals that of an unsplit scan whenever the
     `lookback` (10 hold-offs) holds a quiet stretch, so segments gathered equal the unsplit run.
     """
+    from ..filters import OverlapSave, generic_kernel, noise_estimate
+    from ..trigger import trigger_channel
+
     k, anchor = kernel if kernel is not None else generic_kernel(stream_cfg["record_length"])
     polarity = 1  # applied when the stream is opened (io.sources.open_stream)
     noise = noise_estimate(stream, channel, k, anchor, polarity=polarity)   # logs implausible situations
@@ -89,20 +93,25 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
     """Merge per-channel triggers, draw noise triggers, add the DAQ's test and control pulses, and
     cut records in batches of `batch` events.
 
-    A particle trigger within one hold-off of a test or control pulse is that pulse, not a particle
-    (Cait's exclude_tp). Returns the first "records" Dataset, an iterator over the following batches
+    A particle trigger closer than `trigger.pulser_exclusion` (default one record length) to a test
+    or control pulse is that pulse or its filter's side lobe, not a particle (Cait's exclude_tp);
+    that time counts as dead time. Returns the first "records" Dataset, an iterator over the following batches
     (append along event), and a one-line summary. Memory is bounded by one batch of records.
     """
+    from ..trigger import live_time, merge_triggers, noise_trigger_samples, records_dataset, valid_windows
+
     n_rec = stream_cfg["record_length"]
     holdoff = holdoff_samples(stream_cfg, trigger_cfg)
     per_channel = [t["trigger_sample"].values for t in triggers]
     samples, fired = merge_triggers(per_channel, holdoff)
-    live = live_time(samples, holdoff, stream.n_samples, stream.sample_frequency)
+    pulser = stream.test_pulses
+    reach = pulser_exclusion_samples(stream_cfg, trigger_cfg)
+    live = live_time(samples, holdoff, stream.n_samples, stream.sample_frequency,
+                     excluded=(pulser.samples - reach, pulser.samples + reach) if len(pulser) else None)
     keep = valid_windows(samples, stream.n_samples, n_rec)
     samples, fired = samples[keep], fired[keep]
     amps = _fired_amplitudes(triggers, samples, fired)
-    pulser = stream.test_pulses
-    on_pulser = near_any(samples, pulser.samples, holdoff)
+    on_pulser = near_any(samples, pulser.samples, reach)
     samples, fired, amps = samples[~on_pulser], fired[~on_pulser], amps[:, ~on_pulser]
     rng = np.random.default_rng(int(trigger_cfg["seed"]))
     noise = np.sort(noise_trigger_samples(int(trigger_cfg["noise_records"]),
@@ -126,6 +135,9 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
 
     summary = (f"{len(samples)} particle and {len(noise)} noise records of {len(stream_cfg['channels'])} channels; "
                f"live time {live:.1f} s of {stream.duration:.1f} s")
+    if len(noise) < int(trigger_cfg["noise_records"]):
+        summary += (f"; only {len(noise)} of the {int(trigger_cfg['noise_records'])} noise records asked for fit "
+                    f"between the pulses without overlapping")
     if len(pulser):
         summary += (f"; {len(pulser)} test/control pulses recorded, {int(on_pulser.sum())} particle triggers on "
                     f"them dropped")
