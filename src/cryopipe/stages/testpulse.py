@@ -33,6 +33,13 @@ def has_test_pulses(run_cfg: dict) -> bool:
     return bool(np.any(cresst.record_kind_from_tpa(np.asarray(tpa)) == "testpulse"))
 
 
+def line_energy_of(cfg: dict, calibrate_cfg: dict):
+    """keV of the line of the TPA-equivalent spectrum: testpulse.line_energy, else
+    calibrate.line_energy (None: no energy)."""
+    own = cfg.get("line_energy")
+    return own if own is not None else calibrate_cfg.get("line_energy")
+
+
 def _pulse_heights(traces: np.ndarray) -> np.ndarray:
     """Rough heights (V): maximum minus the mean of the first N/8 samples."""
     n = traces.shape[1]
@@ -139,9 +146,10 @@ def testpulse_channel(records: xr.Dataset, c: int, characterization: xr.Dataset,
            "calibration_tpa": tpas, "resolution": resolution, "of_resolution": expected_resolution(of)}
     line = {"kev_per_tpa": np.nan, "kev_per_tpa_err": np.nan, "line_position": np.nan,
             "line_position_err": np.nan, "line_sigma": np.nan, "resolution_kev": np.nan}
-    if calibrate_cfg.get("line_energy") is not None:
+    line_energy = line_energy_of(cfg, calibrate_cfg)
+    if line_energy is not None:
         sel = (kind == "particle") & stab["event_stable"] & np.isfinite(tpe)
-        cal = calibrate(tpe[sel], calibrate_cfg["line_energy"], resolution=resolution,
+        cal = calibrate(tpe[sel], line_energy, resolution=resolution,
                         min_events=int(calibrate_cfg["min_line_events"]),
                         min_significance=float(calibrate_cfg["min_significance"]), fit_range=5.0,
                         what=f"{what} (test-pulse equivalent amplitudes)")
@@ -170,7 +178,8 @@ def testpulse_run(records: xr.Dataset, characterization: xr.Dataset, cfg: dict, 
     records : the run's "records" Dataset (lazy is fine; one channel's traces in blocks at a time)
     characterization : its "characterization" Dataset (NPS, SEV per channel)
     cfg : the config's `testpulse` section
-    calibrate_cfg : line_energy (keV or None), min_line_events, min_significance of `calibrate`
+    calibrate_cfg : line_energy (keV or None; testpulse.line_energy wins), min_line_events,
+        min_significance of `calibrate`
     """
     kind = records["record_kind"].values.astype(str)
     if not np.any(kind == "testpulse"):
@@ -223,7 +232,7 @@ def testpulse_run(records: xr.Dataset, characterization: xr.Dataset, cfg: dict, 
     attrs = provenance("testpulse", {"testpulse": cfg, "calibrate": calibrate_cfg}, [],
                        sample_frequency=float(records.attrs["sample_frequency"]),
                        record_length=int(records.attrs["record_length"]), units=json.dumps(units),
-                       line_energy=float("nan") if calibrate_cfg.get("line_energy") is None
-                       else float(np.ravel(calibrate_cfg["line_energy"])[0]))
+                       line_energy=float("nan") if line_energy_of(cfg, calibrate_cfg) is None
+                       else float(np.ravel(line_energy_of(cfg, calibrate_cfg))[0]))
     return xr.Dataset(data, coords={"channel": channels, "event": records["event"].values,
                                     "pulse": np.arange(pulses.size), "tpa_point": np.arange(n_tpa)}, attrs=attrs)
