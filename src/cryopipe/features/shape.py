@@ -325,8 +325,9 @@ _ORDER = ("of_snr", "of_onset", "second_pulse_snr", "second_pulse_fraction", "se
           "end_fraction", "spike_snr", "spike_fraction", "pretrigger_drop_snr", "top_plateau")
 
 
-def shape_features(traces, sample_frequency: float, sev, nps, batch: int = 256, of=None, workers: int = 2) -> dict[str, np.ndarray]:
-    """Extra per-record features of one channel (see module docstring) for the default cuts.
+def shape_features(traces, sample_frequency: float, sev, nps, batch: int = 256, of=None,
+                   workers: int = 2) -> dict[str, np.ndarray]:
+    """Shape features of one channel's records (see the module docstring; the default cuts use them).
 
     Parameters
     ----------
