@@ -24,6 +24,7 @@ from bokeh.models import (
     Div,
     LassoSelectTool,
     LinearColorMapper,
+    NumeralTickFormatter,
     Range1d,
     Select,
     Slider,
@@ -137,6 +138,9 @@ class ViewApp:
                          css_classes=["cv-hx"])
         self.hy = figure(width=200, height=560, y_range=self.fig.y_range, tools="", toolbar_location=None,
                          css_classes=["cv-hy"])
+        self.hx.yaxis.formatter = NumeralTickFormatter(format="0.[0]a")
+        self.hy.xaxis.formatter = NumeralTickFormatter(format="0.[0]a")
+        self.hy.xaxis.ticker.desired_num_ticks = 3
         self.hx_all = ColumnDataSource(data=dict(l=[], r=[], t=[]))
         self.hx_selected = ColumnDataSource(data=dict(l=[], r=[], t=[]))
         self.hy_all = ColumnDataSource(data=dict(b=[], t=[], r=[]))
@@ -227,6 +231,8 @@ class ViewApp:
         doc.add_root(column(self.header, row(left, right)))
         doc.title = f"cryopipe view: {d.run}"
         d.record_kind_codes()              # once, so that the first selection does not pay for it
+        if d.n_events:
+            d.event_info(0)
         if x0 is not None:
             self.replot()
             self.recolour()
@@ -286,20 +292,22 @@ class ViewApp:
         self._set_status(f"{x.size:,} events; {hidden:,} not drawn (NaN, or <= 0 on a log axis); "
                          f"plotted in {1e3 * (time.perf_counter() - t0):.0f} ms")
 
-    def _bins(self, v):
+    def _range(self, v) -> tuple[float, float]:
         f = v[np.isfinite(v)]
         if f.size == 0:
-            return np.linspace(0, 1, N_BINS + 1)
+            return 0.0, 1.0
         lo, hi = float(f.min()), float(f.max())
-        if hi <= lo:
-            lo, hi = lo - 0.5, hi + 0.5
-        return np.linspace(lo, hi, N_BINS + 1)
+        return (lo - 0.5, hi + 0.5) if hi <= lo else (lo, hi)
 
     def _histograms(self, sx, sy, idx):
+        """Histograms (N_BINS uniform bins over each axis' finite range) of the events `idx`."""
         x, y = self.plotted["x"], self.plotted["y"]
-        ex, ey = self._bins(x), self._bins(y)
-        hx = np.histogram(x[idx][np.isfinite(x[idx])], ex)[0] if idx.size else np.zeros(N_BINS)
-        hy = np.histogram(y[idx][np.isfinite(y[idx])], ey)[0] if idx.size else np.zeros(N_BINS)
+        if sx is self.hx_all:
+            self._hist_ranges = self._range(x), self._range(y)
+        (xa, xb), (ya, yb) = self._hist_ranges
+        ex, ey = np.linspace(xa, xb, N_BINS + 1), np.linspace(ya, yb, N_BINS + 1)
+        hx = np.histogram(x[idx], N_BINS, range=(xa, xb))[0] if idx.size else np.zeros(N_BINS)
+        hy = np.histogram(y[idx], N_BINS, range=(ya, yb))[0] if idx.size else np.zeros(N_BINS)
         sx.data = dict(l=ex[:-1], r=ex[1:], t=hx)
         sy.data = dict(b=ey[:-1], t=ey[1:], r=hy)
 
