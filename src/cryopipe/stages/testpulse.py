@@ -138,7 +138,8 @@ def testpulse_channel(records: xr.Dataset, c: int, characterization: xr.Dataset,
     tpe = tp.tpa_equivalent(amp, tpas, curves)
     noise = kind == "noise"
     tpe_noise = tp.tpa_equivalent(amp_fixed[noise], tpas, curves[:, noise])
-    resolution = float(np.std(tpe_noise[np.isfinite(tpe_noise)])) if noise.sum() >= 2 else float("nan")
+    fin = tpe_noise[np.isfinite(tpe_noise)]  # robust: a noise record may hold a pulse tail
+    resolution = float(tp.MAD_TO_SIGMA * np.median(np.abs(fin - np.median(fin)))) if fin.size >= 2 else float("nan")
     out = {"template": template, "template_tpa": template_tpa, "amplitude": amp, "tpa_equivalent": tpe,
            "stable": stab["event_stable"], "pulses": pulses, "response": amp[pulses], "band_centre": band["centre"],
            "band_sigma": band["sigma"], "pulse_stable": band["stable"], "interval_stable": interval_stable,
