@@ -100,7 +100,20 @@ def _resolve_run(name: str, run: dict, config: dict, schema: dict) -> dict:
                         else os.path.normpath(out[key]))
     _stream_settings(name, out)
     out["channels"] = _channel_names(name, out)
+    out["roles"] = _roles(name, out)
     return out
+
+
+def _roles(name: str, run: dict) -> dict:
+    """Channel roles (phonon, light) of the run: given, or the channels named so (else none)."""
+    roles = dict(run.get("roles") or {})
+    if not roles and {"phonon", "light"} <= set(run["channels"]):
+        roles = {"phonon": "phonon", "light": "light"}
+    for role, channel in roles.items():
+        if channel not in run["channels"]:
+            raise ConfigError(f"config: run {name!r}: roles.{role} {channel!r} is not one of its channels "
+                              f"({', '.join(run['channels'])})")
+    return roles
 
 
 def _stream_settings(name: str, run: dict) -> None:

@@ -19,7 +19,7 @@ from cryopipe.errors import InputError
 
 __all__ = ["plot_sev", "plot_nps", "plot_filter_transfer", "plot_amplitude_spectrum", "plot_efficiency",
            "histogram", "plot_cleaning_spectra", "plot_pca_manifold", "plot_testpulse_response",
-           "plot_testpulse_calibration"]
+           "plot_testpulse_calibration", "plot_light_yield"]
 
 
 def _figure(nrows: int = 1, ncols: int = 1, size=(7.0, 4.5), **kw):
@@ -371,4 +371,28 @@ def plot_testpulse_calibration(tpas, curves, hours, path, *, tpe=None, line_posi
         ax.set_xlabel("TPA-equivalent amplitude (V)")
         ax.set_ylabel("stable particle events per bin")
         ax.set_title("TPA-equivalent spectrum")
+    return _save(fig, path)
+
+
+def plot_light_yield(energy, light_yield, accepted, path, *, label: str = "") -> Path:
+    """Light yield (light / phonon energy) against the phonon energy (keV), events accepted by the
+    cuts in colour over all particle events in grey: the standard CRESST band plot."""
+    e = np.asarray(energy, dtype=np.float64)
+    ly = np.asarray(light_yield, dtype=np.float64)
+    ok = np.asarray(accepted, dtype=bool)
+    if not (e.shape == ly.shape == ok.shape):
+        raise InputError(f"light yield plot: energy {e.shape}, light yield {ly.shape} and accepted {ok.shape} differ")
+    finite = np.isfinite(e) & np.isfinite(ly)
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    ax.scatter(e[finite & ~ok], ly[finite & ~ok], s=4, c="0.7", label=f"rejected ({int((finite & ~ok).sum())})")
+    ax.scatter(e[finite & ok], ly[finite & ok], s=6, c="C0", label=f"accepted ({int((finite & ok).sum())})")
+    if (finite & ok).any():
+        lo, hi = np.percentile(ly[finite & ok], [1, 99])
+        pad = 0.5 * (hi - lo) + 0.1
+        ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlabel("phonon energy (keV)")
+    ax.set_ylabel("light yield")
+    ax.legend(loc="upper right")
+    ax.set_title(_title("Light yield", label))
     return _save(fig, path)

@@ -189,6 +189,8 @@ def report_figures(run):
         out += [f"{RESULTS}/report/{run}/sev_{ch}.png", f"{RESULTS}/report/{run}/spectrum_{ch}.png"]
         if RUNS[run]["efficiency"]["enabled"]:
             out.append(f"{RESULTS}/report/{run}/efficiency_{ch}.png")
+    if calibrated(run) and {"phonon", "light"} <= set(RUNS[run]["roles"]):
+        out.append(f"{RESULTS}/report/{run}/light_yield.png")
     return out
 
 

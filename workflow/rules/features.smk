@@ -47,6 +47,7 @@ rule features:
     output:
         directory(f"{RESULTS}/{{run}}/features.zarr"),
     params:
+        roles=lambda w: RUNS[w.run]["roles"],
         code=script_code("gather_features.py"),
     log:
         f"{RESULTS}/{{run}}/logs/features.log",

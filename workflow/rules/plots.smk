@@ -83,3 +83,25 @@ rule plot_efficiency:
         CONDA_ENV
     script:
         "../scripts/plot_efficiency.py"
+
+
+rule plot_light_yield:
+    input:
+        features=f"{RESULTS}/{{run}}/features.zarr",
+        labels=f"{RESULTS}/{{run}}/labels.zarr",
+    output:
+        report(f"{RESULTS}/report/{{run}}/light_yield.png", caption="../report/light_yield.rst",
+               category="Calibration", subcategory="{run}"),
+    params:
+        roles=lambda w: RUNS[w.run]["roles"],
+        code=script_code("plot_light_yield.py"),
+    log:
+        f"{RESULTS}/{{run}}/logs/plot_light_yield.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_light_yield.py"

@@ -1,0 +1,167 @@
+"""The run configuration: the user's file is the whole truth, per-run settings, validation, and
+values that are equal in meaning rerun nothing."""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from cryopipe.config import check, load_schema, resolve_runs
+from cryopipe.errors import ConfigError
+from cryopipe.io.cresst import write_par
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def resolved(cfg: dict) -> dict:
+    """The config as the Snakefile sees it: schema defaults filled (by Snakemake's validate), runs resolved."""
+    from snakemake.utils import validate
+
+    cfg = copy.deepcopy(cfg)
+    check(cfg, SCHEMA)
+    validate(cfg, str(REPO / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
+    return resolve_runs(cfg, SCHEMA)
+
+
+def user_run(tmp_path, **keys) -> dict:
+    f = tmp_path / "a.csmpl"
+    f.write_bytes(np.zeros(50_000, "<i2").tobytes())
+    return {"runs": {"mine": {"csmpl": [str(f)], "sample_frequency": 25000, "record_length": 4096, **keys}}}
+
+
+def test_per_run_sections_override_global_values_key_by_key(tmp_path):
+    cfg = user_run(tmp_path, calibrate={"line_energy": 5.9}, trigger={"threshold_sigma": 7})
+    cfg["trigger"] = {"holdoff": 100}
+    run = resolved(cfg)["mine"]
+    assert run["calibrate"]["line_energy"] == 5.9
+    assert run["trigger"]["threshold_sigma"] == 7 and run["trigger"]["holdoff"] == 100
+    assert run["trigger"]["chunk_size"] == 1048576          # the schema's default
+    assert run["characterize"]["enabled"] is True and run["channels"] == ["ch0"]
+
+
+def test_no_calibration_line_by_default(tmp_path):
+    assert resolved(user_run(tmp_path))["mine"]["calibrate"]["line_energy"] is None
+
+
+def test_equal_values_resolve_equal(tmp_path):
+    a = resolved(user_run(tmp_path))["mine"]
+    b_cfg = user_run(tmp_path)
+    b_cfg["runs"]["mine"]["sample_frequency"] = 25000.0
+    b_cfg["runs"]["mine"]["record_length"] = 4096.0
+    b_cfg["runs"]["mine"]["csmpl"] = [f"{tmp_path}/./a.csmpl"]
+    b = resolved(b_cfg)["mine"]
+    assert a == b and isinstance(b["sample_frequency"], float) and isinstance(b["record_length"], int)
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", ".hidden", "a..b", "x y"])
+def test_unsafe_run_names_are_rejected(tmp_path, name):
+    cfg = user_run(tmp_path)
+    cfg["runs"] = {name: cfg["runs"]["mine"]}
+    with pytest.raises(ConfigError, match="run name .* is not allowed"):
+        resolved(cfg)
+
+
+def test_duplicate_channel_names_are_rejected(tmp_path):
+    cfg = user_run(tmp_path, channels=["a", "a"])
+    cfg["runs"]["mine"]["csmpl"] *= 2
+    with pytest.raises(ConfigError, match="duplicate channel names a"):
+        resolved(cfg)
+
+
+def test_bad_override_key_names_the_run_and_section(tmp_path):
+    with pytest.raises(ConfigError, match=r"run 'mine', trigger: .*unknown key threshold\b"):
+        resolved(user_run(tmp_path, trigger={"threshold": 3}))
+
+
+def test_unknown_top_level_key_is_one_short_paragraph():
+    with pytest.raises(ConfigError) as err:
+        check({"runs": {"a": {"csmpl": ["x"]}}, "trigggger": {}}, SCHEMA)
+    msg = str(err.value)
+    assert "unknown key trigggger" in msg and "allowed keys:" in msg and msg.count("\n") == 0 and len(msg) < 400
+
+
+def test_par_file_gives_sample_frequency_and_record_length_and_conflicts_are_errors(tmp_path):
+    par = tmp_path / "r.par"
+    write_par(par, start_time=1.6e9, record_length=8192, sample_frequency=50_000.0)
+    cfg = user_run(tmp_path)
+    run = cfg["runs"]["mine"]
+    del run["sample_frequency"], run["record_length"]
+    run["par"] = str(par)
+    got = resolved(cfg)["mine"]
+    assert got["sample_frequency"] == 50_000.0 and got["record_length"] == 8192
+    run["record_length"] = 4096
+    with pytest.raises(ConfigError, match="record_length 4096 disagrees with 8192 in .*r.par"):
+        resolved(cfg)
+
+
+def test_sample_frequency_is_required_without_par(tmp_path):
+    cfg = user_run(tmp_path)
+    del cfg["runs"]["mine"]["sample_frequency"]
+    with pytest.raises(ConfigError, match="sample_frequency is required"):
+        resolved(cfg)
+
+
+def test_test_stamps_need_dig_stamps(tmp_path):
+    with pytest.raises(ConfigError, match="test_stamps need the run's dig_stamps"):
+        resolved(user_run(tmp_path, test_stamps="x.test_stamps"))
+
+
+def _dry_run(workdir: Path, configfile: Path, *targets: str) -> str:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "-n",
+           "--cores", "1", *targets, f"--configfile={configfile}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def test_a_user_config_plans_only_its_own_run(tmp_path):
+    cfg = user_run(tmp_path)
+    (tmp_path / "u.yaml").write_text(yaml.safe_dump(cfg))
+    out = _dry_run(tmp_path, tmp_path / "u.yaml")
+    assert "run=mine" in out and "run=sim" not in out and "results/sim" not in out
+
+
+@pytest.mark.slow
+def test_equal_values_in_other_spellings_rerun_nothing(tmp_path):
+    """A real one-pass run, then the same config with 25000.0 and ./data/x: nothing to do."""
+    rng = np.random.default_rng(0)
+    n, fs = 1_500_000, 25_000.0
+    x = rng.normal(0, 2e-3, n)
+    t = np.arange(4096) / fs
+    shape = np.exp(-t / 0.02) - np.exp(-t / 0.001)
+    for i in rng.integers(0, n - 4096, 40):
+        x[i:i + 4096] += 0.1 * shape / shape.max()
+    (tmp_path / "data").mkdir()
+    np.clip(np.rint(x / (20 / 2**16)), -32768, 32767).astype("<i2").tofile(tmp_path / "data" / "x.csmpl")
+    base = {"runs": {"r": {"csmpl": ["data/x.csmpl"], "sample_frequency": 25000, "record_length": 4096}},
+            "characterize": {"enabled": False}, "cleaning": {"enabled": False}, "trigger": {"noise_records": 20}}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(base))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--cores", "2",
+           "results/r/features.zarr", f"--configfile={tmp_path / 'a.yaml'}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    other = copy.deepcopy(base)
+    other["runs"]["r"].update(csmpl=["./data/x.csmpl"], sample_frequency=25000.0)
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(other))
+    assert "Nothing to be done" in _dry_run(tmp_path, tmp_path / "b.yaml", "results/r/features.zarr")
+    changed = copy.deepcopy(base)
+    changed["runs"]["r"]["sample_frequency"] = 25001
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(changed))
+    assert "Nothing to be done" not in _dry_run(tmp_path, tmp_path / "c.yaml", "results/r/features.zarr")
+
+
+def test_channel_roles_default_to_phonon_and_light_names_and_are_checked(tmp_path):
+    cfg = user_run(tmp_path, channels=["phonon", "light"])
+    cfg["runs"]["mine"]["csmpl"] *= 2
+    assert resolved(cfg)["mine"]["roles"] == {"phonon": "phonon", "light": "light"}
+    cfg["runs"]["mine"]["channels"] = ["a", "b"]
+    assert resolved(cfg)["mine"]["roles"] == {}
+    cfg["runs"]["mine"]["roles"] = {"phonon": "a", "light": "c"}
+    with pytest.raises(ConfigError, match="roles.light 'c' is not one of its channels"):
+        resolved(cfg)
