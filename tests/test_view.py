@@ -288,6 +288,27 @@ def test_evaluate_hand_labels_command(small_run, tmp_path):
     assert "model universal: 80 hand-labelled records" in out.stdout and "class accuracy" in out.stdout
 
 
+def test_fine_tune_on_hand_labels(small_run, tmp_path):
+    """The loop from looking to training: tune the shipped model on hand labels, evaluate on held-out ones."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    append_hand_labels(run / "hand_labels.zarr", np.arange(1, 120, 5), "event_pulse")
+    append_hand_labels(run / "hand_labels.zarr", np.arange(0, 120, 5), "noise")
+    out = subprocess.run([sys.executable, "-m", "cryopipe.cli", "evaluate-hand-labels", str(run), "--fine-tune",
+                          str(tmp_path / "tuned.pt"), "--epochs", "2", "--output", str(tmp_path / "ft.json")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    res = json.loads((tmp_path / "ft.json").read_text())
+    assert res["n_holdout_events"] == 14 and res["n_train_records"] == 2 * (48 - 14)
+    assert res["before"]["n"] == res["after"]["n"] == 14 and res["after"]["model"] == "universal_hand_tuned"
+    assert (tmp_path / "tuned.pt").is_file() and (tmp_path / "tuned.json").is_file()
+    assert "after fine-tuning" in out.stdout
+
+
 def test_density_mode_selects_on_the_server(small_run):
     """Above points_max events the scatter is a server-side image; box and lasso select there."""
     from types import SimpleNamespace

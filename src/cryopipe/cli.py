@@ -139,6 +139,19 @@ def _evaluate_hand_labels(args) -> None:
 
     run = Path(args.run)
     hand = read_hand_labels(run / "hand_labels.zarr", missing_ok=False)
+    if args.fine_tune:
+        from .cleaning.hand_labels import fine_tune_on_hand_labels
+
+        res = fine_tune_on_hand_labels(hand, open_store(run / "records.zarr", "records"), args.fine_tune,
+                                       args.model or "universal", epochs=args.epochs)
+        print(f"{res['checkpoint']}: fine-tuned on {res['n_train_records']} hand-labelled records; "
+              f"{res['n_holdout_events']} labelled events held out")
+        for when in ("before", "after"):
+            if when in res:
+                print(f"{when} fine-tuning, on the held-out hand labels:\n{format_report(res[when])}")
+        if args.output:
+            Path(args.output).write_text(json.dumps(res, indent=1, default=float))
+        return
     if args.model:
         results = [evaluate_model_on_hand_labels(hand, open_store(run / "records.zarr", "records"), args.model,
                                                  cutoff=args.cutoff)]
@@ -206,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(default: use the run's predictions/*.zarr)")
     s.add_argument("--cutoff", type=float, default=None, help="with --model (default: the model's own)")
     s.add_argument("--output", help="also write the results as JSON")
+    s.add_argument("--fine-tune", metavar="OUT.pt", help="fine-tune --model (default universal) on the hand labels "
+                   "(30 %% of the labelled events held out), save it here, evaluate before and after")
+    s.add_argument("--epochs", type=int, default=10, help="with --fine-tune")
     s.set_defaults(func=_evaluate_hand_labels)
     return p
 
