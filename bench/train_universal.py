@@ -30,7 +30,8 @@ from cryopipe.cleaning.models import scores_from_logits
 from cryopipe.cleaning.preprocess import downsample
 from cryopipe.cleaning.train import load_model, plot_loss_curves, train_model
 from cryopipe.metrics import balanced_accuracy
-from cryopipe.simulate.records import DEFAULT_ACCEPTED, EVENT_CLASSES, simulate_universal_records
+from cryopipe.simulate.classes import WIDE_OPTIONS, ClassOptions
+from cryopipe.simulate.records import DEFAULT_ACCEPTED, EVENT_CLASSES, WIDE_RANGES, simulate_universal_records
 
 # ----------------------------------------------------------------------------------- config
 MODEL = "cnn_full"                    # CRESST CNN padded to see the whole window, 142k parameters (0.57 MB)
@@ -70,6 +71,11 @@ PCT_START = 0.15
 CUTOFF_GRID = np.round(np.arange(0.30, 0.501, 0.01), 2)
 PILEUP_SURVIVAL_LIMIT = 0.035
 TORCH_THREADS = 1                     # on a shared 2-core machine one thread trains ~10x faster than two
+#: Issue 15: the last WIDE_PARTS of the PARTS pieces of every (class, length) set come from the wide
+#: universal distribution (records.WIDE_RANGES + classes.WIDE_OPTIONS, SNR up to WIDE_SNR_MAX);
+#: 0 reproduces the issue-5 training set.
+WIDE_PARTS = 2
+WIDE_SNR_MAX = 10000.0
 OUT = Path(__file__).resolve().parents[1] / "src" / "cryopipe" / "models" / "universal.pt"
 # -------------------------------------------------------------------------------------------
 
@@ -83,8 +89,10 @@ def simulate_set(n_per_class: dict, seed_key: list[int]) -> tuple[np.ndarray, np
             counts = {c: k for c, k in counts.items() if k}
             if not counts:
                 continue
-            ds = simulate_universal_records(counts, n, np.random.default_rng([*seed_key, n, part]),
-                                            snr_range=SNR_RANGE)
+            wide = part >= PARTS - WIDE_PARTS
+            kw = dict(ranges=WIDE_RANGES, options=ClassOptions(**WIDE_OPTIONS),
+                      snr_range=(SNR_RANGE[0], WIDE_SNR_MAX)) if wide else dict(snr_range=SNR_RANGE)
+            ds = simulate_universal_records(counts, n, np.random.default_rng([*seed_key, n, part]), **kw)
             traces.append(downsample(ds["trace"].values[0]))
             labels.append(ds["label"].values[0])
             classes.append(ds["event_class"].values.astype(str))
@@ -143,6 +151,27 @@ def set_cutoff(checkpoint: Path, val: ArraySource) -> None:
     print(f"cutoff {cut:.2f}: validation BA {ba:.4f}, validation pile_up survival {surv:.4f} -> {path}")
 
 
+def set_calibration(checkpoint: Path, cal: ArraySource) -> dict:
+    """Temperature scaling and the OOD (energy) threshold of `checkpoint`, fitted on the held-out
+    calibration set `cal` (seed [SEED, 2], never used for training, early stopping or the cutoff),
+    written into its .json meta (`cleaning.calibration.calibration_meta`)."""
+    from cryopipe.cleaning.calibration import calibration_meta
+
+    model, meta = load_model(checkpoint)
+    logits, classes = [], []
+    with torch.inference_mode():
+        for x, _, c, _, _ in ordered_batches(cal, 4096):
+            logits.append(model(x).numpy())
+            classes.append(c.numpy())
+    cal_meta = calibration_meta(np.concatenate(logits), np.concatenate(classes))
+    meta.update(cal_meta)
+    path = Path(checkpoint).with_suffix(".json")
+    path.write_text(json.dumps(meta, indent=1, sort_keys=True))
+    print(f"temperature {cal_meta['temperature']:.3f}: calibration NLL {cal_meta['nll_uncalibrated']:.4f} -> "
+          f"{cal_meta['nll_calibrated']:.4f}; OOD energy threshold {cal_meta['ood_threshold']:.3f} -> {path}")
+    return cal_meta
+
+
 def set_sizes(scale: float = 1.0) -> tuple[dict, dict]:
     """Records per class and length of the training and validation sets: N_PER_CLASS and
     N_VAL_PER_CLASS times `scale` (at least 1 each)."""
@@ -176,17 +205,27 @@ def train_checkpoint(model: str, train: ArraySource, val: ArraySource, out: Path
 
 
 def main() -> None:
+    global WIDE_PARTS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--model", default=MODEL, help="architecture (cleaning.models.MODELS)")
     ap.add_argument("--max-lr", type=float, default=MAX_LR, help="peak learning rate of the one-cycle schedule")
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies N_PER_CLASS and N_VAL_PER_CLASS")
+    ap.add_argument("--wide-parts", type=int, default=2,
+                    help="pieces (of PARTS) per set from the wide distribution (0: the issue-5 set)")
     ap.add_argument("--calibrate", type=Path, help="only calibrate the cutoff of this existing checkpoint")
+    ap.add_argument("--calibrate-temperature", type=Path,
+                    help="only fit the temperature and OOD threshold of this existing checkpoint")
     args = ap.parse_args()
+    WIDE_PARTS = args.wide_parts
     torch.set_num_threads(TORCH_THREADS)
     t0 = time.perf_counter()
     n_train, n_val = set_sizes(args.scale)
+    if args.calibrate_temperature is not None:
+        set_calibration(args.calibrate_temperature,
+                        ArraySource(*simulate_set(n_val, [SEED, 2]), class_names=sorted(EVENT_CLASSES)))
+        return
     if args.calibrate is not None:
         set_cutoff(args.calibrate, ArraySource(*simulate_set(n_val, [SEED, 1]), class_names=sorted(EVENT_CLASSES)))
         return
@@ -196,9 +235,12 @@ def main() -> None:
     config = {"model": args.model, "seed": SEED, "record_lengths": list(RECORD_LENGTHS), "snr_range": list(SNR_RANGE),
               "n_per_class": n_train, "n_val_per_class": n_val, "augment_options": AUGMENT_OPTIONS,
               "epochs": args.epochs, "batch_size": BATCH_SIZE,
-              "simulation": "cryopipe.simulate.records.simulate_universal_records (default UNIVERSAL_RANGES)"}
+              "simulation": "cryopipe.simulate.records.simulate_universal_records (default UNIVERSAL_RANGES)"
+                            + (f"; {WIDE_PARTS}/{PARTS} of every set wide (WIDE_RANGES, WIDE_OPTIONS, SNR up to "
+                               f"{WIDE_SNR_MAX:g})" if WIDE_PARTS else "")}
     result = train_checkpoint(args.model, train, val, args.out, args.epochs, args.max_lr,
                               meta={"name": "universal", "training": config})
+    set_calibration(args.out, ArraySource(*simulate_set(n_val, [SEED, 2]), class_names=sorted(EVENT_CLASSES)))
     curves = args.out.with_name(args.out.stem + "_loss.png")
     plot_loss_curves(result.history, curves)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

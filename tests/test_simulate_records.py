@@ -308,3 +308,36 @@ def test_bad_inputs_raise():
         simulate_detector_records({"noise": 3}, SEV, NPS, FS, np.random.default_rng(0), accepted={"glitch"})
     with pytest.raises(InputError, match="ranges"):
         simulate_universal_records({"noise": 3}, 1024, np.random.default_rng(0), ranges={"tau": (1, 2)})
+
+
+def test_wide_universal_records():
+    """Issue 15's wide distribution: finite records, tau_in/tau_n in either order up to 0.9 tau_t,
+    persistent-step tails and pulse-then-drop resets, low-passed noise."""
+    from cryopipe.simulate.classes import WIDE_OPTIONS, ClassOptions
+    from cryopipe.simulate.records import WIDE_RANGES
+
+    n = 2048
+    ds = simulate_universal_records({"event_pulse": 60, "tail_event": 60, "reset": 60}, n,
+                                    np.random.default_rng(4), ranges=WIDE_RANGES,
+                                    options=ClassOptions(**WIDE_OPTIONS), snr_range=(200.0, 300.0), shuffle=False)
+    tr = ds["trace"].values[0].astype(float)
+    assert np.isfinite(tr).all() and ds["wide"].values.all()
+    tau_n, tau_in, tau_t = (ds[k].values[0] for k in ("tau_n", "tau_in", "tau_t"))
+    assert np.all(tau_n <= 0.9 * tau_t * (1 + 1e-9) + 1e-12) and np.any(tau_in > tau_n)
+    assert np.array_equal(ds["an_sign"].values[0] < 0, tau_n < tau_in)
+    assert np.isfinite(ds["lowpass"].values[0]).any() and np.isinf(ds["lowpass"].values[0]).any()
+    cls = ds["event_class"].values
+    pulses = tr[cls == "event_pulse"]
+    peak = pulses.max(axis=1)
+    assert np.all(peak > 0)                                   # every pulse points up, whatever tau order
+    ends = tr[:, -n // 16:].mean(axis=1) / tr.max(axis=1)
+    # some tails end on a persistent step; some resets end below the baseline (pulse, then drop)
+    assert np.mean(ends[cls == "tail_event"] > 0.1) > 0.2
+    assert np.mean(tr[cls == "reset", -n // 16:].mean(axis=1) < -0.1 * np.abs(tr[cls == "reset"]).max(axis=1)) > 0.2
+
+
+def test_wide_off_keeps_the_original_stream():
+    a = simulate_universal_records({"event_pulse": 5, "noise": 5}, 512, np.random.default_rng(9))
+    b = simulate_universal_records({"event_pulse": 5, "noise": 5}, 512, np.random.default_rng(9),
+                                   ranges={"wide_probability": 0.0})
+    assert np.array_equal(a["trace"].values, b["trace"].values) and "wide" not in a

@@ -105,3 +105,55 @@ def test_predict_cli_errors_name_the_input(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "flat.npz"), "--output", out, "--model", "nomodel.pt"]) == 1
     assert "nomodel.pt: no model checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_calibrated_model_reports_probability_and_ood(tmp_path, fresh_set):
+    """A model with a temperature in its meta: predict_file adds calibrated probabilities and energy
+    OOD scores; records unlike any training class (inverted pulses) score higher than familiar ones."""
+    import json
+    import shutil
+
+    from cryopipe.cleaning.architectures import universal_path
+
+    src = universal_path()
+    ckpt = tmp_path / "cal.pt"
+    shutil.copy(src, ckpt)
+    meta = json.loads(src.with_suffix(".json").read_text())
+    meta.update(temperature=1.5, ood_threshold=-1.0)
+    ckpt.with_suffix(".json").write_text(json.dumps(meta))
+    model, _ = resolve_model(ckpt)
+    assert model.temperature == 1.5
+    familiar = fresh_set["trace"].values[0]
+    inverted = -familiar[fresh_set["event_class"].values == "event_pulse"]
+    np.savez(tmp_path / "r.npz", records=np.concatenate([familiar, inverted]))
+    out = predict_file(tmp_path / "r.npz", model)
+    assert {"probability", "ood_score", "ood"} <= set(out)
+    assert np.allclose(out["score"][: len(familiar)], predict_scores(model, familiar), atol=1e-5)
+    assert np.all((out["probability"] >= 0) & (out["probability"] <= 1))
+    ood = out["ood_score"]
+    assert np.median(ood[len(familiar):]) > np.median(ood[: len(familiar)])
+    assert np.array_equal(out["ood"], ood > -1.0)
+
+
+def test_predictions_store_of_a_calibrated_model(tmp_path, fresh_set):
+    """predictions_dataset adds probability and ood_score (optional schema variables), the store
+    validates, and the cleaning report counts unfamiliar events."""
+    import xarray as xr
+
+    from cryopipe.cleaning.predict import predictions_dataset
+    from cryopipe.cleaning.report import unfamiliar_summary
+    from cryopipe.io.stores import open_store
+
+    model, _ = load_universal()
+    model.temperature, model.ood_threshold = 1.2, -2.0
+    try:
+        trace = xr.DataArray(fresh_set["trace"].values[:, :40], dims=("channel", "event", "sample"))
+        ds = predictions_dataset(model, trace, "universal")
+    finally:
+        del model.temperature, model.ood_threshold
+    assert {"probability", "ood_score"} <= set(ds) and ds.attrs["temperature"] == 1.2
+    assert np.allclose(ds["score"].values, predict_scores(model, trace.values), atol=1e-5)
+    write_store(ds, tmp_path / "p.zarr", "predictions")
+    back = open_store(tmp_path / "p.zarr", "predictions")
+    s = unfamiliar_summary(back, np.arange(40))
+    assert s["unfamiliar"] == int((back["ood_score"].values[0] > -2.0).sum())

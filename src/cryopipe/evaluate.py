@@ -344,6 +344,177 @@ def evaluate_model(model, meta: dict, test_sets: dict[str, xr.Dataset], out_dir,
     return result
 
 
+
+# ------------------------------------------------------------------------------ generalisation (issue 15)
+
+#: Targets on many random detectors (issue 15); they apply to the mean over detectors.
+#: key -> (comparison, threshold); survival keys are per event class.
+GENERALISATION_TARGETS = {
+    "balanced_accuracy": (">=", 0.97),
+    "pulse_snr_ge_10": (">=", 0.98),
+    "saturated_pulse_snr_ge_10": (">=", 0.98),
+    "survival tail_event": (">=", 0.97),
+    "survival carrier_event": (">=", 0.97),
+    "survival pile_up": ("<=", 0.05),
+    "survival spike": ("<=", 0.01),
+    "survival squid_jump": ("<=", 0.01),
+    "survival reset": ("<=", 0.01),
+    "survival decaying_baseline": ("<=", 0.01),
+    "survival noise": ("<=", 0.01),
+}
+SNR_TABLE_EDGES = (3.0, 5.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+
+
+def detector_metrics(event_class, label, snr, saturated, score, cutoff) -> dict:
+    """Per-detector figures: BA (particle pulse vs rest), pulse survival at SNR >= 10 (all and
+    saturated), survival per class (NaN where a class or subset is empty)."""
+    event_class = np.asarray(event_class).astype(str)
+    keep = np.asarray(score) >= cutoff
+    label = np.asarray(label, bool)
+    out = {"balanced_accuracy": metrics.balanced_accuracy(label, np.asarray(score), cutoff)
+           if label.any() and (~label).any() else float("nan"), "n_records": int(label.size)}
+    pulses = (event_class == "event_pulse") & (np.asarray(snr) >= 10)
+    sat = pulses & np.asarray(saturated, bool)
+    out["pulse_snr_ge_10"] = float(keep[pulses].mean()) if pulses.any() else float("nan")
+    out["saturated_pulse_snr_ge_10"] = float(keep[sat].mean()) if sat.any() else float("nan")
+    out["n_saturated_pulses"] = int(sat.sum())
+    for cls, (_, _, rate) in metrics.survival_rates(event_class, keep).items():
+        out[f"survival {cls}"] = float(rate)
+    return out
+
+
+def summarise_detectors(per_detector: list[dict], targets: dict = GENERALISATION_TARGETS) -> list[dict]:
+    """Mean, standard deviation and worst detector of every target figure, with pass/fail on the mean."""
+    rows = []
+    for key, (op, thr) in targets.items():
+        v = np.array([d.get(key, np.nan) for d in per_detector], dtype=float)
+        ok = np.isfinite(v)
+        if not ok.any():
+            continue
+        worst_i = int(np.nanargmin(v) if op == ">=" else np.nanargmax(v))
+        mean = float(np.mean(v[ok]))
+        rows.append({"target": key, "mean": mean, "std": float(np.std(v[ok])), "worst": float(v[worst_i]),
+                     "worst_detector": worst_i, "n_detectors": int(ok.sum()), "comparison": op, "threshold": thr,
+                     "passed": bool(mean >= thr if op == ">=" else mean <= thr)})
+    return rows
+
+
+def snr_table(event_class, snr, score, cutoff, edges=SNR_TABLE_EDGES,
+              classes=("event_pulse", "carrier_event", "tail_event", "pile_up")) -> dict:
+    """Survival per class and SNR bin (pooled over detectors): class -> list of (lo, hi, survived, total)."""
+    event_class = np.asarray(event_class).astype(str)
+    keep = np.asarray(score) >= cutoff
+    snr = np.asarray(snr, float)
+    out = {}
+    for cls in classes:
+        rows = []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            m = (event_class == cls) & (snr >= lo) & (snr < hi if hi < edges[-1] else snr <= hi)
+            rows.append((lo, hi, int(keep[m].sum()), int(m.sum())))
+        out[cls] = rows
+    return out
+
+
+def _score_with_uncertainty(model, records, batch):
+    """Scores, and for a calibrated model (meta temperature) also the OOD flags and calibrated probabilities."""
+    if getattr(model, "temperature", None) is None or model.n_classes == 1:
+        return predict_scores(model, records, batch), None
+    from .cleaning.predict import predict_logits, uncertainty_from_logits
+
+    u = uncertainty_from_logits(predict_logits(model, records, batch), model.accepted, model.temperature,
+                                getattr(model, "ood_threshold", np.inf))
+    return u["score"], u
+
+
+def _uncertainty_metrics(m: dict, u, label, score, cutoff) -> None:
+    """OOD flag rate, its rate among wrong decisions, and the calibration (NLL, Brier) of P(clean)."""
+    if u is None:
+        return
+    wrong = (np.asarray(score) >= cutoff) != np.asarray(label, bool)
+    p = np.clip(u["probability"].astype(float), 1e-7, 1 - 1e-7)
+    y = np.asarray(label, float)
+    m["ood_fraction"] = float(np.mean(u["ood"]))
+    m["ood_fraction_of_errors"] = float(np.mean(u["ood"][wrong])) if wrong.any() else float("nan")
+    m["ood_fraction_of_correct"] = float(np.mean(u["ood"][~wrong])) if (~wrong).any() else float("nan")
+    m["binary_nll_calibrated"] = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    m["brier_calibrated"] = float(np.mean((p - y) ** 2))
+
+
+def independent_evaluation(model, cutoff: float, n_detectors: int = 24, n_per_class: int = 100, seed: int = 2000,
+                           snr_range=(3.0, 1000.0), batch: int = 4096) -> dict:
+    """The model on `n_detectors` virtual detectors of the independent test generator
+    (`cleaning.independent_sim`, shares no code with the training simulator): per-detector figures,
+    mean / spread / worst (`summarise_detectors`) and the pooled per-SNR survival table."""
+    from .cleaning import independent_sim as ind
+
+    rng = np.random.default_rng(seed)
+    per, pooled = [], []
+    for _ in range(int(n_detectors)):
+        det = ind.draw_detector(rng)
+        d = ind.simulate(det, {c: n_per_class for c in ind.CLASSES}, rng, snr_range)
+        score, u = _score_with_uncertainty(model, d["records"], batch)
+        m = detector_metrics(d["event_class"], d["label"], d["snr"], d["saturated"], score, cutoff)
+        _uncertainty_metrics(m, u, d["label"], score, cutoff)
+        m.update(record_length=det["record_length"], sample_frequency=det["sample_frequency"],
+                 tau_n_ms=det["pulse"]["tau_n"], tau_in_ms=det["pulse"]["tau_in"], tau_t_ms=det["pulse"]["tau_t"],
+                 saturation_over_sigma=det["saturation_over_sigma"])
+        per.append(m)
+        pooled.append((d["event_class"], d["snr"], score))
+    cls, snr, score = (np.concatenate(v) for v in zip(*pooled))
+    return {"generator": "independent", "cutoff": cutoff, "per_detector": per, "summary": summarise_detectors(per),
+            "snr_table": snr_table(cls, snr, score, cutoff), "seed": seed, "n_per_class": n_per_class}
+
+
+def own_detectors_evaluation(model, cutoff: float, n_detectors: int = 20, n_per_class: int = 100,
+                             record_length: int = 4096, seed: int = 3000, batch: int = 4096) -> dict:
+    """The model on `n_detectors` random detectors of our own simulator (`random_detector`, half of
+    them saturating at 50-3000 sigma_OF), every class: the same figures as `independent_evaluation`."""
+    rng = np.random.default_rng(seed)
+    per, pooled = [], []
+    for i in range(int(n_detectors)):
+        det = random_detector(rng, record_length)
+        sat = det["resolution"] * float(np.exp(rng.uniform(np.log(50), np.log(3000)))) if i % 2 else None
+        ds = detector_set({c: n_per_class for c in EVENT_CLASSES}, det, rng, saturation=sat)
+        score, u = _score_with_uncertainty(model, ds["trace"].values[0], batch)
+        cls, snr = _flat(ds, "event_class").astype(str), _flat(ds, "snr")
+        saturated = np.zeros(cls.size, bool) if sat is None else _flat(ds, "pulse_height") > 0.8 * sat
+        per.append(detector_metrics(cls, _flat(ds, "label"), snr, saturated, score, cutoff))
+        _uncertainty_metrics(per[-1], u, _flat(ds, "label"), score, cutoff)
+        pooled.append((cls, snr, score))
+    cls, snr, score = (np.concatenate(v) for v in zip(*pooled))
+    return {"generator": "own", "cutoff": cutoff, "per_detector": per, "summary": summarise_detectors(per),
+            "snr_table": snr_table(cls, snr, score, cutoff), "seed": seed, "n_per_class": n_per_class}
+
+
+def generalisation_markdown(result: dict, title: str) -> str:
+    """Markdown of a many-detector evaluation: targets (mean, std, worst) and the per-SNR table."""
+    lines = [f"## {title}", "", f"{len(result['per_detector'])} detectors, {result['n_per_class']} records per "
+             f"class each, seed {result['seed']}, cutoff {result['cutoff']}. Targets apply to the mean.", "",
+             "| figure | mean | std | worst (detector) | goal | pass |", "|---|---|---|---|---|---|"]
+    for r in result["summary"]:
+        lines.append(f"| {r['target']} | {r['mean']:.4f} | {r['std']:.4f} | {r['worst']:.4f} ({r['worst_detector']}) "
+                     f"| {r['comparison']} {r['threshold']} | {'yes' if r['passed'] else 'NO'} |")
+    unc = [k for k in ("ood_fraction", "ood_fraction_of_errors", "ood_fraction_of_correct", "binary_nll_calibrated",
+                       "brier_calibrated") if any(k in d for d in result["per_detector"])]
+    if unc:
+        lines += ["", "Uncertainty (mean over detectors): " + ", ".join(
+            f"{k} {np.nanmean([d.get(k, np.nan) for d in result['per_detector']]):.4f}" for k in unc) + "."]
+    lines += ["", "Survival per SNR bin (pooled):", "",
+              "| class | " + " | ".join(f"{lo:g}-{hi:g}" for lo, hi, _, _ in next(iter(result['snr_table'].values())))
+              + " |", "|---|" + "---|" * len(next(iter(result['snr_table'].values())))]
+    for cls, rows in result["snr_table"].items():
+        lines.append(f"| {cls} | " + " | ".join(f"{s / t:.3f} ({t})" if t else "-" for _, _, s, t in rows) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_generalisation(results: list[tuple[str, dict]], out: Path) -> str:
+    """generalisation.md and generalisation.json in `out`; returns the markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = "# Generalisation over many detectors\n\n" + "\n".join(generalisation_markdown(r, t) for t, r in results)
+    (out / "generalisation.md").write_text(text)
+    (out / "generalisation.json").write_text(json.dumps({t: r for t, r in results}, indent=1, default=float))
+    return text
+
 # ------------------------------------------------------------------------------ output
 
 def write_tables(result: dict, out: Path, meta: dict) -> None:
@@ -453,13 +624,35 @@ def main(argv=None) -> dict:
     ap.add_argument("--record-length", type=int, default=4096, help="samples of the simulated records")
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--cutoff", type=float, default=None, help="decision cutoff (default: the model's own)")
+    ap.add_argument("--independent-detectors", type=int, default=24,
+                    help="virtual detectors of the independent test generator (0: skip)")
+    ap.add_argument("--own-detectors", type=int, default=20, help="random detectors of our simulator (0: skip)")
+    ap.add_argument("--detector-per-class", type=int, default=100,
+                    help="records per class and detector in the many-detector evaluations")
+    ap.add_argument("--skip-standard", action="store_true", help="only the many-detector evaluations (quick)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     model, meta = resolve_model(args.model)
+    cutoff = float(args.cutoff if args.cutoff is not None else meta.get("cutoff", CUTOFF))
+    gen = []
+    if args.independent_detectors > 0:
+        gen.append(("Independent test generator (cleaning.independent_sim)",
+                    independent_evaluation(model, cutoff, args.independent_detectors, args.detector_per_class,
+                                           seed=args.seed + 1)))
+    if args.own_detectors > 0:
+        gen.append(("Our simulator, random detectors (detector mode)",
+                    own_detectors_evaluation(model, cutoff, args.own_detectors, args.detector_per_class,
+                                             args.record_length, seed=args.seed + 2)))
+    if gen:
+        print(write_generalisation(gen, Path(args.out)))
+    if args.skip_standard:
+        return {"generalisation": dict((t, r) for t, r in gen)}
     sets = build_test_sets(args.n_per_class, args.pulses, args.pileups, args.record_length, args.seed)
     t1 = time.perf_counter()
-    result = evaluate_model(model, meta, sets, args.out)
+    result = evaluate_model(model, meta, sets, args.out, cutoff=cutoff)
+    result["generalisation"] = dict((t, r) for t, r in gen)
     print((Path(args.out) / "targets.md").read_text())
     print(f"simulated {sum(s.sizes['event'] for s in sets.values())} records in {t1 - t0:.0f} s, "
           f"evaluated in {time.perf_counter() - t1:.0f} s; figures and tables in {args.out}")

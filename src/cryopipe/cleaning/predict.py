@@ -69,6 +69,47 @@ def predict_scores(model: Classifier, records, batch: int = 4096, accepted=None,
     return scores
 
 
+def predict_logits(model: Classifier, records, batch: int = 4096, preprocessed: bool = False,
+                   device=None) -> np.ndarray:
+    """Raw logits (..., n_classes) float32 of (..., N) records; NaN rows for records with NaN/inf samples."""
+    x = np.asarray(records)
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise InputError(f"records: need (..., N) records, got shape {x.shape}")
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, x.shape[-1])
+    valid = finite_records(flat)
+    if not valid.all():
+        flat = np.where(valid[:, None], flat, 0.0)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    out = np.empty((flat.shape[0], model.n_classes), dtype=np.float32)
+    with torch.inference_mode():
+        for a in range(0, flat.shape[0], batch):
+            xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], LENGTH)
+            out[a:a + batch] = model(torch.as_tensor(np.asarray(xb, np.float32), device=device)).cpu().numpy()
+    out[~valid] = np.nan
+    return out.reshape(*lead, model.n_classes)
+
+
+def uncertainty_from_logits(logits, accepted, temperature: float = 1.0, threshold: float | None = None) -> dict:
+    """Per record (leading shape of `logits`): score (uncalibrated, as `predict_scores`; the decision
+    uses it), probability (temperature-calibrated P(clean)), ood_score (energy, higher = less familiar)
+    and, with `threshold`, ood (ood_score > threshold). NaN logits give NaN (ood False)."""
+    from .calibration import calibrated_probability, energy
+
+    z = np.asarray(logits, dtype=np.float64)
+    lead = z.shape[:-1]
+    flat = z.reshape(-1, z.shape[-1])
+    s, _ = scores_from_logits(torch.as_tensor(flat.astype(np.float32)), accepted)
+    with np.errstate(invalid="ignore"):
+        out = {"score": s.numpy().reshape(lead),
+               "probability": calibrated_probability(flat, accepted, temperature).astype(np.float32).reshape(lead),
+               "ood_score": energy(flat, temperature).astype(np.float32).reshape(lead)}
+        if threshold is not None:
+            out["ood"] = out["ood_score"] > threshold
+    return out
+
+
 def decide(scores, cutoff: float = CUTOFF) -> np.ndarray:
     """Accept (True) records whose score >= `cutoff` (a NaN score, an unscored record, is rejected)."""
     return np.asarray(scores) >= cutoff
@@ -91,9 +132,17 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
         raise InputError(f"trace: need dims (channel, event, sample), got {tuple(trace.dims)}")
     n_ch, n_ev = trace.shape[:2]
     score = np.empty((n_ch, n_ev), dtype=np.float32)
+    calibrated = getattr(model, "temperature", None) is not None and model.n_classes > 1
+    extra = {k: np.empty((n_ch, n_ev), dtype=np.float32) for k in ("probability", "ood_score")} if calibrated else {}
     for e0 in range(0, n_ev, event_chunk):
         block = read_values(trace[:, e0:e0 + event_chunk], trace.encoding.get("source", "records"), "records")
-        score[:, e0:e0 + event_chunk] = predict_scores(model, block, batch)
+        if calibrated:   # one forward pass: score as predict_scores, plus calibrated probability and OOD score
+            u = uncertainty_from_logits(predict_logits(model, block, batch), model.accepted, model.temperature)
+            score[:, e0:e0 + event_chunk] = u["score"]
+            for k in extra:
+                extra[k][:, e0:e0 + event_chunk] = u[k]
+        else:
+            score[:, e0:e0 + event_chunk] = predict_scores(model, block, batch)
     valid = np.isfinite(score)
     decision = decide(score, cutoff)
     if not valid.all():
@@ -101,8 +150,11 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
     coords = {k: v for k, v in trace.coords.items() if set(v.dims) <= {"channel", "event"}}
     return xr.Dataset(
         {"score": (("channel", "event"), score), "decision": (("channel", "event"), decision),
-         "valid": (("channel", "event"), valid), "event_clean": (("event",), clean_events(decision))},
+         "valid": (("channel", "event"), valid), "event_clean": (("event",), clean_events(decision)),
+         **{k: (("channel", "event"), v) for k, v in extra.items()}},
         coords=coords,
         attrs=provenance("predictions", {"cutoff": cutoff, "batch": batch}, inputs, model=model_name, cutoff=cutoff,
-                         n_invalid=int((~valid).sum()), invalid_records=describe_invalid(valid)),
+                         n_invalid=int((~valid).sum()), invalid_records=describe_invalid(valid),
+                         **({"temperature": float(model.temperature), "ood_score": "energy",
+                             "ood_threshold": float(getattr(model, "ood_threshold", np.nan))} if calibrated else {})),
     )

@@ -92,7 +92,21 @@ def cleaning_report(records: xr.Dataset, features: xr.Dataset, labels: xr.Datase
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(events), min(len(events), max_pca_events), replace=False))
     pca = pca_manifold(module_vectors(records["trace"], events[chosen]), seed=seed)
+    summary = cleaning_summary(cut_clean, model_clean)
+    summary.update(unfamiliar_summary(predictions, events))
     return {"amplitude": amplitude, "amplitude_name": name, "units": features[name].attrs.get("units", ""),
             "channels": [str(c) for c in records["channel"].values], "cut_clean": cut_clean,
-            "model_clean": model_clean, "pca": pca, "pca_events": chosen,
-            "summary": cleaning_summary(cut_clean, model_clean)}
+            "model_clean": model_clean, "pca": pca, "pca_events": chosen, "summary": summary}
+
+
+def unfamiliar_summary(predictions: xr.Dataset, events) -> dict:
+    """Particle events the model has not learned (issue 15): some channel's OOD score (energy) above
+    the model's threshold; empty when the predictions carry no OOD score (uncalibrated model)."""
+    thr = predictions.attrs.get("ood_threshold")
+    if "ood_score" not in predictions or thr is None or not np.isfinite(thr):
+        return {}
+    ood = np.asarray(predictions["ood_score"].isel(event=events).values, dtype=np.float64) > float(thr)
+    flagged = ood.any(axis=0)
+    n = int(flagged.size)
+    return {"unfamiliar": int(flagged.sum()), "unfamiliar_fraction": float(flagged.mean()) if n else float("nan"),
+            "ood_threshold": float(thr)}

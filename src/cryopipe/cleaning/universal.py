@@ -30,13 +30,24 @@ def load_universal(device=None) -> tuple[Classifier, dict]:
 
 
 def resolve_model(spec: str | Path, device=None) -> tuple[Classifier, dict]:
-    """A model from ``"universal"`` (the shipped weights) or the path of a checkpoint (x.pt with x.json)."""
+    """A model from ``"universal"`` (the shipped weights) or the path of a checkpoint (x.pt with x.json).
+
+    A model whose meta holds a ``temperature`` (`cleaning.calibration`) carries it, and its
+    ``ood_threshold``, as attributes: predictions then add calibrated probabilities and OOD scores.
+    """
     if str(spec) == UNIVERSAL:
-        return load_universal(device)
+        return _with_calibration(*load_universal(device))
     path = Path(spec)
     if path.suffix not in (".pt", ""):
         raise InputError(f"{path}: a model is 'universal' or a checkpoint path x.pt (with x.json beside it)")
-    return load_model(path, device)
+    return _with_calibration(*load_model(path, device))
+
+
+def _with_calibration(model, meta):
+    if meta.get("temperature") is not None:
+        model.temperature = float(meta["temperature"])
+        model.ood_threshold = float(meta.get("ood_threshold", np.nan))
+    return model, meta
 
 
 def model_cutoff(meta: dict, cutoff: float | None = None) -> float:
@@ -133,14 +144,31 @@ def predict_file(path: str | Path, model: Classifier, batch: int = 4096, events_
     score = np.empty(lead, dtype=np.float32)
     multi = model.n_classes > 1
     probs = np.empty((*lead, model.n_classes), dtype=np.float32) if multi else None
+    calibrated = multi and getattr(model, "temperature", None) is not None
+    extra = {k: np.empty(lead, dtype=np.float32) for k in ("probability", "ood_score")} if calibrated else {}
     for sl, x in blocks:
         if x.shape[-1] < 2:
             raise InputError(f"{path}: records of {x.shape[-1]} sample(s) cannot be classified")
-        s, p = predict_scores(model, x, batch, with_probabilities=True)
+        if calibrated:   # one forward pass: the logits give score, class probabilities and the calibrated values
+            from scipy.special import softmax
+
+            from .predict import predict_logits, uncertainty_from_logits
+
+            z = predict_logits(model, x, batch)
+            u = uncertainty_from_logits(z, model.accepted, model.temperature)
+            s, p = u["score"], softmax(z.astype(np.float64), axis=-1).astype(np.float32)
+            extra["probability"][..., sl] = u["probability"]
+            extra["ood_score"][..., sl] = u["ood_score"]
+        else:
+            s, p = predict_scores(model, x, batch, with_probabilities=True)
         score[..., sl] = s
         if multi:
             probs[..., sl, :] = p
-    out = {"score": score, "valid": np.isfinite(score)}
+    out = {"score": score, "valid": np.isfinite(score), **extra}
+    if calibrated:
+        out["ood"] = np.asarray(extra["ood_score"] > model.ood_threshold)
+        out["temperature"] = np.float64(model.temperature)
+        out["ood_threshold"] = np.float64(model.ood_threshold)
     if multi:
         out["class_probability"] = probs
         out["class_names"] = np.asarray(model.class_names or [str(i) for i in range(model.n_classes)])

@@ -154,7 +154,9 @@ STORES = {
         {"score": (("channel", "event"), "f"), "decision": (("channel", "event"), "b"),
          "event_clean": (("event",), "b")},
         ("model", "cutoff"),
-        optional={"valid": (("channel", "event"), "b")},   # False: NaN/inf samples, score NaN (not scored)
+        optional={"valid": (("channel", "event"), "b"),    # False: NaN/inf samples, score NaN (not scored)
+                  "probability": (("channel", "event"), "f"),   # temperature-calibrated P(clean) (issue 15)
+                  "ood_score": (("channel", "event"), "f")},    # energy; higher = less like the training data
     ),
 }
 

@@ -56,6 +56,22 @@ class ClassOptions:
     carrier_speedup: tuple = (2.0, 6.0)        # carrier shape is this many times faster
     tail_stretch: tuple = (3.0, 10.0)          # slow tail component is this many times slower
     tail_fraction: tuple = (0.1, 0.5)          # slow tail height / prompt height
+    # wide physics (issue 15; the defaults keep the original classes, WIDE_OPTIONS switches them on)
+    tail_step_fraction: float = 0.0            # share of tail events whose tail is a persistent step
+    reset_pulse_fraction: float = 0.0          # share of resets that are a pulse dropping below baseline
+    pileup_any_ratio: float = 0.0              # share of pile-ups whose extra pulses have any height (0.02-3x)
+
+
+#: Class options of the wide universal distribution (issue 15): ranges at least as wide as Cait's
+#: public parameter sampler (onset +- 20 ms of a ~0.65 s window; spikes 0.1-1 ms, up to 2 V; SQUID
+#: jumps 0.1-10 V; resets as a pulse followed by a drop of 0.3-0.9 of its height; tails as a
+#: persistent step of 0.15-0.4 of the pulse height; decaying baselines of 5-30 V before saturation).
+WIDE_OPTIONS = {
+    "onset_jitter": 1 / 32, "spike_height": (5.0, 3000.0), "spike_width": (1, 12), "jump_height": (5.0, 5000.0),
+    "decaying_level": (10.0, 30000.0), "ramp_level": (5.0, 3000.0), "carrier_speedup": (1.5, 10.0),
+    "tail_stretch": (3.0, 300.0), "tail_fraction": (0.1, 0.5), "tail_step_fraction": 0.5,
+    "reset_pulse_fraction": 0.5, "pileup_any_ratio": 0.5,
+}
 
 
 def log_uniform(rng: np.random.Generator, lo, hi, size) -> np.ndarray:
@@ -161,26 +177,44 @@ def sev_tail_decay(sev: np.ndarray) -> float:
     return -1.0 / slope if slope < 0 else np.inf
 
 
+STEP_TAU = 1e12  # samples: the "decay" of a persistent step
+
+
 class ModelShape:
     """Proebst pulse shapes with per-record time constants (samples): universal mode.
 
     tau_n, tau_in, tau_t : non-thermal decay, rise, thermal decay; at_over_an : At / An.
+    an_sign : optional per-record sign of the non-thermal component (-1 where tau_n < tau_in, as in
+    Cait's sampler: An (e^-t/tau_n - e^-t/tau_in) stays positive); then at_over_an is At's share in [0, 1].
     """
 
-    def __init__(self, tau_n, tau_in, tau_t, at_over_an):
+    def __init__(self, tau_n, tau_in, tau_t, at_over_an, an_sign=None):
         self.tau_n, self.tau_in, self.tau_t = (np.asarray(a, dtype=np.float64) for a in (tau_n, tau_in, tau_t))
         self.ratio = np.asarray(at_over_an, dtype=np.float64)
+        self.an_sign = None if an_sign is None else np.asarray(an_sign, dtype=np.float64)
 
     def entries(self, idx, variant: str, rng: np.random.Generator, opts: ClassOptions) -> np.ndarray:
         idx = np.asarray(idx)
         tn, ti, tt, r = self.tau_n[idx], self.tau_in[idx], self.tau_t[idx], self.ratio[idx]
         taus = np.stack([tn, ti, tt], axis=1)
-        coefs = np.stack([1.0 - r, -np.ones_like(r), r], axis=1)
+        if self.an_sign is None:
+            coefs = np.stack([1.0 - r, -np.ones_like(r), r], axis=1)
+        else:
+            an = self.an_sign[idx] * (1.0 - r)
+            coefs = np.stack([an, -(an + r), r], axis=1)
         if variant == "carrier":
             taus = taus / log_uniform(rng, *opts.carrier_speedup, len(idx))[:, None]
         elif variant == "slow":
             slow = np.maximum(tn, tt) * log_uniform(rng, *opts.tail_stretch, len(idx))
             taus = np.stack([slow, tn, np.ones_like(tn)], axis=1)
+            coefs = np.stack([np.ones_like(r), -np.ones_like(r), np.zeros_like(r)], axis=1)
+        elif variant == "step":   # a persistent step rising with the pulse: 1 - e^-t/tau
+            rise = np.maximum(np.maximum(tn, ti), 0.3)
+            taus = np.stack([np.full_like(tn, STEP_TAU), rise, np.ones_like(tn)], axis=1)
+            coefs = np.stack([np.ones_like(r), -np.ones_like(r), np.zeros_like(r)], axis=1)
+        elif variant == "drop":   # a fast persistent step (reset): 1 - e^-t/tau, tau = 2 min(tau_in, tau_n)
+            fall = np.maximum(2.0 * np.minimum(tn, ti), 0.3)
+            taus = np.stack([np.full_like(tn, STEP_TAU), fall, np.ones_like(tn)], axis=1)
             coefs = np.stack([np.ones_like(r), -np.ones_like(r), np.zeros_like(r)], axis=1)
         elif variant != "main":
             raise ValueError(f"unknown pulse variant {variant!r}")
@@ -251,7 +285,11 @@ def _tail_event(plan, idx, shape, rng, opts, n_samples):
     snr = _snr(rng, opts, m)
     plan.add_pulse(idx, shape.entries(idx, "main", rng, opts), onset, a_of=snr, main=True)
     frac = rng.uniform(*opts.tail_fraction, m)
-    plan.add_pulse(idx, shape.entries(idx, "slow", rng, opts), onset, a_of=snr * frac, physical=False)
+    slow = shape.entries(idx, "slow", rng, opts)
+    if opts.tail_step_fraction > 0 and isinstance(shape, ModelShape):
+        use = rng.random(m) < opts.tail_step_fraction
+        slow[use] = shape.entries(idx[use], "step", rng, opts)
+    plan.add_pulse(idx, slow, onset, a_of=snr * frac, physical=False)
 
 
 def _decaying_baseline(plan, idx, shape, rng, opts, n_samples):
@@ -290,7 +328,24 @@ def _squid_jump(plan, idx, shape, rng, opts, n_samples):
 
 
 def _reset(plan, idx, shape, rng, opts, n_samples):
-    _step(plan, idx, rng, n_samples, log_uniform(rng, *opts.reset_height, len(idx)))
+    """An upward read-out step; with probability reset_pulse_fraction (model shapes only) instead a
+    pulse at the trigger whose baseline drops by 0.3-0.9 of its height soon after its onset."""
+    m = len(idx)
+    pulse = np.zeros(m, dtype=bool)
+    if opts.reset_pulse_fraction > 0 and isinstance(shape, ModelShape):
+        pulse = rng.random(m) < opts.reset_pulse_fraction
+    step_idx = idx[~pulse]
+    _step(plan, step_idx, rng, n_samples, log_uniform(rng, *opts.reset_height, len(step_idx)))
+    sub = idx[pulse]
+    if sub.size:
+        k = len(sub)
+        entries = shape.entries(sub, "main", rng, opts)
+        onset = _trigger_onset(rng, opts, n_samples, k)
+        snr = _snr(rng, opts, k)
+        plan.add_pulse(sub, entries, onset, a_of=snr)
+        delay = np.minimum(shape.tau_in[sub], shape.tau_n[sub])
+        plan.add_pulse(sub, shape.entries(sub, "drop", rng, opts), onset + delay,
+                       a_of=-snr * rng.uniform(0.3, 0.9, k), physical=False)
 
 
 def _pile_up(plan, idx, shape, rng, opts, n_samples):
@@ -311,10 +366,15 @@ def _pile_up(plan, idx, shape, rng, opts, n_samples):
     largest = _snr(rng, opts, m)
     lo_ratio = np.clip(np.maximum(opts.pileup_min_ratio, opts.snr_range[0] / largest), None, 1.0)
     main_slot = np.where(rng.random(m) < opts.pileup_trigger_largest, 0, rng.integers(1, k))
+    anyr = rng.random(m) < opts.pileup_any_ratio if opts.pileup_any_ratio > 0 else np.zeros(m, dtype=bool)
+    main_slot = np.where(anyr, 0, main_slot)
     for j in range(MAX_PULSES):
         has = j < k
         sub = idx[has]
         ratio = np.where(main_slot[has] == j, 1.0, log_uniform(rng, lo_ratio[has], 1.0, has.sum()))
+        if anyr.any():   # Cait: every piled-up pulse has its own height (here 0.02-3 x, >= the SNR floor)
+            free = log_uniform(rng, np.maximum(0.02, opts.snr_range[0] / largest[has]), 3.0, has.sum())
+            ratio = np.where(anyr[has] & (j > 0), free, ratio)
         plan.add_pulse(sub, shape.entries(sub, "main", rng, opts), onsets[has, j], a_of=largest[has] * ratio)
     plan.main[idx] = main_slot
 

@@ -429,7 +429,24 @@ UNIVERSAL_RANGES = {
     "saturation": (50.0, 5000.0),         # ceiling / sigma_OF
     "saturation_nu": (0.5, 2.0),
     "adc_step": (0.02, 1.0),              # / sigma_BL
+    # wide physics (issue 15): share of records drawn from the wide distribution below (0: off)
+    "wide_probability": 0.0,
+    "wide_tau_t": (0.004, 0.5),           # thermal decay / record duration, log-uniform (~2.6-300 ms at 0.65 s)
+    "wide_tau_min": 0.3,                  # samples: shortest rise / non-thermal time
+    "wide_one_over_f_corner": (0.5, 5000.0),
+    "wide_one_over_f_exponent": (0.5, 2.0),
+    "wide_lowpass_probability": 0.5,
+    "wide_lowpass": (0.01, 0.5),          # first-order low-pass corner / Nyquist frequency, log-uniform
+    "wide_saturation": (10.0, 5000.0),    # ceiling / sigma_OF
+    "wide_saturation_nu": (0.3, 3.0),
 }
+
+#: The wide universal distribution (issue 15): `ranges` and class `options` overrides for
+#: `simulate_universal_records`; ranges at least as wide as Cait's public parameter sampler:
+#: tau_t up to half the window (exponential(40 ms) in Cait), tau_in and tau_n uniformly or
+#: log-uniformly up to 0.9 tau_t in either order (Cait flips An's sign), any An/At split, saturation
+#: from ceiling 10 sigma_OF (hard flat tops) to none, 1/f^0.5-2 noise with low-pass and lines.
+WIDE_RANGES = {"wide_probability": 1.0}
 
 
 def _draw_detectors(rng, n_rec, n, sample_frequency, ranges):
@@ -452,7 +469,7 @@ def _draw_detectors(rng, n_rec, n, sample_frequency, ranges):
     harmonic = rng.integers(1, 11, (n_rec, r["n_lines"][1])) * 50.0
     free = rng.uniform(10.0, fs[:, None] / 2.5, (n_rec, r["n_lines"][1]))
     saturated = rng.random(n_rec) < r["saturation_probability"]
-    return {
+    out = {
         "sample_frequency": fs, "tau_n": tau_n, "tau_in": tau_in, "tau_t": tau_t,
         "at_over_an": log_uniform(rng, *r["at_over_an"], n_rec),
         "resolution": log_uniform(rng, *r["resolution"], n_rec),
@@ -466,6 +483,39 @@ def _draw_detectors(rng, n_rec, n, sample_frequency, ranges):
         "saturation_nu": log_uniform(rng, *r["saturation_nu"], n_rec),
         "adc_units": log_uniform(rng, *r["adc_step"], n_rec),
     }
+    if r["wide_probability"] > 0:
+        _draw_wide(rng, out, r, duration, n_rec)
+    return out
+
+
+def _draw_wide(rng, det, r, duration, n_rec):
+    """Replace the detector parameters of a random share of records by wide ones (in place)."""
+    wide = rng.random(n_rec) < r["wide_probability"]
+    fs = det["sample_frequency"]
+    tmin = r["wide_tau_min"] / fs
+    tau_t = np.maximum(duration * log_uniform(rng, *r["wide_tau_t"], n_rec), 3 * tmin)
+
+    def upto(hi):
+        u = np.where(rng.random(n_rec) < 0.5, rng.uniform(tmin, hi), log_uniform(rng, tmin, hi, n_rec))
+        return np.maximum(u, tmin)
+
+    tau_n, tau_in = upto(0.9 * tau_t), upto(0.9 * tau_t)
+    close = np.abs(np.log(tau_n / tau_in)) < 0.1
+    tau_in = np.where(close, tau_in * 0.8, tau_in)
+    share = rng.uniform(0.02, 1.0, n_rec)
+    lowpass = np.where(rng.random(n_rec) < r["wide_lowpass_probability"],
+                       log_uniform(rng, *r["wide_lowpass"], n_rec) * fs / 2, np.inf)
+    sat = np.where(rng.random(n_rec) < r["saturation_probability"], log_uniform(rng, *r["wide_saturation"], n_rec),
+                   np.inf)
+    new = {"tau_t": tau_t, "tau_n": tau_n, "tau_in": tau_in, "at_over_an": share,
+           "one_over_f_corner": log_uniform(rng, *r["wide_one_over_f_corner"], n_rec),
+           "one_over_f_exponent": rng.uniform(*r["wide_one_over_f_exponent"], n_rec),
+           "saturation_units": sat, "saturation_nu": log_uniform(rng, *r["wide_saturation_nu"], n_rec)}
+    for k, v in new.items():
+        det[k] = np.where(wide, v, det[k])
+    det["an_sign"] = np.where(wide & (det["tau_n"] < det["tau_in"]), -1.0, 1.0)
+    det["lowpass"] = np.where(wide, lowpass, np.inf)
+    det["wide"] = wide.astype(float)
 
 
 def _record_psds(det, sl, n):
@@ -477,6 +527,10 @@ def _record_psds(det, sl, n):
     out = np.empty((b, n // 2 + 1), dtype=np.float32)
     _psd_rows(out, n, det["sample_frequency"][sl], det["one_over_f_corner"][sl], det["one_over_f_exponent"][sl],
               det["n_lines"][sl], det["line_frequency"][sl], det["line_width"][sl], det["line_height"][sl])
+    if "lowpass" in det:
+        fc = det["lowpass"][sl]
+        f = np.arange(n // 2 + 1)[None, :] * (det["sample_frequency"][sl] / n)[:, None]
+        out *= (1.0 / (1.0 + (f / fc[:, None]) ** 2)).astype(np.float32)
     return out
 
 
@@ -530,7 +584,7 @@ def simulate_universal_records(n_per_class: dict, record_length: int, rng: np.ra
     n_rec = len(classes)
     det = _draw_detectors(rng, n_rec, n, sample_frequency, rr)
     fs = det["sample_frequency"]
-    shape = ModelShape(det["tau_n"] * fs, det["tau_in"] * fs, det["tau_t"] * fs, det["at_over_an"])
+    shape = ModelShape(det["tau_n"] * fs, det["tau_in"] * fs, det["tau_t"] * fs, det["at_over_an"], det.get("an_sign"))
     plan = build_plan(classes, shape, rng, opts, n)
     template = shape.entries(np.arange(n_rec), "main", rng, opts)
     template[:, 1] = n // 4
@@ -568,6 +622,8 @@ def simulate_universal_records(n_per_class: dict, record_length: int, rng: np.ra
                   "tau_n": det["tau_n"], "tau_in": det["tau_in"], "tau_t": det["tau_t"],
                   "at_over_an": det["at_over_an"], "one_over_f_corner": det["one_over_f_corner"],
                   "one_over_f_exponent": det["one_over_f_exponent"], "n_lines": det["n_lines"].astype(float)}
+    if "wide" in det:
+        per_record.update(wide=det["wide"], lowpass=det["lowpass"], an_sign=det["an_sign"])
     params = {"mode": "universal", "n_per_class": dict(n_per_class), "snr_range": list(snr_range),
               "sample_frequency": sample_frequency, "ranges": rr, "accepted": sorted(accepted_set(accepted)),
               "shuffle": shuffle, "options": vars(opts)}
