@@ -409,7 +409,8 @@ class RunData:
         xs = [float(10 ** v) if x_log else float(v) for v in xs]
         ys = [float(10 ** v) if y_log else float(v) for v in ys]
         chx, chy = self.channels[cx.channel], self.channels[cy.channel]
-        cut: dict = {"description": f"drawn in cryopipe view on {self.run.name}: {x} vs {y}"}
+        cut: dict = {"description": f"drawn in cryopipe view on run {self.run.name}: {cx.var} ({chx}) vs "
+                                    f"{cy.var} ({chy})"}
         same = chx == chy
         cut["channels"] = chx if same else "all"
         if records != "all":
@@ -467,7 +468,8 @@ class RunData:
                 existing["cuts"][name] = cut
                 text = yaml.safe_dump(existing, sort_keys=False, width=100)
             else:
-                block = yaml.safe_dump({name: cut}, sort_keys=False, width=100, default_flow_style=None)
+                block = yaml.safe_dump({name: cut}, sort_keys=False, width=100, default_flow_style=None,
+                                       allow_unicode=True)
                 text += "".join(indent + line + "\n" for line in block.splitlines())
         else:
             seed = self.current_cut_set() or {"cuts": {}}
