@@ -55,18 +55,18 @@ def run_trigger(path: str, kernel_kind: str, stop: int, workers: int) -> dict:
     from cryopipe.filters import filtered_noise_sigma, generic_kernel, matched_kernel
     from cryopipe.io.csmpl import open_csmpl
     from cryopipe.signal.pulses import pulse_template
-    from cryopipe.trigger import trigger_channel
+    from cryopipe.trigger import scan_channel
 
     stream = open_csmpl([path], FS, RECORD)
     if kernel_kind == "generic":
         kernel, anchor = generic_kernel(RECORD)
     else:
         kernel, anchor = matched_kernel(pulse_template(RECORD, FS, 0.01, 5e-4, 0.05, 0.5))
-    trigger_channel(stream, 0, kernel, anchor, 1.0, HOLDOFF, stop=2**18, workers=workers)  # numba warm-up
+    scan_channel(stream, 0, kernel, anchor, 1.0, HOLDOFF, stop=2**18, workers=workers)  # numba warm-up
     cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     sigma = filtered_noise_sigma(stream, 0, kernel, anchor, workers=workers)
-    samples, _ = trigger_channel(stream, 0, kernel, anchor, 5 * sigma, HOLDOFF, stop=stop, workers=workers)
+    samples, _ = scan_channel(stream, 0, kernel, anchor, 5 * sigma, HOLDOFF, stop=stop, workers=workers)
     wall = time.perf_counter() - t0
     cpu = _cpu_seconds() - cpu0
     return {"kernel": kernel_kind, "kernel_length": int(kernel.size), "hours": stop / FS / 3600,

@@ -15,7 +15,7 @@ from cryopipe.filters import (MIN_FLAT_RUN, filtered_noise_sigma, flat_mask, gen
 from cryopipe.io.csmpl import open_csmpl, write_csmpl
 from cryopipe.io.stores import validate, write_store
 from cryopipe.signal.pulses import generic_template
-from cryopipe.trigger import records_dataset, trigger_channel
+from cryopipe.trigger import records_dataset, scan_channel
 from cryopipe.validity import describe_invalid, finite_records
 
 FS, N = 25000.0, 16384
@@ -77,7 +77,7 @@ def test_high_rate_stream_triggers_most_pulses(high_rate):
     _, fast, onsets = high_rate
     k, a = generic_kernel(N)
     sigma = filtered_noise_sigma(fast, 0, k, a)
-    samples, _ = trigger_channel(fast, 0, k, a, 5 * sigma, holdoff=1000)
+    samples, _ = scan_channel(fast, 0, k, a, 5 * sigma, holdoff=1000)
     assert samples.size > 0                                  # before: none (threshold above the pulses)
     nearest = np.abs(samples[:, None] - onsets[None, :]).min(axis=0)
     assert (nearest < 600).mean() > 0.9

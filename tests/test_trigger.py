@@ -13,7 +13,7 @@ from cryopipe.signal.spectra import noise_from_psd
 from cryopipe.simulate.noise import psd_model
 from cryopipe.signal.pulses import generic_template, pulse_template
 from cryopipe.trigger import (live_time, merge_triggers, noise_trigger_samples, records_dataset,
-                              trigger_channel, valid_windows)
+                              scan_channel, valid_windows)
 
 FS = 25_000.0
 T_LEN = 512                      # template / kernel length (samples), onset at 128
@@ -80,7 +80,7 @@ def pulse_stream(tmp_path_factory):
 def pulse_triggers(pulse_stream):
     """Triggers at 5 sigma (true filtered-noise sigma) with the matched kernel."""
     s = pulse_stream
-    return trigger_channel(s["stream"], 0, s["kernel"], s["anchor"], 5 * s["sigma"], HOLDOFF)
+    return scan_channel(s["stream"], 0, s["kernel"], s["anchor"], 5 * s["sigma"], HOLDOFF)
 
 
 def match(onsets, samples, tol):
@@ -204,7 +204,7 @@ def test_chunking_neither_loses_nor_doubles_triggers(pulse_stream, chunk):
     y = filter_block(stream.read(0, stream.n_samples)[0], s["kernel"], s["anchor"])
     threshold = 4.0 * s["sigma"]
     expected = python_trigger(y, threshold, HOLDOFF * 5)   # hold-off longer than the small chunks
-    got, amps = trigger_channel(stream, 0, s["kernel"], s["anchor"], threshold, HOLDOFF * 5, chunk_size=chunk)
+    got, amps = scan_channel(stream, 0, s["kernel"], s["anchor"], threshold, HOLDOFF * 5, chunk_size=chunk)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_allclose(amps, y[expected], rtol=1e-4)
 
@@ -224,8 +224,8 @@ def test_negative_polarity_and_no_trigger_on_negative_lobes(tmp_path):
     write_csmpl(tmp_path / "neg.csmpl", -x)
     pos = open_csmpl([tmp_path / "pos.csmpl"], FS, 1024)
     neg = open_csmpl([tmp_path / "neg.csmpl"], FS, 1024)
-    s_pos, a_pos = trigger_channel(pos, 0, kernel, anchor, 0.05, HOLDOFF)
-    s_neg, a_neg = trigger_channel(neg, 0, kernel, anchor, 0.05, HOLDOFF, polarity=-1)
+    s_pos, a_pos = scan_channel(pos, 0, kernel, anchor, 0.05, HOLDOFF)
+    s_neg, a_neg = scan_channel(neg, 0, kernel, anchor, 0.05, HOLDOFF, polarity=-1)
     np.testing.assert_array_equal(s_pos, onsets)
     np.testing.assert_array_equal(s_neg, onsets)
     np.testing.assert_allclose(a_neg, 0.5, atol=0.01)
@@ -242,7 +242,7 @@ def test_noise_trigger_rate_follows_rice_formula(tmp_path):
     y = filter_block(stream.read(0, n)[0], kernel, anchor)
     u = 3.0
     threshold = u * y.std()
-    samples, _ = trigger_channel(stream, 0, kernel, anchor, threshold, holdoff=1)
+    samples, _ = scan_channel(stream, 0, kernel, anchor, threshold, holdoff=1)
     # with a one-sample hold-off every upcrossing triggers
     upcrossings = np.count_nonzero((y[1:] > threshold) & (y[:-1] <= threshold)) + int(y[0] > threshold)
     assert samples.size == upcrossings
@@ -255,9 +255,9 @@ def test_noise_trigger_rate_follows_rice_formula(tmp_path):
 def test_trigger_input_errors(pulse_stream):
     s = pulse_stream
     with pytest.raises(InputError, match="holdoff must be a positive integer"):
-        trigger_channel(s["stream"], 0, s["kernel"], s["anchor"], 1.0, 0)
+        scan_channel(s["stream"], 0, s["kernel"], s["anchor"], 1.0, 0)
     with pytest.raises(InputError, match="polarity must be"):
-        trigger_channel(s["stream"], 0, s["kernel"], s["anchor"], 1.0, 10, polarity=2)
+        scan_channel(s["stream"], 0, s["kernel"], s["anchor"], 1.0, 10, polarity=2)
 
 
 # ---------------------------------------------------------------- merging, windows, live time, noise
@@ -362,7 +362,7 @@ def test_huge_pulse_is_triggered_at_its_maximum_not_where_its_filter_output_firs
     thr = 10 * filtered_noise_sigma(stream, 0, kernel, anchor)
     holdoff = 32
     assert np.flatnonzero(y > thr)[0] < onsets[0] - 2 * holdoff     # crosses long before the pulse
-    samples, _ = trigger_channel(stream, 0, kernel, anchor, thr, holdoff, chunk_size=chunk)
+    samples, _ = scan_channel(stream, 0, kernel, anchor, thr, holdoff, chunk_size=chunk)
     np.testing.assert_array_equal(samples, python_trigger(y, thr, holdoff))
     assert np.min(np.abs(samples - onsets[0])) <= 2
     for t0 in onsets[1:]:

@@ -15,7 +15,7 @@ from cryopipe.simulate.stream import DEFAULT_SIMULATION
 from workflow_util import REPO, planned_rules, snakemake, tiny_config, write_config
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
-PASS1 = {"trigger_segment_pass1", "trigger_channel_pass1", "records_pass1"}
+PASS1 = {"trigger_segment_pass1", "gather_triggers_pass1", "records_pass1"}
 FINAL = {"trigger_segment", "trigger_channel", "records", "features_channel", "features"}
 CHARACTERIZE = {"characterize_channel", "characterize"}
 CLEANING = {"simulate_records", "train", "predict", "evaluate"}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cryopipe.io.stores import open_store
-from truth_util import (DURATION, RUN, SEGMENT, Truth, adc_lsb, run_targets, snakemake, true_resolution,
+from truth_util import (DURATION, SEGMENT, Truth, adc_lsb, run_targets, snakemake, true_resolution,
                         truth_run, write_config)
 from workflow_util import tiny_config
 
@@ -62,7 +62,7 @@ def test_dry_run_several_trigger_segments(tmp_path):
     cfg["trigger"]["segment_duration"] = 25.0              # 60 s: segments of 25, 25 and 10 s
     rules = plan(tmp_path, cfg)
     assert rules["trigger_segment_pass1"] == rules["trigger_segment"] == 3 * 2
-    assert rules["trigger_channel_pass1"] == rules["trigger_channel"] == 2
+    assert rules["gather_triggers_pass1"] == rules["gather_triggers"] == 2
 
 
 def test_dry_run_negative_polarity_csmpl_run(tmp_path):
@@ -149,4 +149,3 @@ def test_one_pass_run_triggers_like_the_first_pass_and_finds_the_bright_events(r
     assert len(bright) >= 30
     near = [np.sum((t.kind == "particle") & (np.abs(t.trigger - t.onset[i]) <= 20)) for i in bright]
     assert near == [1] * len(bright), near
-    assert RUN == "sim"

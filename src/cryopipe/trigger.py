@@ -77,7 +77,7 @@ def _scan_candidates(idx, vals, holdoff, chunk_end, state, best, out_t, out_v):
     return n_out
 
 
-def trigger_channel(stream, channel, kernel, anchor, threshold, holdoff, polarity=1, chunk_size=2**20,
+def scan_channel(stream, channel, kernel, anchor, threshold, holdoff, polarity=1, chunk_size=2**20,
                     start=0, stop=None, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Trigger one channel of a stream on its filtered values (see module docstring).
 
@@ -243,7 +243,7 @@ def noise_trigger_samples(n: int, particle: np.ndarray, n_samples: int, record_l
     return np.sort(gap_lo[gap] + offset[gap] + within * N).astype(np.int64)
 
 
-def _event_amplitudes(trigger_amplitude, trigger_channel, n_channels, n_particle):
+def _event_amplitudes(trigger_amplitude, firing_channel, n_channels, n_particle):
     """(channel, particle event) amplitudes: a 2-D array as is, or per-event values at the firing channel."""
     amp = np.asarray(trigger_amplitude, dtype=np.float32)
     if amp.ndim == 2:
@@ -253,11 +253,11 @@ def _event_amplitudes(trigger_amplitude, trigger_channel, n_channels, n_particle
     if amp.shape != (n_particle,):
         raise InputError(f"trigger_amplitude has {amp.size} values for {n_particle} particle triggers")
     out = np.full((n_channels, n_particle), np.nan, dtype=np.float32)
-    out[np.asarray(trigger_channel, dtype=np.int64), np.arange(n_particle)] = amp
+    out[np.asarray(firing_channel, dtype=np.int64), np.arange(n_particle)] = amp
     return out
 
 
-def records_dataset(stream, particle_samples, trigger_channel, noise_samples, record_length, channel_names,
+def records_dataset(stream, particle_samples, firing_channel, noise_samples, record_length, channel_names,
                     trigger_amplitude, parameters: dict, inputs: list, live_time: float, threshold,
                     pulser=None) -> xr.Dataset:
     """Cut records of all channels at particle, noise and test-pulse triggers into a "records" Dataset.
@@ -270,7 +270,8 @@ def records_dataset(stream, particle_samples, trigger_channel, noise_samples, re
     Parameters
     ----------
     stream : CsmplStream
-    particle_samples, trigger_channel : merged triggers and the channel that fired each
+    particle_samples, firing_channel : merged triggers and the channel that fired each (the store's
+        `trigger_channel`)
     noise_samples : noise trigger samples (trigger_channel -1 in the store)
     record_length : N (samples)
     channel_names : one name per stream channel
@@ -291,9 +292,9 @@ def records_dataset(stream, particle_samples, trigger_channel, noise_samples, re
         dup = sorted({str(c) for c in channel_names if list(map(str, channel_names)).count(str(c)) > 1})
         raise InputError(f"duplicate channel names {', '.join(dup)}: every channel needs its own name")
     part = np.asarray(particle_samples, dtype=np.int64)
-    chan = np.asarray(trigger_channel, dtype=np.int64)
+    chan = np.asarray(firing_channel, dtype=np.int64)
     if chan.shape != part.shape:
-        raise InputError(f"trigger_channel has {chan.size} entries for {part.size} particle triggers")
+        raise InputError(f"firing_channel has {chan.size} entries for {part.size} particle triggers")
     amp = _event_amplitudes(trigger_amplitude, chan, n_ch, part.size)
     ok = valid_windows(part, stream.n_samples, N)
     part, chan, amp = part[ok], chan[ok], amp[:, ok]

@@ -36,7 +36,7 @@ for PASS, PREFIX in PASS_PREFIX.items():
 
     rule:
         name:
-            f"trigger_channel{SUFFIX}"
+            f"gather_triggers{SUFFIX}"
         input:
             lambda w, PREFIX=PREFIX: expand(
                 f"{RESULTS}/{w.run}/{PREFIX}triggers/{w.channel}/segment_{{segment}}.zarr",
@@ -45,7 +45,7 @@ for PASS, PREFIX in PASS_PREFIX.items():
         output:
             directory(f"{RESULTS}/{{run}}/{PREFIX}triggers/{{channel}}.zarr"),
         params:
-            code=script_code("trigger_channel.py"),
+            code=script_code("gather_triggers.py"),
         log:
             f"{RESULTS}/{{run}}/logs/{PREFIX}trigger_{{channel}}.log",
         benchmark:
@@ -57,7 +57,7 @@ for PASS, PREFIX in PASS_PREFIX.items():
         conda:
             CONDA_ENV
         script:
-            "../scripts/trigger_channel.py"
+            "../scripts/gather_triggers.py"
 
     rule:
         name:

@@ -52,7 +52,7 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
     `lookback` (10 hold-offs) holds a quiet stretch, so segments gathered equal the unsplit run.
     """
     from ..filters import OverlapSave, generic_kernel, noise_estimate
-    from ..trigger import trigger_channel
+    from ..trigger import scan_channel
 
     k, anchor = kernel if kernel is not None else generic_kernel(stream_cfg["record_length"])
     polarity = 1  # applied when the stream is opened (io.sources.open_stream)
@@ -66,7 +66,7 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
     # scan whole chunks of the unsplit run's grid, so the float32 filter values are bit-identical
     start = max(a - 10 * holdoff, 0) // chunk * chunk
     stop = min(-(-(b + holdoff) // chunk) * chunk, stream.n_samples)
-    samples, amplitudes = trigger_channel(stream, channel, k, anchor, threshold, holdoff, polarity,
+    samples, amplitudes = scan_channel(stream, channel, k, anchor, threshold, holdoff, polarity,
                                           chunk_size=int(trigger_cfg["chunk_size"]), start=start, stop=stop)
     keep = (samples >= a) & (samples < b)
     params = {"trigger": trigger_cfg, "stream": stream_cfg, "kernel_length": len(k), "kernel_anchor": anchor}

@@ -1,4 +1,4 @@
-"""Rule trigger_channel: gather the time segments' trigger lists of one channel."""
+"""Rule gather_triggers: gather the time segments' trigger lists of one channel."""
 from cryopipe.io.stores import load_store, write_store
 from cryopipe.stages.trigger import gather_segments
 from cryopipe.runner import step
