@@ -1,4 +1,4 @@
-"""Cuts: a small language of named feature ranges, its default cut set, and the extra features it needs.
+"""Cuts: a small language of named feature ranges and its default cut set.
 
 Cut language (a mapping, e.g. read from YAML; ``{"cuts": {name: cut, ...}}``):
 
@@ -10,7 +10,14 @@ Cut language (a mapping, e.g. read from YAML; ``{"cuts": {name: cut, ...}}``):
     ``F`` over the reference records of the channel: bound = median + value * 1.4826 MAD; ``over`` picks
     the reference records: ``all`` (default), ``particle`` or ``noise`` by ``record_kind``).
 ``{any_of: [condition, ...]}``, ``{all_of: [condition, ...]}``
-    OR / AND of conditions (ranges or further combinations).
+    OR / AND of conditions (ranges, regions or further combinations).
+``{polygon: {x: F, y: G, vertices: [[x, y], ...], x_channel: C, y_channel: D, x_log: bool, y_log: bool, inside: bool}}``
+    a region in the plane of two features (`cryopipe view` saves drawn selections this way): passes
+    where the point (F, G) lies inside the closed polygon of at least 3 `vertices` (in the features'
+    own units; NaN fails). ``x_channel``/``y_channel`` (optional) take F/G of that channel for every
+    record of the event (e.g. light against phonon pulse height), else each record's own channel.
+    ``x_log``/``y_log`` (default false): the polygon's edges are straight in log10 of that feature (as
+    drawn on a log axis; values <= 0 fail). ``inside: false`` passes outside the polygon instead.
 At the top level of a cut only:
     ``channels``: ``all`` (default), a channel name or a list of names; ``records``: ``all`` (default),
     ``particle`` or ``noise``: the records the cut applies to. A cut passes wherever it does not apply.
@@ -18,39 +25,9 @@ At the top level of a cut only:
 A record of a channel is accepted when it passes every cut (AND). Features without ``record_kind``
 count all records as ``particle`` records (triggered records, e.g. simulated sets).
 
-Extra features (`extra_features`; the default cuts need them, all dimensionless unless stated). They
-use the channel's standard event (SEV, max 1, onset at N/4) and noise power spectrum (NPS), as in
-Cait's standard analysis, through the optimum filter (OF, `cryopipe.optimum_filter`):
-
-of_snr
-    The record minus the straight line through the means of its first and last ``N/128`` samples is
-    filtered with the OF at every lag (circularly); the largest amplitude over pulse onsets in
-    [N/64, 15N/16) (closer to the ends the circular filter sees the record boundary) divided by the OF resolution sigma_OF: the main pulse.
-of_onset
-    Onset of that pulse relative to the trigger N/4 (s).
-second_pulse_snr, second_pulse_fraction
-    The OF response of a SEV-shaped main pulse (its amplitude times the filtered SEV, shifted to its
-    lag) is subtracted; the largest remaining amplitude over onsets at least ``N/256`` from the main
-    one, in units of sigma_OF and as a fraction of the main amplitude: a second pulse (pile-up, or the
-    decay of an earlier pulse wrapped around to the end of the record).
-second_pulse_delay
-    Onset of that second pulse minus the main pulse's onset (s): a slow tail component of the main
-    pulse peaks just after it (a few N/1000 to N/40), a piled-up pulse anywhere.
-end_snr, end_fraction
-    Mean of the last N/8 samples minus the mean of the first N/8 (V), in units of the baseline noise
-    rms sigma_BL (from the NPS) and as a fraction of the largest excursion above the first-eighth
-    baseline (at least sigma_BL; the raw height, right also for saturated pulses): pulses that do not decay in the window, steps (SQUID jumps, resets), ramps.
-pretrigger_drop_snr
-    Mean of the first N/64, N/32 or N/16 samples (the largest in magnitude) minus the mean of
-    [N/8, 7N/32) (before the earliest accepted onset), in units of sigma_BL: the decay of a pulse before the window (decaying baseline).
-top_plateau
-    Fraction of the samples above 95 % of the largest excursion from the first-eighth baseline: long
-    for the flat top of a saturated pulse, short for an unsaturated peak.
-spike_snr, spike_fraction
-    A spike (1-4 samples) lifts a sample above (or below) BOTH the means of x[k-8 : k-4] and of
-    x[k+5 : k+9], which a rising or falling edge does not: the largest such lift, in units of the
-    robust (MAD) scale of x[k] minus the mean of the two side windows, and as a fraction of the largest
-    raw deviation from the first-eighth baseline (a pulse's peak lifts by a small fraction of it).
+The features the default cuts use (of_snr, second_pulse_*, end_*, spike_*, ...) are the "shape"
+family of `cryopipe.features` (`cryopipe.features.shape`); every cut feature comes from the features
+store.
 """
 from __future__ import annotations
 
@@ -59,12 +36,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import scipy.fft
 import xarray as xr
 
 from .errors import CryopipeError, InputError
 from .io.stores import provenance
-from .optimum_filter import build_optimum_filter, expected_resolution
 
 MAD_TO_SIGMA = 1.4826
 RECORD_KINDS = ("particle", "noise")
@@ -74,20 +49,6 @@ RANGE_KEYS = {"feature", "min", "max", "units", "over"}
 TOP_KEYS = {"channels", "records", "description"}
 COMBINATIONS = ("any_of", "all_of")
 
-EXTRA_FEATURE_UNITS: dict[str, str] = {
-    "of_snr": "1",
-    "of_onset": "s",
-    "second_pulse_snr": "1",
-    "second_pulse_fraction": "1",
-    "second_pulse_delay": "s",
-    "end_snr": "1",
-    "end_fraction": "1",
-    "spike_snr": "1",
-    "spike_fraction": "1",
-    "pretrigger_drop_snr": "1",
-    "top_plateau": "1",
-}
-SPIKE_WIDTH = 4  # samples: the widest spike the spike features see
 
 #: The default cut set (the same as config/cuts_default.yaml). Objectives of the CRESST data cleaning
 #: (seed 000, section 2): one pulse rising near N/4 and decaying in the window, saturated or not; no
@@ -186,6 +147,9 @@ def _check_top(name, cut, where):
 def _check_condition(name, cond, features, where):
     if not isinstance(cond, Mapping):
         raise CryopipeError(f"{where}: cut {name!r}: a condition must be a mapping, got {cond!r}")
+    if "polygon" in cond:
+        _check_polygon(name, cond, features, where)
+        return
     combo = [k for k in COMBINATIONS if k in cond]
     if combo:
         if len(cond) != 1:
@@ -206,7 +170,7 @@ def _check_condition(name, cond, features, where):
         raise CryopipeError(f"{where}: cut {name!r}: a range needs a 'feature'")
     if features is not None and cond["feature"] not in features:
         raise CryopipeError(f"{where}: cut {name!r}: unknown feature {cond['feature']!r} (not in the features; "
-                            "extra features come from cryopipe.cuts.extra_features_dataset)")
+                            "the features come from cryopipe.features)")
     if "min" not in cond and "max" not in cond:
         raise CryopipeError(f"{where}: cut {name!r}: a range needs 'min' and/or 'max'")
     for key in ("min", "max"):
@@ -280,6 +244,8 @@ def _evaluate(cut_name, cond, features, ctx):
         if combo in cond:
             parts = [_evaluate(cut_name, c, features, ctx) for c in cond[combo]]
             return reduce.reduce(parts)
+    if "polygon" in cond:
+        return _evaluate_polygon(cut_name, cond["polygon"], features, ctx)
     feature = features[cond["feature"]]
     if tuple(feature.dims) != ("channel", "event"):
         raise CryopipeError(f"cut {cut_name!r}: feature {cond['feature']!r} has dims {tuple(feature.dims)}, "
@@ -313,9 +279,9 @@ def apply_cuts(features: xr.Dataset, cuts: Mapping = DEFAULT_CUTS) -> xr.Dataset
 
     Parameters
     ----------
-    features : Dataset with (channel, event) feature variables (store kind "features", plus extra
-        features if the cuts use them), optional per-event ``record_kind``, attrs sample_frequency (Hz)
-        and record_length (samples) for ``units: record_length``.
+    features : Dataset with (channel, event) feature variables (store kind "features"), optional
+        per-event ``record_kind``, attrs sample_frequency (Hz) and record_length (samples) for
+        ``units: record_length``.
     cuts : cut set ``{"cuts": {name: cut}}``
 
     Returns
@@ -343,142 +309,89 @@ def apply_cuts(features: xr.Dataset, cuts: Mapping = DEFAULT_CUTS) -> xr.Dataset
 
 
 # ---------------------------------------------------------------------------------------------
-# extra features
+# polygon regions: {polygon: {...}} (a condition like a range; see the module docstring)
 # ---------------------------------------------------------------------------------------------
 
-def _main_and_second_pulse(x, of, sigma_of, response):
-    """of_snr, onset lag (samples), second_pulse_snr, second pulse lag (samples) for records x (B, N) float64, V."""
-    b, n = x.shape
-    edge = max(n // 128, 1)
-    ramp = np.linspace(0.0, 1.0, n)
-    start, end = x[:, :edge].mean(axis=1), x[:, -edge:].mean(axis=1)
-    detrended = x - start[:, None] - (end - start)[:, None] * ramp[None, :]
-    amp = scipy.fft.irfft(scipy.fft.rfft(detrended, axis=1) * of.transfer, n=n, axis=1) / sigma_of
-    lags = np.arange(n)
-    lags = np.where(lags >= n - of.onset, lags - n, lags)          # lag = onset - N/4, in [-N/4, 3N/4)
-    onset = lags + of.onset
-    valid = (onset >= n // 64) & (onset < n - n // 16)
-    i0 = np.argmax(np.where(valid[None, :], amp, -np.inf), axis=1)
-    a0 = amp[np.arange(b), i0]
-    rolled = response[(np.arange(n)[None, :] - i0[:, None]) % n]   # main pulse's response at its lag
-    rest = amp - a0[:, None] * rolled
-    far = np.abs(lags[None, :] - lags[i0][:, None]) >= max(n // 256, 1)
-    rest = np.where(valid[None, :] & far, rest, -np.inf)
-    i1 = np.argmax(rest, axis=1)
-    return a0, lags[i0], rest[np.arange(b), i1], lags[i1]
+POLYGON_KEYS = {"x", "y", "vertices", "x_channel", "y_channel", "x_log", "y_log", "inside"}
 
 
-def _spike_features(x):
-    """spike_snr, spike_fraction of records x (B, N) float64 (see module docstring)."""
-    n = x.shape[1]
-    w = SPIKE_WIDTH
-    c = np.concatenate([np.zeros((x.shape[0], 1)), np.cumsum(x, axis=1)], axis=1)
-    k = np.arange(2 * w, n - 2 * w)
-    left = (c[:, k - w] - c[:, k - 2 * w]) / w          # mean of x[k-2w : k-w]
-    right = (c[:, k + 2 * w + 1] - c[:, k + w + 1]) / w  # mean of x[k+w+1 : k+2w+1]
-    xk = x[:, k]
-    up = np.minimum(xk - left, xk - right)
-    down = np.minimum(left - xk, right - xk)
-    biggest = np.max(np.maximum(up, down), axis=1)
-    centred = xk - 0.5 * (left + right)
-    scale = MAD_TO_SIGMA * np.median(np.abs(centred - np.median(centred, axis=1, keepdims=True)), axis=1)
-    excursion = np.max(np.abs(x - x[:, :n // 8].mean(axis=1, keepdims=True)), axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return biggest / scale, biggest / excursion
+def _check_polygon(name, cond, features, where):
+    """Validate a ``{polygon: {...}}`` condition (CryopipeError naming the cut and the problem)."""
+    if len(cond) != 1:
+        raise CryopipeError(f"{where}: cut {name!r}: 'polygon' cannot be mixed with {sorted(set(cond) - {'polygon'})}")
+    poly = cond["polygon"]
+    if not isinstance(poly, Mapping):
+        raise CryopipeError(f"{where}: cut {name!r}: 'polygon' must be a mapping with x, y, vertices")
+    unknown = set(poly) - POLYGON_KEYS
+    if unknown:
+        raise CryopipeError(f"{where}: cut {name!r}: unknown polygon keys {sorted(unknown)}; known "
+                            f"{sorted(POLYGON_KEYS)}")
+    for axis in ("x", "y"):
+        if not isinstance(poly.get(axis), str):
+            raise CryopipeError(f"{where}: cut {name!r}: polygon needs a feature name {axis!r}")
+        if features is not None and poly[axis] not in features:
+            raise CryopipeError(f"{where}: cut {name!r}: unknown feature {poly[axis]!r} (not in the features)")
+        ch = poly.get(f"{axis}_channel")
+        if ch is not None and not isinstance(ch, str):
+            raise CryopipeError(f"{where}: cut {name!r}: '{axis}_channel' must be a channel name")
+        if not isinstance(poly.get(f"{axis}_log", False), bool):
+            raise CryopipeError(f"{where}: cut {name!r}: '{axis}_log' must be true or false")
+    if not isinstance(poly.get("inside", True), bool):
+        raise CryopipeError(f"{where}: cut {name!r}: 'inside' must be true or false")
+    v = poly.get("vertices")
+    ok = (isinstance(v, list) and len(v) >= 3 and all(
+        isinstance(p, (list, tuple)) and len(p) == 2
+        and all(isinstance(q, (int, float)) and not isinstance(q, bool) and np.isfinite(q) for q in p) for p in v))
+    if not ok:
+        raise CryopipeError(f"{where}: cut {name!r}: polygon 'vertices' must be a list of at least 3 [x, y] "
+                            "pairs of finite numbers")
+    for axis, col in (("x", 0), ("y", 1)):
+        if poly.get(f"{axis}_log", False) and any(p[col] <= 0 for p in v):
+            raise CryopipeError(f"{where}: cut {name!r}: '{axis}_log' needs positive {axis} vertices")
 
 
-def _pretrigger_drop(x):
-    """Signed largest of mean(x[:L]) - mean(x[N/8 : 7N/32]) for L = N/64, N/32, N/16 (V)."""
-    n = x.shape[1]
-    ref = x[:, n // 8:7 * n // 32].mean(axis=1)
-    drops = np.stack([x[:, :n // k].mean(axis=1) - ref for k in (64, 32, 16)])
-    return np.take_along_axis(drops, np.argmax(np.abs(drops), axis=0)[None], axis=0)[0]
+def points_in_polygon(x, y, vx, vy) -> np.ndarray:
+    """Even-odd rule: True where the points (x, y) (any equal shapes) lie inside the closed polygon
+    with vertices (vx, vy); NaN coordinates are outside."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    vx, vy = np.asarray(vx, np.float64), np.asarray(vy, np.float64)
+    inside = np.zeros(x.shape, dtype=bool)
+    j = len(vx) - 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for i in range(len(vx)):
+            crosses = (vy[i] > y) != (vy[j] > y)
+            xc = (vx[j] - vx[i]) * (y - vy[i]) / (vy[j] - vy[i]) + vx[i]
+            inside ^= crosses & (x < xc)
+            j = i
+    return inside
 
 
-def extra_features(traces, sample_frequency: float, sev, nps, batch: int = 256) -> dict[str, np.ndarray]:
-    """Extra per-record features of one channel (see module docstring) for the default cuts.
-
-    Parameters
-    ----------
-    traces : (n_events, N) records, V, trigger at N/4
-    sample_frequency : Hz
-    sev : (N,) standard event of the channel (max 1, onset at N/4)
-    nps : (N//2+1,) one-sided noise power spectrum of the channel, V^2/Hz
-    batch : records per FFT block
-
-    Returns
-    -------
-    dict name -> (n_events,) float64, units in EXTRA_FEATURE_UNITS.
-    """
-    traces = np.asarray(traces)
-    if traces.ndim != 2 or traces.dtype.kind != "f":
-        raise InputError(f"traces: expected a 2-d float (event, sample) array, got {traces.dtype} {traces.shape}")
-    n = traces.shape[1]
-    if n < 256:
-        raise InputError(f"traces: records of {n} samples are too short for the extra features (need >= 256)")
-    fs = float(sample_frequency)
-    of = build_optimum_filter(sev, nps, fs, what="extra features")
-    if of.record_length != n:
-        raise InputError(f"sev: has {of.record_length} samples, the records {n}")
-    sigma_of = expected_resolution(of)
-    sigma_bl = float(np.sqrt(np.sum(np.asarray(nps, float)[1:]) * fs / n))
-    response = scipy.fft.irfft(of.template_fft * of.transfer, n=n)  # OF output of the SEV, 1 at lag 0
-    out = {k: np.empty(traces.shape[0]) for k in EXTRA_FEATURE_UNITS}
-    n8 = n // 8
-    for a in range(0, traces.shape[0], batch):
-        sl = slice(a, min(a + batch, traces.shape[0]))
-        x = traces[sl].astype(np.float64)
-        a0, lag, second, lag2 = _main_and_second_pulse(x, of, sigma_of, response)
-        end = x[:, -n8:].mean(axis=1) - x[:, :n8].mean(axis=1)
-        out["of_snr"][sl] = a0
-        out["of_onset"][sl] = lag / fs
-        out["second_pulse_snr"][sl] = second
-        out["second_pulse_fraction"][sl] = second / np.maximum(a0, 1.0)
-        out["second_pulse_delay"][sl] = (lag2 - lag) / fs
-        out["end_snr"][sl] = end / sigma_bl
-        height = x.max(axis=1) - x[:, :n8].mean(axis=1)
-        out["end_fraction"][sl] = end / np.maximum(height, sigma_bl)
-        out["spike_snr"][sl], out["spike_fraction"][sl] = _spike_features(x)
-        out["pretrigger_drop_snr"][sl] = _pretrigger_drop(x) / sigma_bl
-        base = x[:, :n8].mean(axis=1)
-        top = base + 0.95 * (x.max(axis=1) - base)
-        out["top_plateau"][sl] = np.mean(x >= top[:, None], axis=1)
-    return out
+def _polygon_axis(cut_name, poly, axis, features, ctx):
+    """(channel, event) float64 values of one polygon axis (log10 if asked; NaN where not defined)."""
+    feature = features[poly[axis]]
+    if tuple(feature.dims) != ("channel", "event"):
+        raise CryopipeError(f"cut {cut_name!r}: feature {poly[axis]!r} has dims {tuple(feature.dims)}, "
+                            "expected ('channel', 'event')")
+    values = np.asarray(feature.values, dtype=np.float64)
+    ch = poly.get(f"{axis}_channel")
+    if ch is not None:
+        if ch not in ctx.channels:
+            raise CryopipeError(f"cut {cut_name!r}: unknown channel {ch!r}; the features have {ctx.channels}")
+        values = np.broadcast_to(values[ctx.channels.index(ch)], values.shape)
+    if poly.get(f"{axis}_log", False):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
+    return values
 
 
-def extra_features_dataset(records: xr.Dataset, characterization: xr.Dataset, batch: int = 4096) -> xr.Dataset:
-    """Extra features of every channel and event of a records store, to merge with its features.
-
-    Parameters
-    ----------
-    records : store kind "records" (``trace`` (channel, event, sample) V, attr ``sample_frequency`` Hz)
-    characterization : store kind "characterization" (``sev`` (channel, sample), ``nps`` (channel,
-        frequency) V^2/Hz), channels in the same order as `records`
-    batch : events read per slice
-
-    Returns
-    -------
-    Dataset of (channel, event) float64 variables with attr ``units``, coords of `records`.
-    """
-    if "trace" not in records.variables or tuple(records["trace"].dims) != ("channel", "event", "sample"):
-        raise InputError("records: needs a variable 'trace' with dims (channel, event, sample)")
-    for v in ("sev", "nps"):
-        if v not in characterization.variables:
-            raise InputError(f"characterization: missing variable {v!r}")
-    trace = records["trace"]
-    n_ch, n_ev, _ = trace.shape
-    if characterization["sev"].shape[0] != n_ch:
-        raise InputError(f"characterization: has {characterization['sev'].shape[0]} channels, records {n_ch}")
-    fs = float(records.attrs["sample_frequency"])
-    sev = np.asarray(characterization["sev"].values)
-    nps = np.asarray(characterization["nps"].values)
-    values = {k: np.empty((n_ch, n_ev)) for k in EXTRA_FEATURE_UNITS}
-    for start in range(0, n_ev, int(batch)):
-        stop = min(start + int(batch), n_ev)
-        block = np.asarray(trace[:, start:stop].values)
-        for c in range(n_ch):
-            for k, v in extra_features(block[c], fs, sev[c], nps[c]).items():
-                values[k][c, start:stop] = v
-    coords = {d: records.coords[d] for d in ("channel", "event") if d in records.coords}
-    data = {k: xr.Variable(("channel", "event"), v, {"units": EXTRA_FEATURE_UNITS[k]}) for k, v in values.items()}
-    return xr.Dataset(data, coords=coords)
+def _evaluate_polygon(cut_name, poly, features, ctx):
+    """Boolean (channel, event) array of a polygon condition."""
+    x = _polygon_axis(cut_name, poly, "x", features, ctx)
+    y = _polygon_axis(cut_name, poly, "y", features, ctx)
+    v = np.asarray(poly["vertices"], dtype=np.float64)
+    vx = np.log10(v[:, 0]) if poly.get("x_log", False) else v[:, 0]
+    vy = np.log10(v[:, 1]) if poly.get("y_log", False) else v[:, 1]
+    inside = points_in_polygon(x, y, vx, vy)
+    if poly.get("inside", True):
+        return inside
+    return ~inside & np.isfinite(x) & np.isfinite(y)
