@@ -3,6 +3,7 @@ values that are equal in meaning rerun nothing."""
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,10 +113,10 @@ def test_test_stamps_need_dig_stamps(tmp_path):
         resolved(user_run(tmp_path, test_stamps="x.test_stamps"))
 
 
-def _dry_run(workdir: Path, configfile: Path, *targets: str) -> str:
+def _dry_run(workdir: Path, configfile: Path, *targets: str, env=None) -> str:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "-n",
            "--cores", "1", *targets, f"--configfile={configfile}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -128,8 +129,16 @@ def test_a_user_config_plans_only_its_own_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_equal_values_in_other_spellings_rerun_nothing(tmp_path):
-    """A real one-pass run, then the same config with 25000.0 and ./data/x: nothing to do."""
+def test_equal_values_rerun_nothing_and_library_edits_rerun_what_imports_them(tmp_path):
+    """A real one-pass run on a private copy of the library; then: the same config with 25000.0 and
+    ./data/x plans nothing, another sample frequency plans the run again, and an edit of a module
+    the trigger imports only indirectly (signal/pulses.py, via filters) reruns it (its code hash)."""
+    import os
+    import shutil
+
+    lib = tmp_path / "lib"
+    shutil.copytree(REPO / "src" / "cryopipe", lib / "cryopipe", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(lib)}
     rng = np.random.default_rng(0)
     n, fs = 1_500_000, 25_000.0
     x = rng.normal(0, 2e-3, n)
@@ -142,18 +151,25 @@ def test_equal_values_in_other_spellings_rerun_nothing(tmp_path):
     base = {"runs": {"r": {"csmpl": ["data/x.csmpl"], "sample_frequency": 25000, "record_length": 4096}},
             "characterize": {"enabled": False}, "cleaning": {"enabled": False}, "trigger": {"noise_records": 20}}
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(base))
+    target = "results/r/features.zarr"
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--cores", "2",
-           "results/r/features.zarr", f"--configfile={tmp_path / 'a.yaml'}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+           target, f"--configfile={tmp_path / 'a.yaml'}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Nothing to be done" in _dry_run(tmp_path, tmp_path / "a.yaml", target, env=env)
     other = copy.deepcopy(base)
     other["runs"]["r"].update(csmpl=["./data/x.csmpl"], sample_frequency=25000.0)
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(other))
-    assert "Nothing to be done" in _dry_run(tmp_path, tmp_path / "b.yaml", "results/r/features.zarr")
+    assert "Nothing to be done" in _dry_run(tmp_path, tmp_path / "b.yaml", target, env=env)
     changed = copy.deepcopy(base)
     changed["runs"]["r"]["sample_frequency"] = 25001
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(changed))
-    assert "Nothing to be done" not in _dry_run(tmp_path, tmp_path / "c.yaml", "results/r/features.zarr")
+    assert "Nothing to be done" not in _dry_run(tmp_path, tmp_path / "c.yaml", target, env=env)
+    pulses = lib / "cryopipe" / "signal" / "pulses.py"
+    pulses.write_text(pulses.read_text() + "\n# edited\n")
+    plan = _dry_run(tmp_path, tmp_path / "a.yaml", target, env=env)
+    rerun = set(re.findall(r"^rule (\w+):", plan, flags=re.M)) | set(re.findall(r"^localrule (\w+):", plan, flags=re.M))
+    assert "trigger_segment" in rerun and "Params have changed" in plan, plan[-2000:]   # the code hash
 
 
 def test_channel_roles_default_to_phonon_and_light_names_and_are_checked(tmp_path):
