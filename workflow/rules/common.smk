@@ -105,6 +105,18 @@ def run_files(run):
     return files + [rc[k] for k in ("rdt", "par", "con", "test_stamps", "dig_stamps") if rc.get(k)]
 
 
+def feature_plugins(wildcards):
+    """The run's feature plug-in files (features.plugins)."""
+    return list(run_section(RUNS, wildcards.run, "features").get("plugins") or [])
+
+
+def feature_plugin_hashes(wildcards):
+    """Content hash of each plug-in file, for params: editing a plug-in reruns the features."""
+    from cryopipe.features import file_hash
+
+    return {str(p): file_hash(p) for p in feature_plugins(wildcards)}
+
+
 def stream_runs():
     return [r for r in RUNS if is_stream(r)]
 

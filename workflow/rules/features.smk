@@ -3,18 +3,6 @@
 # it), then the user's plug-ins (features.plugins); the gather adds the energy with a calibration.
 
 
-def feature_plugins(wildcards):
-    """The run's feature plug-in files (features.plugins)."""
-    return list(run_section(RUNS, wildcards.run, "features").get("plugins") or [])
-
-
-def feature_plugin_hashes(wildcards):
-    """Content hash of each plug-in file, for params: editing a plug-in reruns the features."""
-    from cryopipe.features import file_hash
-
-    return {str(p): file_hash(p) for p in feature_plugins(wildcards)}
-
-
 rule features_channel:
     input:
         records=f"{RESULTS}/{{run}}/records.zarr",
