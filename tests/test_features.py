@@ -263,6 +263,8 @@ def make_records(n_channels=2, n_events=300, n=1024, fs=FS):
         "trace": (("channel", "event", "sample"), trace.astype(np.float32)),
         "trigger_sample": (("event",), np.arange(n_events, dtype=np.int64) * 5000),
         "trigger_time": (("event",), np.arange(n_events) * 5000 / fs),
+        "timestamp": (("event",), np.arange(n_events) * 5000 / fs),
+        "tpa": (("event",), np.where(kinds == "noise", -1.0, 0.0)),
         "record_kind": (("event",), kinds),
         "trigger_channel": (("event",), np.zeros(n_events, np.int64)),
         "trigger_amplitude": (("channel", "event"), np.ones((n_channels, n_events))),
