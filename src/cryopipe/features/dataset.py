@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
-from ..io.stores import provenance
+from ..io.stores import provenance, read_values
 from ..validity import describe_invalid, finite_records
 from .context import ChannelContext
 from .main import SMOOTHING_SAMPLES
@@ -69,9 +69,10 @@ def features_dataset(records: xr.Dataset, characterization: xr.Dataset | None = 
     units = {name: unit for fam in families for name, unit in fam.units.items()}
     values = {name: np.empty((n_channels, n_events), np.float64) for name in units}
     valid = np.ones((n_channels, n_events), bool)
+    source = records.encoding.get("source", "records")
     for start in range(0, n_events, int(batch)):
         stop = min(start + int(batch), n_events)
-        block = np.asarray(trace[:, start:stop].values)
+        block = np.asarray(read_values(trace[:, start:stop], source, "records"))  # StoreError on a bad chunk
         for c in range(n_channels):
             traces = block[c]
             ok = finite_records(traces)
