@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from workflow_util import REPO, snakemake, tiny_config, write_config
 
@@ -183,10 +182,6 @@ class Truth:
         return np.flatnonzero((self.start <= self.onset[i]) & (self.onset[i] < self.start + self.n))
 
 
-def load_yaml(path: Path) -> dict:
-    return yaml.safe_load(Path(path).read_text())
-
-
 __all__ = ["REPO", "RUN", "DURATION", "SEGMENT", "Truth", "truth_run", "truth_run_config", "run_targets",
            "true_template", "true_psd", "record_noise_spectrum", "of_resolution", "true_resolution",
-           "simulation", "adc_lsb", "load_yaml", "write_config", "snakemake"]
+           "simulation", "adc_lsb", "write_config", "snakemake"]
