@@ -123,7 +123,8 @@ def noise_power_spectrum(records, sample_frequency: float, window: str = "boxcar
         use = np.flatnonzero(np.all(np.isfinite(records), axis=1))
     if use.size < max(min_records, 1):
         raise CryopipeError(f"{what}: {use.size} clean noise records of {records.shape[0]}, need at least "
-                            f"{min_records} for a noise power spectrum")
+                            f"{min_records} for a noise power spectrum (a longer stream, more trigger.noise_records, "
+                            f"or a lower characterize.min_noise_records)")
     total = np.zeros(records.shape[1] // 2 + 1)
     for a in range(0, use.size, batch):
         x = np.asarray(records[use[a:a + batch]], dtype=np.float64)
@@ -259,7 +260,8 @@ def standard_event(records, sample_frequency: float, mask=None, method: str = "m
     index = np.flatnonzero(np.asarray(mask, dtype=bool))
     if index.size < max(min_pulses, 1):
         raise CryopipeError(f"{what}: {index.size} clean pulses of {n_rec} records, need at least "
-                            f"{min_pulses} for a standard event")
+                            f"{min_pulses} for a standard event (a longer stream, or a lower characterize.min_pulses "
+                            f"or characterize.min_pulse_snr)")
     first = _baseline_subtracted(records, index[:1000])
     heights = first.max(axis=1)
     if np.any(heights <= 0):
