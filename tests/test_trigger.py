@@ -47,10 +47,10 @@ def python_trigger(y, threshold, holdoff):
     out, dead = [], 0
     for c in crossings:
         if c >= dead:
-            t = c + int(np.argmax(y[c : c + holdoff]))
-            if t == c + holdoff - 1:  # still rising at the window's end: follow the excursion up
-                while t + 1 < y.size and y[t + 1] > max(threshold, y[t]):
-                    t += 1
+            end = min(c + holdoff, y.size)
+            while end < y.size and above[end - 1] and above[end]:   # the excursion goes on: follow it
+                end += 1
+            t = c + int(np.argmax(y[c:end]))
             out.append(t)
             dead = c + holdoff
     return np.array(out, dtype=np.int64)

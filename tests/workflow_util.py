@@ -42,7 +42,7 @@ def snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True) -
 
 def planned_rules(workdir: Path, configfile: Path, *targets: str) -> set[str]:
     """Rules a dry run would execute."""
-    proc = snakemake(workdir, configfile, "-n", "--quiet", "rules", *targets)
+    proc = snakemake(workdir, configfile, *targets, "-n", "--quiet", "rules")  # --quiet takes several values
     rules = set()
     for line in proc.stdout.splitlines():
         parts = line.split()

@@ -6,9 +6,9 @@ Trigger rule (per channel, on p = polarity x filtered stream, threshold u in V):
 - an upcrossing at c is accepted if c >= the end of the previous dead time; the trigger sample is
   the first maximum of p within the hold-off window [c, c + holdoff), and triggers are blocked
   (dead time) until c + holdoff; a new trigger needs a new upcrossing after that;
-- where p is still rising at the end of the window (its maximum is the window's last sample and the
-  excursion goes on above threshold), the window follows the excursion up to its maximum: the
-  filter output of a pulse thousands of times above threshold crosses it long before the pulse;
+- where the excursion above threshold goes on past the window's end, the window follows it to its
+  end (the trigger is the maximum of the whole excursion): the filter output of a pulse far above
+  threshold crosses it long before the pulse, and noise dips must not stop the search short;
 - the threshold acts on the signed value, never on |y|, so negative lobes of large pulses never fire.
 The scan visits only samples above threshold (numba) and carries its state across chunks, so the
 result does not depend on the chunk size.
@@ -49,10 +49,11 @@ def _scan_candidates(idx, vals, holdoff, chunk_end, state, best, out_t, out_v):
                     state[_BEST_INDEX] = i
                 state[_LAST_ABOVE] = i
                 continue
-            if i == state[_LAST_ABOVE] + 1 and state[_BEST_INDEX] == state[_LAST_ABOVE] and v > best[0]:
-                # still rising at the window's end: follow the excursion to its maximum
-                best[0] = v
-                state[_BEST_INDEX] = i
+            if i == state[_LAST_ABOVE] + 1:
+                # the excursion goes on past the window's end: follow it to its end
+                if v > best[0]:
+                    best[0] = v
+                    state[_BEST_INDEX] = i
                 state[_LAST_ABOVE] = i
                 state[_WINDOW_END] = i + 1
                 continue
@@ -68,8 +69,8 @@ def _scan_candidates(idx, vals, holdoff, chunk_end, state, best, out_t, out_v):
             state[_DEAD_UNTIL] = i + holdoff
             state[_BEST_INDEX] = i
             best[0] = v
-    rising_at_end = state[_BEST_INDEX] == state[_LAST_ABOVE] == chunk_end - 1
-    if state[_PENDING] == 1 and state[_WINDOW_END] <= chunk_end and not rising_at_end:
+    excursion_goes_on = state[_LAST_ABOVE] == chunk_end - 1 and state[_WINDOW_END] == chunk_end
+    if state[_PENDING] == 1 and state[_WINDOW_END] <= chunk_end and not excursion_goes_on:
         out_t[n_out] = state[_BEST_INDEX]
         out_v[n_out] = best[0]
         n_out += 1
