@@ -7,6 +7,7 @@ ready for cryopipe.io.stores out; no Snakemake here.
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import xarray as xr
@@ -48,11 +49,18 @@ def _pulse_heights(traces: np.ndarray) -> np.ndarray:
 
 def channel_template(records: xr.Dataset, c: int, sev: np.ndarray, cfg: dict, what: str) -> tuple[np.ndarray, float]:
     """The channel's test-pulse template (max 1, onset at N/4) and the TPA it came from (NaN: the
-    particle SEV, ``template_from: sev``)."""
+    particle SEV, ``template_from: sev``, or ``auto`` where too few clean test pulses of one TPA exist)."""
     from ..characterize import standard_event
 
     if cfg["template_from"] == "sev":
         return np.asarray(sev, dtype=np.float64), float("nan")
+    if cfg["template_from"] == "auto":
+        try:
+            return channel_template(records, c, sev, {**cfg, "template_from": "testpulse"}, what)
+        except CryopipeError as exc:
+            logging.getLogger("cryopipe").warning("%s; using the particle standard event as the test-pulse "
+                                                  "template", str(exc).split("; set testpulse")[0])
+            return np.asarray(sev, dtype=np.float64), float("nan")
     fs = float(records.attrs["sample_frequency"])
     kind = records["record_kind"].values.astype(str)
     tpa = records["tpa"].values.astype(np.float64)
@@ -73,7 +81,8 @@ def channel_template(records: xr.Dataset, c: int, sev: np.ndarray, cfg: dict, wh
         template = standard_event(traces[sel][: int(cfg["max_template_pulses"])], fs,
                                   min_pulses=int(cfg["min_pulses"]), what=f"{what}, test pulses of TPA {chosen:g} V")
     except CryopipeError as exc:
-        raise CryopipeError(f"{exc}; set testpulse.template_from: sev to use the particle standard event") from None
+        raise CryopipeError(f"{exc}; set testpulse.template_from: sev (or auto) to use the particle "
+                            f"standard event") from None
     return template, float(values[match[0]])
 
 
