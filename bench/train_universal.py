@@ -187,15 +187,32 @@ def universal_sets(scale: float = 1.0) -> tuple[ArraySource, ArraySource]:
             ArraySource(*simulate_set(n_val, [SEED, 1]), class_names=names))
 
 
+def _init_from(checkpoint: Path):
+    """A build_model replacement that starts from the weights of `checkpoint` (fine-tuning)."""
+    import cryopipe.cleaning.train as train_mod
+
+    original = train_mod.build_model
+
+    def build(name, n_classes):
+        model = original(name, n_classes)
+        model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+        return model
+
+    return mock.patch.object(train_mod, "build_model", build)
+
+
 def train_checkpoint(model: str, train: ArraySource, val: ArraySource, out: Path, epochs: int, max_lr: float,
-                     progress=sys.stdout, meta: dict | None = None):
+                     progress=sys.stdout, meta: dict | None = None, init: Path | None = None):
     """Train `model` as the universal model (multi-class head, augmentations, one-cycle Adam) into
     `out`, then calibrate its cutoff on `val`; returns `train_model`'s result."""
     total_steps = epochs * len(WeakShuffleBatches(train, BATCH_SIZE))
     meta = dict(meta or {})
     meta.setdefault("training", {})["lr_schedule"] = {"kind": "OneCycleLR", "max_lr": max_lr,
                                                       "pct_start": PCT_START, "total_steps": total_steps}
-    with mock.patch.object(torch.optim, "Adam", one_cycle_adam(total_steps, max_lr, PCT_START)):
+    if init is not None:
+        meta["training"]["init"] = str(init)
+    with mock.patch.object(torch.optim, "Adam", one_cycle_adam(total_steps, max_lr, PCT_START)), \
+            (_init_from(init) if init is not None else mock.patch.dict({})):
         result = train_model(model, train, val, out, epochs=epochs, batch_size=BATCH_SIZE, lr=LEARNING_RATE,
                              seed=SEED, n_classes=len(train.class_names), accepted=sorted(DEFAULT_ACCEPTED),
                              pileup_class="pile_up", augment_options=AUGMENT_OPTIONS, device="cpu",
@@ -215,6 +232,7 @@ def main() -> None:
     ap.add_argument("--wide-parts", type=int, default=2,
                     help="pieces (of PARTS) per set from the wide distribution (0: the issue-5 set)")
     ap.add_argument("--calibrate", type=Path, help="only calibrate the cutoff of this existing checkpoint")
+    ap.add_argument("--init", type=Path, help="start from this checkpoint's weights (fine-tuning)")
     ap.add_argument("--calibrate-temperature", type=Path,
                     help="only fit the temperature and OOD threshold of this existing checkpoint")
     args = ap.parse_args()
@@ -239,7 +257,7 @@ def main() -> None:
                             + (f"; {WIDE_PARTS}/{PARTS} of every set wide (WIDE_RANGES, WIDE_OPTIONS, SNR up to "
                                f"{WIDE_SNR_MAX:g})" if WIDE_PARTS else "")}
     result = train_checkpoint(args.model, train, val, args.out, args.epochs, args.max_lr,
-                              meta={"name": "universal", "training": config})
+                              meta={"name": "universal", "training": config}, init=args.init)
     set_calibration(args.out, ArraySource(*simulate_set(n_val, [SEED, 2]), class_names=sorted(EVENT_CLASSES)))
     curves = args.out.with_name(args.out.stem + "_loss.png")
     plot_loss_curves(result.history, curves)
