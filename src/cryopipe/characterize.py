@@ -12,22 +12,13 @@ import scipy.optimize
 import scipy.signal
 
 from cryopipe.errors import CryopipeError, InputError
-from cryopipe.features.selection import pulse_features
+from cryopipe.features.selection import as_records, pulse_features
 from cryopipe.signal.pulses import proebst_pulse
 
 __all__ = ["clean_noise_mask", "noise_power_spectrum", "pulse_features", "select_clean_pulses",
            "standard_event", "fit_pulse_model", "robust_band"]
 
 MAD_TO_SIGMA = 1.4826
-
-
-def _as_records(records, what: str) -> np.ndarray:
-    records = np.asarray(records)
-    if records.ndim != 2 or records.shape[1] < 16:
-        raise InputError(f"{what}: records must have shape (n, N) with N >= 16, got {records.shape}")
-    if records.dtype not in (np.float32, np.float64):
-        records = records.astype(np.float64)
-    return records
 
 
 def robust_band(values, k: float, floor: float = 0.0) -> tuple[float, float]:
@@ -70,7 +61,7 @@ def clean_noise_mask(records, k: float = 4.0, percentile: float | None = None, b
     k : band half-width in robust standard deviations
     percentile : keep this lowest percentage of residual rms instead of the MAD band
     """
-    records = _as_records(records, what)
+    records = as_records(records, what)
     n = records.shape[0]
     rms = np.empty(n)
     excursion = np.empty(n)
@@ -116,7 +107,7 @@ def noise_power_spectrum(records, sample_frequency: float, window: str = "boxcar
     min_records : fewer usable records raise CryopipeError
     what : name of the run/channel for error messages
     """
-    records = _as_records(records, what)
+    records = as_records(records, what)
     if clean:
         use = np.flatnonzero(clean_noise_mask(records, k=k, percentile=percentile, what=what))
     else:
@@ -199,7 +190,7 @@ def select_clean_pulses(records, sample_frequency: float, k: float = 3.0, height
     max_shift : largest alignment lag, samples, default N // 32
     features : precomputed `pulse_features(records, smooth, k_edge)` output
     """
-    records = _as_records(records, "pulse records")
+    records = as_records(records, "pulse records")
     n_rec, n = records.shape
     if not sample_frequency > 0:
         raise InputError(f"sample_frequency must be positive, got {sample_frequency}")
@@ -253,7 +244,7 @@ def standard_event(records, sample_frequency: float, mask=None, method: str = "m
     -------
     (N,) float64 template, V/V.
     """
-    records = _as_records(records, what)
+    records = as_records(records, what)
     n_rec, n = records.shape
     if mask is None:
         mask = select_clean_pulses(records, sample_frequency, **selection)

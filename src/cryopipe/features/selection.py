@@ -15,10 +15,11 @@ UNITS: dict[str, str] = {"baseline": "V", "baseline_rms": "V", "height": "V", "t
 _FEATURES = tuple(UNITS)
 
 
-def _as_records(records) -> np.ndarray:
+def as_records(records, what: str = "records") -> np.ndarray:
+    """`records` as a float (n, N) array (N >= 16); InputError naming `what` otherwise."""
     records = np.asarray(records)
     if records.ndim != 2 or records.shape[1] < 16:
-        raise InputError(f"records: records must have shape (n, N) with N >= 16, got {records.shape}")
+        raise InputError(f"{what}: records must have shape (n, N) with N >= 16, got {records.shape}")
     if records.dtype not in (np.float32, np.float64):
         records = records.astype(np.float64)
     return records
@@ -102,7 +103,7 @@ def pulse_features(records, smooth: int | None = None, k_edge: float = 6.0, batc
     smoothed baseline-subtracted record), t_max, t_onset (10 % crossing before the maximum), rise
     (10-90 %), decay (maximum to 1/e), all in samples, and n_edges (number of rising edges).
     """
-    records = _as_records(records)
+    records = as_records(records)
     n = records.shape[1]
     width = int(smooth) if smooth else max(n // 1024, 2)
     out = np.empty((records.shape[0], len(_FEATURES)))
