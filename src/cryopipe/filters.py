@@ -20,7 +20,6 @@ from typing import Iterator
 import numpy as np
 import scipy.fft
 from numba import njit
-import scipy.signal
 
 from .errors import InputError
 from .signal.pulses import generic_template
@@ -107,6 +106,8 @@ def filter_block(x: np.ndarray, kernel, anchor) -> np.ndarray:
         raise InputError("cannot filter an empty array")
     pad = [(0, 0)] * (x.ndim - 1) + [(anchor, k.size - 1 - anchor)]
     xp = np.pad(x, pad, mode="edge")
+    import scipy.signal  # imported here: ~1 s of start-up that the stream filter never needs
+
     return scipy.signal.correlate(xp, k.reshape((1,) * (x.ndim - 1) + (-1,)), mode="valid")
 
 
