@@ -4,7 +4,7 @@ Each model of `cleaning.models.MODELS` (or those named) is trained exactly as th
 model (`bench/train_universal.py`: universal simulation of every event class, multi-class head,
 CRESST augmentations, one-cycle Adam, best epoch by validation BA, cutoff calibrated on validation),
 but on `--scale` times its training set for `--epochs` epochs, then evaluated on the same fresh
-test sets (`cryopipe.evaluate.build_test_sets`: detectors never seen in training). Prints a markdown
+test sets (`cryopipe.cleaning.evaluate.build_test_sets`: detectors never seen in training). Prints a markdown
 table of the targets of issue 5 per model, with training time and prediction throughput (records/s
 of scoring the test sets, `evaluate_model`), and
 writes it to OUT/models.md (each model's figures under OUT/<model>/).
@@ -27,7 +27,7 @@ import train_universal as tu  # noqa: E402
 from cryopipe.cleaning.data import ArraySource  # noqa: E402
 from cryopipe.cleaning.models import MODELS  # noqa: E402
 from cryopipe.cleaning.train import load_model  # noqa: E402
-from cryopipe.evaluate import build_test_sets, evaluate_model  # noqa: E402
+from cryopipe.cleaning.evaluate import build_test_sets, evaluate_model  # noqa: E402
 
 COLUMNS = ["balanced_accuracy", "IOR (SNR 3-300)", "IOS (two-pulse pile-ups, SNR 3-300)", "survival event_pulse",
            "survival carrier_event", "survival tail_event", "survival pile_up", "survival noise", "survival spike"]

@@ -38,7 +38,7 @@ from cryopipe.cleaning.data import ArraySource  # noqa: E402
 from cryopipe.cleaning.predict import predict_scores  # noqa: E402
 from cryopipe.cleaning.preprocess import downsample  # noqa: E402
 from cryopipe.cleaning.train import load_model  # noqa: E402
-from cryopipe.metrics import balanced_accuracy, survival_rates  # noqa: E402
+from cryopipe.cleaning.metrics import balanced_accuracy, survival_rates  # noqa: E402
 from cryopipe.simulate.classes import WIDE_OPTIONS, ClassOptions  # noqa: E402
 from cryopipe.simulate.records import EVENT_CLASSES, simulate_universal_records  # noqa: E402
 

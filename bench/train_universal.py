@@ -29,7 +29,7 @@ from cryopipe.cleaning.data import ArraySource, WeakShuffleBatches, ordered_batc
 from cryopipe.cleaning.models import scores_from_logits
 from cryopipe.cleaning.preprocess import downsample
 from cryopipe.cleaning.train import load_model, plot_loss_curves, train_model
-from cryopipe.metrics import balanced_accuracy
+from cryopipe.cleaning.metrics import balanced_accuracy
 from cryopipe.simulate.classes import WIDE_OPTIONS, ClassOptions
 from cryopipe.simulate.records import DEFAULT_ACCEPTED, EVENT_CLASSES, WIDE_RANGES, simulate_universal_records
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import xarray as xr
 
-from cryopipe import evaluate as ev
+from cryopipe.cleaning import evaluate as ev
 from cryopipe.cleaning.models import Classifier
 from cryopipe.cleaning.preprocess import downsample
 from cryopipe.errors import InputError

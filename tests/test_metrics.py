@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from cryopipe import metrics
+from cryopipe.cleaning import metrics
 from cryopipe.errors import InputError
 
 LABELS = np.array([1, 1, 1, 0, 0], dtype=bool)

@@ -9,7 +9,7 @@ from cryopipe.cleaning.universal import load_universal, predict_file, resolve_mo
 from cryopipe.cli import main
 from cryopipe.errors import InputError
 from cryopipe.io.stores import write_store
-from cryopipe.metrics import balanced_accuracy
+from cryopipe.cleaning.metrics import balanced_accuracy
 from cryopipe.simulate.records import DEFAULT_ACCEPTED, EVENT_CLASSES, simulate_universal_records
 
 

@@ -17,7 +17,7 @@ from workflow_util import REPO, planned_rules, snakemake, tiny_config, write_con
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 PASS1 = {"trigger_segment_pass1", "gather_triggers_pass1", "records_pass1"}
-FINAL = {"trigger_segment", "trigger_channel", "records", "features_channel", "features"}
+FINAL = {"trigger_segment", "gather_triggers", "records", "features_channel", "features"}
 CHARACTERIZE = {"characterize_channel", "characterize"}
 CLEANING = {"simulate_records", "train", "predict", "evaluate"}
 
@@ -146,7 +146,7 @@ def test_rerun_after_config_change_redoes_exactly_the_rules_that_use_it(tiny_run
     cuts["cuts"][next(iter(cuts["cuts"]))]["channels"] = "phonon"
     edited = str(write_config(work / "cuts.yaml", cuts))
     assert plan("cuts_edit", lambda c: c.update(labels={"cuts_file": edited})) == {
-        "labels", "efficiency_channel", "efficiency", "plot_efficiency", "cleaning_report", "all"}
+        "labels", "efficiency_channel", "efficiency", "plot_efficiency", "plot_light_yield", "cleaning_report", "all"}
     # efficiency settings: only the efficiency stage and its figures
     assert plan("eff", lambda c: c["efficiency"].update(n_per_amplitude=31)) == {
         "efficiency_channel", "efficiency", "plot_efficiency", "all"}

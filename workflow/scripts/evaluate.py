@@ -1,6 +1,6 @@
 """Rule evaluate: metrics, targets table and figures of a cleaning model on a held-out simulated set."""
 from cryopipe.cleaning.universal import model_cutoff, resolve_model
-from cryopipe.evaluate import evaluate_model
+from cryopipe.cleaning.evaluate import evaluate_model
 from cryopipe.io.stores import load_store
 from cryopipe.runner import step
 

@@ -30,12 +30,12 @@ import torch
 import xarray as xr
 
 from . import metrics
-from .cleaning.predict import CUTOFF, predict_scores
-from .cleaning.preprocess import LENGTH, downsample
-from .errors import InputError
-from .simulate.noise import psd_model
-from .signal.pulses import pulse_template
-from .simulate.records import (
+from .predict import CUTOFF, predict_scores
+from .preprocess import LENGTH, downsample
+from ..errors import InputError
+from ..simulate.noise import psd_model
+from ..signal.pulses import pulse_template
+from ..simulate.records import (
     EVENT_CLASSES,
     simulate_detector_records,
     simulate_universal_records,
@@ -419,7 +419,7 @@ def _score_with_uncertainty(model, records, batch):
     """Scores, and for a calibrated model (meta temperature) also the OOD flags and calibrated probabilities."""
     if getattr(model, "temperature", None) is None or model.n_classes == 1:
         return predict_scores(model, records, batch), None
-    from .cleaning.predict import predict_logits, uncertainty_from_logits
+    from .predict import predict_logits, uncertainty_from_logits
 
     u = uncertainty_from_logits(predict_logits(model, records, batch), model.accepted, model.temperature,
                                 getattr(model, "ood_threshold", np.inf))
@@ -445,7 +445,7 @@ def independent_evaluation(model, cutoff: float, n_detectors: int = 24, n_per_cl
     """The model on `n_detectors` virtual detectors of the independent test generator
     (`cleaning.independent_sim`, shares no code with the training simulator): per-detector figures,
     mean / spread / worst (`summarise_detectors`) and the pooled per-SNR survival table."""
-    from .cleaning import independent_sim as ind
+    from . import independent_sim as ind
 
     rng = np.random.default_rng(seed)
     per, pooled = [], []
@@ -610,12 +610,12 @@ def plot_all(result: dict, out: Path) -> list[Path]:
 
 
 def main(argv=None) -> dict:
-    """``python -m cryopipe.evaluate``: evaluate a model (default the shipped universal one) on fresh test sets."""
+    """``python -m cryopipe.cleaning.evaluate``: evaluate a model (default the shipped universal one) on fresh test sets."""
     import argparse
 
-    from .cleaning.universal import resolve_model
+    from .universal import resolve_model
 
-    ap = argparse.ArgumentParser(prog="python -m cryopipe.evaluate", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m cryopipe.cleaning.evaluate", description=main.__doc__)
     ap.add_argument("--model", default="universal", help="'universal' or a checkpoint path x.pt")
     ap.add_argument("--out", default="results/report/universal_evaluation", help="folder for figures and tables")
     ap.add_argument("--n-per-class", type=int, default=2000, help="records per class in each mixed set")

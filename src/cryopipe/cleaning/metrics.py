@@ -16,7 +16,7 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def _binary(labels, scores, cutoff):
