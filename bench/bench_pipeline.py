@@ -196,7 +196,7 @@ def scaling(work: Path, repos: list[Path], hours: list[float], channels: int) ->
         for repo in repos:
             b, a = np.polyfit(hours, walls[repo], 1)
             print(f"\n  [{label(repo)}] wall ~ {a:.1f} s + {b:.2f} s per stream-hour "
-                  f"({b / channels * 60:.2f} s per channel-hour; max deviation from the line "
+                  f"({b / channels:.2f} s per channel-hour; max deviation from the line "
                   f"{np.max(np.abs(np.polyval([b, a], hours) - walls[repo])):.1f} s)")
 
 
