@@ -112,9 +112,12 @@ def feature_plugins(wildcards):
 
 def feature_plugin_hashes(wildcards):
     """Content hash of each plug-in file, for params: editing a plug-in reruns the features."""
+    plugins = feature_plugins(wildcards)
+    if not plugins:  # no import of cryopipe.features (its numba kernels: ~1 s) at the DAG's start
+        return {}
     from cryopipe.features import file_hash
 
-    return {str(p): file_hash(p) for p in feature_plugins(wildcards)}
+    return {str(p): file_hash(p) for p in plugins}
 
 
 def stream_runs():
@@ -151,11 +154,29 @@ def stream_samples(run):
     return sources.stream_length(rc)
 
 
+TRIGGER_THREADS = 2  # threads of a trigger_segment job
+
+
+def segment_duration(run):
+    """Seconds of stream per trigger job: trigger.segment_duration, or for `auto` the stream split
+    so that each of this machine's cores gets one job per pass (a job start costs seconds). Cluster
+    jobs re-read the workflow on other machines, so a cluster sets a number (profiles/slurm: 3600)."""
+    rc = RUNS[run]
+    value = rc["trigger"]["segment_duration"]
+    if value != "auto":
+        return float(value) if isinstance(value, str) else value  # --config passes strings
+    if workflow.remote_exec:
+        raise ValueError("trigger.segment_duration: auto sizes the trigger jobs to the machine that runs "
+                         "Snakemake; on a cluster set a number of seconds (profiles/slurm sets 3600)")
+    return trigger_stage.local_segment_duration(max(stream_samples(run), 1), rc["sample_frequency"],
+                                                len(channel_names(run)), job_threads=TRIGGER_THREADS)
+
+
 def n_segments(run):
     """Number of time segments the trigger of a run is split into (separate jobs)."""
     rc = RUNS[run]
     return len(trigger_stage.segment_bounds(max(stream_samples(run), 1), rc["sample_frequency"],
-                                            rc["trigger"]["segment_duration"]))
+                                            segment_duration(run)))
 
 
 def stream_params(run):

@@ -19,13 +19,14 @@ for PASS, PREFIX in PASS_PREFIX.items():
             directory(f"{RESULTS}/{{run}}/{PREFIX}triggers/{{channel}}/segment_{{segment}}.zarr"),
         params:
             stream=lambda w: stream_params(w.run),
-            trigger=subconfig("trigger", "threshold_sigma", "holdoff", "chunk_size", "segment_duration"),
+            trigger=lambda w: {**run_section(RUNS, w.run, "trigger", "threshold_sigma", "holdoff", "chunk_size"),
+                               "segment_duration": segment_duration(w.run)},
             code=script_code("trigger_segment.py"),
         log:
             f"{RESULTS}/{{run}}/logs/{PREFIX}trigger_{{channel}}_segment_{{segment}}.log",
         benchmark:
             f"{RESULTS}/{{run}}/benchmarks/{PREFIX}trigger_{{channel}}_segment_{{segment}}.tsv",
-        threads: 2
+        threads: TRIGGER_THREADS
         resources:
             mem_mb=1000,
             runtime=120,
