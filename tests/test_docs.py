@@ -45,11 +45,12 @@ def readme_commands(text: str) -> list[str]:
 
 
 def config_commands() -> list[str]:
-    """Commands written in the comments of config/*.yaml."""
+    """Commands written in the comments of config/*.yaml (indented, or after "Run:")."""
     out = []
     for path in sorted((REPO / "config").glob("*.yaml")):
         for line in path.read_text().splitlines():
-            m = re.match(r"\s*#\s*(?:Run:)?\s*((?:snakemake|cryopipe|python) .*)$", line)
+            # a command stands indented in a comment ("#   snakemake ...") or after "Run:"
+            m = re.match(r"\s*#(?:\s*Run:\s*|\s{2,})((?:snakemake|cryopipe|python) .*)$", line)
             if m:
                 out.append(m.group(1).strip())
     return out
