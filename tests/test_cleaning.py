@@ -14,7 +14,7 @@ from cryopipe.cleaning.predict import clean_events, decide, predict_scores, pred
 from cryopipe.cleaning.preprocess import downsample, minmax_scale, preprocess
 from cryopipe.cleaning.train import (balanced_weights, evaluate, load_model, plot_loss_curves, save_model, train_model,
                                      weighted_loss)
-from cryopipe import metrics
+from cryopipe.cleaning import metrics
 from cryopipe.errors import InputError
 from cryopipe.io.stores import provenance, validate, write_store
 from cryopipe.signal.pulses import pulse_template
