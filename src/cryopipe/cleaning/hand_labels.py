@@ -25,8 +25,6 @@ with these accepted/rejected labels, and per class gives the survival fraction.
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +32,7 @@ import xarray as xr
 
 from .. import __version__
 from ..errors import InputError, StoreError
+from ..io.stores import atomic_directory
 
 #: The 13 event classes of Cait's Box 1 (the same names and order as cryopipe.simulate.records.EVENT_CLASSES;
 #: kept here so that the analysis does not import the simulator; a test checks they are equal).
@@ -135,20 +134,11 @@ def append_hand_labels(path: str | Path, events, label: str, channel: str = ALL_
 
 
 def _write(ds: xr.Dataset, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
     out = ds.copy()
     for name in ("label", "channel", "time"):
         out[name] = (out[name].dims, np.asarray(out[name].values, dtype=object))
-    try:
+    with atomic_directory(path) as tmp:
         out.to_zarr(tmp, mode="w", consolidated=False)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def current_hand_labels(ds: xr.Dataset) -> dict[tuple[int, str], str]:

@@ -11,6 +11,7 @@ dtype kinds: 'f' float, 'i' integer, 'b' bool, 'U' string.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 import os
 import shutil
 import warnings
@@ -267,6 +268,23 @@ def _as_object_strings(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+@contextmanager
+def atomic_directory(path: str | Path):
+    """Yield a temporary sibling of the directory `path` to write into; on success it replaces
+    `path` (rename), on any error it is removed, so a killed or failed writer never leaves a
+    directory that looks complete."""
+    path = Path(path)
+    tmp = _temporary_path(path)
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_store(ds: xr.Dataset, path: str | Path, kind: str, event_chunk: int = EVENT_CHUNK) -> Path:
     """Validate and write `ds` as a Zarr store at `path`, atomically (temp path, then rename)."""
     return write_store_batches(ds, (), path, kind, event_chunk)
@@ -281,8 +299,7 @@ def write_store_batches(first: xr.Dataset, more, path: str | Path, kind: str,
     """
     path = Path(path)
     validate(first, kind, str(path))
-    tmp = _temporary_path(path)
-    try:
+    with atomic_directory(path) as tmp:
         first = _as_object_strings(first.copy())
         for v in first.variables.values():
             v.encoding = {}
@@ -296,12 +313,6 @@ def write_store_batches(first: xr.Dataset, more, path: str | Path, kind: str,
             batch.attrs = dict(first.attrs)
             batch.to_zarr(tmp, append_dim="event", consolidated=False)
         write_manifests(tmp, first.attrs[MANIFEST_ATTR])
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
