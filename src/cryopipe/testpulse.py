@@ -144,16 +144,23 @@ def response_band(times, tpa, response, window: int = 9, k_sigma: float = 5.0,
         raise InputError(f"k_sigma must be positive, got {k_sigma}")
     centre, sigma = np.full(t.size, np.nan), np.full(t.size, np.nan)
     for g in range(values.size):
-        sel = np.flatnonzero(group == g)
-        sel = sel[np.argsort(t[sel], kind="stable")]
-        c = local_trend(t[sel], y[sel], window)
-        res = y[sel] - c
-        res = res[np.isfinite(res)]
-        s = MAD_TO_SIGMA * np.median(np.abs(res - np.median(res))) if res.size >= 3 else np.inf
+        sel, c, _, s = _group_trend(t, y, group, g, window)
         centre[sel], sigma[sel] = c, max(s, float(min_sigma), np.finfo(float).tiny)
     with np.errstate(invalid="ignore"):
         stable = np.isfinite(y) & (np.abs(y - centre) <= k_sigma * sigma)
     return {"centre": centre, "sigma": sigma, "stable": stable}
+
+
+def _group_trend(t, y, group, g, window):
+    """For the pulses of TPA group `g` in time order: their indices, the running robust line of `y`
+    (`local_trend`), the residuals y - line, and 1.4826 MAD of the finite residuals (inf below 3)."""
+    sel = np.flatnonzero(group == g)
+    sel = sel[np.argsort(t[sel], kind="stable")]
+    c = local_trend(t[sel], y[sel], window)
+    res = y[sel] - c
+    fin = res[np.isfinite(res)]
+    s = MAD_TO_SIGMA * np.median(np.abs(fin - np.median(fin))) if fin.size >= 3 else np.inf
+    return sel, c, res, s
 
 
 def clean_pulses(times, tpa, chi2, window: int = 9, k_sigma: float = 5.0) -> np.ndarray:
@@ -169,12 +176,7 @@ def clean_pulses(times, tpa, chi2, window: int = 9, k_sigma: float = 5.0) -> np.
     values, group = pulse_groups(tpa)
     ok = np.zeros(t.size, dtype=bool)
     for g in range(values.size):
-        sel = np.flatnonzero(group == g)
-        sel = sel[np.argsort(t[sel], kind="stable")]
-        c = local_trend(t[sel], x[sel], window)
-        res = x[sel] - c
-        fin = res[np.isfinite(res)]
-        s = MAD_TO_SIGMA * np.median(np.abs(fin - np.median(fin))) if fin.size >= 3 else np.inf
+        sel, _, res, s = _group_trend(t, x, group, g, window)
         with np.errstate(invalid="ignore"):
             ok[sel] = np.isfinite(res) & (res <= k_sigma * max(s, np.finfo(float).tiny))
     return ok
