@@ -114,7 +114,7 @@ def test_missing_chunk_never_reads_as_fill_values(tmp_path):
     """The issue's worst case: a deleted trace chunk of a records store read as NaN traces."""
     path = _write("records", tmp_path / "records.zarr")
     os.remove(path / "trace" / "c" / "0" / "1" / "0")
-    with pytest.raises(StoreError, match=r"incomplete: variable 'trace' lacks 1 of 3 chunk\(s\) \(c/0/1/0\)"):
+    with pytest.raises(StoreError, match=r"incomplete: variable 'trace' lacks 1 of 6 chunk\(s\) \(c/0/1/0\)"):
         open_store(path, "records")
     assert main(["inspect", str(path)]) == 1
 
@@ -184,4 +184,4 @@ def test_batched_write_has_a_complete_manifest(tmp_path):
     parts = [full.isel(event=slice(i, i + CHUNK)) for i in range(0, SIZES["event"], CHUNK)]
     path = stores.write_store_batches(parts[0], parts[1:], tmp_path / "b.zarr", "records", event_chunk=CHUNK)
     assert verify_store(path) == []
-    assert sum(1 for n, k in _chunks(path) if n == "trace") == 3
+    assert sum(1 for n, k in _chunks(path) if n == "trace") == 3 * SIZES["channel"]   # 3 event chunks, one per channel

@@ -45,8 +45,23 @@ def test_round_trip_keeps_values_strings_and_chunks_along_event(tmp_path):
     write_store(ds, tmp_path / "r.zarr", "records", event_chunk=1024)
     back = load_store(tmp_path / "r.zarr", "records")
     xr.testing.assert_equal(back.drop_encoding(), ds.drop_encoding() if hasattr(ds, "drop_encoding") else ds)
-    enc = open_store(tmp_path / "r.zarr", "records")["trace"].encoding["chunks"]
-    assert enc == (2, 1024, 64)
+    stored = open_store(tmp_path / "r.zarr", "records")
+    assert stored["trace"].encoding["chunks"] == (1, 1024, 64)          # traces: one channel per chunk
+    assert stored["trigger_amplitude"].encoding["chunks"] == (2, 1024)  # others: every channel
+
+
+def test_long_traces_are_chunked_per_channel_within_the_byte_budget():
+    """16384-sample float32 records: 256 events (16 MiB) per chunk, a divisor of the event chunk,
+    so batches of 1024 events stay aligned; a record larger than the budget gets one per chunk."""
+    from cryopipe.io.stores import TRACE_CHUNK_BYTES, chunk_shape
+
+    dims = ("channel", "event", "sample")
+    assert chunk_shape(dims, (2, 5000, 16384), 4) == (1, 256, 16384)
+    assert chunk_shape(dims, (2, 100, 16384), 4) == (1, 100, 16384)
+    assert chunk_shape(dims, (3, 5000, 1000), 4, event_chunk=1000) == (1, 1000, 1000)
+    assert chunk_shape(dims, (1, 5000, 10_000), 4, event_chunk=1000) == (1, 250, 10_000)   # 400 is no divisor
+    assert chunk_shape(dims, (1, 9, TRACE_CHUNK_BYTES), 4) == (1, 1, TRACE_CHUNK_BYTES)
+    assert chunk_shape(("channel", "event"), (2, 5000), 8) == (2, 1024)
 
 
 def test_attrs_are_deterministic(tmp_path):

@@ -1,7 +1,10 @@
 """THE schema of every cryopipe store, and atomic, validated Zarr read/write.
 
 Every intermediate is an xarray Dataset in a Zarr v3 store (``consolidated=False``), chunked
-along ``event`` with whole ``channel`` and ``sample`` axes per chunk. A store is written to a
+along ``event`` (EVENT_CHUNK events) with whole ``channel`` axes per chunk; traces (variables with
+a ``sample`` axis) are chunked per channel, with as many events (a divisor of EVENT_CHUNK) as fit
+TRACE_CHUNK_BYTES, so a per-channel job decodes only its own channel and memory stays bounded.
+Chunks are Zstd-compressed (level 1) with a content checksum. A store is written to a
 temporary sibling path and renamed at the end, so an interrupted job never leaves a store that
 looks complete. Attributes are deterministic (no time stamps): equal inputs give equal stores.
 
@@ -26,6 +29,7 @@ from .. import __version__
 from ..errors import StoreError
 
 EVENT_CHUNK = 1024
+TRACE_CHUNK_BYTES = 16 * 2**20   # uncompressed bytes per trace chunk (256 records of 16384 float32)
 SCHEMA_VERSION = 1
 BASE_ATTRS = ("cryopipe_version", "store_kind", "schema_version", "parameters", "inputs")
 
@@ -245,7 +249,25 @@ def _compressors() -> list:
     reading as wrong numbers; xxhash64 costs little next to the decompression itself."""
     from zarr.codecs import ZstdCodec
 
-    return [ZstdCodec(level=0, checksum=True)]
+    # level 1: ~1.6x faster to write and ~2x faster to read than level 3, for a 5 % larger store
+    return [ZstdCodec(level=1, checksum=True)]
+
+
+def trace_event_chunk(event_chunk: int, bytes_per_event: int) -> int:
+    """Events per chunk of a trace variable: the largest divisor of `event_chunk` whose chunk
+    holds at most TRACE_CHUNK_BYTES (at least 1), so batches of `event_chunk` stay aligned."""
+    fits = max(TRACE_CHUNK_BYTES // max(int(bytes_per_event), 1), 1)
+    return max(d for d in range(1, event_chunk + 1) if event_chunk % d == 0 and d <= fits)
+
+
+def chunk_shape(dims: tuple, shape: tuple, itemsize: int, event_chunk: int = EVENT_CHUNK) -> tuple:
+    """THE chunk layout of a stored variable (see the module docstring)."""
+    sizes = dict(zip(dims, shape))
+    per_event = itemsize * int(np.prod([s for d, s in sizes.items() if d not in ("event", "channel")]))
+    trace = "sample" in sizes
+    events = trace_event_chunk(event_chunk, per_event) if trace else event_chunk
+    return tuple(1 if (trace and d == "channel") else min(events, s) if d == "event" else s
+                 for d, s in zip(dims, shape))
 
 
 def _encoding(ds: xr.Dataset, event_chunk: int) -> dict:
@@ -254,7 +276,7 @@ def _encoding(ds: xr.Dataset, event_chunk: int) -> dict:
         enc[name] = {"compressors": _compressors()}
         if var.dtype.kind == "O" or var.dtype.kind == "U" or var.dtype.kind == "T":
             continue
-        chunks = tuple(min(event_chunk, s) if d == "event" else s for d, s in zip(var.dims, var.shape))
+        chunks = chunk_shape(var.dims, var.shape, var.dtype.itemsize, event_chunk)
         if chunks and all(c > 0 for c in chunks):
             enc[name]["chunks"] = chunks
     return enc
