@@ -1,6 +1,7 @@
 """What a feature family may use besides a channel's records: the run's characterisation of it."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,9 @@ class ChannelContext:
     nps : (N//2+1,) one-sided noise power spectrum, V^2/Hz; None without a characterisation
     fit_truncation : V above the baseline: the per-event SEV fit leaves out samples above it (None: all)
     of : the channel's optimum filter; built from `sev` and `nps` on first use when not given
+
+    Within `sharing()` (`compute_block` opens it around each block), `shared` keeps work on a block
+    that several families need (the optimum-filter pass, `cryopipe.features.filtered`), so it runs once.
     """
 
     sample_frequency: float
@@ -31,6 +35,7 @@ class ChannelContext:
     nps: np.ndarray | None = None
     fit_truncation: float | None = None
     of: object | None = field(default=None, repr=False)
+    _shared: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def characterized(self) -> bool:
@@ -45,6 +50,27 @@ class ChannelContext:
 
             self.of = build_optimum_filter(self.sev, self.nps, self.sample_frequency, what=str(self.name))
         return self.of
+
+    @contextmanager
+    def sharing(self):
+        """Scope in which `shared` results are kept (one block of records); dropped on exit."""
+        outer, self._shared = self._shared, {}
+        try:
+            yield self
+        finally:
+            self._shared = outer
+
+    def shared(self, key: str, traces: np.ndarray, compute):
+        """``compute()``, kept for this very `traces` object (identity) within `sharing()`; outside
+        it, computed every time."""
+        if self._shared is None:
+            return compute()
+        hit = self._shared.get(key)
+        if hit is not None and hit[0] is traces:
+            return hit[1]
+        value = compute()
+        self._shared[key] = (traces, value)
+        return value
 
     @classmethod
     def from_stores(cls, records: xr.Dataset, characterization: xr.Dataset | None, channel,

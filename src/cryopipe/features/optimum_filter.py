@@ -5,13 +5,17 @@ of_amplitude, of_chi2
 of_amplitude_shifted, of_shift, of_chi2_shifted
     the largest amplitude (V) over Cait's time-shift window [N/8, 7N/8) of the filtered record, its lag
     (s, positive = later than the template) and the chi2 there.
-Conventions and formulas: `cryopipe.optimum_filter.of_amplitudes`.
+Conventions and formulas: `cryopipe.optimum_filter.of_amplitudes`; computed from the shared OF pass
+(`cryopipe.features.filtered`: one rfft and irfft per record, float32 records in single precision).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..optimum_filter import of_amplitudes
+from ..errors import InputError
+from ..optimum_filter import _search_max, cait_shift_window
+from ..parallel import run_blocks
+from .filtered import FFT_BATCH, filtered_block, workers
 
 UNITS: dict[str, str] = {
     "of_amplitude": "V",
@@ -25,6 +29,21 @@ UNITS: dict[str, str] = {
 def compute(traces: np.ndarray, ctx) -> dict[str, np.ndarray]:
     """OF features of a block (n_events, N) of one channel's records (V); `ctx` a ChannelContext."""
     of = ctx.optimum_filter()
-    r = of_amplitudes(of, traces)
-    return {"of_amplitude": r["amplitude"], "of_chi2": r["chi2"], "of_amplitude_shifted": r["amplitude_shifted"],
-            "of_shift": r["shift"] / of.sample_frequency, "of_chi2_shifted": r["chi2_shifted"]}
+    traces = np.asarray(traces)
+    if traces.ndim != 2 or traces.shape[1] != of.record_length or traces.dtype.kind != "f":
+        raise InputError(f"records have shape {traces.shape} ({traces.dtype}), the optimum filter needs float "
+                         f"(n, {of.record_length})")
+    fb = filtered_block(traces, ctx)
+    lo, hi = cait_shift_window(of.record_length)
+    b = traces.shape[0]
+    amp_shift, shift = np.empty(b), np.zeros(b, np.int64)
+
+    def run_block(a: int) -> None:
+        i = a // FFT_BATCH
+        e = a + fb.filtered[i].shape[0]
+        _search_max(fb.filtered[i], lo, hi, amp_shift[a:e], shift[a:e])
+
+    run_blocks(run_block, b, FFT_BATCH, workers())
+    amp = fb.amplitude
+    return {"of_amplitude": amp, "of_chi2": fb.chi2_0 - of.norm * amp ** 2, "of_amplitude_shifted": amp_shift,
+            "of_shift": shift / of.sample_frequency, "of_chi2_shifted": fb.chi2_0 - of.norm * amp_shift ** 2}

@@ -31,8 +31,10 @@ top_plateau
 spike_snr, spike_fraction
     A spike (1-4 samples) lifts a sample above (or below) BOTH the means of x[k-8 : k-4] and of
     x[k+5 : k+9], which a rising or falling edge does not: the largest such lift, in units of the
-    robust (MAD) scale of x[k] minus the mean of the two side windows, and as a fraction of the largest
-    raw deviation from the first-eighth baseline (a pulse's peak lifts by a small fraction of it).
+    robust scale of the residual r[k] = x[k] minus the mean of the two side windows (1.4826 x the
+    median of |r[k]| over every SPIKE_WIDTH-th k: residuals that share no sample, independent on white
+    noise; r has zero mean on any locally straight baseline), and as a fraction of the largest raw
+    deviation from the first-eighth baseline (a pulse's peak lifts by a small fraction of it).
 """
 from __future__ import annotations
 
@@ -42,9 +44,14 @@ import scipy.fft
 
 from ..errors import InputError
 from ..optimum_filter import build_optimum_filter, expected_resolution
+from ..parallel import run_blocks
+from .filtered import FFT_BATCH, as_records, filtered_block, of_pass
+from .filtered import workers as filtered_workers
+from .main import _first_extrema
 
 MAD_TO_SIGMA = 1.4826
 SPIKE_WIDTH = 4  # samples: the widest spike the spike features see
+SCALE_STRIDE = SPIKE_WIDTH  # samples between the residuals of the spike scale (they share no sample)
 
 UNITS: dict[str, str] = {
     "of_snr": "1",
@@ -61,90 +68,25 @@ UNITS: dict[str, str] = {
 }
 
 
-# Numba kernels. They reproduce numpy's float64 arithmetic exactly (same operations in the same order;
-# means as numpy's pairwise sum; medians as exact order statistics), so that the features equal those of
-# the plain numpy formulation bit for bit (tests/test_feature_shape.py keeps that reference).
-_CHUNK = 16  # records per parallel task (one set of scratch buffers each)
+# Numba kernels, one record at a time in float64 (from float32 or float64 records); sums may be
+# reassociated (vectorised), comparisons stay IEEE. Medians are exact order statistics.
+_FAST = {"reassoc", "contract", "nsz"}
 
 
-@nb.njit(cache=True)
-def _block_sum(a, lo, n):
-    """numpy's pairwise-summation leaf (n <= 128): eight running sums, then the rest one by one."""
-    if n < 8:
-        res = -0.0
-        for i in range(lo, lo + n):
-            res += a[i]
-        return res
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    i = 8
-    m = n - (n % 8)
-    while i < m:
-        j = lo + i
-        r0 += a[j]
-        r1 += a[j + 1]
-        r2 += a[j + 2]
-        r3 += a[j + 3]
-        r4 += a[j + 4]
-        r5 += a[j + 5]
-        r6 += a[j + 6]
-        r7 += a[j + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[lo + i]
-        i += 1
-    return res
-
-
-@nb.njit(cache=True)
-def _pairwise_sum(a, lo, n):
-    """sum(a[lo:lo+n]) exactly as numpy's pairwise summation (float64 add.reduce of a contiguous row):
-    halves (the first a multiple of 8 long) summed recursively down to leaves of <= 128 samples.
-    Written with an explicit stack (numba's parallel regions do not resolve recursive calls)."""
-    if n <= 128:
-        return _block_sum(a, lo, n)
-    starts = np.empty(64, np.int64)
-    sizes = np.empty(64, np.int64)
-    states = np.empty(64, np.int64)
-    partial = np.empty(64)
-    sp = 0
-    rp = 0
-    starts[0], sizes[0], states[0] = lo, n, 0
-    while sp >= 0:
-        start, size = starts[sp], sizes[sp]
-        if size <= 128:
-            partial[rp] = _block_sum(a, start, size)
-            rp += 1
-            sp -= 1
-            continue
-        half = size // 2
-        half -= half % 8
-        if states[sp] == 0:                       # left half next
-            states[sp] = 1
-            sp += 1
-            starts[sp], sizes[sp], states[sp] = start, half, 0
-        elif states[sp] == 1:                     # then the right half
-            states[sp] = 2
-            sp += 1
-            starts[sp], sizes[sp], states[sp] = start + half, size - half, 0
-        else:                                     # both done: left + right
-            partial[rp - 2] = partial[rp - 2] + partial[rp - 1]
-            rp -= 1
-            sp -= 1
-    return partial[0]
-
-
-@nb.njit(cache=True)
-def _mean(a, lo, n):
-    return _pairwise_sum(a, lo, n) / n
+@nb.njit(cache=True, nogil=True, fastmath=_FAST)
+def _sum(x, lo, hi):
+    """sum(x[lo:hi]) in float64."""
+    s = 0.0
+    for k in range(lo, hi):
+        s += np.float64(x[k])
+    return s
 
 
 _BINS = 2048  # histogram bins per level of the order-statistic search
 _FEW = 48  # candidates sorted directly
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _order_statistics(a, m, k, buf, counts):
     """The k-th and (k+1)-th smallest (0-based) of a[:m] (m >= 2, no NaN) exactly, in a few linear
     passes whatever the order or distribution of the values: histogram the values between the current
@@ -199,7 +141,7 @@ def _order_statistics(a, m, k, buf, counts):
     return part[k], part[k + 1]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _median(a, m, buf, counts):
     """Median of a[:m] as numpy's: the middle order statistic, or the mean of the two middle ones; NaN
     if any value is NaN. buf (m,) and counts (_BINS,) are scratch; a is left unchanged."""
@@ -214,163 +156,204 @@ def _median(a, m, buf, counts):
     return (-0.0 + lower + upper) / 2
 
 
-@nb.njit(cache=True, parallel=True)
-def _detrend(traces, edge, ramp, out):
-    """out = each record (float64) minus the straight line through the means of its first and last
-    `edge` samples (V)."""
-    b, n = traces.shape
-    for c in nb.prange((b + _CHUNK - 1) // _CHUNK):
-        x = np.empty(n)
-        for e in range(c * _CHUNK, min((c + 1) * _CHUNK, b)):
-            for k in range(n):
-                x[k] = traces[e, k]
-            start = _mean(x, 0, edge)
-            end = _mean(x, n - edge, edge)
-            for k in range(n):
-                out[e, k] = x[k] - start - (end - start) * ramp[k]
+@nb.njit(cache=True, nogil=True, fastmath=_FAST)
+def _lag_amplitudes(f, slope, g, inv_sigma, penalty, r):
+    """r = (f - slope g) / sigma_OF + penalty: the OF amplitude of the detrended record in units of
+    sigma_OF at each circular lag, -inf at lags outside the accepted onsets."""
+    for k in range(f.shape[0]):
+        r[k] = (np.float64(f[k]) - slope * g[k]) * inv_sigma + penalty[k]
 
 
-@nb.njit(cache=True, parallel=True, error_model="numpy")
-def _shape_kernel(traces, filtered, sigma_of, response, onset, sigma_bl, fs, out):
-    """All shape features of records `traces` (B, N) float32 V into out (11, B); `filtered` is the OF
-    output (B, N) of the detrended records (amplitude x sigma_OF at each circular lag)."""
+@nb.njit(cache=True, nogil=True, fastmath=_FAST)
+def _subtract_response(r, a0, response, i0, rest):
+    """rest[k] = r[k] - a0 response[(k - i0) mod N]: what is left without a SEV-shaped main pulse."""
+    n = r.shape[0]
+    head = response[n - i0:]
+    for k in range(i0):
+        rest[k] = r[k] - a0 * head[k]
+    tail = r[i0:]
+    out = rest[i0:]
+    for j in range(n - i0):
+        out[j] = tail[j] - a0 * response[j]
+
+
+@nb.njit(cache=True, nogil=True, fastmath=_FAST)
+def _spike_residuals(x, lift, centred):
+    """For k in [2w, N-2w): with left, right the means of x[k-2w : k-w] and x[k+w+1 : k+2w+1] (w =
+    SPIKE_WIDTH), lift = the larger of min(x_k - left, x_k - right) and min(left - x_k, right - x_k),
+    centred = x_k - (left + right)/2 (V), at index k - 2w."""
+    w = SPIKE_WIDTH
+    for j in range(x.shape[0] - 4 * w):
+        k = j + 2 * w
+        left = 0.0
+        right = 0.0
+        for i in range(w):
+            left += np.float64(x[k - 2 * w + i])
+            right += np.float64(x[k + w + 1 + i])
+        left /= w
+        right /= w
+        xk = np.float64(x[k])
+        lift[j] = max(min(xk - left, xk - right), min(left - xk, right - xk))
+        centred[j] = xk - 0.5 * (left + right)
+
+
+@nb.njit(cache=True, nogil=True, fastmath=_FAST)
+def _count_at_least(x, level):
+    count = 0
+    for k in range(x.shape[0]):
+        count += np.float64(x[k]) >= level
+    return count
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _shape_block(traces, bits, key_shift, key_mask, filtered, g, penalty, sigma_of, response, onset,
+                 sigma_bl, fs, out):
+    """All shape features of records `traces` (B, N) (V) into out (11, B). `bits` is traces viewed as
+    integers (for the extremum searches, with key_shift, key_mask as in `main._first_extrema`);
+    filtered (B, N) the OF amplitude (V) of each record at every circular lag; g
+    (N,) the OF output of the ramp 0..1 (V/V); penalty (N,) 0 at lags of accepted onsets, -inf elsewhere;
+    response (N,) the OF output of the SEV (1 at lag 0). Records with NaN or inf get NaN features."""
     b, n = traces.shape
     n8 = n // 8
+    edge = max(n // 128, 1)
     w = SPIKE_WIDTH
     m = n - 4 * w
-    lo_on, hi_on = n // 64, n - n // 16
     min_sep = max(n // 256, 1)
-    for c in nb.prange((b + _CHUNK - 1) // _CHUNK):
-        x = np.empty(n)
-        cs = np.empty(n + 1)
-        centred = np.empty(m)
-        buf = np.empty(m)
-        counts = np.empty(_BINS, np.int64)
-        for e in range(c * _CHUNK, min((c + 1) * _CHUNK, b)):
-            for k in range(n):
-                x[k] = traces[e, k]
-            # main pulse: largest OF amplitude over valid onsets (first of equals)
-            i0 = 0
-            a0 = -np.inf
-            for k in range(n):
-                lag = k - n if k >= n - onset else k
-                if lag + onset >= lo_on and lag + onset < hi_on:
-                    a = filtered[e, k] / sigma_of
-                    if a > a0 or (a != a and a0 == a0):
-                        a0, i0 = a, k
-                        if a != a:
-                            break
-            lag0 = i0 - n if i0 >= n - onset else i0
-            # second pulse: the largest amplitude left after subtracting the main pulse's OF response
-            i1 = 0
-            a1 = -np.inf
-            for k in range(n):
-                lag = k - n if k >= n - onset else k
-                if lag + onset >= lo_on and lag + onset < hi_on and abs(lag - lag0) >= min_sep:
-                    r = filtered[e, k] / sigma_of - a0 * response[(k - i0) % n]
-                    if r > a1:
-                        a1, i1 = r, k
-            lag1 = i1 - n if i1 >= n - onset else i1
-            out[0, e] = a0
-            out[1, e] = lag0 / fs
-            out[2, e] = a1
-            out[3, e] = a1 / max(a0, 1.0)
-            out[4, e] = (lag1 - lag0) / fs
-            # levels: end, height, plateau, excursion
-            first = _mean(x, 0, n8)
-            last = _mean(x, n - n8, n8)
-            end = last - first
-            xmax = x[0]
-            excursion = 0.0
-            for k in range(n):
-                xmax = max(xmax, x[k])
-                excursion = max(excursion, abs(x[k] - first))
-            out[5, e] = end / sigma_bl
-            out[6, e] = end / max(xmax - first, sigma_bl)
-            top = first + 0.95 * (xmax - first)
-            count = 0
-            for k in range(n):
-                count += x[k] >= top
-            out[10, e] = count / n
-            # spikes: lift above both side windows, in robust sigmas of the two-sided residual
-            cs[0] = 0.0
-            for k in range(n):
-                cs[k + 1] = cs[k] + x[k]
-            biggest = -np.inf
-            for k in range(2 * w, n - 2 * w):
-                left = (cs[k - w] - cs[k - 2 * w]) / w
-                right = (cs[k + 2 * w + 1] - cs[k + w + 1]) / w
-                xk = x[k]
-                up = min(xk - left, xk - right)
-                down = min(left - xk, right - xk)
-                biggest = max(biggest, max(up, down))
-                centred[k - 2 * w] = xk - 0.5 * (left + right)
-            med = _median(centred, m, buf, counts)
-            for j in range(m):
-                centred[j] = abs(centred[j] - med)
-            scale = MAD_TO_SIGMA * _median(centred, m, buf, counts)
-            out[7, e] = biggest / scale
-            out[8, e] = biggest / excursion
-            # pretrigger drop: the largest of three early means against the pre-onset reference
-            ref = _mean(x, n8, 7 * n // 32 - n8)
-            best = 0.0
-            for div in (64, 32, 16):
-                d = _mean(x, 0, n // div) - ref
-                if div == 64 or abs(d) > abs(best):
-                    best = d
-            out[9, e] = best / sigma_bl
+    inv_sigma = 1.0 / sigma_of
+    r = np.empty(n)
+    rest = np.empty(n)
+    lift = np.empty(m)
+    centred = np.empty(m)
+    lift_abs = np.empty(m)
+    buf = np.empty(m)
+    counts = np.empty(_BINS, np.int64)
+    for e in range(b):
+        x = traces[e]
+        total = _sum(x, 0, n)
+        if not np.isfinite(total):
+            out[:, e] = np.nan
+            continue
+        # main pulse: largest OF amplitude of the detrended record over accepted onsets (first of equals)
+        slope = (_sum(x, n - edge, n) - _sum(x, 0, edge)) / edge  # end minus start of the straight line
+        _lag_amplitudes(filtered[e], slope, g, inv_sigma, penalty, r)
+        i0 = _first_extrema(r.view(np.int64), 63, 0x7FFFFFFFFFFFFFFF)[0]
+        a0 = r[i0]
+        lag0 = i0 - n if i0 >= n - onset else i0
+        # second pulse: the largest amplitude left after subtracting the main pulse's OF response
+        _subtract_response(r, a0, response, i0, rest)
+        for lag in range(max(lag0 - min_sep + 1, -onset), min(lag0 + min_sep, n - onset)):
+            rest[lag + n if lag < 0 else lag] = -np.inf
+        i1 = _first_extrema(rest.view(np.int64), 63, 0x7FFFFFFFFFFFFFFF)[0]
+        a1 = rest[i1]
+        lag1 = i1 - n if i1 >= n - onset else i1
+        out[0, e] = a0
+        out[1, e] = lag0 / fs
+        out[2, e] = a1
+        out[3, e] = a1 / max(a0, 1.0)
+        out[4, e] = (lag1 - lag0) / fs
+        # levels: end, height, plateau, excursion
+        first = _sum(x, 0, n8) / n8
+        last = _sum(x, n - n8, n) / n8
+        end = last - first
+        k_max, k_min = _first_extrema(bits[e], key_shift, key_mask)
+        xmax = np.float64(x[k_max])
+        excursion = max(xmax - first, first - np.float64(x[k_min]))
+        out[5, e] = end / sigma_bl
+        out[6, e] = end / max(xmax - first, sigma_bl)
+        out[10, e] = _count_at_least(x, first + 0.95 * (xmax - first)) / n
+        # spikes: lift above both side windows, in robust sigmas of the two-sided residual
+        _spike_residuals(x, lift, centred)
+        biggest = lift[_first_extrema(lift.view(np.int64), 63, 0x7FFFFFFFFFFFFFFF)[0]]
+        m_scale = 0
+        for j in range(0, m, SCALE_STRIDE):
+            lift_abs[m_scale] = abs(centred[j])
+            m_scale += 1
+        scale = MAD_TO_SIGMA * _median(lift_abs, m_scale, buf, counts)
+        out[7, e] = biggest / scale
+        out[8, e] = biggest / excursion
+        # pretrigger drop: the largest of three early means against the pre-onset reference
+        ref = _sum(x, n8, 7 * n // 32) / (7 * n // 32 - n8)
+        best = 0.0
+        for div in (64, 32, 16):
+            d = _sum(x, 0, n // div) / (n // div) - ref
+            if div == 64 or abs(d) > abs(best):
+                best = d
+        out[9, e] = best / sigma_bl
 
 
 _ORDER = ("of_snr", "of_onset", "second_pulse_snr", "second_pulse_fraction", "second_pulse_delay", "end_snr",
           "end_fraction", "spike_snr", "spike_fraction", "pretrigger_drop_snr", "top_plateau")
 
 
-def shape_features(traces, sample_frequency: float, sev, nps, batch: int = 256, of=None,
-                   workers: int = 2) -> dict[str, np.ndarray]:
-    """Shape features of one channel's records (see the module docstring; the default cuts use them).
-
-    Parameters
-    ----------
-    traces : (n_events, N) records, V, trigger at N/4
-    sample_frequency : Hz
-    sev : (N,) standard event of the channel (max 1, onset at N/4)
-    nps : (N//2+1,) one-sided noise power spectrum of the channel, V^2/Hz
-    batch : records per FFT block
-    of : the channel's optimum filter, if already built (else built from sev, nps)
-    workers : threads of the FFTs (the numba kernels use numba's thread count)
-
-    Returns
-    -------
-    dict name -> (n_events,) float64, units in UNITS.
-    """
+def _check(traces) -> np.ndarray:
     traces = np.asarray(traces)
     if traces.ndim != 2 or traces.dtype.kind != "f":
         raise InputError(f"traces: expected a 2-d float (event, sample) array, got {traces.dtype} {traces.shape}")
     n = traces.shape[1]
     if n < 256:
         raise InputError(f"traces: records of {n} samples are too short for the shape features (need >= 256)")
-    fs = float(sample_frequency)
-    of = build_optimum_filter(sev, nps, fs, what="shape features") if of is None else of
+    return traces
+
+
+def _features(traces, fb, of, nps, n_workers: int) -> dict[str, np.ndarray]:
+    """The shape features of `traces` from its OF pass `fb` (`cryopipe.features.filtered`)."""
+    n = traces.shape[1]
     if of.record_length != n:
         raise InputError(f"sev: has {of.record_length} samples, the records {n}")
+    fs = float(of.sample_frequency)
     sigma_of = expected_resolution(of)
     sigma_bl = float(np.sqrt(np.sum(np.asarray(nps, float)[1:]) * fs / n))
     response = scipy.fft.irfft(of.template_fft * of.transfer, n=n)  # OF output of the SEV, 1 at lag 0
-    transfer = np.asarray(of.transfer)
-    ramp = np.linspace(0.0, 1.0, n)
-    traces = np.ascontiguousarray(traces, dtype=np.float32) if traces.dtype != np.float64 else traces
+    g = scipy.fft.irfft(scipy.fft.rfft(np.linspace(0.0, 1.0, n)) * of.transfer, n=n)  # ... of the ramp 0..1
+    onset = int(of.onset)
+    lags = np.arange(n)
+    lags = np.where(lags >= n - onset, lags - n, lags)
+    penalty = np.where((lags + onset >= n // 64) & (lags + onset < n - n // 16), 0.0, -np.inf)
+    traces = as_records(traces)
+    bits = traces.view(np.int32 if traces.dtype == np.float32 else np.int64)
+    key_shift, key_mask = (31, 0x7FFFFFFF) if traces.dtype == np.float32 else (63, 0x7FFFFFFFFFFFFFFF)
     out = np.empty((len(_ORDER), traces.shape[0]))
-    for a in range(0, traces.shape[0], batch):
-        x = np.ascontiguousarray(traces[a:a + batch])
-        detrended = np.empty(x.shape)
-        _detrend(x, max(n // 128, 1), ramp, detrended)
-        spectra = scipy.fft.rfft(detrended, axis=1, workers=workers)
-        spectra *= transfer
-        filtered = scipy.fft.irfft(spectra, n=n, axis=1, workers=workers)
-        _shape_kernel(x, filtered, sigma_of, response, int(of.onset), sigma_bl, fs, out[:, a:a + batch])
+
+    def run_block(a: int) -> None:
+        i = fb.starts.index(a)
+        e = a + fb.filtered[i].shape[0]
+        _shape_block(traces[a:e], bits[a:e], key_shift, key_mask, fb.filtered[i], g, penalty,
+                     sigma_of, response, onset, sigma_bl, fs, out[:, a:e])
+
+    run_blocks(run_block, traces.shape[0], FFT_BATCH, n_workers)
     return {k: out[i] for i, k in enumerate(_ORDER)}
+
+
+def shape_features(traces, sample_frequency: float, sev, nps, batch: int = FFT_BATCH, of=None,
+                   workers: int | None = None) -> dict[str, np.ndarray]:
+    """Shape features of one channel's records (see the module docstring; the default cuts use them).
+
+    Parameters
+    ----------
+    traces : (n_events, N) records, V, trigger at N/4 (float32: single-precision FFTs)
+    sample_frequency : Hz
+    sev : (N,) standard event of the channel (max 1, onset at N/4)
+    nps : (N//2+1,) one-sided noise power spectrum of the channel, V^2/Hz
+    batch : unused (the FFT blocks are `cryopipe.features.filtered.FFT_BATCH` records)
+    of : the channel's optimum filter, if already built (else built from sev, nps)
+    workers : threads (default numba's thread count)
+
+    Returns
+    -------
+    dict name -> (n_events,) float64, units in UNITS.
+    """
+    traces = as_records(_check(traces))
+    of = build_optimum_filter(sev, nps, float(sample_frequency), what="shape features") if of is None else of
+    if of.record_length != traces.shape[1]:
+        raise InputError(f"sev: has {of.record_length} samples, the records {traces.shape[1]}")
+    n_workers = filtered_workers() if workers is None else int(workers)
+    return _features(traces, of_pass(traces, of, n_workers), of, nps, n_workers)
 
 
 def compute(traces: np.ndarray, ctx) -> dict[str, np.ndarray]:
     """Shape features of a block (n_events, N) of one channel's records (V); `ctx` a ChannelContext."""
-    return shape_features(traces, ctx.sample_frequency, ctx.sev, ctx.nps, of=ctx.optimum_filter())
+    traces = _check(traces)
+    of = ctx.optimum_filter()
+    if of.record_length != traces.shape[1]:
+        raise InputError(f"sev: has {of.record_length} samples, the records {traces.shape[1]}")
+    return _features(traces, filtered_block(traces, ctx), of, ctx.nps, filtered_workers())

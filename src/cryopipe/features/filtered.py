@@ -1,0 +1,108 @@
+"""The optimum-filter (OF) pass over a block of records, shared by the families that need it.
+
+One rfft and one irfft per record give everything the `optimum_filter` and `shape` families read:
+the fixed-lag amplitude and chi2_0 (`cryopipe.optimum_filter` conventions) are summed over the
+spectrum X of the record, and ``irfft(transfer * X)`` is the OF amplitude (V) at every circular lag. float32 records are transformed in single precision
+(scipy.fft keeps float32), float64 records in double.
+
+Within `cryopipe.features.compute_block` the pass runs once per block however many families use it
+(`ChannelContext.shared`); called on their own, the families compute it themselves.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+import scipy.fft
+
+from ..optimum_filter import of_weights
+from ..parallel import run_blocks
+
+FFT_BATCH = 128  # records per FFT block (one thread's work item)
+
+
+@dataclass
+class FilteredBlock:
+    """The OF pass over a block of B records of N samples.
+
+    Attributes
+    ----------
+    starts : first record of each FFT block
+    filtered : per FFT block (m, N), records' dtype: OF amplitude (V) at each circular lag
+    amplitude : (B,) float64, fixed-lag (lag 0) OF amplitude (V)
+    chi2_0 : (B,) float64, sum_k q_k |X_k|^2 (chi2 = chi2_0 - W A^2)
+    """
+
+    starts: list
+    filtered: list
+    amplitude: np.ndarray
+    chi2_0: np.ndarray
+
+
+def workers() -> int:
+    """Threads of the block loops: numba's thread count (the features' one knob)."""
+    return max(int(nb.get_num_threads()), 1)
+
+
+@nb.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz"})
+def _filter_spectra(spectra, transfer, q, fixed_weights, inv_n, chi2_0, amp0):
+    """Per record: chi2_0 = sum q |X|^2 and the fixed-lag amplitude A(0) = sum w Re(transfer X) / N;
+    spectra overwritten with transfer * X. Complex arrays as (re, im) float pairs (vectorised)."""
+    n_rec, n_f = spectra.shape
+    t = transfer.view(q.dtype)
+    for i in range(n_rec):
+        x = spectra[i].view(q.dtype)
+        c = 0.0
+        a = 0.0
+        for k in range(n_f):
+            xr = x[2 * k]
+            xi = x[2 * k + 1]
+            tr = t[2 * k]
+            ti = t[2 * k + 1]
+            yr = tr * xr - ti * xi
+            c += q[k] * (xr * xr + xi * xi)
+            a += fixed_weights[k] * yr
+            x[2 * k] = yr
+            x[2 * k + 1] = tr * xi + ti * xr
+        chi2_0[i] = c
+        amp0[i] = a * inv_n
+
+
+def of_pass(traces: np.ndarray, of, n_workers: int | None = None) -> FilteredBlock:
+    """The OF pass over `traces` (B, N) float32 or float64 with the filter `of` (see module doc)."""
+    b, n = traces.shape
+    single = traces.dtype == np.float32
+    cdtype, rdtype = (np.complex64, np.float32) if single else (np.complex128, np.float64)
+    transfer = of.transfer.astype(cdtype)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero DC bin of the PSD: q[0] is 0 anyway
+        q = of.chi2_weights.astype(rdtype)
+    fixed_weights = of_weights(n).astype(rdtype)
+    amplitude, chi2_0 = np.empty(b), np.empty(b)
+    starts = list(range(0, b, FFT_BATCH))
+    filtered = [None] * len(starts)
+
+    def run_block(a: int) -> None:
+        e = min(a + FFT_BATCH, b)
+        spectra = scipy.fft.rfft(traces[a:e], axis=-1)
+        _filter_spectra(spectra, transfer, q, fixed_weights, 1.0 / n, chi2_0[a:e], amplitude[a:e])
+        filtered[a // FFT_BATCH] = scipy.fft.irfft(spectra, n=n, axis=-1, overwrite_x=True)
+
+    run_blocks(run_block, b, FFT_BATCH, workers() if n_workers is None else n_workers)
+    return FilteredBlock(starts, filtered, amplitude, chi2_0)
+
+
+def as_records(traces) -> np.ndarray:
+    """A C-contiguous (B, N) float32 or float64 block (other float dtypes become float64)."""
+    traces = np.asarray(traces)
+    dtype = traces.dtype if traces.dtype in (np.float32, np.float64) else np.float64
+    return np.ascontiguousarray(traces, dtype=dtype)
+
+
+def filtered_block(traces: np.ndarray, ctx) -> FilteredBlock:
+    """The OF pass of `ctx`'s optimum filter over `traces`, shared through the context when it can."""
+    of = ctx.optimum_filter()
+    shared = getattr(ctx, "shared", None)
+    if shared is None:
+        return of_pass(as_records(traces), of)
+    return shared("of_pass", traces, lambda: of_pass(as_records(traces), of))
