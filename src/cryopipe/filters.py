@@ -30,7 +30,12 @@ GENERIC_DECAY_LEVEL = 1e-3   # generic kernel: truncate where the template has d
 
 
 def default_workers() -> int:
-    """Threads for scipy.fft: the CPU cores this process may use."""
+    """Threads for scipy.fft: the job's thread limit (`cryopipe.runner.use_threads`), else the CPU
+    cores this process may use."""
+    from .runner import thread_limit
+
+    if thread_limit():
+        return thread_limit()
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -28,8 +29,10 @@ def configure_logging(log_path: str | Path | None = None, name: str = "cryopipe"
 
 
 @contextmanager
-def step(name: str, log_path: str | Path | None = None):
-    """Context for one step: yields a logger; a CryopipeError becomes one line and exit status 1."""
+def step(name: str, log_path: str | Path | None = None, threads: int | None = None):
+    """Context for one step: yields a logger; a CryopipeError becomes one line and exit status 1.
+    `threads` (a workflow job's share of the cores) limits the step's threads (:func:`use_threads`)."""
+    use_threads(threads)
     log = configure_logging(log_path, f"cryopipe.{name}")
     t0 = time.perf_counter()
     try:
@@ -39,6 +42,35 @@ def step(name: str, log_path: str | Path | None = None):
         print(f"cryopipe {name}: error: {exc}", file=sys.stderr)
         sys.exit(1)
     log.info("done in %.1f s", time.perf_counter() - t0)
+
+
+THREADS_ENV = "CRYOPIPE_THREADS"
+
+
+def use_threads(n: int | None) -> None:
+    """Run this process on at most `n` threads (None: all usable cores): scipy.fft workers
+    (`cryopipe.filters.default_workers`), numba's parallel kernels and torch. Snakemake schedules
+    jobs by their `threads`; a job that used every core anyway would slow the jobs beside it."""
+    if not n:
+        return
+    n = max(int(n), 1)
+    os.environ[THREADS_ENV] = str(n)
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    else:
+        os.environ["NUMBA_NUM_THREADS"] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+
+
+def thread_limit() -> int | None:
+    """The thread limit set by :func:`use_threads` in this process (None: none)."""
+    value = os.environ.get(THREADS_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 class Progress:

@@ -174,6 +174,18 @@ def valid_windows(samples, n_samples, record_length) -> np.ndarray:
     return (first >= 0) & (first + record_length <= n_samples)
 
 
+def _within(lo: np.ndarray, hi: np.ndarray, allowed) -> tuple[np.ndarray, np.ndarray]:
+    """The parts of the sorted, disjoint intervals [lo, hi) inside the sorted `allowed` intervals."""
+    out_lo, out_hi = [], []
+    for a, b in allowed:
+        i, j = np.searchsorted(hi, a, side="right"), np.searchsorted(lo, b, side="left")
+        out_lo.append(np.maximum(lo[i:j], a))
+        out_hi.append(np.minimum(hi[i:j], b))
+    if not out_lo:
+        return lo[:0], hi[:0]
+    return np.concatenate(out_lo), np.concatenate(out_hi)
+
+
 def live_time(samples: np.ndarray, holdoff: int, n_samples: int, sample_frequency: float,
               excluded: tuple[np.ndarray, np.ndarray] | None = None) -> float:
     """Live time (s): stream duration minus the dead time after accepted triggers.
@@ -196,7 +208,8 @@ def live_time(samples: np.ndarray, holdoff: int, n_samples: int, sample_frequenc
     return float((n_samples - dead) / sample_frequency)
 
 
-def noise_trigger_samples(n: int, particle: np.ndarray, n_samples: int, record_length: int, rng) -> np.ndarray:
+def noise_trigger_samples(n: int, particle: np.ndarray, n_samples: int, record_length: int, rng,
+                          scanned=None) -> np.ndarray:
     """Random (noise) trigger samples whose records hold no pulse and do not overlap each other.
 
     A noise record [t - N/4, t + 3N/4) must neither contain a particle onset p nor start within one
@@ -213,6 +226,8 @@ def noise_trigger_samples(n: int, particle: np.ndarray, n_samples: int, record_l
     n_samples : stream length (samples)
     record_length : N (samples)
     rng : numpy Generator or seed
+    scanned : [[start, stop], ...] sorted stretches of the stream whose pulses are known (a sampled
+        first pass); noise records lie wholly inside them. None: the whole stream.
 
     Returns
     -------
@@ -231,6 +246,8 @@ def noise_trigger_samples(n: int, particle: np.ndarray, n_samples: int, record_l
     edges_lo = np.concatenate([f_lo, [hi_all]])
     gap_lo = np.clip(edges_hi, lo_all, hi_all)
     gap_hi = np.clip(edges_lo, lo_all, hi_all)
+    if scanned is not None:
+        gap_lo, gap_hi = _within(gap_lo, gap_hi, [(lo + N // 4, hi - N + N // 4 + 1) for lo, hi in scanned])
     length = np.clip(gap_hi - gap_lo, 0, None)
     slots = np.where(length > 0, (length - 1) // N + 1, 0)
     total = int(slots.sum())
@@ -311,9 +328,11 @@ def records_dataset(stream, particle_samples, firing_channel, noise_samples, rec
     tpa = np.concatenate([np.zeros(part.size, np.float32), np.full(noise.size, -1, np.float32), tp_tpa])[order]
     firing = np.concatenate([chan, np.full(noise.size + tp_samples.size, -1, np.int64)])[order]
     amps = np.concatenate([amp, np.full((n_ch, noise.size + tp_samples.size), np.nan, np.float32)], axis=1)[:, order]
-    trace = np.empty((n_ch, samples.size, N), dtype=np.float32)
-    for sl, volts in stream.read_records(samples - N // 4, N):
-        trace[:, sl] = volts
+    blocks = [volts for _, volts in stream.read_records(samples - N // 4, N)]   # in event order
+    if len(blocks) == 1:
+        trace = blocks[0]                                   # one batch (the usual case): no copy
+    else:
+        trace = np.concatenate(blocks, axis=1) if blocks else np.empty((n_ch, 0, N), np.float32)
     # a saturated or stuck stretch (runs of identical samples) in any channel: never a particle
     # (test and control pulses keep their kind: control pulses saturate by design)
     kind[has_flat_run(trace).any(axis=0) & np.isin(kind, ("particle", "noise"))] = "saturated"

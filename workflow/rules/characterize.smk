@@ -15,7 +15,7 @@ rule characterize_channel:
         f"{RESULTS}/{{run}}/logs/characterize_{{channel}}.log",
     benchmark:
         f"{RESULTS}/{{run}}/benchmarks/characterize_{{channel}}.tsv",
-    threads: 2
+    threads: channel_threads
     resources:
         mem_mb=2000,
         runtime=30,

@@ -133,6 +133,33 @@ def run_pattern(runs):
     return "|".join(map(re.escape, runs)) or "(?!)"
 
 
+FIRST_PASS_STRETCH = 300.0   # s of stream per stretch of a sampled first pass
+FIRST_PASS_MIN_DURATION = 3600.0   # s of stream a sampled first pass scans at least
+
+
+def first_pass_scan(run, pass_name):
+    """`sampling` of the first pass's trigger jobs (stages.trigger.trigger_one_channel), None to scan
+    everything: with characterize.first_pass_scan auto, each job stops once it has its share of
+    characterize.max_pulses triggers in its share of an hour of stream (at least four records of
+    stream per noise record)."""
+    rc = RUNS[run]
+    if pass_name != "pass1" or rc["characterize"]["first_pass_scan"] == "whole":
+        return None
+    fs, share = float(rc["sample_frequency"]), n_segments(run)
+    min_samples = max(FIRST_PASS_MIN_DURATION * fs, 4 * int(rc["trigger"]["noise_records"]) * int(rc["record_length"]))
+    return {"min_triggers": -(-int(rc["characterize"]["max_pulses"]) // share),
+            "min_samples": int(-(-min_samples // share)),
+            "stretch_samples": int(round(FIRST_PASS_STRETCH * fs))}
+
+
+def first_pass_sampling(run, pass_name):
+    """Record cutting of the first pass, which only feeds the characterisation: at most
+    characterize.max_pulses particle records (it reads no more), no test-pulse records."""
+    if pass_name != "pass1":
+        return {}
+    return {"max_particle_records": int(RUNS[run]["characterize"]["max_pulses"]), "pulser_records": False}
+
+
 def first_pass_records(wildcards):
     """Records the characterisation is built from: the first trigger pass of a stream, or the
     records of a records file."""
@@ -154,7 +181,15 @@ def stream_samples(run):
     return sources.stream_length(rc)
 
 
-TRIGGER_THREADS = 2  # threads of a trigger_segment job
+TRIGGER_THREADS = 2  # threads of a trigger_segment job on a machine with cores to spare
+
+
+def channel_threads(wildcards):
+    """Threads of a per-channel (or per-segment) job: --cores shared among the run's channels, at
+    least 1 and at most 2, so a two-channel run on 2 cores processes both channels side by side
+    (each job keeps to its threads: cryopipe.runner.use_threads). Outputs do not depend on it."""
+    cores = workflow._cores if isinstance(workflow._cores, int) and workflow._cores > 0 else TRIGGER_THREADS
+    return max(1, min(TRIGGER_THREADS, cores // max(len(channel_names(wildcards.run)), 1)))
 
 
 def segment_duration(run):

@@ -18,7 +18,7 @@ rule efficiency_channel:
         code=script_code("efficiency_channel.py"),
     log:
         f"{RESULTS}/{{run}}/logs/efficiency_{{channel}}.log",
-    threads: 2
+    threads: channel_threads
     resources:
         mem_mb=2000,
         runtime=30,

@@ -18,7 +18,7 @@ rule features_channel:
         f"{RESULTS}/{{run}}/logs/features_{{channel}}.log",
     benchmark:
         f"{RESULTS}/{{run}}/benchmarks/features_{{channel}}.tsv",
-    threads: 2
+    threads: channel_threads
     resources:
         mem_mb=1000,
         runtime=60,

@@ -1,8 +1,9 @@
 # Stream trigger, scattered over channels and time segments (one job each), gathered per channel;
 # then one job per run merges the channels' triggers, draws noise triggers and cuts the records.
 # Two passes (Cait's workflow): pass 1 with the generic pulse kernel at threshold_sigma robust sigmas
-# (results/<run>/pass1/), the final pass with each channel's optimum filter at
-# characterize.threshold_resolution times its resolution (results/<run>/). With characterize.enabled
+# (results/<run>/pass1/; it cuts only what the characterisation reads: the noise records and at
+# most characterize.max_pulses particle records drawn over the whole run), the final pass with each
+# channel's optimum filter at characterize.threshold_resolution times its resolution (results/<run>/). With characterize.enabled
 # false, the final pass uses the pass-1 trigger. Runs of hardware-triggered records (CRESST rdt) are
 # read, not triggered (rule read_records).
 
@@ -21,12 +22,13 @@ for PASS, PREFIX in PASS_PREFIX.items():
             stream=lambda w: stream_params(w.run),
             trigger=lambda w: {**run_section(RUNS, w.run, "trigger", "threshold_sigma", "holdoff", "chunk_size"),
                                "segment_duration": segment_duration(w.run)},
+            sampling=lambda w, PASS=PASS: first_pass_scan(w.run, PASS),
             code=script_code("trigger_segment.py"),
         log:
             f"{RESULTS}/{{run}}/logs/{PREFIX}trigger_{{channel}}_segment_{{segment}}.log",
         benchmark:
             f"{RESULTS}/{{run}}/benchmarks/{PREFIX}trigger_{{channel}}_segment_{{segment}}.tsv",
-        threads: TRIGGER_THREADS
+        threads: channel_threads
         resources:
             mem_mb=1000,
             runtime=120,
@@ -74,7 +76,9 @@ for PASS, PREFIX in PASS_PREFIX.items():
             run=run_pattern(stream_runs()),
         params:
             stream=lambda w: stream_params(w.run),
-            trigger=subconfig("trigger", "holdoff", "noise_records", "seed", "pulser_exclusion"),
+            trigger=lambda w, PASS=PASS: {
+                **run_section(RUNS, w.run, "trigger", "holdoff", "noise_records", "seed", "pulser_exclusion"),
+                **first_pass_sampling(w.run, PASS)},
             code=script_code("records.py"),
         log:
             f"{RESULTS}/{{run}}/logs/{PREFIX}records.log",

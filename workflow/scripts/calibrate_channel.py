@@ -5,7 +5,7 @@ from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("calibrate_channel", sm.log[0]) as log:
+with step("calibrate_channel", sm.log[0], threads=sm.threads) as log:
     ch = sm.wildcards.channel
     features = load_store(sm.input.features, "features")
     char = load_store(sm.input.characterization, "characterization").sel(channel=[ch])

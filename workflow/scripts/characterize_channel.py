@@ -5,7 +5,7 @@ from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("characterize_channel", sm.log[0]) as log:
+with step("characterize_channel", sm.log[0], threads=sm.threads) as log:
     channel = sm.wildcards.channel
     records = open_store(sm.input[0], "records").sel(channel=[channel])
     ds = characterize_channel(records, dict(sm.params.characterize), what=f"run {sm.wildcards.run}, channel {channel}")

@@ -9,7 +9,7 @@ from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("cleaning_report", sm.log[0]) as log:
+with step("cleaning_report", sm.log[0], threads=sm.threads) as log:
     model = sm.wildcards.model
     rep = cleaning_report(open_store(sm.input.records, "records"), open_store(sm.input.features, "features"),
                           open_store(sm.input.labels, "labels"), open_store(sm.input.predictions, "predictions"),

@@ -6,7 +6,7 @@ from cryopipe.stages.efficiency import efficiency_channel
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("efficiency_channel", sm.log[0]) as log:
+with step("efficiency_channel", sm.log[0], threads=sm.threads) as log:
     ch = sm.wildcards.channel
     records = open_store(sm.input.records, "records").sel(channel=[ch])
     char = load_store(sm.input.characterization, "characterization")

@@ -6,7 +6,7 @@ from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("evaluate", sm.log[0]) as log:
+with step("evaluate", sm.log[0], threads=sm.threads) as log:
     model, meta = resolve_model(sm.input.model)
     test = load_store(sm.input.test, "simset")
     cutoff = model_cutoff(meta, sm.params.cutoff)

@@ -5,7 +5,7 @@ from cryopipe.runner import Progress, step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("features_channel", sm.log[0]) as log:
+with step("features_channel", sm.log[0], threads=sm.threads) as log:
     channel = sm.wildcards.channel
     cfg = sm.params.features
     records = open_store(sm.input.records, "records").sel(channel=[channel])

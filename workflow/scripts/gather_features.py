@@ -7,7 +7,7 @@ from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("features", sm.log[0]) as log:
+with step("features", sm.log[0], threads=sm.threads) as log:
     ds = concat_channels([load_store(p, "features") for p in sm.input.parts], inputs=list(sm.input))
     roles = dict(sm.params.roles)
     if sm.input.calibration:

@@ -5,7 +5,7 @@ from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("labels", sm.log[0]) as log:
+with step("labels", sm.log[0], threads=sm.threads) as log:
     features = load_store(sm.input[0], "features")
     ds = apply_cuts(features, dict(sm.params.cuts))
     ds.attrs["inputs"] = [str(sm.input[0])]

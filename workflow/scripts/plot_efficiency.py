@@ -5,7 +5,7 @@ from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("plot_efficiency", sm.log[0]):
+with step("plot_efficiency", sm.log[0], threads=sm.threads):
     eff = load_store(sm.input[0], "efficiency").sel(channel=sm.wildcards.channel)
     curve = eff.swap_dims(point="amplitude").set_coords([c for c in ("amplitude", "energy") if c in eff])
     for k in ("threshold", "resolution", "trigger_x50", "trigger_x50_err", "trigger_width", "trigger_width_err",

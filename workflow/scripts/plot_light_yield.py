@@ -7,7 +7,7 @@ from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("plot_light_yield", sm.log[0]):
+with step("plot_light_yield", sm.log[0], threads=sm.threads):
     feats = load_store(sm.input.features, "features")
     labels = load_store(sm.input.labels, "labels")
     phonon = sm.params.roles["phonon"]

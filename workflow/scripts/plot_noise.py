@@ -6,7 +6,7 @@ from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("plot_noise", sm.log[0]):
+with step("plot_noise", sm.log[0], threads=sm.threads):
     char = load_store(sm.input[0], "characterization")
     names = [str(c) for c in char["channel"].values]
     plot_nps(char["nps"].values, char.attrs["sample_frequency"], sm.output.nps, channels=names, label=sm.wildcards.run)

@@ -8,7 +8,7 @@ from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("plot_spectrum", sm.log[0]):
+with step("plot_spectrum", sm.log[0], threads=sm.threads):
     ch = sm.wildcards.channel
     feats = load_store(sm.input.features, "features")
     particle = np.array([str(k) for k in feats["record_kind"].values]) == "particle"

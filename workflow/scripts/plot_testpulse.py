@@ -11,7 +11,7 @@ from cryopipe.testpulse import response_curves, unstable_intervals
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("plot_testpulse", sm.log[0]):
+with step("plot_testpulse", sm.log[0], threads=sm.threads):
     ch = sm.wildcards.channel
     ds = load_store(sm.input[0], "testpulse")
     c = ds.sel(channel=ch)

@@ -6,7 +6,7 @@ from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("predict", sm.log[0]) as log:
+with step("predict", sm.log[0], threads=sm.threads) as log:
     model, meta = resolve_model(sm.input.model)
     records = open_store(sm.input.records, "records")
     cutoff = model_cutoff(meta, sm.params.cutoff)

@@ -5,7 +5,7 @@ from cryopipe.stages.read_records import rdt_record_batches
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("read_records", sm.log[0]) as log:
+with step("read_records", sm.log[0], threads=sm.threads) as log:
     first, more, summary = rdt_record_batches(sm.params.stream, inputs=list(sm.input))
     log.info("%s", summary)
     write_store_batches(first, more, sm.output[0], "records")

@@ -6,7 +6,7 @@ from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("records", sm.log[0]) as log:
+with step("records", sm.log[0], threads=sm.threads) as log:
     stream_cfg = sm.params.stream
     stream = open_stream(stream_cfg)
     triggers = [load_store(p, "triggers") for p in sm.input.triggers]

@@ -5,7 +5,7 @@ from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("simulate_records", sm.log[0]) as log:
+with step("simulate_records", sm.log[0], threads=sm.threads) as log:
     cfg = sm.params.simulate
     seed = int(cfg["seed"]) + (0 if sm.wildcards.split == "train" else 1_000_003)  # disjoint test set
     n = int(cfg["n_per_class"] if sm.wildcards.split == "train" else cfg["n_test_per_class"])

@@ -9,7 +9,7 @@ from cryopipe.simulate.stream import simulate_stream
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("simulate_stream", sm.log[0]) as log:
+with step("simulate_stream", sm.log[0], threads=sm.threads) as log:
     stream = sm.params.stream
     out = Path(sm.output.stream)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")

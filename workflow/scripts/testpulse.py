@@ -5,7 +5,7 @@ from cryopipe.stages.testpulse import testpulse_run
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step("testpulse", sm.log[0]) as log:
+with step("testpulse", sm.log[0], threads=sm.threads) as log:
     records = open_store(sm.input.records, "records")
     char = load_store(sm.input.characterization, "characterization")
     ds = testpulse_run(records, char, dict(sm.params.testpulse), dict(sm.params.calibrate),

@@ -8,7 +8,7 @@ from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
-with step(sm.rule, sm.log[0]) as log:
+with step(sm.rule, sm.log[0], threads=sm.threads) as log:
     stream_cfg = sm.params.stream
     trigger_cfg = dict(sm.params.trigger)
     stream = open_stream(stream_cfg)
@@ -22,7 +22,9 @@ with step(sm.rule, sm.log[0]) as log:
         kernel = of_kernel(optimum_filter_from(char, name))
         threshold = float(char["threshold"].sel(channel=name))
     ds = trigger_one_channel(stream, channel, stream_cfg, trigger_cfg, kernel=kernel, threshold=threshold,
-                             segment=segment, inputs=stream_cfg["csmpl"])
-    log.info("channel %s, samples [%d, %d): %d triggers above %.3g V (%s kernel)", name, *segment,
-             ds.sizes["trigger"], ds.attrs["threshold"], "optimum-filter" if kernel else "generic")
+                             segment=segment, inputs=stream_cfg["csmpl"], sampling=sm.params.sampling)
+    scanned = sum(b - a for a, b in ds.attrs["scanned"])
+    log.info("channel %s, samples [%d, %d) (%.0f %% scanned): %d triggers above %.3g V (%s kernel)", name, *segment,
+             100.0 * scanned / max(segment[1] - segment[0], 1), ds.sizes["trigger"], ds.attrs["threshold"],
+             "optimum-filter" if kernel else "generic")
     write_store(ds, sm.output[0], "triggers")

@@ -327,7 +327,7 @@ def write_store_batches(first: xr.Dataset, more, path: str | Path, kind: str,
             v.encoding = {}
         first.attrs[MANIFEST_ATTR] = sorted(str(n) for n in first.variables)
         first.to_zarr(tmp, mode="w", consolidated=False, encoding=_encoding(first, event_chunk))
-        for batch in more:
+        for batch in prefetched(more):
             batch = _as_object_strings(batch.drop_vars([n for n, v in batch.variables.items()
                                                         if "event" not in v.dims]))
             for v in batch.variables.values():
@@ -336,6 +336,24 @@ def write_store_batches(first: xr.Dataset, more, path: str | Path, kind: str,
             batch.to_zarr(tmp, append_dim="event", consolidated=False)
         write_manifests(tmp, first.attrs[MANIFEST_ATTR])
     return path
+
+
+def prefetched(items):
+    """Iterate over `items`, computing the next one in a background thread while the caller
+    works on the current one (a batch is read and cut while the previous one is compressed and
+    written: both release the GIL). At most two items are in memory."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    it = iter(items)
+    done = object()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(next, it, done)
+        while True:
+            item = pending.result()
+            if item is done:
+                return
+            pending = pool.submit(next, it, done)
+            yield item
 
 
 def open_store(path: str | Path, kind: str) -> xr.Dataset:

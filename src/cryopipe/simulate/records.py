@@ -258,7 +258,9 @@ def _class_array(n_per_class: dict) -> np.ndarray:
 
 
 def _n_workers(workers):
-    return max(1, int(workers if workers is not None else min(os.cpu_count() or 1, 8)))
+    from ..runner import thread_limit
+
+    return max(1, int(workers if workers is not None else thread_limit() or min(os.cpu_count() or 1, 8)))
 
 
 def _run_blocks(n_records, block_fn, seeds, workers):

@@ -60,7 +60,8 @@ def segment_bounds(n_samples: int, sample_frequency: float, segment_duration: fl
 
 def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_cfg: dict,
                         kernel: tuple[np.ndarray, int] | None = None, threshold: float | None = None,
-                        segment: tuple[int, int] | None = None, inputs=(), progress=None) -> xr.Dataset:
+                        segment: tuple[int, int] | None = None, inputs=(), progress=None,
+                        sampling: dict | None = None) -> xr.Dataset:
     """Trigger one channel (or one time segment of it); returns a "triggers" Dataset.
 
     The kernel defaults to the detector-agnostic generic pulse kernel; the threshold defaults to
@@ -70,33 +71,96 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
     A segment [a, b) is scanned over [a - lookback, b + holdoff) and keeps the triggers in [a, b):
     the scan state (dead time) at `a` then equals that of an unsplit scan whenever the
     `lookback` (10 hold-offs) holds a quiet stretch, so segments gathered equal the unsplit run.
+
+    `sampling` (the first pass, which only feeds the characterisation): {"min_triggers": T,
+    "min_samples": S, "stretch_samples": L} scans the segment in stretches of L samples, in an order
+    that spreads every prefix over the whole segment (:func:`spread_order`), and stops once at least
+    T triggers and S scanned samples are found; the stretches scanned are the attr ``scanned``
+    ([[start, stop], ...], sorted). A scan of every stretch equals the unsplit scan.
     """
-    from ..filters import OverlapSave, generic_kernel, noise_estimate
-    from ..trigger import scan_channel
+    from ..filters import generic_kernel, noise_estimate
 
     k, anchor = kernel if kernel is not None else generic_kernel(stream_cfg["record_length"])
-    polarity = 1  # applied when the stream is opened (io.sources.open_stream)
-    noise = noise_estimate(stream, channel, k, anchor, polarity=polarity)   # logs implausible situations
+    noise = noise_estimate(stream, channel, k, anchor, polarity=1)   # logs implausible situations
     sigma = noise.sigma
     if threshold is None:
         threshold = float(trigger_cfg["threshold_sigma"]) * sigma
     holdoff = holdoff_samples(stream_cfg, trigger_cfg)
     a, b = segment if segment is not None else (0, stream.n_samples)
-    chunk = OverlapSave(k, anchor, int(trigger_cfg["chunk_size"])).chunk
-    # scan whole chunks of the unsplit run's grid, so the float32 filter values are bit-identical
-    start = max(a - 10 * holdoff, 0) // chunk * chunk
-    stop = min(-(-(b + holdoff) // chunk) * chunk, stream.n_samples)
-    samples, amplitudes = scan_channel(stream, channel, k, anchor, threshold, holdoff, polarity,
-                                          chunk_size=int(trigger_cfg["chunk_size"]), start=start, stop=stop)
-    keep = (samples >= a) & (samples < b)
-    params = {"trigger": trigger_cfg, "stream": stream_cfg, "kernel_length": len(k), "kernel_anchor": anchor}
+    pieces = [(a, b)]
+    if sampling:
+        step = max(int(sampling["stretch_samples"]), 1)
+        stretches = [(s, min(s + step, b)) for s in range(a, b, step)]
+        pieces = [stretches[i] for i in spread_order(len(stretches))]
+    found, scanned, n_found, n_scanned = [], [], 0, 0
+    for piece in pieces:
+        if sampling and n_found >= int(sampling["min_triggers"]) and n_scanned >= int(sampling["min_samples"]):
+            break
+        found.append(_scan_piece(stream, channel, k, anchor, threshold, holdoff, trigger_cfg, piece))
+        scanned.append(list(piece))
+        n_found += len(found[-1][0])
+        n_scanned += piece[1] - piece[0]
+    order = np.argsort([p[0] for p in scanned], kind="stable")
+    samples = np.concatenate([found[i][0] for i in order]) if found else np.empty(0, np.int64)
+    amplitudes = np.concatenate([found[i][1] for i in order]) if found else np.empty(0)
+    params = {"trigger": trigger_cfg, "stream": stream_cfg, "kernel_length": len(k), "kernel_anchor": anchor,
+              "sampling": sampling}
     attrs = provenance("triggers", params, list(inputs), sample_frequency=stream.sample_frequency,
                        n_samples=stream.n_samples, channel=stream_cfg["channels"][channel],
                        threshold=float(threshold), noise_sigma=sigma, holdoff=holdoff, segment=[a, b],
-                       **noise.attrs())
-    return xr.Dataset({"trigger_sample": ("trigger", np.asarray(samples[keep], dtype=np.int64)),
-                       "trigger_amplitude": ("trigger", np.asarray(amplitudes[keep], dtype=np.float32))},
+                       scanned=merge_intervals([scanned[i] for i in order]), **noise.attrs())
+    return xr.Dataset({"trigger_sample": ("trigger", np.asarray(samples, dtype=np.int64)),
+                       "trigger_amplitude": ("trigger", np.asarray(amplitudes, dtype=np.float32))},
                       attrs=attrs)
+
+
+def _scan_piece(stream, channel, k, anchor, threshold, holdoff, trigger_cfg, piece):
+    """Triggers (samples, amplitudes) in [a, b), scanned from 10 hold-offs before `a` on the
+    unsplit run's chunk grid, so the float32 filter values are bit-identical to an unsplit scan."""
+    from ..filters import OverlapSave
+    from ..trigger import scan_channel
+
+    a, b = piece
+    chunk = OverlapSave(k, anchor, int(trigger_cfg["chunk_size"])).chunk
+    start = max(a - 10 * holdoff, 0) // chunk * chunk
+    stop = min(-(-(b + holdoff) // chunk) * chunk, stream.n_samples)
+    samples, amplitudes = scan_channel(stream, channel, k, anchor, threshold, holdoff, 1,
+                                       chunk_size=int(trigger_cfg["chunk_size"]), start=start, stop=stop)
+    keep = (samples >= a) & (samples < b)
+    return samples[keep], amplitudes[keep]
+
+
+def spread_order(n: int) -> list[int]:
+    """0 .. n-1 in bit-reversed (van der Corput) order: every prefix is spread over the range
+    (0, n/2, n/4, 3n/4, ...), so a scan that stops early has still sampled the whole run."""
+    bits = max(int(n - 1).bit_length(), 1)
+    order = [int(format(i, f"0{bits}b")[::-1], 2) for i in range(2 ** bits)]
+    return [i for i in order if i < n]
+
+
+def merge_intervals(intervals) -> list[list[int]]:
+    """Sorted union of [start, stop) intervals, touching ones joined."""
+    out: list[list[int]] = []
+    for lo, hi in sorted((int(lo), int(hi)) for lo, hi in intervals):
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return out
+
+
+def intersect_intervals(a, b) -> list[list[int]]:
+    """Intersection of two sorted lists of disjoint [start, stop) intervals."""
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo < hi:
+            out.append([int(lo), int(hi)])
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
 
 
 def gather_segments(parts: list[xr.Dataset], inputs=()) -> xr.Dataset:
@@ -104,6 +168,7 @@ def gather_segments(parts: list[xr.Dataset], inputs=()) -> xr.Dataset:
     parts = sorted(parts, key=lambda p: p.attrs["segment"][0])
     ds = xr.concat([p[["trigger_sample", "trigger_amplitude"]] for p in parts], dim="trigger")
     ds.attrs = {k: v for k, v in parts[0].attrs.items() if k != "segment"}
+    ds.attrs["scanned"] = merge_intervals([iv for p in parts for iv in p.attrs.get("scanned", [p.attrs["segment"]])])
     ds.attrs["inputs"] = [str(i) for i in inputs]
     return ds
 
@@ -117,6 +182,12 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
     or control pulse is that pulse or its filter's side lobe, not a particle (Cait's exclude_tp);
     that time counts as dead time. Returns the first "records" Dataset, an iterator over the following batches
     (append along event), and a one-line summary. Memory is bounded by one batch of records.
+
+    For the first pass, which only feeds the characterisation, `trigger_cfg` may hold
+    ``max_particle_records`` (cut at most this many particle triggers, drawn at random over the
+    whole run after the noise triggers were placed away from all of them) and
+    ``pulser_records: false`` (no test/control-pulse records). The live time and the noise records
+    are those of the full trigger list either way.
     """
     from ..trigger import live_time, merge_triggers, noise_trigger_samples, records_dataset, valid_windows
 
@@ -134,9 +205,16 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
     on_pulser = near_any(samples, pulser.samples, reach)
     samples, fired, amps = samples[~on_pulser], fired[~on_pulser], amps[:, ~on_pulser]
     rng = np.random.default_rng(int(trigger_cfg["seed"]))
+    scanned = scanned_stretches(triggers, stream.n_samples)
     noise = np.sort(noise_trigger_samples(int(trigger_cfg["noise_records"]),
                                           np.sort(np.concatenate([samples, pulser.samples])),
-                                          stream.n_samples, n_rec, rng))
+                                          stream.n_samples, n_rec, rng, scanned=scanned))
+    n_triggered = len(samples)
+    samples, fired, amps = _sample_particles(samples, fired, amps, trigger_cfg.get("max_particle_records"),
+                                             int(trigger_cfg["seed"]))
+    n_pulser = len(pulser)
+    if not trigger_cfg.get("pulser_records", True):
+        pulser = TestPulses(pulser.samples[:0], pulser.tpa[:0])
     thresholds = [float(t.attrs["threshold"]) for t in triggers]
     params = {"trigger": trigger_cfg, "stream": stream_cfg}
     all_samples = np.sort(np.concatenate([samples, noise, pulser.samples]))
@@ -155,13 +233,37 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
 
     summary = (f"{len(samples)} particle and {len(noise)} noise records of {len(stream_cfg['channels'])} channels; "
                f"live time {live:.1f} s of {stream.duration:.1f} s")
+    if scanned is not None:
+        summary += (f"; first-pass sample: {sum(b - a for a, b in scanned) / stream.sample_frequency:.0f} s of the "
+                    f"stream scanned by every channel, the noise records drawn there")
+    if len(samples) < n_triggered:
+        summary += f"; {len(samples)} of {n_triggered} particle triggers drawn at random (max_particle_records)"
     if len(noise) < int(trigger_cfg["noise_records"]):
         summary += (f"; only {len(noise)} of the {int(trigger_cfg['noise_records'])} noise records asked for fit "
                     f"between the pulses without overlapping")
-    if len(pulser):
-        summary += (f"; {len(pulser)} test/control pulses recorded, {int(on_pulser.sum())} particle triggers on "
-                    f"them dropped")
+    if n_pulser:
+        summary += (f"; {len(pulser)} of {n_pulser} test/control pulses recorded, {int(on_pulser.sum())} particle "
+                    f"triggers on them dropped")
     return part(bounds[0]), (part(i0) for i0 in bounds[1:]), summary
+
+
+def scanned_stretches(triggers: list[xr.Dataset], n_samples: int) -> list[list[int]] | None:
+    """Stretches of the stream every channel's trigger scanned (attr ``scanned``); None when that
+    is the whole stream."""
+    common = [[0, int(n_samples)]]
+    for t in triggers:
+        common = intersect_intervals(common, merge_intervals(t.attrs.get("scanned", [[0, n_samples]])))
+    return None if common == [[0, int(n_samples)]] else common
+
+
+def _sample_particles(samples: np.ndarray, fired: np.ndarray, amps: np.ndarray, limit, seed: int):
+    """At most `limit` of the particle triggers (samples, firing channel, (channel, trigger)
+    amplitudes), drawn at random without replacement and kept in time order; all when `limit` is None."""
+    if limit is None or len(samples) <= int(limit):
+        return samples, fired, amps
+    rng = np.random.default_rng([int(seed), 1])   # its own stream: the noise draws stay unchanged
+    keep = np.sort(rng.choice(len(samples), int(limit), replace=False))
+    return samples[keep], fired[keep], amps[:, keep]
 
 
 def near_any(samples: np.ndarray, others: np.ndarray, distance: int) -> np.ndarray:
