@@ -1,11 +1,17 @@
 """Throughput of the feature families on an in-memory float32 block; peak RSS.
 
-Usage: python bench/bench_features.py [--events 4096] [--samples 16384] [--threads 2] [--repeat 3]
+Usage: python bench/bench_features.py [--events 4096] [--samples 16384] [--threads 2] [--repeat 5]
 Half the records carry a Proebst pulse, all carry white noise (25 kHz). Prints records/s of the main
-parameters (`cryopipe.features.compute_features`), the cut ("shape") features and the per-event SEV
-fit (`cryopipe.features.sev_fit`, i.e. `cryopipe.fit.fit_sev`), each with the SEV of the block's pulse
-shape and the white-noise spectrum, on `--threads` threads (numba and FFT workers). If `cait` is
-importable, its calc_main_parameters + calc_additional_parameters are timed on a few records.
+parameters (`cryopipe.features.compute_features`), then of each feature family run on its own through
+`cryopipe.features.compute_block` (main, optimum_filter, the cut ("shape") features, the per-event SEV
+fit), each with the SEV of the block's pulse shape and the white-noise spectrum, and of ALL families
+together as the features rule runs them: `compute_block` over the default families (families share
+the optimum-filter pass) and `features_dataset` on an in-memory records store (the one loop of the
+features stage, with its finiteness check, in batches of `--batch` events); on `--threads` threads
+(numba and FFT workers). Rates are the median over `--repeat` runs (and the best); "per CPU second"
+divides by the process CPU time of all threads (on a shared machine, the CPU figure times the thread
+count estimates the wall rate on idle cores). If `cait` is importable, its calc_main_parameters +
+calc_additional_parameters are timed on a few records.
 """
 from __future__ import annotations
 
@@ -16,7 +22,11 @@ import time
 import numba
 import numpy as np
 
-from cryopipe.features import BY_NAME, ChannelContext, compute_features
+import xarray as xr
+
+from cryopipe.features import (BY_NAME, ChannelContext, compute_block, compute_features, default_families,
+                               features_dataset)
+from cryopipe.io.stores import provenance
 from cryopipe.signal.pulses import proebst_pulse
 
 FS = 25_000.0
@@ -40,18 +50,30 @@ def context(n_samples: int) -> ChannelContext:
     return ChannelContext(FS, n_samples, sev=pulse_shape(n_samples), nps=nps)
 
 
-def best_rate(f, block, repeat: int) -> tuple[float, float]:
-    """Records per wall second and per CPU second (all threads) of f(block), best of `repeat` after a
-    warm-up on a few records. On a shared machine the CPU figure divided by the thread count
-    estimates the wall rate on idle cores."""
+def rates(f, block, repeat: int) -> tuple[float, float, float]:
+    """Records per wall second (median and best of `repeat`) and per CPU second (all threads; median)
+    of f(block), after a warm-up on a few records."""
     f(block[:64])
-    best, best_cpu = np.inf, np.inf
+    wall, cpu = [], []
     for _ in range(repeat):
         t0, c0 = time.perf_counter(), time.process_time()
         f(block)
-        best = min(best, time.perf_counter() - t0)
-        best_cpu = min(best_cpu, time.process_time() - c0)
-    return len(block) / best, len(block) / best_cpu
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    n = len(block)
+    return n / float(np.median(wall)), n / min(wall), n / float(np.median(cpu))
+
+
+def records_store(block: np.ndarray) -> xr.Dataset:
+    """One-channel records store of `block` in memory."""
+    return xr.Dataset({"trace": (("channel", "event", "sample"), block[None])},
+                      coords={"channel": ["ch0"], "event": np.arange(len(block))},
+                      attrs=provenance("records", {}, [], sample_frequency=FS, record_length=block.shape[1]))
+
+
+def characterization(ctx: ChannelContext) -> xr.Dataset:
+    return xr.Dataset({"sev": (("channel", "sample"), ctx.sev[None]), "nps": (("channel", "frequency"), ctx.nps[None])},
+                      coords={"channel": ["ch0"]}, attrs={"sample_frequency": FS})
 
 
 def make_block(n_events: int, n_samples: int, seed: int = 0) -> np.ndarray:
@@ -90,27 +112,32 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=4096)
     ap.add_argument("--samples", type=int, default=16384)
     ap.add_argument("--threads", type=int, default=min(2, numba.config.NUMBA_NUM_THREADS))
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=4096, help="events per slice of features_dataset")
     args = ap.parse_args()
     numba.set_num_threads(args.threads)
 
     block = make_block(args.events, args.samples)
     compute_features(block[:8], FS)  # JIT warm-up (or cache load)
-    best = np.inf
-    for _ in range(args.repeat):
-        t0 = time.perf_counter()
-        compute_features(block, FS)
-        best = min(best, time.perf_counter() - t0)
-    rate = args.events / best
+    rate = rates(lambda b: compute_features(b, FS), block, args.repeat)[0]
     gbps = rate * args.samples * 4 / 1e9
-    print(f"compute_features: {args.events} records x {args.samples} samples, {args.threads} threads: "
-          f"{rate:,.0f} records/s ({gbps:.2f} GB/s of float32), best of {args.repeat}")
+    head = f"{args.events} records x {args.samples} samples, {args.threads} threads"
+    print(f"compute_features: {head}: {rate:,.0f} records/s ({gbps:.2f} GB/s of float32), median of {args.repeat}")
+
+    def show(label: str, r: tuple) -> None:
+        print(f"{label}: {head}: {r[0]:,.0f} records/s (best {r[1]:,.0f}; {r[2]:,.0f} per CPU second), "
+              f"median of {args.repeat}")
+
     ctx = context(args.samples)
-    for name, label in (("shape", "cut (shape) features"), ("sev_fit", "per-event SEV fit")):
+    for name, label in (("main", "family main"), ("optimum_filter", "family optimum_filter"),
+                        ("shape", "cut (shape) features"), ("sev_fit", "per-event SEV fit")):
         family = BY_NAME[name]
-        r, per_cpu = best_rate(lambda b: family.compute(b, ctx), block, args.repeat)
-        print(f"{label}: {args.events} records x {args.samples} samples, {args.threads} threads: "
-              f"{r:,.0f} records/s ({per_cpu:,.0f} per CPU second), best of {args.repeat}")
+        show(label, rates(lambda b: compute_block(b, ctx, [family]), block, args.repeat))
+    families = default_families(True)
+    show("ALL families (compute_block)", rates(lambda b: compute_block(b, ctx, families), block, args.repeat))
+    char = characterization(ctx)
+    show(f"ALL families (features_dataset, batch {args.batch})",
+         rates(lambda b: features_dataset(records_store(b), char, batch=args.batch), block, args.repeat))
     cait_rate = bench_cait(block)
     if cait_rate is None:
         print("cait: not importable, skipped")

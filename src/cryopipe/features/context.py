@@ -36,6 +36,7 @@ class ChannelContext:
     fit_truncation: float | None = None
     of: object | None = field(default=None, repr=False)
     _shared: dict | None = field(default=None, init=False, repr=False, compare=False)
+    _workspace: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def characterized(self) -> bool:
@@ -71,6 +72,18 @@ class ChannelContext:
         value = compute()
         self._shared[key] = (traces, value)
         return value
+
+    def workspace(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        """Scratch array `name` of `shape` and `dtype`, uninitialised, reused from block to block of
+        this channel (fresh block-sized arrays cost page faults); valid until the next request of
+        `name`. Only within `sharing()`: outside it, a new array every time."""
+        if self._shared is None:
+            return np.empty(shape, dtype)
+        a = self._workspace.get(name)
+        size = int(np.prod(shape))
+        if a is None or a.dtype != np.dtype(dtype) or a.size < size:
+            a = self._workspace[name] = np.empty(size, dtype)
+        return a[:size].reshape(shape)
 
     @classmethod
     def from_stores(cls, records: xr.Dataset, characterization: xr.Dataset | None, channel,

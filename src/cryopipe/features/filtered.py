@@ -10,6 +10,7 @@ Within `cryopipe.features.compute_block` the pass runs once per block however ma
 """
 from __future__ import annotations
 
+import queue
 from dataclasses import dataclass
 
 import numba as nb
@@ -18,6 +19,11 @@ import scipy.fft
 
 from ..optimum_filter import of_weights
 from ..parallel import run_blocks
+
+try:  # scipy.fft's own pocketfft binding: its rfft/irfft with an output array
+    from scipy.fft._pocketfft import pypocketfft as _pocketfft
+except ImportError:  # pragma: no cover - another scipy layout: scipy.fft.rfft/irfft and a copy
+    _pocketfft = None
 
 FFT_BATCH = 128  # records per FFT block (one thread's work item)
 
@@ -28,14 +34,12 @@ class FilteredBlock:
 
     Attributes
     ----------
-    starts : first record of each FFT block
-    filtered : per FFT block (m, N), records' dtype: OF amplitude (V) at each circular lag
+    filtered : (B, N), the records' dtype: OF amplitude (V) at each circular lag
     amplitude : (B,) float64, fixed-lag (lag 0) OF amplitude (V)
     chi2_0 : (B,) float64, sum_k q_k |X_k|^2 (chi2 = chi2_0 - W A^2)
     """
 
-    starts: list
-    filtered: list
+    filtered: np.ndarray
     amplitude: np.ndarray
     chi2_0: np.ndarray
 
@@ -43,6 +47,22 @@ class FilteredBlock:
 def workers() -> int:
     """Threads of the block loops: numba's thread count (the features' one knob)."""
     return max(int(nb.get_num_threads()), 1)
+
+
+def _rfft(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """rfft of the rows of x into out (no new array: fresh block-sized arrays cost page faults)."""
+    if _pocketfft is None:
+        out[...] = scipy.fft.rfft(x, axis=-1)
+        return out
+    return _pocketfft.r2c(x, (1,), True, 0, out, 1)
+
+
+def _irfft(spectra: np.ndarray, n: int, out: np.ndarray) -> np.ndarray:
+    """irfft (length n) of the rows of spectra into out; spectra may be overwritten."""
+    if _pocketfft is None:
+        out[...] = scipy.fft.irfft(spectra, n=n, axis=-1, overwrite_x=True)
+        return out
+    return _pocketfft.c2r(spectra, (1,), n, False, 2, out, 1)
 
 
 @nb.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz"})
@@ -69,8 +89,12 @@ def _filter_spectra(spectra, transfer, q, fixed_weights, inv_n, chi2_0, amp0):
         amp0[i] = a * inv_n
 
 
-def of_pass(traces: np.ndarray, of, n_workers: int | None = None) -> FilteredBlock:
-    """The OF pass over `traces` (B, N) float32 or float64 with the filter `of` (see module doc)."""
+def of_pass(traces: np.ndarray, of, n_workers: int | None = None, workspace=None) -> FilteredBlock:
+    """The OF pass over `traces` (B, N) float32 or float64 with the filter `of` (see module doc).
+
+    workspace : optional ``workspace(name, shape, dtype) -> array`` of reusable scratch memory (a
+        `ChannelContext`'s); the result then lives in it until the next call with the same names.
+    """
     b, n = traces.shape
     single = traces.dtype == np.float32
     cdtype, rdtype = (np.complex64, np.float32) if single else (np.complex128, np.float64)
@@ -78,18 +102,28 @@ def of_pass(traces: np.ndarray, of, n_workers: int | None = None) -> FilteredBlo
     with np.errstate(divide="ignore", invalid="ignore"):  # a zero DC bin of the PSD: q[0] is 0 anyway
         q = of.chi2_weights.astype(rdtype)
     fixed_weights = of_weights(n).astype(rdtype)
+    n_workers = workers() if n_workers is None else max(int(n_workers), 1)
+    if workspace is None:
+        def workspace(name, shape, dtype):
+            return np.empty(shape, dtype)
+    filtered = workspace("of_filtered", (b, n), rdtype)
     amplitude, chi2_0 = np.empty(b), np.empty(b)
-    starts = list(range(0, b, FFT_BATCH))
-    filtered = [None] * len(starts)
+    scratch = queue.SimpleQueue()
+    for i in range(min(n_workers, -(-b // FFT_BATCH))):
+        scratch.put(workspace(f"of_spectra_{i}", (FFT_BATCH, n // 2 + 1), cdtype))
 
     def run_block(a: int) -> None:
         e = min(a + FFT_BATCH, b)
-        spectra = scipy.fft.rfft(traces[a:e], axis=-1)
-        _filter_spectra(spectra, transfer, q, fixed_weights, 1.0 / n, chi2_0[a:e], amplitude[a:e])
-        filtered[a // FFT_BATCH] = scipy.fft.irfft(spectra, n=n, axis=-1, overwrite_x=True)
+        buf = scratch.get()
+        try:
+            spectra = _rfft(traces[a:e], buf[:e - a])
+            _filter_spectra(spectra, transfer, q, fixed_weights, 1.0 / n, chi2_0[a:e], amplitude[a:e])
+            _irfft(spectra, n, filtered[a:e])
+        finally:
+            scratch.put(buf)
 
-    run_blocks(run_block, b, FFT_BATCH, workers() if n_workers is None else n_workers)
-    return FilteredBlock(starts, filtered, amplitude, chi2_0)
+    run_blocks(run_block, b, FFT_BATCH, n_workers)
+    return FilteredBlock(filtered, amplitude, chi2_0)
 
 
 def as_records(traces) -> np.ndarray:
@@ -105,4 +139,4 @@ def filtered_block(traces: np.ndarray, ctx) -> FilteredBlock:
     shared = getattr(ctx, "shared", None)
     if shared is None:
         return of_pass(as_records(traces), of)
-    return shared("of_pass", traces, lambda: of_pass(as_records(traces), of))
+    return shared("of_pass", traces, lambda: of_pass(as_records(traces), of, workspace=ctx.workspace))

@@ -39,9 +39,8 @@ def compute(traces: np.ndarray, ctx) -> dict[str, np.ndarray]:
     amp_shift, shift = np.empty(b), np.zeros(b, np.int64)
 
     def run_block(a: int) -> None:
-        i = a // FFT_BATCH
-        e = a + fb.filtered[i].shape[0]
-        _search_max(fb.filtered[i], lo, hi, amp_shift[a:e], shift[a:e])
+        e = min(a + FFT_BATCH, b)
+        _search_max(fb.filtered[a:e], lo, hi, amp_shift[a:e], shift[a:e])
 
     run_blocks(run_block, b, FFT_BATCH, workers())
     amp = fb.amplitude

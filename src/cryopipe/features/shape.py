@@ -315,9 +315,8 @@ def _features(traces, fb, of, nps, n_workers: int) -> dict[str, np.ndarray]:
     out = np.empty((len(_ORDER), traces.shape[0]))
 
     def run_block(a: int) -> None:
-        i = fb.starts.index(a)
-        e = a + fb.filtered[i].shape[0]
-        _shape_block(traces[a:e], bits[a:e], key_shift, key_mask, fb.filtered[i], g, penalty,
+        e = min(a + FFT_BATCH, traces.shape[0])
+        _shape_block(traces[a:e], bits[a:e], key_shift, key_mask, fb.filtered[a:e], g, penalty,
                      sigma_of, response, onset, sigma_bl, fs, out[:, a:e])
 
     run_blocks(run_block, traces.shape[0], FFT_BATCH, n_workers)
