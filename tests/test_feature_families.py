@@ -116,3 +116,48 @@ def test_families_needing_characterization_refuse_without(name):
     ctx = ChannelContext.from_stores(records, None, "a")
     with pytest.raises(Exception):
         BY_NAME[name].compute(records.trace.values[0], ctx)
+
+
+def test_families_share_one_optimum_filter_pass_per_block(monkeypatch):
+    """optimum_filter and shape read one OF pass per slice of compute_block; the values do not depend on
+    which families run together nor on the slice size."""
+    from cryopipe.features import filtered
+
+    records, char = make_records(n_events=300, n_channels=1)
+    tr = records.trace.values[0]
+    ctx = ChannelContext.from_stores(records, char, "a")
+    calls = []
+    real = filtered.of_pass
+    monkeypatch.setattr(filtered, "of_pass", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
+    both = compute_block(tr, ctx, [BY_NAME["optimum_filter"], BY_NAME["shape"]], block=128)
+    assert calls == [128, 128, 44]
+    alone = {**compute_block(tr, ctx, [BY_NAME["optimum_filter"]]), **compute_block(tr, ctx, [BY_NAME["shape"]])}
+    other_slices = compute_block(tr, ctx, [BY_NAME["shape"], BY_NAME["optimum_filter"]], block=7)
+    outside = {**optimum_filter.compute(tr, ctx), **shape.compute(tr, ctx)}   # no sharing scope
+    assert set(both) == set(alone) == set(other_slices) == set(optimum_filter.UNITS) | set(shape.UNITS)
+    for name in both:
+        for other in (alone, other_slices, outside):
+            np.testing.assert_array_equal(both[name], other[name], err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_optimum_filter_family_on_shifted_template_pulses(dtype):
+    """A template-shaped pulse of height A shifted by d samples on an offset: amplitude A and shift d/fs
+    at the searched lag, chi2 ~ 0 there; the fixed-lag amplitude A at d = 0."""
+    sev = pulse_template(N, FS, 0.002, 0.0003, 0.01, at_over_an=0.5)
+    heights = np.array([0.01, 0.2, 1.0, 0.05, 0.3])
+    shifts = np.array([0, 3, -40, 100, -N // 8])
+    x = np.stack([0.5 + a * np.roll(sev, d) for a, d in zip(heights, shifts)]).astype(dtype)
+    nps = np.full(N // 2 + 1, 2e-6 / FS)
+    ctx = ChannelContext(FS, N, sev=sev, nps=nps)
+    r = optimum_filter.compute(x, ctx)
+    tol = 1e-5 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(r["of_amplitude_shifted"], heights, rtol=tol)
+    np.testing.assert_array_equal(np.rint(r["of_shift"] * FS), shifts)
+    assert r["of_amplitude"][0] == pytest.approx(heights[0], rel=tol)
+    # chi2 = chi2_0 - W A^2: zero up to the rounding of chi2_0 ~ W A^2 (float32 spectra: ~1e-7 of it)
+    scale = ctx.optimum_filter().norm * heights ** 2
+    assert np.all(np.abs(r["of_chi2_shifted"]) < (1e-5 if dtype == np.float32 else 1e-12) * scale)
+    from cryopipe.optimum_filter import of_amplitudes
+    ref = of_amplitudes(ctx.optimum_filter(), x.astype(np.float64))
+    np.testing.assert_allclose(r["of_amplitude"], ref["amplitude"], rtol=tol, atol=1e-9)
