@@ -156,6 +156,21 @@ def test_records_with_nan_or_inf_get_nan_features():
         assert np.isnan(got[k][[1, 3]]).all() and np.isfinite(got[k][[0, 2, 5]]).all(), k
 
 
+def test_spike_snr_of_one_sample_spike_on_white_noise():
+    """A spike of height h on one sample over white noise sigma: lift ~ h, and the residual x_k minus the
+    mean of two 4-sample side windows has rms sigma sqrt(1 + 2/16), so spike_snr ~ h / (sigma sqrt(9/8))."""
+    n, sigma, h = 16384, 1e-3, 0.02
+    rng = np.random.default_rng(7)
+    x = (0.3 + rng.normal(0, sigma, (40, n))).astype(np.float32)
+    x[:, 5000] += h
+    sev = pulse_template(n, FS, 0.002, 0.0003, 0.01, at_over_an=0.5)
+    got = shape_features(x, FS, sev, np.full(n // 2 + 1, 2 * sigma ** 2 / FS))
+    expected = h / (sigma * np.sqrt(9 / 8))
+    assert np.median(got["spike_snr"]) == pytest.approx(expected, rel=0.03)
+    assert np.all(np.abs(got["spike_snr"] / expected - 1) < 0.25)
+    assert np.all(np.abs(got["spike_fraction"] - 1) < 0.25)        # the spike is the largest excursion
+
+
 def test_median_equals_numpy():
     rng = np.random.default_rng(4)
     for n in (1, 7, 8, 100, 128, 129, 1000, 2048, 16383):

@@ -177,23 +177,27 @@ def _subtract_response(r, a0, response, i0, rest):
         out[j] = tail[j] - a0 * response[j]
 
 
-@nb.njit(cache=True, nogil=True, fastmath=_FAST)
-def _spike_residuals(x, lift, centred):
+@nb.njit(cache=True, nogil=True, fastmath=True)  # finite records only (the caller checks): no NaN rules
+def _spike_residuals(x, window, lift, centred):
     """For k in [2w, N-2w): with left, right the means of x[k-2w : k-w] and x[k+w+1 : k+2w+1] (w =
     SPIKE_WIDTH), lift = the larger of min(x_k - left, x_k - right) and min(left - x_k, right - x_k),
-    centred = x_k - (left + right)/2 (V), at index k - 2w."""
+    centred = x_k - (left + right)/2 (V), at index k - 2w. window (N - w + 1,) is scratch."""
     w = SPIKE_WIDTH
-    for j in range(x.shape[0] - 4 * w):
-        k = j + 2 * w
-        left = 0.0
-        right = 0.0
+    n = x.shape[0]
+    for k in range(n - w + 1):
+        s = 0.0
         for i in range(w):
-            left += np.float64(x[k - 2 * w + i])
-            right += np.float64(x[k + w + 1 + i])
-        left /= w
-        right /= w
-        xk = np.float64(x[k])
-        lift[j] = max(min(xk - left, xk - right), min(left - xk, right - xk))
+            s += np.float64(x[k + i])
+        window[k] = s / w
+    right_of = window[3 * w + 1:]
+    mid = x[2 * w:]
+    for j in range(n - 4 * w):
+        left = window[j]
+        right = right_of[j]
+        xk = np.float64(mid[j])
+        a = xk - left
+        b = xk - right
+        lift[j] = max(min(a, b), -max(a, b))
         centred[j] = xk - 0.5 * (left + right)
 
 
@@ -262,7 +266,7 @@ def _shape_block(traces, bits, key_shift, key_mask, filtered, g, penalty, sigma_
         out[6, e] = end / max(xmax - first, sigma_bl)
         out[10, e] = _count_at_least(x, first + 0.95 * (xmax - first)) / n
         # spikes: lift above both side windows, in robust sigmas of the two-sided residual
-        _spike_residuals(x, lift, centred)
+        _spike_residuals(x, r, lift, centred)
         biggest = lift[_first_extrema(lift.view(np.int64), 63, 0x7FFFFFFFFFFFFFFF)[0]]
         m_scale = 0
         for j in range(0, m, SCALE_STRIDE):
