@@ -4,19 +4,42 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
+import numba as nb
 import numpy as np
 import xarray as xr
 
 from ..errors import InputError
 from ..io.stores import provenance, read_values
-from ..validity import describe_invalid, finite_records
+from ..validity import describe_invalid
 from .context import ChannelContext
 from .main import SMOOTHING_SAMPLES
 from .registry import Family, compute_block, default_families
 
 PER_EVENT_VARIABLES = ("trigger_sample", "trigger_time", "record_kind")
 log = logging.getLogger("cryopipe.features")
+
+
+@nb.njit(cache=True, parallel=True)
+def _finite_rows(x, out):
+    """out[i] = all samples of x[i] finite (x * 0 is NaN exactly for NaN and +-inf; vectorised)."""
+    for i in nb.prange(x.shape[0]):
+        s = 0.0
+        for k in range(x.shape[1]):
+            s += x[i, k] * 0.0
+        out[i] = s == 0.0
+
+
+def finite_records(traces: np.ndarray) -> np.ndarray:
+    """(B,) bool: the records of a (B, N) float block whose samples are all finite
+    (`cryopipe.validity.finite_records` without a block-sized temporary)."""
+    out = np.empty(traces.shape[0], bool)
+    if traces.dtype in (np.float32, np.float64) and traces.flags.c_contiguous:
+        _finite_rows(traces, out)
+    else:
+        out[:] = np.isfinite(traces).all(axis=-1)
+    return out
 
 
 def _check_records(records: xr.Dataset, batch) -> None:
@@ -33,6 +56,18 @@ def _check_records(records: xr.Dataset, batch) -> None:
                          f"have {n_samples} samples")
 
 
+def _compute_slice(block, start, stop, contexts, families, values, valid) -> None:
+    """Features of the events [start, stop) of every channel (block: (channel, event, sample))."""
+    for c in range(block.shape[0]):
+        traces = block[c]
+        ok = finite_records(traces)
+        valid[c, start:stop] = ok
+        for name, v in compute_block(traces, contexts[c], families).items():
+            values[name][c, start:stop] = v
+            if not ok.all():
+                values[name][c, start:stop][~ok] = np.nan
+
+
 def features_dataset(records: xr.Dataset, characterization: xr.Dataset | None = None, *,
                      families: Sequence[Family] | None = None, plugins: Sequence[Family] = (),
                      fit_truncation: float | None = None, batch: int = 4096, progress=None) -> xr.Dataset:
@@ -47,7 +82,8 @@ def features_dataset(records: xr.Dataset, characterization: xr.Dataset | None = 
     families : the built-in families to run (default: `default_families`)
     plugins : further families (user plug-ins, `load_plugins`), run after the built-in ones
     fit_truncation : V above the baseline, for the SEV fit (see `cryopipe.features.sev_fit`)
-    batch : events read per slice (all channels at once; memory ~ n_channels * batch * N * 4 bytes).
+    batch : events read per slice (all channels at once; memory ~ 2 * n_channels * batch * N * 4 bytes:
+        the next slice is read while the families run on the current one).
     progress : optional callable ``progress(events_done, events_total)``, called after each slice.
 
     Returns
@@ -70,19 +106,20 @@ def features_dataset(records: xr.Dataset, characterization: xr.Dataset | None = 
     values = {name: np.empty((n_channels, n_events), np.float64) for name in units}
     valid = np.ones((n_channels, n_events), bool)
     source = records.encoding.get("source", "records")
-    for start in range(0, n_events, int(batch)):
-        stop = min(start + int(batch), n_events)
-        block = np.asarray(read_values(trace[:, start:stop], source, "records"))  # StoreError on a bad chunk
-        for c in range(n_channels):
-            traces = block[c]
-            ok = finite_records(traces)
-            valid[c, start:stop] = ok
-            for name, v in compute_block(traces, contexts[c], families).items():
-                values[name][c, start:stop] = v
-                if not ok.all():
-                    values[name][c, start:stop][~ok] = np.nan
-        if progress is not None:
-            progress(stop, n_events)
+
+    def read(start: int) -> np.ndarray:  # StoreError on a bad chunk
+        return np.asarray(read_values(trace[:, start:min(start + int(batch), n_events)], source, "records"))
+
+    # the next slice is read (decompressed) in the background while the families run on this one
+    with ThreadPoolExecutor(1) as reader:
+        ahead = reader.submit(read, 0) if n_events else None
+        for start in range(0, n_events, int(batch)):
+            stop = min(start + int(batch), n_events)
+            block = ahead.result()
+            ahead = reader.submit(read, stop) if stop < n_events else None
+            _compute_slice(block, start, stop, contexts, families, values, valid)
+            if progress is not None:
+                progress(stop, n_events)
 
     coords = {d: records.coords[d] for d in ("channel", "event") if d in records.coords}
     data = {name: xr.Variable(("channel", "event"), v, {"units": units[name]}) for name, v in values.items()}
