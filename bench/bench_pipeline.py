@@ -95,6 +95,9 @@ def write_config(work: Path, name: str, paths: list[Path], calibrate: bool, repo
 
 
 # ------------------------------------------------------------------------------ job polling
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 class JobPoller(threading.Thread):
     """Polls /proc for processes carrying our tag in their environment (Snakemake's job scripts):
     per process its script name, first and last time seen and peak resident memory (VmHWM)."""
@@ -123,6 +126,8 @@ class JobPoller(threading.Thread):
                         cmd = f.read().split(b"\0")
                     with open(f"/proc/{pid}/status") as f:
                         hwm = next((int(l.split()[1]) for l in f if l.startswith("VmHWM")), 0)
+                    with open(f"/proc/{pid}/stat") as f:   # utime + stime (fields 14, 15) in clock ticks
+                        ticks = sum(map(int, f.read().rsplit(")", 1)[1].split()[11:13]))
                 except (OSError, StopIteration):
                     continue
                 script = next((c.decode() for c in cmd if b"/.snakemake/scripts/" in c), None)
@@ -132,6 +137,7 @@ class JobPoller(threading.Thread):
                 job = self.jobs.setdefault(pid, {"stage": name, "first": now, "rss_mb": 0.0})
                 job["last"] = now
                 job["rss_mb"] = max(job["rss_mb"], hwm / 1024)
+                job["cpu_s"] = ticks / CLOCK_TICKS
             time.sleep(self.every)
 
 
@@ -158,19 +164,24 @@ def run_snakemake(repo: Path, work: Path, cfg: Path, targets: list[str], cores: 
         print(proc.stderr[-4000:])
         raise SystemExit(f"snakemake failed ({' '.join(cmd)})")
     n_jobs = len(re.findall(r"^Finished job", proc.stderr, re.M)) or None
-    return {"wall": wall, "jobs": list(poller.jobs.values()), "n_jobs": n_jobs}
+    cpu = sum(j.get("cpu_s", 0.0) for j in poller.jobs.values())
+    return {"wall": wall, "jobs": list(poller.jobs.values()), "n_jobs": n_jobs, "cpu": cpu,
+            "load": os.getloadavg()[0]}
 
 
 def stage_table(jobs: list[dict]) -> list[str]:
     stages: dict[str, dict] = {}
     for j in jobs:
-        s = stages.setdefault(j["stage"], {"n": 0, "s": 0.0, "rss": 0.0})
+        s = stages.setdefault(j["stage"], {"n": 0, "s": 0.0, "cpu": 0.0, "rss": 0.0})
         s["n"] += 1
         s["s"] += j.get("last", j["first"]) - j["first"] + 0.05
+        s["cpu"] += j.get("cpu_s", 0.0)
         s["rss"] = max(s["rss"], j["rss_mb"])
-    lines = [f"    {'stage (script)':22s} {'jobs':>4s} {'sum s':>7s} {'peak MB':>8s}"]
+    # cpu s: the jobs' own CPU time (all threads); sum s well above it means waiting (I/O, or a
+    # machine shared with other work)
+    lines = [f"    {'stage (script)':22s} {'jobs':>4s} {'sum s':>7s} {'cpu s':>7s} {'peak MB':>8s}"]
     for name, s in sorted(stages.items(), key=lambda kv: -kv[1]["s"]):
-        lines.append(f"    {name:22s} {s['n']:4d} {s['s']:7.1f} {s['rss']:8.0f}")
+        lines.append(f"    {name:22s} {s['n']:4d} {s['s']:7.1f} {s['cpu']:7.1f} {s['rss']:8.0f}")
     return lines
 
 
@@ -190,7 +201,8 @@ def scaling(work: Path, repos: list[Path], hours: list[float], channels: int) ->
             peak = max((j["rss_mb"] for j in res["jobs"]), default=0.0)
             rate = channels * h / (res["wall"] / 60)
             print(f"\n  {h:g} h x {channels} ch [{label(repo)}]: wall {res['wall']:.1f} s, {len(res['jobs'])} jobs, "
-                  f"{rate:.1f} channel-hours per wall-minute, peak job memory {peak:.0f} MB")
+                  f"{rate:.1f} channel-hours per wall-minute, peak job memory {peak:.0f} MB; jobs' CPU "
+                  f"{res['cpu']:.0f} s, load average {res['load']:.1f} at the end")
             print("\n".join(stage_table(res["jobs"])))
     if len(hours) >= 2:
         for repo in repos:
@@ -264,7 +276,8 @@ def default_job(work: Path, repos: list[Path]) -> None:
         d.mkdir(parents=True)
         res = run_snakemake(repo, d, None, [], cores="all")
         peak = max((j["rss_mb"] for j in res["jobs"]), default=0.0)
-        print(f"\n  [{label(repo)}]: wall {res['wall']:.1f} s, {len(res['jobs'])} jobs, peak job memory {peak:.0f} MB")
+        print(f"\n  [{label(repo)}]: wall {res['wall']:.1f} s, {len(res['jobs'])} jobs, peak job memory {peak:.0f} MB; "
+              f"jobs' CPU {res['cpu']:.0f} s, load average {res['load']:.1f} at the end")
         print("\n".join(stage_table(res["jobs"])))
 
 
