@@ -2,8 +2,8 @@
 
 One rfft and one irfft per record give everything the `optimum_filter` and `shape` families read:
 the fixed-lag amplitude and chi2_0 (`cryopipe.optimum_filter` conventions) are summed over the
-spectrum X of the record, and ``irfft(transfer * X)`` is the OF amplitude (V) at every circular lag. float32 records are transformed in single precision
-(scipy.fft keeps float32), float64 records in double.
+spectrum X of the record, and ``irfft(transfer * X)`` is the OF amplitude (V) at every circular
+lag. float32 records are transformed in single precision, float64 records in double.
 
 Within `cryopipe.features.compute_block` the pass runs once per block however many families use it
 (`ChannelContext.shared`); called on their own, the families compute it themselves.

@@ -1,8 +1,9 @@
 """Feature family "shape": the features the default cuts judge a record's shape by.
 
 They use the channel's standard event (SEV, max 1, onset at N/4) and noise power spectrum (NPS), as in
-Cait's standard analysis, through the optimum filter (OF, `cryopipe.optimum_filter`); all
-dimensionless unless stated:
+Cait's standard analysis, through the optimum filter (OF, `cryopipe.optimum_filter`; the OF pass is
+shared with the optimum_filter family, `cryopipe.features.filtered`, in single precision for float32
+records); all dimensionless unless stated:
 
 of_snr
     The record minus the straight line through the means of its first and last ``N/128`` samples is
@@ -228,7 +229,7 @@ def _shape_block(traces, bits, key_shift, key_mask, filtered, g, penalty, sigma_
     rest = np.empty(n)
     lift = np.empty(m)
     centred = np.empty(m)
-    lift_abs = np.empty(m)
+    abs_residual = np.empty(m)
     buf = np.empty(m)
     counts = np.empty(_BINS, np.int64)
     for e in range(b):
@@ -270,9 +271,9 @@ def _shape_block(traces, bits, key_shift, key_mask, filtered, g, penalty, sigma_
         biggest = lift[_first_extrema(lift.view(np.int64), 63, 0x7FFFFFFFFFFFFFFF)[0]]
         m_scale = 0
         for j in range(0, m, SCALE_STRIDE):
-            lift_abs[m_scale] = abs(centred[j])
+            abs_residual[m_scale] = abs(centred[j])
             m_scale += 1
-        scale = MAD_TO_SIGMA * _median(lift_abs, m_scale, buf, counts)
+        scale = MAD_TO_SIGMA * _median(abs_residual, m_scale, buf, counts)
         out[7, e] = biggest / scale
         out[8, e] = biggest / excursion
         # pretrigger drop: the largest of three early means against the pre-onset reference
