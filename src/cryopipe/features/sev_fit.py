@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fit import FIT_UNITS, fit_sev
+from .filtered import workers
 
 UNITS: dict[str, str] = {k: FIT_UNITS[k] for k in ("fit_height", "fit_onset", "fit_rms")}
 
@@ -17,5 +18,5 @@ UNITS: dict[str, str] = {k: FIT_UNITS[k] for k in ("fit_height", "fit_onset", "f
 def compute(traces: np.ndarray, ctx) -> dict[str, np.ndarray]:
     """SEV-fit features of a block (n_events, N) of one channel's records (V); `ctx` a ChannelContext."""
     r = fit_sev(traces, ctx.sev, ctx.sample_frequency, truncation_level=ctx.fit_truncation,
-                what=f"channel {ctx.name}")
+                workers=workers(), what=f"channel {ctx.name}")
     return {k: r[k] for k in UNITS}
