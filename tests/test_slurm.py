@@ -4,6 +4,7 @@ The end-to-end test needs a SLURM controller and an idle node on this machine (c
 makes one, as root); it skips, saying why, when `sbatch`/`sinfo` are missing or no node is idle.
 The profile test needs only the plugin.
 """
+import math
 import os
 import re
 import shutil
@@ -21,7 +22,13 @@ from cryopipe.io.stores import load_store
 from workflow_util import REPO, snakemake, tiny_config, write_config
 
 SLURM_PROFILE = REPO / "profiles" / "slurm"
-SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+/rule_(\w+)/\S+)\)")
+# "Job 3 ... (log: .../slurm_logs/rule_<rule>/<wildcards>/<id>.log)" for a job alone, "Job <uuid> ...
+# (log: .../slurm_logs/group_<group>_<its rules, cut short>/<id>.log)" for a group job
+SUBMITTED = re.compile(r"Job \S+ has been submitted with SLURM jobid (\d+) "
+                       r"\(log: ([^\s)]+/slurm_logs/(rule|group)_([^/]+)/[^\s)]+)\)")
+# the jobstep's own Snakemake in the allocation names each job it runs ("localrule" is the
+# nested Snakemake of that job)
+RAN_RULE = re.compile(r"^rule (\w+):$", re.M)
 
 
 def idle_slurm_node() -> tuple[str | None, str]:
@@ -60,14 +67,34 @@ def job_counts(log: str) -> dict[str, int]:
     return counts
 
 
+def profile_groups(profile: dict) -> tuple[dict[str, str], dict[str, int]]:
+    """The profile's groups (rule -> group) and group-components (group -> jobs per group job)."""
+    groups = dict(item.split("=") for item in profile["groups"])
+    components = {g: int(n) for g, n in (item.split("=") for item in profile.get("group-components", []))}
+    return groups, components
+
+
+def expected_submissions(counts: dict[str, int], groups: dict[str, str], components: dict[str, int]) -> dict[str, int]:
+    """sbatch jobs of a one-run DAG (rule -> number of its jobs): one per job of a rule outside the
+    groups, for a group with group-components N (trigger segments: unconnected jobs) one per N of
+    its jobs, for any other group one (its jobs are connected within a run)."""
+    expected: dict[str, int] = {}
+    for rule, n in counts.items():
+        if rule not in groups:
+            expected[rule] = n
+    for group in set(groups.values()):
+        n = sum(counts.get(rule, 0) for rule, g in groups.items() if g == group)
+        if n:
+            expected[group] = math.ceil(n / components[group]) if group in components else 1
+    return expected
+
+
 def ci_profile(tmp_path: Path) -> Path:
-    """profiles/slurm with three additions for a 2-CPU test node running second-long jobs."""
+    """profiles/slurm with two additions for a 2-CPU test node running second-long jobs (the run
+    passes --cores 2: no job, group jobs included, asks for more CPUs than the node has)."""
     profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
-    # Allocate 1 CPU per job (each still runs its rule's threads, as the local run does), so that
-    # the per-channel jobs run side by side on a 2-CPU node (TaskPlugin=task/none: no pinning).
-    profile["default-resources"]["cpus_per_task"] = 1
-    # Poll squeue soon after each submission: these jobs take 10-20 s, real ones minutes. The
-    # plugin polls at 6 s, then 10 s later each time no job finished: a job is seen by 22 s.
+    # Poll squeue soon after each submission: these jobs take 10-70 s, real ones minutes. The
+    # plugin polls at 6 s, then 10 s later each time no job finished (6, 22, 48, 84 s, ...).
     profile["slurm-init-seconds-before-status-checks"] = 6
     # Keep SLURM's own job logs: proof below that each job ran under slurmd.
     profile["slurm-keep-successful-logs"] = True
@@ -79,7 +106,8 @@ def ci_profile(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_tiny_workflow_through_slurm_equals_the_local_run(tmp_path, slurm_node):
-    """Every job goes through sbatch and the stores equal those of a local run of the same config."""
+    """Every job runs under SLURM, grouped as profiles/slurm says (one sbatch job per group job or
+    job outside the groups, each within the node), and the stores equal those of a local run."""
     cfg = tiny_config(Path("results"))  # the same relative results path in both workdirs: equal attrs
     cfg["cleaning"] = {"enabled": False}  # network training is tested locally (tests/test_workflow.py)
     runs = {}
@@ -97,15 +125,38 @@ def test_tiny_workflow_through_slurm_equals_the_local_run(tmp_path, slurm_node):
 
     log = slurm_proc.stdout + slurm_proc.stderr
     submitted = SUBMITTED.findall(log)
-    expected = job_counts(log)
-    expected.pop("all", None)  # a local rule: the target, nothing to compute
-    assert {"simulate_stream", "records_pass1", "characterize", "records", "features", "labels"} <= set(expected), expected
-    got = {rule: sum(r == rule for *_, r in submitted) for rule in expected}
+    counts = job_counts(log)
+    counts.pop("all", None)  # a local rule: the target, nothing to compute
+    assert {"simulate_stream", "records_pass1", "characterize", "records", "features", "labels"} <= set(counts), counts
+    groups, components = profile_groups(yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text()))
+    expected = expected_submissions(counts, groups, components)
+    # the one-minute module: the stream simulation, a bundle of trigger segments per pass, the
+    # first pass's records with the characterisation, and the rest of the analysis
+    assert expected == {"simulate_stream": 1, "trigger_pass1": 1, "pass1": 1, "trigger": 1, "analysis": 1}, expected
+    names = sorted(set(groups.values()) | set(counts), key=len, reverse=True)  # "trigger_pass1" before "trigger"
+    got: dict[str, int] = {}
+    for *_, kind, name in submitted:
+        name = name if kind == "rule" else next(g for g in names if name.startswith(f"{g}_"))
+        got[name] = got.get(name, 0) + 1
     assert got == expected, log[-3000:]
-    for jobid, logfile, rule in submitted:
+    assert len(submitted) == 5 < sum(counts.values()) == 32, (len(submitted), counts)
+
+    node_cpus, node_mem = (int(v) for v in subprocess.run(
+        ["sinfo", "-h", "-N", "-n", slurm_node, "-o", "%c %m"], capture_output=True, text=True).stdout.split()[:2])
+    ran: dict[str, int] = {}
+    for jobid, logfile, *_ in submitted:
         text = Path(logfile).read_text()
-        # written by slurmd: the jobstep executor ran the rule inside the allocation with srun
-        assert f"rule {rule}:" in text and "Finished jobid" in text, (jobid, text[-2000:])
+        # written by slurmd: the jobstep executor ran each job (of a group: one after another)
+        # inside the allocation with srun
+        assert "Finished jobid" in text, (jobid, text[-2000:])
+        for rule in RAN_RULE.findall(text):
+            ran[rule] = ran.get(rule, 0) + 1
+        # what the job asked for fits the node (finished jobs stay visible: MinJobAge=3600)
+        info = subprocess.run(["scontrol", "-o", "show", "job", jobid], capture_output=True, text=True).stdout
+        cpus = int(re.search(r"\bNumCPUs=(\d+)", info).group(1))
+        mem = int(re.search(r"\bMinMemoryNode=(\d+)M", info).group(1))
+        assert 1 <= cpus <= node_cpus and 0 < mem <= node_mem, (jobid, cpus, mem, info)
+    assert ran == counts, (ran, counts)  # every job of the DAG ran under SLURM, once
 
     local_res, slurm_res = (runs[n][0] / "results" / "sim" for n in ("local", "slurm"))
     for kind in ("records", "features", "truth", "characterization", "labels", "calibration", "efficiency"):
@@ -155,3 +206,29 @@ def test_slurm_profile_gives_a_train_rule_one_gpu(tmp_path):
                          "--workflow-profile", str(SLURM_PROFILE), "-n"],
                         capture_output=True, text=True, timeout=300)
     assert wf.returncode == 0 and "simulate_stream" in wf.stdout + wf.stderr, (wf.stdout + wf.stderr)[-3000:]
+
+
+def test_slurm_profile_groups_a_long_run_into_few_jobs(tmp_path):
+    """A simulated two-channel 24-h run (48 one-hour trigger segments per pass) plans, with
+    profiles/slurm, 11 sbatch jobs (of 124 jobs): the simulation, 4 bundles of 12 segments per
+    pass, the first pass's records with the characterisation, and the rest of the analysis."""
+    cfg = tiny_config(Path("results"), duration=86400.0)
+    cfg["cleaning"] = {"enabled": False}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                           "--configfile", str(write_config(tmp_path / "day.yaml", cfg)),
+                           "--workflow-profile", str(SLURM_PROFILE), "--cores", "2", "-n", "all"],
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    counts = job_counts(out)
+    counts.pop("all")
+    assert counts["trigger_segment_pass1"] == counts["trigger_segment"] == 48 and sum(counts.values()) == 124, counts
+    planned: dict[str, int] = {}
+    for name in re.findall(r"^(?:\[.*\] Group job (\w+) |rule (\w+):$)", out, re.M):
+        name = name[0] or name[1]
+        if name != "all":
+            planned[name] = planned.get(name, 0) + 1
+    groups, components = profile_groups(yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text()))
+    expected = expected_submissions(counts, groups, components)
+    assert planned == expected == {"simulate_stream": 1, "trigger_pass1": 4, "pass1": 1, "trigger": 4,
+                                   "analysis": 1}, (planned, expected)
