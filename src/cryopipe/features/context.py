@@ -75,8 +75,8 @@ class ChannelContext:
 
     def workspace(self, name: str, shape: tuple, dtype) -> np.ndarray:
         """Scratch array `name` of `shape` and `dtype`, uninitialised, reused from block to block of
-        this channel (fresh block-sized arrays cost page faults); valid until the next request of
-        `name`. Only within `sharing()`: outside it, a new array every time."""
+        this channel (fresh block-sized arrays cost page faults) until `release_workspace`; valid
+        until the next request of `name`. Only within `sharing()`: outside it, a new array every time."""
         if self._shared is None:
             return np.empty(shape, dtype)
         a = self._workspace.get(name)
@@ -84,6 +84,10 @@ class ChannelContext:
         if a is None or a.dtype != np.dtype(dtype) or a.size < size:
             a = self._workspace[name] = np.empty(size, dtype)
         return a[:size].reshape(shape)
+
+    def release_workspace(self) -> None:
+        """Drop the scratch arrays of `workspace` (`compute_block` does after each call)."""
+        self._workspace.clear()
 
     @classmethod
     def from_stores(cls, records: xr.Dataset, characterization: xr.Dataset | None, channel,

@@ -24,6 +24,8 @@ class Family:
         channel's `ChannelContext`
     needs_characterization : True if `compute` uses the context's sev/nps (optimum filter)
     source : where it is defined (a plug-in's file)
+    shares_of_pass : `compute` reads the optimum-filter pass (`cryopipe.features.filtered`):
+        `compute_block` runs such families together on slices of events, one pass per slice
     """
 
     name: str
@@ -31,6 +33,7 @@ class Family:
     compute: Callable[[np.ndarray, object], dict]
     needs_characterization: bool = False
     source: str = "cryopipe"
+    shares_of_pass: bool = False
 
 
 def _main(traces, ctx):
@@ -40,8 +43,9 @@ def _main(traces, ctx):
 #: the built-in families of records, in the order their features are stored
 FAMILIES: tuple[Family, ...] = (
     Family("main", main.UNITS, _main),
-    Family("optimum_filter", optimum_filter.UNITS, optimum_filter.compute, needs_characterization=True),
-    Family("shape", shape.UNITS, shape.compute, needs_characterization=True),
+    Family("optimum_filter", optimum_filter.UNITS, optimum_filter.compute, needs_characterization=True,
+           shares_of_pass=True),
+    Family("shape", shape.UNITS, shape.compute, needs_characterization=True, shares_of_pass=True),
     Family("sev_fit", sev_fit.UNITS, sev_fit.compute, needs_characterization=True),
 )
 BY_NAME = {f.name: f for f in FAMILIES}
@@ -72,8 +76,8 @@ def families_for(names, available: Sequence[Family]) -> list[Family]:
     return [f for f in available if names & set(f.units)]
 
 
-#: records per block that `compute_block` hands the families at once (the optimum-filter pass they
-#: share holds one block's filtered records: ~64 MB of float32 at N = 16384)
+#: events per slice on which `compute_block` runs the families that share the optimum-filter pass
+#: (the pass holds one slice's filtered records: ~64 MB of float32 at N = 16384)
 BLOCK_RECORDS = 1024
 
 
@@ -81,23 +85,35 @@ def compute_block(traces: np.ndarray, ctx, families: Sequence[Family],
                   block: int = BLOCK_RECORDS) -> dict[str, np.ndarray]:
     """Run `families` on a block (n_events, N) of one channel's records (V): {name: (n_events,) float64}.
 
-    The records go to the families in slices of `block` events (every feature is per event, so the
-    values do not depend on it); within a slice, work several families need is done once
-    (`ChannelContext.sharing`).
+    Families that share the optimum-filter pass (`Family.shares_of_pass`) run together on slices of
+    `block` events, one pass per slice (`ChannelContext.sharing`, scratch memory reused from slice to
+    slice); the others on the whole block. Every feature is per event: the values do not depend on it.
     """
     n = len(traces)
-    out: dict[str, np.ndarray] = {}
+    results: dict[int, dict] = {}
+    for i, fam in enumerate(families):
+        if not fam.shares_of_pass:
+            results[i] = fam.compute(traces, ctx)
+    shared = [i for i, fam in enumerate(families) if fam.shares_of_pass]
     sharing = getattr(ctx, "sharing", None)
-    for a in range(0, max(n, 1), max(int(block), 1)):
-        part = traces[a:a + block] if n > block else traces
-        with (sharing() if sharing is not None else nullcontext()):
-            for fam in families:
-                for name, v in fam.compute(part, ctx).items():
-                    if part is traces:
-                        out[name] = v
-                        continue
-                    v = np.asarray(v)
-                    if name not in out:
-                        out[name] = np.empty((n,) + v.shape[1:], v.dtype)
-                    out[name][a:a + len(part)] = v
+    try:
+        for a in range(0, max(n, 1), max(int(block), 1)) if shared else ():
+            part = traces[a:a + block] if n > block else traces
+            with (sharing() if sharing is not None else nullcontext()):
+                for i in shared:
+                    for name, v in families[i].compute(part, ctx).items():
+                        if part is traces:
+                            results.setdefault(i, {})[name] = v
+                            continue
+                        v = np.asarray(v)
+                        into = results.setdefault(i, {})
+                        if name not in into:
+                            into[name] = np.empty((n,) + v.shape[1:], v.dtype)
+                        into[name][a:a + len(part)] = v
+    finally:
+        if sharing is not None:
+            ctx.release_workspace()  # scratch memory lives for one call, whatever the number of channels
+    out: dict[str, np.ndarray] = {}
+    for i in range(len(families)):
+        out.update(results.get(i, {}))
     return out
