@@ -262,7 +262,7 @@ def test_predict_on_a_store_with_a_missing_chunk_is_one_line(tmp_path, capsys):
     path = _records_store(tmp_path / "r.zarr")
     (path / "trace" / "c" / "0" / "1" / "0").unlink()       # before: every record scored (NaN traces)
     _one_line_error(capsys, ["predict", str(path), "--output", str(tmp_path / "o.npz")],
-                    str(path), "'trace' lacks 1 of 2 chunk(s)")
+                    str(path), "'trace' lacks 1 of 4 chunk(s)")   # 2 event chunks x 2 channels
 
 
 def test_duplicate_channel_names_are_one_clear_error(tmp_path):
