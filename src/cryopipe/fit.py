@@ -227,9 +227,11 @@ def _prepare(x, n4, inv_n, rinv_t, pad, mean, b):
     p1 = b.shape[1]
     m = np.zeros(4)
     for i in range(n_rec):
+        xi = x[i]
+        pi = pad[i]
         acc = 0.0
         for k in range(n):
-            acc += x[i, k]
+            acc += xi[k]
         mu = acc / n
         mean[i] = mu
         m0 = 0.0
@@ -237,8 +239,8 @@ def _prepare(x, n4, inv_n, rinv_t, pad, mean, b):
         m2 = 0.0
         m3 = 0.0
         for k in range(n):
-            v = x[i, k] - mu
-            pad[i, k] = v
+            v = xi[k] - mu
+            pi[k] = v
             t = (k - n4) * inv_n
             vt = v * t
             vt2 = vt * t
@@ -247,7 +249,7 @@ def _prepare(x, n4, inv_n, rinv_t, pad, mean, b):
             m2 += vt2
             m3 += vt2 * t
         for k in range(n, length):
-            pad[i, k] = 0.0
+            pi[k] = 0.0
         m[0] = m0
         m[1] = m1
         m[2] = m2
@@ -335,6 +337,9 @@ def _refit_fast(x, mean, e, ext_first, shift, n4, inv_n, rinv_t, rinv, height, r
         j0 = min(max(int(np.floor(u0)), 0), j_max)
         f = u0 - j0
         g = 1.0 - f
+        xi = x[i]
+        ea = e[j0:j0 + n]                     # slices: no negative-index checks, the loops vectorise
+        eb = e[j0 + 1:j0 + n + 1]
         sx = 0.0
         ss = 0.0
         x0 = 0.0
@@ -346,8 +351,8 @@ def _refit_fast(x, mean, e, ext_first, shift, n4, inv_n, rinv_t, rinv, height, r
         s2 = 0.0
         s3 = 0.0
         for k in range(n):
-            s = g * e[k + j0] + f * e[k + j0 + 1]
-            v = x[i, k] - mu
+            s = g * ea[k] + f * eb[k]
+            v = xi[k] - mu
             t = (k - n4) * inv_n
             sx += s * v
             ss += s * s
@@ -397,15 +402,31 @@ def _refit_fast(x, mean, e, ext_first, shift, n4, inv_n, rinv_t, rinv, height, r
         c3 = cm[3]
         r2 = 0.0
         for k in range(n):
-            s = g * e[k + j0] + f * e[k + j0 + 1]
+            s = g * ea[k] + f * eb[k]
             t = (k - n4) * inv_n
-            r = x[i, k] - mu - h * s - (c0 + t * (c1 + t * (c2 + t * c3)))
+            r = xi[k] - mu - h * s - (c0 + t * (c1 + t * (c2 + t * c3)))
             r2 += r * r
         height[i] = h
         rms[i] = np.sqrt(r2 / n)
         for j in range(p1):
             coef[i, j] = cm[j]
         coef[i, 0] += mu
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_above(x, n_pre, level, count):
+    """count[i] = number of samples of x[i] above `level` + the mean of its first n_pre samples."""
+    for i in range(x.shape[0]):
+        xi = x[i]
+        acc = 0.0
+        for k in range(n_pre):
+            acc += xi[k]
+        thr = level + acc / n_pre
+        c = 0
+        for k in range(xi.size):
+            if xi[k] > thr:
+                c += 1
+        count[i] = c
 
 
 #: records per FFT sub-block of `_fit_block` (its padded rows and spectra stay in cache)
@@ -435,6 +456,7 @@ def _fit_block(scan: _Scan, x: np.ndarray) -> tuple:
     rows = min(_FFT_ROWS, n_rec)
     pad, spec = _buffers(rows, length, scan.dtype)
     mean, b, shift = np.empty(n_rec), np.empty((n_rec, p1)), np.empty(n_rec)
+    height, rms, m = np.empty(n_rec), np.empty(n_rec), np.empty((n_rec, p1))
     score = np.empty(n_lags)
     for a in range(0, n_rec, rows):
         e = min(a + rows, n_rec)
@@ -449,8 +471,8 @@ def _fit_block(scan: _Scan, x: np.ndarray) -> tuple:
             _multiply_conj(sp.view(scan.dtype), scan.e_fft_scaled.view(scan.dtype))
             p[...] = scipy.fft.irfft(sp, length, axis=-1, norm="forward")
         _best_shifts(p, n_lags, scan.lo, b[a:e], scan.qs64, scan.den64, shift[a:e], score)
-    height, rms, m = np.empty(n_rec), np.empty(n_rec), np.empty((n_rec, p1))
-    _refit_fast(x, mean, scan.e, scan.ext_first, shift, n4, inv_n, scan.rinv_t, scan.rinv, height, rms, m)
+        _refit_fast(x[a:e], mean[a:e], scan.e, scan.ext_first, shift[a:e], n4, inv_n, scan.rinv_t, scan.rinv,
+                    height[a:e], rms[a:e], m[a:e])       # while the sub-block is in cache
     return height, shift, rms, m * (scan.fs / n) ** np.arange(p1)
 
 
@@ -544,11 +566,11 @@ def fit_sev(records, sev, sample_frequency: float, *, baseline_order: int = 1, s
         height[sl], shift[sl], rms[sl], coef[sl] = out
         if truncation_level is None:
             return
-        above = x - x[:, : n // 8].mean(axis=1, keepdims=True) > truncation_level
-        n_trunc[sl] = above.sum(axis=1)
+        _count_above(x, n // 8, float(truncation_level), n_trunc[sl])
         for i in np.flatnonzero(n_trunc[sl] > 0):
             j = a + i
-            out = _fit_masked(scan, x[i].astype(np.float64), ~above[i])
+            above = x[i] - np.mean(x[i, : n // 8], dtype=np.float64) > truncation_level
+            out = _fit_masked(scan, x[i].astype(np.float64), ~above)
             height[j], shift[j], rms[j], coef[j] = (v[0] for v in out)
 
     run_blocks(run_block, n_rec, batch, workers)
