@@ -2,7 +2,7 @@
 
 The end-to-end test needs a SLURM controller and an idle node on this machine (ci/slurm/setup.sh
 makes one, as root); it skips, saying why, when `sbatch`/`sinfo` are missing or no node is idle.
-The profile test needs only the plugin.
+The profile tests (the train rule's GPU, the grouping of a long run) need only the plugin.
 """
 import math
 import os
