@@ -31,7 +31,7 @@ place (length `next_fast_len(N + window)`), numba multiplies by the template spe
 refines the best shift, and refits in two passes per record (sums; residual). The record-independent
 `_Scan` (~3 ms for N = 16384) is cached per (template, fs, order, window, dtype). Measured on the
 shared 2-core machine (N = 16384, +-N/32 window, float32, order 1, one thread): ~90 us CPU per record,
-of which ~65 us are the two FFTs; truncated (saturated) records take the slow masked path (~4 ms).
+of which ~65 us are the two FFTs; truncated (saturated) records take the slow masked path (~2 ms).
 """
 from __future__ import annotations
 
