@@ -63,6 +63,20 @@ def default_shift_window(record_length: int) -> tuple[int, int]:
     return -half, half + 1
 
 
+def _fft_length(m: int) -> int:
+    """FFT length >= m for the correlation: scipy's ``next_fast_len(m, real=True)``, or the next
+    2**a * 3**b (b <= 2) when that is at most 7 % longer (pocketfft's radix-4 path is faster than
+    its radix-3 one by more: for m = 16384 + 1025, 18432 takes ~6 % less than 17496 = 8 * 3**7)."""
+    fast = scipy.fft.next_fast_len(m, real=True)
+    smooth = []
+    for f in (1, 3, 9):
+        while f < m:
+            f *= 2
+        smooth.append(f)
+    smooth = min(smooth)
+    return smooth if smooth <= 1.07 * fast else fast
+
+
 class _Scan:
     """Record-independent parts of the fit for one template, record length, shift window and dtype."""
 
@@ -74,7 +88,7 @@ class _Scan:
         # extended template e[m] = s(m - hi), m = 0..N+hi-lo, clipped to the first/last sample
         self.ext_first = -hi
         self.e = sev[np.clip(np.arange(self.ext_first, n - lo + 1), 0, n - 1)]
-        self.fft_len = scipy.fft.next_fast_len(n + self.n_lags, real=True)
+        self.fft_len = _fft_length(n + self.n_lags)
         self.e_fft = scipy.fft.rfft(self.e, self.fft_len)
         self.e2_fft = scipy.fft.rfft(self.e ** 2, self.fft_len)
         self.e_fft_single = self.e_fft.astype(np.complex64)
