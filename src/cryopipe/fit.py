@@ -27,11 +27,11 @@ leaves a residual of ~1e-4 of the height at quarter-sample shifts of a 12-sample
 
 Unmasked records (`_fit_block`) go in sub-blocks of `_FFT_ROWS` through reused per-thread buffers: one
 numba pass removes the mean, zero-pads and sums the baseline projections, pocketfft transforms in
-place (length `next_fast_len(N + window)`), numba multiplies by the template spectrum, picks and
+place (length `_fft_length(N + window)`), numba multiplies by the template spectrum, picks and
 refines the best shift, and refits in two passes per record (sums; residual). The record-independent
 `_Scan` (~3 ms for N = 16384) is cached per (template, fs, order, window, dtype). Measured on the
-shared 2-core machine (N = 16384, +-N/32 window, float32, order 1, one thread): ~90 us CPU per record,
-of which ~65 us are the two FFTs; truncated (saturated) records take the slow masked path (~2 ms).
+shared 2-core machine (N = 16384, +-N/32 window, float32, order 1, one thread): ~86 us CPU per record,
+of which ~60 us are the two FFTs; truncated (saturated) records take the slow masked path (~2 ms).
 """
 from __future__ import annotations
 
