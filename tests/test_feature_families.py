@@ -161,3 +161,20 @@ def test_optimum_filter_family_on_shifted_template_pulses(dtype):
     from cryopipe.optimum_filter import of_amplitudes
     ref = of_amplitudes(ctx.optimum_filter(), x.astype(np.float64))
     np.testing.assert_allclose(r["of_amplitude"], ref["amplitude"], rtol=tol, atol=1e-9)
+
+
+def test_public_scipy_fft_path_gives_the_same_features(monkeypatch):
+    """Without scipy's private pocketfft binding (`parallel.pocketfft_with_output` None on another
+    scipy) the shared OF pass runs on scipy.fft: same optimum-filter and shape features."""
+    from cryopipe.features import filtered
+
+    records, char = make_records(n_events=150, n_channels=1)
+    tr = records.trace.values[0]
+    ctx = ChannelContext.from_stores(records, char, "a")
+    fams = [BY_NAME["optimum_filter"], BY_NAME["shape"]]
+    fast = compute_block(tr, ctx, fams)
+    monkeypatch.setattr(filtered, "_pocketfft", None)
+    plain = compute_block(tr, ctx, fams)
+    for name in fast:
+        scale = np.nanmax(np.abs(fast[name])) or 1.0
+        np.testing.assert_allclose(plain[name], fast[name], rtol=1e-4, atol=1e-5 * scale, err_msg=name)

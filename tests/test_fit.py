@@ -173,3 +173,36 @@ def test_non_finite_record_leaves_the_others_alone(sev, dtype):
     assert np.isnan(r["fit_height"][1])
     np.testing.assert_allclose(r["fit_height"][[0, 2]], [0.3, 0.9], rtol=1e-5)
     np.testing.assert_allclose(r["fit_onset"][[0, 2]] * FS, 0.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_public_scipy_fft_path_gives_the_same_fit(sev, dtype, monkeypatch):
+    """Without scipy's private pocketfft binding (another scipy: `parallel.pocketfft_with_output`
+    returns None) the fit runs on scipy.fft and finds the same heights and onsets."""
+    import cryopipe.fit as fit_module
+
+    rng = np.random.default_rng(5)
+    heights = rng.uniform(0.1, 1.0, 40)
+    x = np.stack([model_pulse(s, h) for s, h in zip(rng.uniform(-5, 5, 40), heights)]).astype(dtype)
+    x += rng.normal(0.0, 1e-3, x.shape).astype(dtype)
+    fast = fit_sev(x, sev, FS, batch=16)
+    monkeypatch.setattr(fit_module, "_pocketfft", None)
+    plain = fit_sev(x, sev, FS, batch=16)
+    np.testing.assert_allclose(plain["fit_height"], fast["fit_height"], rtol=1e-4)
+    np.testing.assert_allclose(plain["fit_onset"], fast["fit_onset"], atol=0.01 / FS)
+    np.testing.assert_allclose(plain["fit_height"], heights, atol=0.01)
+
+
+def test_pocketfft_binding_is_checked_before_use(monkeypatch):
+    """A binding whose call signature differs (a scipy release changing its private module) is not used."""
+    import scipy.fft._pocketfft as private
+
+    from cryopipe.parallel import pocketfft_with_output
+
+    class Changed:
+        def r2c(self, *args):
+            raise TypeError("r2c() takes 5 positional arguments")
+
+    assert pocketfft_with_output() is not None                 # this scipy's binding passes the check
+    monkeypatch.setattr(private, "pypocketfft", Changed())
+    assert pocketfft_with_output() is None

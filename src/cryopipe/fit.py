@@ -44,12 +44,10 @@ import numpy as np
 import scipy.fft
 
 from cryopipe.errors import CryopipeError, InputError
-from cryopipe.parallel import run_blocks
+from cryopipe.parallel import pocketfft_with_output, run_blocks
 
-try:  # scipy.fft's own pocketfft binding: rfft/irfft into an output array (as cryopipe.features.filtered)
-    from scipy.fft._pocketfft import pypocketfft as _pocketfft
-except ImportError:  # pragma: no cover - another scipy layout: scipy.fft.rfft/irfft and a copy
-    _pocketfft = None
+# scipy.fft's own pocketfft binding (rfft/irfft into an output array), checked; None: scipy.fft
+_pocketfft = pocketfft_with_output()
 
 __all__ = ["fit_sev", "default_shift_window", "FIT_UNITS"]
 

@@ -18,12 +18,10 @@ import numpy as np
 import scipy.fft
 
 from ..optimum_filter import of_weights
-from ..parallel import run_blocks
+from ..parallel import pocketfft_with_output, run_blocks
 
-try:  # scipy.fft's own pocketfft binding: its rfft/irfft with an output array
-    from scipy.fft._pocketfft import pypocketfft as _pocketfft
-except ImportError:  # pragma: no cover - another scipy layout: scipy.fft.rfft/irfft and a copy
-    _pocketfft = None
+# scipy.fft's own pocketfft binding (rfft/irfft into an output array), checked; None: scipy.fft
+_pocketfft = pocketfft_with_output()
 
 FFT_BATCH = 128  # records per FFT block (one thread's work item)
 
