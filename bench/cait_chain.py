@@ -24,6 +24,19 @@ t_import = time.perf_counter() - t_start  # Cait compiles its numba kernels on i
 FS, N = 25000, 16384
 
 
+def triggered_records(stream: str, work: str, name: str, threshold: float, of: np.ndarray):
+    """A Cait DataHandler (HDF5 file `name` in `work`) with the stream triggered with filter `of`
+    at `threshold` (V), the records cut and their main and additional parameters."""
+    dh = ai.DataHandler(record_length=N, sample_frequency=FS, channels=[0])
+    dh.set_filepath(path_h5=work, fname=name, appendix=False)
+    dh.init_empty()
+    dh.include_csmpl_triggers(csmpl_paths=[stream], thresholds=[threshold], of=of)
+    dh.include_triggered_events(csmpl_paths=[stream], exclude_tp=False)
+    dh.calc_mp()
+    dh.calc_additional_mp(no_of=True)
+    return dh
+
+
 def main(stream: str, work: str) -> None:
     Path(work).mkdir(parents=True, exist_ok=True)
     raw = np.memmap(stream, dtype="<i2", mode="r")
@@ -35,13 +48,7 @@ def main(stream: str, work: str) -> None:
     flat[:, 0] = 0
 
     # pass 1: trigger, records, main parameters, SEV, noise, NPS, optimum filter
-    dh = ai.DataHandler(record_length=N, sample_frequency=FS, channels=[0])
-    dh.set_filepath(path_h5=work, fname="pass1", appendix=False)
-    dh.init_empty()
-    dh.include_csmpl_triggers(csmpl_paths=[stream], thresholds=[5 * sigma1], of=flat)
-    dh.include_triggered_events(csmpl_paths=[stream], exclude_tp=False)
-    dh.calc_mp()
-    dh.calc_additional_mp(no_of=True)
+    dh = triggered_records(stream, work, "pass1", 5 * sigma1, flat)
     ph = dh.get("events", "mainpar")[0, :, 0]
     lo, hi = np.quantile(ph, [0.3, 0.7])
     dh.calc_sev(use_idx=list(np.flatnonzero((ph >= lo) & (ph <= hi))))
@@ -64,13 +71,7 @@ def main(stream: str, work: str) -> None:
     resolution = float(np.std(np.ravel(dh.get("noise", "of_ph"))))
 
     # pass 2: optimum-filter trigger at 5 resolutions, records, features
-    dh2 = ai.DataHandler(record_length=N, sample_frequency=FS, channels=[0])
-    dh2.set_filepath(path_h5=work, fname="final", appendix=False)
-    dh2.init_empty()
-    dh2.include_csmpl_triggers(csmpl_paths=[stream], thresholds=[5 * resolution], of=of)
-    dh2.include_triggered_events(csmpl_paths=[stream], exclude_tp=False)
-    dh2.calc_mp()
-    dh2.calc_additional_mp(no_of=True)
+    dh2 = triggered_records(stream, work, "final", 5 * resolution, of)
     dh2.include_sev(sev=dh.get("stdevent", "event"), fitpar=dh.get("stdevent", "fitpar"),
                     mainpar=dh.get("stdevent", "mainpar"))
     dh2.include_nps(dh.get("noise", "nps"))
