@@ -96,3 +96,32 @@ def test_same_name_in_two_plugin_files(tmp_path):
         load_plugins([a, b])
     with pytest.raises(PluginError, match="no such file"):
         load_plugins([tmp_path / "missing.py"])
+
+
+MUTATING = '''
+def scaled(trace, sample_frequency):
+    trace *= 1000
+    return trace.max(axis=1)
+'''
+
+COPYING = '''
+def scaled(trace, sample_frequency):
+    t = trace.copy()
+    t *= 1000
+    return t.max(axis=1)
+'''
+
+
+def test_plugin_cannot_modify_the_traces_of_the_builtin_features(tmp_path):
+    """`trace *= 1000` in a plug-in: a clear error naming the plug-in, never a silently scaled feature."""
+    from test_feature_families import make_records
+    rec, char = make_records(n_events=12)
+    before = rec.trace.values.copy()
+    ref = features_dataset(rec, char)
+    with pytest.raises(PluginError, match=r"mutate\.py, function scaled: tried to modify the trace.*read-only"):
+        features_dataset(rec, char, plugins=load_plugins([write(tmp_path, MUTATING, "mutate.py")]))
+    np.testing.assert_array_equal(rec.trace.values, before)
+    ds = features_dataset(rec, char, plugins=load_plugins([write(tmp_path, COPYING, "copy.py")]))
+    np.testing.assert_allclose(ds["scaled"].values, 1000 * before.max(axis=2).astype(np.float64), rtol=1e-6)
+    for name in ("of_amplitude", "mean"):  # the OF runs after the plug-ins on the same block
+        np.testing.assert_array_equal(ds[name].values, ref[name].values)

@@ -1,6 +1,8 @@
 """User feature plug-ins: every public function ``name(trace, sample_frequency)`` of a Python file.
 
-``trace`` is a float32 array (events, samples) in volts of one channel's records (trigger at N/4),
+``trace`` is a read-only float32 array (events, samples) in volts of one channel's records (trigger
+at N/4; the built-in features read the same memory, so a plug-in that wants to modify it works on
+``trace.copy()``),
 ``sample_frequency`` in Hz; the function returns an array (events,) that is stored in the features
 under ``name``, per channel like the built-in features. A file may declare units in a module-level
 dict ``UNITS = {name: unit}``; others are stored with unit "unknown". Public: defined in the file
@@ -52,8 +54,15 @@ def _import(path: Path):
 def _wrap(path: Path, name: str, fn):
     def compute(traces, ctx):
         n_events = traces.shape[0]
+        view = traces.view()
+        view.flags.writeable = False  # the built-in features read the same memory after the plug-ins
         try:
-            value = fn(traces, ctx.sample_frequency)
+            value = fn(view, ctx.sample_frequency)
+        except ValueError as exc:
+            if "read-only" in str(exc):
+                raise PluginError(f"feature plug-in {path}, function {name}: tried to modify the trace, which is "
+                                  f"read-only (the built-in features use it); work on trace.copy()") from None
+            raise PluginError(f"feature plug-in {path}, function {name}: raised {type(exc).__name__}: {exc}") from exc
         except Exception as exc:
             raise PluginError(f"feature plug-in {path}, function {name}: raised {type(exc).__name__}: {exc}") from exc
         try:
