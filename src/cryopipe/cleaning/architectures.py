@@ -2,7 +2,8 @@
 at start-up: each trainable architecture's class in `cryopipe.cleaning.models` and its Adam
 learning rate, and the shipped universal checkpoint.
 
-Learning rates: CRESST paper Table 7; Cait CNN: Cait paper section 3.2; cnn_full as cnn.
+Learning rates: CRESST paper Table 7; Cait CNN: Cait paper section 3.2; cnn_full as cnn; resnet 1e-3
+(Adam's default; with BatchNorm; the universal recipe anneals it with a one-cycle schedule).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ ARCHITECTURES = {
     "tscn": ("TSCN", 5e-5),
     "tst": ("TST", 1e-5),
     "cait_cnn": ("CaitCNN", 1e-3),
+    "resnet": ("ResNet1D", 1e-3),
 }
 
 #: the shipped model's name (config `cleaning.models`) and checkpoint stem

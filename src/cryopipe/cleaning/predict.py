@@ -24,7 +24,7 @@ CUTOFF = 0.5
 
 
 def predict_scores(model: Classifier, records, batch: int = 4096, accepted=None, with_probabilities: bool = False,
-                   preprocessed: bool = False, device=None):
+                   preprocessed: bool = False, device=None, pretrigger: int | None = None):
     """Acceptance scores in [0, 1] of (..., N) raw records (V), shape (...).
 
     Records with a NaN or infinite sample get score NaN (and NaN class probabilities): no score,
@@ -34,6 +34,7 @@ def predict_scores(model: Classifier, records, batch: int = 4096, accepted=None,
     ----------
     records : (..., N) float records; downsampled and scaled here batch by batch (unless
         `preprocessed`, then (..., 512) already scaled).
+    pretrigger : trigger sample of the raw records (None: N//4); see `preprocess.trigger_window`.
     accepted : class indices whose summed softmax probability is the score (multi-class head);
         default the model's `accepted` (set by `load_model` from the checkpoint meta).
     with_probabilities : also return the class probabilities (..., n_classes) (multi-class head).
@@ -55,7 +56,7 @@ def predict_scores(model: Classifier, records, batch: int = 4096, accepted=None,
     probs = np.empty((flat.shape[0], model.n_classes), dtype=np.float32) if model.n_classes > 1 else None
     with torch.inference_mode():
         for a in range(0, flat.shape[0], batch):
-            xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], LENGTH)
+            xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], LENGTH, pretrigger)
             s, p = scores_from_logits(model(torch.as_tensor(np.asarray(xb, np.float32), device=device)), accepted)
             scores[a:a + batch] = s.cpu().numpy()
             if probs is not None:
@@ -70,8 +71,11 @@ def predict_scores(model: Classifier, records, batch: int = 4096, accepted=None,
 
 
 def predict_logits(model: Classifier, records, batch: int = 4096, preprocessed: bool = False,
-                   device=None) -> np.ndarray:
-    """Raw logits (..., n_classes) float32 of (..., N) records; NaN rows for records with NaN/inf samples."""
+                   device=None, pretrigger: int | None = None) -> np.ndarray:
+    """Raw logits (..., n_classes) float32 of (..., N) records; NaN rows for records with NaN/inf samples.
+
+    pretrigger : trigger sample of the raw records (None: N//4); see `preprocess.trigger_window`.
+    """
     x = np.asarray(records)
     if x.ndim == 0 or x.shape[-1] == 0:
         raise InputError(f"records: need (..., N) records, got shape {x.shape}")
@@ -85,7 +89,7 @@ def predict_logits(model: Classifier, records, batch: int = 4096, preprocessed: 
     out = np.empty((flat.shape[0], model.n_classes), dtype=np.float32)
     with torch.inference_mode():
         for a in range(0, flat.shape[0], batch):
-            xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], LENGTH)
+            xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], LENGTH, pretrigger)
             out[a:a + batch] = model(torch.as_tensor(np.asarray(xb, np.float32), device=device)).cpu().numpy()
     out[~valid] = np.nan
     return out.reshape(*lead, model.n_classes)

@@ -8,6 +8,11 @@ Lengths not divisible by 512: output sample ``i`` is the mean of the input sampl
 ``ceil(N/512)`` samples that tile the whole record (nothing is trimmed, and the trigger at
 N/4 lands at output sample 128). Records shorter than 512 samples are stretched by
 repeating each sample (blocks of one sample, nearest-neighbour up-sampling).
+
+Trigger position: the networks learn records whose trigger sits at 1/4 of the window (Cait's and
+CRESST's convention). A record whose trigger sits elsewhere (an LJH file's ``Presamples``, e.g.
+512 of 1024) is first cut to the longest window inside it that puts the trigger at 1/4
+(`trigger_window`); without that a pulse at N/2 looks like an early/late trigger to every model.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import numpy as np
 from ..errors import InputError
 
 LENGTH = 512
-PREPROCESSING = {"length": LENGTH, "downsample": "block_mean", "scale": "minmax"}
+PREPROCESSING = {"length": LENGTH, "downsample": "block_mean", "scale": "minmax", "trigger": "window cut to 1/4"}
 
 
 def block_edges(n_samples: int, length: int = LENGTH) -> tuple[np.ndarray, np.ndarray]:
@@ -56,6 +61,30 @@ def minmax_scale(records) -> np.ndarray:
     return out
 
 
-def preprocess(records, length: int = LENGTH) -> np.ndarray:
-    """Downsample (..., N) records to (..., `length`) block means and min-max scale them (float32)."""
-    return minmax_scale(downsample(records, length))
+def trigger_window(n_samples: int, pretrigger: int | None = None) -> slice:
+    """The samples of an `n_samples` record to keep so that the trigger lands at 1/4 of the window.
+
+    pretrigger : the trigger's sample index in the record (None: N//4, the whole record is kept).
+    The window is the longest one inside the record with ``pretrigger - start == length // 4``.
+    """
+    if pretrigger is None or int(pretrigger) == n_samples // 4:
+        return slice(0, n_samples)
+    p = int(pretrigger)
+    if not 0 < p < n_samples - 1:
+        raise InputError(f"pretrigger: {pretrigger} samples lies outside the record of {n_samples} samples")
+    length = min(4 * p + 3, (4 * (n_samples - p)) // 3)
+    while length > 1 and (length // 4 > p or p - length // 4 + length > n_samples):
+        length -= 1
+    start = p - length // 4
+    return slice(start, start + length)
+
+
+def preprocess(records, length: int = LENGTH, pretrigger: int | None = None) -> np.ndarray:
+    """Downsample (..., N) records to (..., `length`) block means and min-max scale them (float32).
+
+    pretrigger : trigger sample of the records (None: N//4); see `trigger_window`.
+    """
+    x = np.asarray(records)
+    if pretrigger is not None and x.ndim >= 1:
+        x = x[..., trigger_window(x.shape[-1], pretrigger)]
+    return minmax_scale(downsample(x, length))
