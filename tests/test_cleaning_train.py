@@ -107,3 +107,26 @@ def test_preprocess_with_pretrigger_matches_a_quarter_trigger_record():
     ref = np.argmax(preprocess(pulses_and_steps(50, n_samples=1024, seed=4)[0][c == "pulse"]) > 0.5, axis=-1)
     assert np.all(np.abs(onset - np.median(ref)) < 12)           # near the 1/4 convention
     assert np.all(plain - onset > 100)                           # without it: far late
+
+
+def test_pile_up_augmentation_makes_only_visible_pile_up():
+    """The copy is >= MIN_VISIBLE_SIGMA noise sigmas high and >= one rise time away; records whose
+    pulse is too small for a visible copy within the height range stay unchanged."""
+    from cryopipe.cleaning import augment as aug
+
+    rng = np.random.default_rng(7)
+    n, b, sigma = 512, 4000, 1.0
+    tpl = pulse_template(n, FS / 32, 4e-3 * 32, 3e-3 * 32, 8e-3 * 32)   # slow rise: tens of samples
+    rise = 2 * int(np.argmax(tpl[n // 4:] >= 0.5 * tpl.max()))
+    height = rng.uniform(3, 200, b)
+    x = (height[:, None] * tpl + sigma * rng.standard_normal((b, n))).astype(np.float32)
+    piled, d, ratio = aug.pile_up(x, rng, height_range=(0.01, 1.0))
+    done = ratio > 0
+    assert 0.3 < done.mean() < 1.0
+    top = np.max(x - aug.baseline(x), axis=-1)
+    assert np.all(ratio[done] * top[done] >= aug.MIN_VISIBLE_SIGMA * 0.6 * sigma)   # sigma estimated from ~100 samples
+    clear = done & (height > 20 * sigma)                           # rise time measurable
+    assert np.all(np.abs(d[clear]) >= 0.8 * rise) and rise > 8
+    np.testing.assert_array_equal(piled[~done], x[~done])
+    small = 5 * sigma / top > 1.0                                 # no visible copy can fit
+    assert not done[small].any()

@@ -1,7 +1,11 @@
 """Training augmentations of the CRESST paper (seed 000, section 2), applied when records are drawn.
 
 a) pile-up: a positive record is superposed with a time-shifted copy of its own pulse, and its
-   label flipped to rejected (probability 0.2 per positive record);
+   label flipped to rejected (probability 0.2 per positive record). Only VISIBLE pile-up is made
+   (issue 19): the copy's height is at least `MIN_VISIBLE_SIGMA` baseline noise sigmas of the
+   (downsampled) record and its onset at least one rise time (10 % -> peak of the record's pulse,
+   at least `min_separation` samples; `rise_samples`) from the first; a record that cannot take a visible copy
+   inside `height_range` stays as it is (accepted);
 b) Gaussian noise, to create records of lower SNR (probability 0.2 per record);
 c) a random time shift of up to 26 of 512 samples (always).
 
@@ -19,6 +23,7 @@ from ..errors import InputError
 
 MAX_SHIFT = 26
 P_PILEUP = 0.2
+MIN_VISIBLE_SIGMA = 5.0   # a piled-up copy is at least this many baseline noise sigmas high
 P_NOISE = 0.2
 
 
@@ -35,24 +40,49 @@ def baseline(records: np.ndarray) -> np.ndarray:
     return np.median(records[:, : max(records.shape[-1] // 8, 1)], axis=-1, keepdims=True)
 
 
+def noise_sigma(records: np.ndarray) -> np.ndarray:
+    """Baseline noise sigma (B,) of each record: robust (MAD) spread of the pre-trigger region's
+    sample-to-sample differences / sqrt(2) (insensitive to a slow drift; the first 7/32 of the
+    record, before the trigger at 1/4 minus the largest time shift)."""
+    head = records[:, : max(7 * records.shape[-1] // 32, 3)]
+    d = np.diff(head, axis=-1)
+    return 1.4826 * np.median(np.abs(d - np.median(d, axis=-1, keepdims=True)), axis=-1) / np.sqrt(2)
+
+
+def rise_samples(pulse: np.ndarray, onset: int) -> np.ndarray:
+    """Rise time (B,) of baseline-free records `pulse`: twice the samples from `onset` to the first
+    crossing of half the peak height (about the 10-90 % rise time of a pulse; at least 1)."""
+    half = np.argmax(pulse[:, onset:] >= 0.5 * np.max(pulse, axis=-1, keepdims=True), axis=-1)
+    return np.maximum(2 * half, 1)
+
+
 def pile_up(records: np.ndarray, rng: np.random.Generator, min_separation: int = 8,
-            height_range: tuple[float, float] = (1.0, 1.0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            height_range: tuple[float, float] = (1.0, 1.0),
+            min_visible_sigma: float = MIN_VISIBLE_SIGMA) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Superpose each record with a copy of itself whose onset lies at a random position in the window.
 
-    The copy (baseline removed, scaled by a ratio drawn uniformly from `height_range`) is shifted
-    by d samples with |d| >= `min_separation`, d uniform over the shifts that keep the second onset
-    (first at L/4) inside the window. Returns (piled records, shifts d, height ratios).
+    The copy (baseline removed, scaled by a ratio drawn uniformly from `height_range`, raised to
+    the smallest visible ratio: `min_visible_sigma` noise sigmas over the pulse height) is shifted
+    by d samples with |d| >= max(`min_separation`, rise time), d uniform over the shifts that keep
+    the second onset (first at L/4) inside the window. Returns (piled records, shifts d, height
+    ratios); a ratio of 0 (shift 0) marks a record left unchanged because no visible copy fits.
     """
     x = np.asarray(records, dtype=np.float32)
     b, n = x.shape
     onset = n // 4
-    lo, hi = -onset, n - onset - 1                   # second onset in [0, n-1]
-    choices = np.concatenate([np.arange(lo, -min_separation + 1), np.arange(min_separation, hi + 1)])
-    if choices.size == 0:
-        raise InputError(f"pile_up: min_separation {min_separation} leaves no shift for {n} samples")
-    d = rng.choice(choices, size=b)
-    ratio = rng.uniform(*height_range, size=b).astype(np.float32)
     pulse = x - baseline(x)
+    height = np.max(pulse, axis=-1)
+    lo_ratio = np.where(height > 0, min_visible_sigma * noise_sigma(x) / np.maximum(height, 1e-30), np.inf)
+    ratio = np.maximum(rng.uniform(*height_range, size=b), lo_ratio).astype(np.float32)
+    sep = np.maximum(rise_samples(pulse, onset), min_separation)
+    lo, hi = -onset, n - onset - 1                   # second onset in [0, n-1]
+    u = rng.random(b)
+    n_left = np.maximum(-sep - lo + 1, 0)            # shifts lo..-sep
+    n_right = np.maximum(hi - sep + 1, 0)            # shifts sep..hi
+    k = np.floor(u * (n_left + n_right)).astype(np.int64)
+    d = np.where(k < n_left, lo + k, sep + (k - n_left))
+    ok = (ratio <= height_range[1]) & (n_left + n_right > 0)
+    d, ratio = np.where(ok, d, 0), np.where(ok, ratio, 0.0).astype(np.float32)
     return x + ratio[:, None] * shift_records(pulse, d), d, ratio
 
 
@@ -97,7 +127,8 @@ def augment(records, labels, rng: np.random.Generator, classes=None, pileup_clas
     noised = rng.random(b) < p_noise                      # one augmentation leaves the others' draws
     shifts = rng.integers(-max_shift, max_shift + 1, size=b)
     if piled.any():
-        x[piled] = pile_up(x[piled], rng, height_range=height_range)[0]
+        x[piled], _, ratio = pile_up(x[piled], rng, height_range=height_range)
+        piled[piled] = ratio > 0                          # no visible copy fitted: left as it was
         y[piled] = False
         if classes is not None:
             c[piled] = pileup_class
