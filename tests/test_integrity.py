@@ -169,6 +169,12 @@ def test_read_values_turns_a_decode_error_into_a_store_error(tmp_path):
     path = _write("records", tmp_path / "r.zarr")
     _damage(path, "trace", "c/0/0/0", "overwritten")
     trace = open_store(path, "records")["trace"]
+    with pytest.raises(StoreError, match="trace/c/0/0/0 is corrupt"):   # the manifest's CRC, before decoding
+        read_values(trace[:, :CHUNK], path, "records")
+    meta = json.loads((path / "zarr.json").read_text())                  # a store without manifests:
+    del meta["attributes"][MANIFEST_ATTR]                                # the decoder's error, as StoreError
+    (path / "zarr.json").write_text(json.dumps(meta))
+    trace = open_store(path, "records")["trace"]
     with pytest.raises(StoreError, match="corrupt chunk in variable 'trace'"):
         read_values(trace[:, :CHUNK], path, "records")
 
@@ -185,3 +191,46 @@ def test_batched_write_has_a_complete_manifest(tmp_path):
     path = stores.write_store_batches(parts[0], parts[1:], tmp_path / "b.zarr", "records", event_chunk=CHUNK)
     assert verify_store(path) == []
     assert sum(1 for n, k in _chunks(path) if n == "trace") == 3 * SIZES["channel"]   # 3 event chunks, one per channel
+
+
+def _incompressible_records(seed=0):
+    """A records store whose trace chunks all have the same size (random bytes do not compress)."""
+    ds = synthetic("records", seed)
+    raw = np.random.default_rng(seed).integers(0, 2**23, ds.trace.shape, dtype=np.int32) | (64 << 23)
+    return ds.assign(trace=(ds.trace.dims, raw.view(np.float32)))
+
+
+def test_swapped_chunk_of_the_same_size_fails_every_read(tmp_path, capsys):
+    """A valid chunk of the same size swapped in from another place passes the completeness check and
+    decodes; the reads check it against the manifest's CRC and fail with one line naming the chunk."""
+    path = write_store(_incompressible_records(), tmp_path / "records.zarr", "records", event_chunk=CHUNK)
+    a, b = path / "trace" / "c" / "0" / "0" / "0", path / "trace" / "c" / "1" / "0" / "0"
+    assert a.stat().st_size == b.stat().st_size and a.read_bytes() != b.read_bytes()
+    da, db = a.read_bytes(), b.read_bytes()
+    a.write_bytes(db)
+    b.write_bytes(da)
+    check_complete(path, "records")                       # sizes agree: the cheap check cannot see it
+    with pytest.raises(StoreError) as exc:
+        load_store(path, "records")
+    msg = str(exc.value)
+    assert "\n" not in msg and str(path) in msg and "trace/c/" in msg and "swapped" in msg
+    ds = open_store(path, "records")
+    with pytest.raises(StoreError, match=r"trace/c/1/0/0 is corrupt or swapped"):
+        read_values(ds.trace.isel(channel=1, event=slice(0, CHUNK)), path, "records")
+    # a read of the intact chunks still works, and equals what was written
+    np.testing.assert_array_equal(read_values(ds.trace.isel(event=slice(CHUNK, None)), path),
+                                  _incompressible_records().trace.values[:, CHUNK:])
+
+
+def test_store_opens_without_a_warning_after_snakemake_touched_it(tmp_path):
+    """Snakemake touches <output>/.snakemake_timestamp; plain xr.open_zarr must not warn about it."""
+    import warnings
+
+    path = _write("features", tmp_path / "features.zarr")
+    ts = path / ".snakemake_timestamp"
+    os.utime(ts, (1, 1), follow_symlinks=False)                       # what Snakemake's touch does
+    assert os.stat(ts).st_mtime == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xr.open_zarr(path, consolidated=False).load()
+    assert verify_store(path) == []

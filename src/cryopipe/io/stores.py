@@ -335,7 +335,28 @@ def write_store_batches(first: xr.Dataset, more, path: str | Path, kind: str,
             batch.attrs = dict(first.attrs)
             batch.to_zarr(tmp, append_dim="event", consolidated=False)
         write_manifests(tmp, first.attrs[MANIFEST_ATTR])
+        mark_for_snakemake(tmp)
     return path
+
+
+#: the file Snakemake touches inside every directory() output as its mtime carrier
+SNAKEMAKE_TIMESTAMP = ".snakemake_timestamp"
+
+
+def mark_for_snakemake(path: str | Path) -> None:
+    """Give the store at `path` a ``.snakemake_timestamp`` that Zarr reads as an empty group.
+
+    Snakemake touches ``<directory output>/.snakemake_timestamp`` after every job, creating a plain
+    file if there is none; Zarr 3 warns about any file in a group that is not a node of the hierarchy
+    ("Object at .snakemake_timestamp is not recognized ..."), so every ``xr.open_zarr`` of a store made
+    by the workflow warned. Snakemake only needs the path to exist and takes its mtime (it sets it
+    with utime, which works on a directory), so the store carries it as an empty Zarr group.
+    """
+    d = Path(path) / SNAKEMAKE_TIMESTAMP
+    if d.is_file():
+        d.unlink()
+    d.mkdir(exist_ok=True)
+    (d / "zarr.json").write_text('{"zarr_format":3,"node_type":"group","attributes":{}}')
 
 
 def prefetched(items):
@@ -363,15 +384,17 @@ def open_store(path: str | Path, kind: str) -> xr.Dataset:
         raise StoreError(f"{path}: no such {kind} store")
     if not (path / "zarr.json").is_file():
         raise StoreError(f"{path}: not a Zarr store (no zarr.json); an interrupted write? rerun the job")
-    check_complete(path, kind)
+    manifests = check_complete(path, kind)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy.*")
         try:
-            ds = xr.open_zarr(path, consolidated=False)
+            ds = xr.open_zarr(verified_zarr_store(path, manifests, kind) if manifests else path,
+                              consolidated=False)
         except Exception as exc:  # zarr raises many types for corrupt metadata
             raise StoreError(f"{path}: cannot read {kind} store: corrupt metadata or chunk ({type(exc).__name__}: "
                              f"{exc}); `cryopipe inspect --verify {path}` names it; {_RERUN}") from None
     ds.attrs.pop(MANIFEST_ATTR, None)  # bookkeeping of this file, not of the data (see check_complete)
+    ds.encoding["source"] = str(path)  # messages name the path, not the verifying store object
     return validate(_fixed_width_strings(ds), kind, str(path))
 
 
@@ -393,6 +416,8 @@ def load_store(path: str | Path, kind: str) -> xr.Dataset:
     ds = open_store(path, kind)
     try:
         return ds.load()
+    except StoreError:
+        raise
     except Exception as exc:
         raise StoreError(f"{path}: corrupt or truncated {kind} store ({type(exc).__name__}: {exc}); "
                          f"`cryopipe inspect --verify {path}` names the chunk; {_RERUN}") from None
@@ -403,6 +428,8 @@ def read_values(arr: xr.DataArray, path: str | Path, kind: str = "store") -> np.
     chunk cannot be decoded (corrupt or overwritten chunk)."""
     try:
         return arr.values
+    except StoreError:
+        raise
     except Exception as exc:  # zarr/numcodecs raise many types (RuntimeError from Zstd, ValueError, ...)
         raise StoreError(f"{path}: corrupt chunk in variable {arr.name!r} of the {kind} store "
                          f"({type(exc).__name__}: {exc}); {_RERUN}") from None
@@ -524,19 +551,20 @@ def _names(keys, n=3) -> str:
     return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
 
 
-def check_complete(path: str | Path, kind: str = "store") -> None:
+def check_complete(path: str | Path, kind: str = "store") -> dict:
     """Cheap completeness check of a store against its chunk manifests (no chunk is read).
 
     Every chunk listed at write time must be present with its size; StoreError naming the store,
     the variable and the chunks otherwise. Stores written before manifests existed (no
-    MANIFEST_ATTR) pass unchecked.
+    MANIFEST_ATTR) pass unchecked. Returns the manifests, variable name -> manifest ({} if none).
     """
     path = Path(path)
     arrays = _root_attrs(path, f"{kind} store").get(MANIFEST_ATTR)
     if arrays is None:
-        return
+        return {}
+    docs = {}
     for name in arrays:
-        doc = _load_manifest(path, str(name), kind)
+        doc = docs[str(name)] = _load_manifest(path, str(name), kind)
         present = _chunk_files(path / str(name))
         missing = [k for k in doc["chunks"] if k not in present]
         if missing:
@@ -548,6 +576,50 @@ def check_complete(path: str | Path, kind: str = "store") -> None:
             raise StoreError(f"{path}: {kind} store is damaged: chunk {name}/{k} has {present[k]} bytes, "
                              f"{doc['chunks'][k][0]} when written ({len(resized)} chunk(s) of {name!r} "
                              f"changed size); {_RERUN}")
+    return docs
+
+
+def verified_zarr_store(path: str | Path, manifests: dict, kind: str = "store"):
+    """A read-only Zarr store of the directory `path` that checks every chunk and array metadata it
+    reads against the store's manifests (CRC-32 of the bytes as written): a chunk swapped in from
+    elsewhere, even a valid one of the same size, raises StoreError naming the store and the chunk.
+
+    The check costs one CRC-32 of the compressed bytes read (a few GB/s), a few per cent of the
+    decompression (`bench/bench_verified_reads.py` measures it).
+    """
+    from zarr.storage import LocalStore, WrapperStore
+
+    path = Path(path)
+    expected = {}
+    for name, doc in manifests.items():
+        for key, (size, crc) in doc["chunks"].items():
+            expected[f"{name}/{key}"] = (int(size), int(crc))
+        if "metadata" in doc:
+            expected[f"{name}/zarr.json"] = tuple(int(x) for x in doc["metadata"])
+    prefixes = tuple(f"{name}/c/" for name in manifests)
+
+    class VerifiedStore(WrapperStore):
+        def _with_store(self, store):
+            return type(self)(store)
+
+        async def get(self, key, prototype=None, byte_range=None):
+            buf = await self._store.get(key, prototype, byte_range)
+            if buf is None or byte_range is not None:
+                return buf
+            want = expected.get(key)
+            if want is None:
+                if key.startswith(prefixes):
+                    raise StoreError(f"{path}: chunk {key} was not written with the {kind} store (unexpected "
+                                     f"file: copied in from elsewhere?); {_RERUN}")
+                return buf
+            data = buf.as_numpy_array()
+            if (data.nbytes, zlib.crc32(data) & 0xFFFFFFFF) != want:
+                what = "metadata" if key.endswith("zarr.json") else "chunk"
+                raise StoreError(f"{path}: {what} {key} is corrupt or swapped in from elsewhere (checksum differs "
+                                 f"from the {kind} store's manifest); {_RERUN}")
+            return buf
+
+    return VerifiedStore(LocalStore(path, read_only=True))
 
 
 def verify_store(path: str | Path) -> list[str]:
