@@ -19,7 +19,7 @@ from pathlib import Path
 from .errors import ConfigError
 
 PER_RUN_SECTIONS = ("trigger", "characterize", "calibrate", "efficiency", "labels", "features", "testpulse")
-PATH_KEYS = ("csmpl", "par", "test_stamps", "dig_stamps", "rdt", "con")
+PATH_KEYS = ("csmpl", "par", "test_stamps", "dig_stamps", "rdt", "con", "ljh", "noise_ljh")
 RUN_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 
 
@@ -56,7 +56,8 @@ def _short(error) -> str:
         return (f"unknown key {extra[0] if extra else error.message!s}"
                 + (f"; allowed keys: {', '.join(allowed)}" if allowed else ""))
     if error.validator == "oneOf":
-        return "a run needs exactly one data source: csmpl (+ par, test_stamps, dig_stamps), rdt (+ par, con) or simulate"
+        return ("a run needs exactly one data source: csmpl (+ par, test_stamps, dig_stamps), rdt (+ par, con), "
+                "ljh (+ noise_ljh) or simulate")
     if error.validator == "enum":
         return f"{error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
     message = error.message
@@ -94,10 +95,15 @@ def _resolve_run(name: str, run: dict, config: dict, schema: dict) -> dict:
         except ConfigError as exc:
             raise ConfigError(str(exc).replace("config: at ", f"config: run {name!r}, {section}: at ", 1)) from None
         out[section] = merged
+    for key in ("ljh", "noise_ljh"):
+        if isinstance(out.get(key), str):
+            out[key] = [out[key]]
     for key in PATH_KEYS:
         if key in out:
             out[key] = ([os.path.normpath(p) for p in out[key]] if isinstance(out[key], list)
                         else os.path.normpath(out[key]))
+    if "ljh" in out:
+        _ljh_settings(name, run, out)
     _stream_settings(name, out)
     out["channels"] = _channel_names(name, out)
     out["roles"] = _roles(name, out)
@@ -136,14 +142,68 @@ def _stream_settings(name: str, run: dict) -> None:
     run["record_length"] = int(run["record_length"])
     if run.get("test_stamps") and not run.get("dig_stamps"):
         raise ConfigError(f"config: run {name!r}: test_stamps need the run's dig_stamps file (to align the DAQ clock)")
+    if run.get("noise_ljh") and "ljh" not in run:
+        raise ConfigError(f"config: run {name!r}: noise_ljh belongs to an ljh run")
     if (run.get("test_stamps") or run.get("dig_stamps")) and "csmpl" not in run:
         raise ConfigError(f"config: run {name!r}: test_stamps / dig_stamps belong to a csmpl stream")
+
+
+def _ljh_settings(name: str, given: dict, run: dict) -> None:
+    """Sample frequency, record length, pretrigger and polarity of an LJH run from its headers
+    (keys the user gave must agree), and `ljh_mode` resolved to "records" or "stream".
+
+    auto: a continuous stream when every record starts where the previous one ended (the frame
+    counter advances by exactly one record), else triggered records. In stream mode cryopipe
+    triggers the stream itself: `record_length` is then the record window it cuts (default the
+    files' record length) and the trigger sits at record_length // 4, as for every stream.
+    """
+    from .errors import InputError
+    from .io.ljh import open_ljh_run
+
+    try:
+        info = open_ljh_run(run["ljh"])
+    except InputError as exc:
+        raise ConfigError(f"config: run {name!r}: {exc}") from None
+    mode = run.get("ljh_mode", "auto")
+    if mode == "auto":
+        mode = "stream" if info.back_to_back and info.n_records > 1 else "records"
+    elif mode == "stream" and not info.back_to_back:
+        raise ConfigError(f"config: run {name!r}: ljh_mode stream, but {run['ljh'][0]} is not a continuous "
+                          f"stream: {info.describe_gaps()}")
+    run["ljh_mode"] = mode
+    header = {"sample_frequency": float(info.sample_frequency)}
+    if mode == "records":
+        header.update(record_length=int(info.n_samples), pretrigger=int(info.pretrigger))
+    if info.polarity is not None:
+        header["polarity"] = int(info.polarity)
+    for key, value in header.items():
+        if key in given and float(given[key]) != float(value):
+            raise ConfigError(f"config: run {name!r}: {key} {given[key]} disagrees with {value:g} in the "
+                              f"header of {run['ljh'][0]}")
+        run[key] = value
+    if mode == "stream":
+        run.setdefault("record_length", int(info.n_samples))
+        run["pretrigger"] = int(run["record_length"]) // 4
+    if run.get("noise_ljh"):
+        try:
+            noise = open_ljh_run(run["noise_ljh"])
+        except InputError as exc:
+            raise ConfigError(f"config: run {name!r}: {exc}") from None
+        if len(run["noise_ljh"]) != len(run["ljh"]):
+            raise ConfigError(f"config: run {name!r}: {len(run['noise_ljh'])} noise_ljh files for "
+                              f"{len(run['ljh'])} ljh files (one per channel)")
+        if noise.n_samples != run["record_length"] or noise.sample_frequency != info.sample_frequency:
+            raise ConfigError(f"config: run {name!r}: noise records of {run['noise_ljh'][0]} ({noise.n_samples} "
+                              f"samples at {noise.sample_frequency:g} Hz) differ from the run's "
+                              f"({run['record_length']} samples at {info.sample_frequency:g} Hz)")
 
 
 def _channel_names(name: str, run: dict) -> list[str]:
     """The run's channel names (default ch0, ch1, ...), one per channel of its data source."""
     if "csmpl" in run:
         n = len(run["csmpl"])
+    elif "ljh" in run:
+        n = len(run["ljh"])
     elif "rdt" in run:
         from .io.cresst import open_rdt
 

@@ -340,7 +340,7 @@ def records_dataset(stream, particle_samples, firing_channel, noise_samples, rec
     thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (n_ch,))
     attrs = provenance("records", parameters, inputs, sample_frequency=float(fs), record_length=N,
                        live_time=float(live_time), stream_duration=float(stream.n_samples / fs),
-                       threshold=[float(v) for v in thr])
+                       threshold=[float(v) for v in thr], pretrigger=N // 4)
     return xr.Dataset(
         {
             "trace": (("channel", "event", "sample"), trace, {"units": "V"}),

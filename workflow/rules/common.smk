@@ -4,6 +4,7 @@ from pathlib import Path
 
 from cryopipe import cuts, runner
 from cryopipe.config import canonical, run_section
+from cryopipe.errors import InputError
 from cryopipe.io import sources
 from cryopipe.stages import trigger as trigger_stage
 from cryopipe.stages import testpulse as testpulse_stage
@@ -101,7 +102,7 @@ def run_files(run):
     if is_simulated(run):
         return [f"{stream_dir(run)}/{ch}.csmpl" for ch in channel_names(run)]
     rc = RUNS[run]
-    files = list(rc.get("csmpl", []))
+    files = list(rc.get("csmpl", [])) + list(rc.get("ljh", [])) + list(rc.get("noise_ljh", []))
     return files + [rc[k] for k in ("rdt", "par", "con", "test_stamps", "dig_stamps") if rc.get(k)]
 
 
@@ -118,6 +119,19 @@ def feature_plugin_hashes(wildcards):
     from cryopipe.features import file_hash
 
     return {str(p): file_hash(p) for p in plugins}
+
+
+def check_plugin_files():
+    """Every run's plug-in files must exist, checked when the workflow loads: Snakemake does not look
+    at the inputs of jobs it need not run, so a deleted plug-in would otherwise pass silently."""
+    for run in RUNS:
+        for p in run_section(RUNS, run, "features").get("plugins") or []:
+            if not Path(p).is_file():
+                raise InputError(f"run {run}: feature plug-in {p} (features.plugins): no such file "
+                                 f"(in {Path.cwd()})")
+
+
+check_plugin_files()
 
 
 def stream_runs():
@@ -218,8 +232,9 @@ def stream_params(run):
     """Source description handed to scripts (`cryopipe.io.sources`; a change reruns the rules
     that read it)."""
     rc = RUNS[run]
-    spec = {k: rc[k] for k in ("par", "test_stamps", "dig_stamps", "rdt", "con") if rc.get(k)}
-    if not spec.get("rdt"):
+    ljh_keys = ("ljh", "noise_ljh", "ljh_mode", "pretrigger") if rc.get("ljh") else ()
+    spec = {k: rc[k] for k in ("par", "test_stamps", "dig_stamps", "rdt", "con", *ljh_keys) if rc.get(k) is not None}
+    if not spec.get("rdt") and not spec.get("ljh"):
         spec["csmpl"] = run_files(run)[: len(channel_names(run))]
     spec.update({
         "sample_frequency": rc["sample_frequency"],

@@ -2,7 +2,7 @@
 from cryopipe.io.stores import load_store, write_store
 from cryopipe.optimum_filter import of_kernel
 from cryopipe.stages.characterize import optimum_filter_from
-from cryopipe.io.sources import open_stream
+from cryopipe.io.sources import open_stream, stream_files
 from cryopipe.stages.trigger import segment_bounds, trigger_one_channel
 from cryopipe.runner import step
 
@@ -22,7 +22,7 @@ with step(sm.rule, sm.log[0], threads=sm.threads) as log:
         kernel = of_kernel(optimum_filter_from(char, name))
         threshold = float(char["threshold"].sel(channel=name))
     ds = trigger_one_channel(stream, channel, stream_cfg, trigger_cfg, kernel=kernel, threshold=threshold,
-                             segment=segment, inputs=stream_cfg["csmpl"], sampling=sm.params.sampling)
+                             segment=segment, inputs=stream_files(stream_cfg), sampling=sm.params.sampling)
     scanned = sum(b - a for a, b in ds.attrs["scanned"])
     log.info("channel %s, samples [%d, %d) (%.0f %% scanned): %d triggers above %.3g V (%s kernel)", name, *segment,
              100.0 * scanned / max(segment[1] - segment[0], 1), ds.sizes["trigger"], ds.attrs["threshold"],

@@ -230,3 +230,160 @@ def _first_matching(header: dict, pattern: str, kind, default):
             except ValueError:
                 return default
     return default
+
+
+@dataclass(frozen=True)
+class LjhRun:
+    """The LJH files of one run (one file per channel), checked to agree with each other.
+
+    sample_frequency (Hz), n_samples and pretrigger (samples), n_records, polarity (+1/-1, None
+    when the headers are silent), and `gaps`: for each pair of consecutive records, the frames
+    between the end of one and the start of the next (0: back to back), as in the first channel.
+    """
+
+    files: tuple
+    sample_frequency: float
+    n_samples: int
+    pretrigger: int
+    n_records: int
+    polarity: int | None
+    gaps: np.ndarray
+
+    @property
+    def back_to_back(self) -> bool:
+        """True when every record starts right where the previous one ended: a continuous stream."""
+        return bool(np.all(self.gaps == 0))
+
+    def describe_gaps(self) -> str:
+        """One line on where the stream is broken (first gap, and how many)."""
+        bad = np.flatnonzero(self.gaps != 0)
+        if bad.size == 0:
+            return "records back to back"
+        i = int(bad[0])
+        what = "overlaps" if self.gaps[i] < 0 else "gap of"
+        return (f"{bad.size} of {self.gaps.size} record boundaries are not back to back (first: {what} "
+                f"{abs(int(self.gaps[i]))} samples between records {i} and {i + 1})")
+
+
+def open_ljh_run(paths: Sequence[str | Path]) -> LjhRun:
+    """Read the LJH files of a run (one per channel) and check they agree.
+
+    The channels must share sample frequency, record length, pretrigger and number of records,
+    and (triggered together) the same frame counter for every record. `InputError` otherwise.
+    """
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
+        raise InputError("no LJH files given")
+    files = [read_ljh(p) for p in paths]
+    first = files[0]
+    for f in files[1:]:
+        for attr, unit in (("sample_frequency", "Hz"), ("n_samples", "samples"), ("pretrigger", "samples"),
+                           ("n_records", "records")):
+            a, b = getattr(first, attr), getattr(f, attr)
+            if a != b:
+                raise InputError(f"{f.path}: {attr} {b:g} {unit} disagrees with {a:g} {unit} in {first.path}")
+        if not np.array_equal(f.frame_count, first.frame_count):
+            i = int(np.flatnonzero(f.frame_count != first.frame_count)[0])
+            raise InputError(f"{f.path}: record {i} was triggered at frame {f.frame_count[i]}, but at frame "
+                             f"{first.frame_count[i]} in {first.path} (channels must be triggered together)")
+    pols = {f.polarity for f in files if f.polarity is not None}
+    if len(pols) > 1:
+        raise InputError(f"{paths[0]}: channels disagree on 'Inverted' in their headers")
+    return LjhRun(tuple(files), first.sample_frequency, first.n_samples, first.pretrigger, first.n_records,
+                  pols.pop() if pols else None, first.record_gaps())
+
+
+@dataclass
+class LjhStream:
+    """Back-to-back LJH records of one or more channels read as one continuous stream (`Stream`).
+
+    Sample k of the stream is sample k % N of record k // N. Volts = counts * volts_per_adc (the
+    polarity is folded into volts_per_adc by `cryopipe.io.sources.open_stream`).
+    """
+
+    run: LjhRun
+    volts_per_adc: float
+    start_time: float = 0.0
+    test_pulses: object = None
+
+    def __post_init__(self):
+        if self.test_pulses is None:
+            from .sources import TestPulses
+
+            self.test_pulses = TestPulses()
+
+    @property
+    def sample_frequency(self) -> float:
+        return self.run.sample_frequency
+
+    @property
+    def n_samples(self) -> int:
+        return self.run.n_records * self.run.n_samples
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.run.files)
+
+    @property
+    def duration(self) -> float:
+        """Stream length in s."""
+        return self.n_samples / self.sample_frequency
+
+    @property
+    def paths(self) -> tuple:
+        return tuple(f.path for f in self.run.files)
+
+    def _channel(self, c: int, lo: int, hi: int, out: np.ndarray) -> None:
+        n = self.run.n_samples
+        r0, r1 = lo // n, (hi - 1) // n + 1
+        flat = self.run.files[c].records[r0:r1].reshape(-1)
+        np.multiply(flat[lo - r0 * n: hi - r0 * n], np.float32(self.volts_per_adc), out=out, casting="unsafe")
+
+    def read(self, start: int, stop: int, channels: Sequence[int] | None = None) -> np.ndarray:
+        """Volts of samples [start, stop) as float32 (n_channels, stop - start); samples outside
+        the stream take the nearest edge value."""
+        chans = range(self.n_channels) if channels is None else channels
+        lo, hi = max(start, 0), min(stop, self.n_samples)
+        out = np.empty((len(chans), stop - start), dtype=np.float32)
+        for row, c in enumerate(chans):
+            inner = out[row, lo - start: hi - start]
+            if hi > lo:
+                self._channel(c, lo, hi, inner)
+            out[row, : lo - start] = inner[0] if hi > lo else 0.0
+            out[row, hi - start:] = inner[-1] if hi > lo else 0.0
+        return out
+
+    def release_pages(self, channel: int, start: int, stop: int) -> None:
+        """No-op: LJH files are small; the OS page cache holds them."""
+
+    def read_records(self, starts: np.ndarray, length: int, channels: Sequence[int] | None = None,
+                     batch: int = 1024) -> Iterator[tuple[slice, np.ndarray]]:
+        """Yield (event slice, volts (n_channels, n, length)) for windows starting at `starts`."""
+        chans = list(range(self.n_channels)) if channels is None else list(channels)
+        for b in range(0, len(starts), batch):
+            s = np.asarray(starts[b: b + batch], dtype=np.int64)
+            out = np.empty((len(chans), len(s), length), dtype=np.float32)
+            for i, a in enumerate(s):
+                out[:, i] = self.read(int(a), int(a) + length, chans)
+            yield slice(b, b + len(s)), out
+
+    def iter_chunks(self, chunk_size: int, before: int = 0, after: int = 0, start: int = 0,
+                    stop: int | None = None, channels: Sequence[int] | None = None
+                    ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Yield (a, b, volts) for owned chunks [a, b) of [start, stop), volts spanning
+        [a - before, b + after) (edge-padded)."""
+        stop = self.n_samples if stop is None else min(stop, self.n_samples)
+        for a in range(start, stop, chunk_size):
+            b = min(a + chunk_size, stop)
+            yield a, b, self.read(a - before, b + after, channels)
+
+
+def open_ljh_stream(paths: Sequence[str | Path], volts_per_adc_: float = volts_per_adc()) -> LjhStream:
+    """The LJH files of a run as a continuous stream; `InputError` naming the first gap if the
+    records are not back to back."""
+    run = open_ljh_run(paths)
+    if not run.back_to_back:
+        raise InputError(f"{run.files[0].path}: not a continuous stream: {run.describe_gaps()}")
+    first = run.files[0]
+    start = float(first.timestamps[0]) - first.pretrigger / first.sample_frequency
+    return LjhStream(run, volts_per_adc_, start_time=start)

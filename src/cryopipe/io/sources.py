@@ -8,10 +8,14 @@ Two shapes of raw data exist:
   start time) and `.test_stamps` / `.dig_stamps` (test and control pulses injected by the DAQ);
 * hardware-triggered **records** (CRESST `.rdt` + `.par` [+ `.con`]): written as a records store
   directly, no trigger stage.
+* NIST **LJH** files (`cryopipe.io.ljh`), one per channel: triggered records (like rdt; the trigger
+  at the header's Presamples), or, where every record follows the previous one without a gap
+  (`ljh_mode` stream, resolved by `cryopipe.config`), a continuous stream (`LjhStream`).
 
 The source spec is a plain dict made by the workflow (`rules/common.smk`, `source_spec`): the run's
 config keys `format` ("csmpl" or "rdt"), the file paths, `sample_frequency`, `record_length`,
-`channels`, `polarity`, `adc_bits`, `adc_range`. Nothing above this module knows the file format.
+`channels`, `polarity`, `adc_bits`, `adc_range` (LJH: `ljh`, `noise_ljh`, `ljh_mode`,
+`pretrigger`). Nothing above this module knows the file format.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import numpy as np
 from ..errors import InputError
 
 STREAM_FORMATS = ("csmpl",)
-RECORD_FORMATS = ("rdt",)
+RECORD_FORMATS = ("rdt", "ljh")
 
 
 @dataclass(frozen=True)
@@ -70,17 +74,25 @@ class Stream(Protocol):
 
 
 def source_format(spec: dict) -> str:
-    """"csmpl" or "rdt" from the keys of a run's source spec."""
+    """"csmpl", "rdt" or "ljh" from the keys of a run's source spec."""
     if "rdt" in spec:
         return "rdt"
+    if "ljh" in spec:
+        return "ljh"
     if "csmpl" in spec:
         return "csmpl"
-    raise InputError("run config: no data source (csmpl or rdt)")
+    raise InputError("run config: no data source (csmpl, rdt or ljh)")
 
 
 def is_stream(spec: dict) -> bool:
     """True when the run is a continuous stream (triggered by cryopipe), False for records files."""
-    return source_format(spec) in STREAM_FORMATS
+    fmt = source_format(spec)
+    return fmt in STREAM_FORMATS or (fmt == "ljh" and spec.get("ljh_mode") == "stream")
+
+
+def stream_files(spec: dict) -> list:
+    """The raw files of a stream source (csmpl or LJH), one per channel."""
+    return list(spec.get("csmpl") or spec.get("ljh") or [])
 
 
 def open_stream(spec: dict) -> Stream:
@@ -91,8 +103,13 @@ def open_stream(spec: dict) -> Stream:
     `read(start, stop, channels)`, `read_records(starts, length, channels, batch)`,
     `iter_chunks(...)` and `release_pages(...)`.
     """
-    from .csmpl import open_csmpl
+    from .csmpl import open_csmpl, volts_per_adc
 
+    if source_format(spec) == "ljh" and is_stream(spec):
+        from .ljh import open_ljh_stream
+
+        scale = volts_per_adc(spec.get("adc_bits", 16), spec.get("adc_range", 20.0)) * int(spec.get("polarity", 1))
+        return open_ljh_stream(spec["ljh"], scale)
     if source_format(spec) != "csmpl":
         raise InputError(f"{_first_path(spec)}: not a continuous stream ({source_format(spec)} records are read, not triggered)")
     stream = open_csmpl(spec["csmpl"], spec["sample_frequency"], spec["record_length"],
@@ -113,6 +130,11 @@ def stream_length(spec: dict) -> int:
 
     0 when the files do not exist yet (a dry run before they are written).
     """
+    if source_format(spec) == "ljh":
+        from .ljh import read_ljh
+
+        first = Path(spec["ljh"][0])
+        return read_ljh(first).n_records * read_ljh(first).n_samples if first.is_file() else 0
     first = Path(spec["csmpl"][0])
     return first.stat().st_size // 2 if first.is_file() else 0
 
@@ -136,7 +158,7 @@ def _cresst():
 
 
 def _first_path(spec: dict) -> str:
-    for key in ("rdt", "csmpl", "par"):
+    for key in ("rdt", "csmpl", "ljh", "par"):
         if key in spec:
             value = spec[key]
             return str(value[0] if isinstance(value, list) else value)

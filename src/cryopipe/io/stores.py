@@ -77,7 +77,7 @@ STORES = {
             "trigger_channel": (("event",), "i"),                    # channel that fired (-1: none)
             "trigger_amplitude": (("channel", "event"), "f"),        # filter output at trigger (V)
             "time": (("sample",), "f"),                              # s relative to trigger
-        },
+        },                                       # attr pretrigger: trigger sample (default N // 4)
         ("sample_frequency", "record_length", "live_time", "stream_duration", "threshold"),
     ),
     # per-event features (features stage)
@@ -164,6 +164,14 @@ STORES = {
                   "ood_score": (("channel", "event"), "f")},    # energy; higher = less like the training data
     ),
 }
+
+
+def record_pretrigger(ds) -> int:
+    """Sample index of the trigger in each record of a records (or records-like) Dataset: its attr
+    ``pretrigger`` (LJH files: the header's Presamples), else cryopipe's convention N // 4."""
+    n = int(ds.attrs.get("record_length") or ds.sizes["sample"])
+    value = ds.attrs.get("pretrigger")
+    return int(value) if value is not None else n // 4
 
 
 def provenance(kind: str, parameters: dict | None = None, inputs: list | None = None, **attrs) -> dict:
