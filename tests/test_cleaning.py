@@ -101,6 +101,11 @@ def expected_parameters(name, c):
         return conv(1, 4, 8) + conv(4, 16, 8) + conv(16, 64, 8) + lin(576, 200) + lin(200, 84) + lin(84, c)
     if name == "cait_cnn":   # Cait Table 2 / CNNModule: conv(1, 50, 8), conv(50, 10, 8), 70 -> 200 -> out
         return conv(1, 50, 8) + conv(50, 10, 8) + lin(70, 200) + lin(200, c)
+    if name == "resnet":     # bias-free convs k7 + BatchNorm (2 per channel); stem 24; blocks 24,24 | 48 | 72 | 96
+        bn = lambda ch: 2 * ch
+        block = lambda a, b: 7 * a * b + bn(b) + 7 * b * b + bn(b) + (0 if a == b else a * b + bn(b))
+        return (7 * 24 + bn(24) + block(24, 24) + block(24, 24) + block(24, 48) + block(48, 72) + block(72, 96)
+                + lin(192, c))
     raise KeyError(name)
 
 
@@ -133,8 +138,8 @@ def test_full_window_cnn_sees_the_end_of_the_record():
 
 
 def test_unknown_model_and_bad_head():
-    with pytest.raises(InputError, match="unknown name 'resnet'"):
-        build_model("resnet")
+    with pytest.raises(InputError, match="unknown name 'densenet'"):
+        build_model("densenet")
     with pytest.raises(InputError, match="n_classes: must be >= 1"):
         build_model("cnn", 0)
 

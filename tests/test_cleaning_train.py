@@ -130,3 +130,40 @@ def test_pile_up_augmentation_makes_only_visible_pile_up():
     np.testing.assert_array_equal(piled[~done], x[~done])
     small = 5 * sigma / top > 1.0                                 # no visible copy can fit
     assert not done[small].any()
+
+
+def test_feature_distance_is_the_smallest_mahalanobis_distance(tmp_path):
+    from scipy.spatial.distance import mahalanobis
+
+    from cryopipe.cleaning.calibration import (feature_distance, fit_feature_density, is_ood, load_feature_density,
+                                               save_feature_density)
+
+    rng = np.random.default_rng(0)
+    cov = np.array([[4.0, 1.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, 0.5]])
+    centres = np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0]])
+    c = rng.integers(0, 2, 20000)
+    f = centres[c] + rng.multivariate_normal(np.zeros(3), cov, c.size)
+    dens = fit_feature_density(f, c)
+    np.testing.assert_allclose(dens["means"], centres, atol=0.1)
+    np.testing.assert_allclose(dens["precision"], np.linalg.inv(cov), rtol=0.05, atol=0.02)
+    probe = np.array([[1.0, 2.0, -1.0], [9.0, -1.0, 0.5], [5.0, 8.0, 3.0]])
+    want = [min(mahalanobis(p, m, dens["precision"]) for m in dens["means"]) for p in probe]
+    np.testing.assert_allclose(feature_distance(probe, dens), want, rtol=1e-9)
+    save_feature_density(tmp_path / "m.pt", dens)
+    back = load_feature_density(tmp_path / "m.pt")
+    np.testing.assert_allclose(feature_distance(probe, back), want, rtol=1e-5)
+    thr = np.quantile(feature_distance(f, dens), 0.99)
+    flags = is_ood(np.zeros(3), 1.0, feature_distance(probe, dens), thr)
+    np.testing.assert_array_equal(flags, [False, False, True])      # the third is far from both classes
+    np.testing.assert_array_equal(is_ood(np.array([0.0, 2.0, np.nan]), 1.0), [False, True, False])
+
+
+def test_rate_warnings_for_a_mostly_rejected_or_unfamiliar_run():
+    from cryopipe.cleaning.predict import rate_warnings
+
+    valid = np.ones(100, bool)
+    assert rate_warnings(np.ones(100, bool), valid, np.zeros(100, bool)) == []
+    w = rate_warnings(np.arange(100) < 10, valid)
+    assert len(w) == 1 and "rejects 90%" in w[0]
+    w = rate_warnings(np.ones(100, bool), valid, np.arange(100) < 30)
+    assert len(w) == 1 and "30%" in w[0] and "ood" in w[0]

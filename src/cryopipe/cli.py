@@ -90,12 +90,16 @@ def _predict(args) -> None:
         args.cutoff = float(meta.get("cutoff", 0.5))
     from .cleaning.predict import describe_invalid
 
-    result = predict_file(args.input, model, args.batch)
+    result = predict_file(args.input, model, args.batch, pretrigger=args.pretrigger)
     invalid = describe_invalid(result["valid"], str(args.input))
     if invalid:
         print(f"cryopipe predict: warning: {invalid}", file=sys.stderr)
     with np.errstate(invalid="ignore"):
         result["accepted"] = result["score"] >= args.cutoff
+    from .cleaning.predict import rate_warnings
+
+    for w in rate_warnings(result["accepted"], result["valid"], result.get("ood"), what=f"records of {args.input}"):
+        print(f"cryopipe predict: warning: {w}", file=sys.stderr)
     result["cutoff"] = np.float64(args.cutoff)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.tmp.npz")
@@ -103,8 +107,11 @@ def _predict(args) -> None:
     tmp.replace(out)
     n, k, bad = result["score"].size, int(result["accepted"].sum()), int((~result["valid"]).sum())
     unscored = f" ({bad} not scored: NaN/inf samples, valid = False)" if bad else ""
+    ood = result.get("ood")
+    unsure = (f"; {int(ood.sum())} flagged ood (unlike the training data; {int((ood & ~result['accepted']).sum())} "
+              f"of them rejected)" if ood is not None else "")
     print(f"{out}: {n - bad} records scored with {meta.get('name', args.model)}{unscored}; "
-          f"{k} accepted at cutoff {args.cutoff}")
+          f"{k} accepted at cutoff {args.cutoff}{unsure}")
 
 
 def _import_cait(args) -> None:
@@ -198,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cutoff", type=float, default=None,
                    help="accept records with score >= cutoff (default: the model's own cutoff, else 0.5)")
     s.add_argument("--batch", type=int, default=4096, help="records per forward pass")
+    s.add_argument("--pretrigger", type=int, default=None,
+                   help="trigger sample of the records (default: the input's own, e.g. an LJH file's Presamples "
+                        "or a records store's attr; else N/4)")
     s.set_defaults(func=_predict)
 
     s = sub.add_parser("import-cait", help="import a Cait HDF5 file's events into a records store")

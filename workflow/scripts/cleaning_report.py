@@ -26,5 +26,7 @@ with step("cleaning_report", sm.log[0], threads=sm.threads) as log:
                "pca_explained_variance_ratio": [float(v) for v in rep["pca"]["explained_variance_ratio"]]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     s = rep["summary"]
+    for w in s.get("warnings", []):
+        log.warning("%s on %s: %s", model, sm.wildcards.run, w)
     log.info("%s on %s: %d particle events, %d pass the cuts, %d the model, %d both (agreement %.3f)",
              model, sm.wildcards.run, s["events"], s["after_cuts"], s["after_model"], s["after_both"], s["agreement"])

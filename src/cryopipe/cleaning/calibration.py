@@ -8,8 +8,18 @@
   the model was trained on get a higher (less negative) energy. `ood_threshold` is a high quantile of
   the energies of in-distribution held-out records, so that about 1 % of familiar records exceed it.
 
-Everything here works on numpy arrays of logits; the model's meta stores ``temperature``,
-``ood_threshold`` and ``ood_score`` ("energy").
+- Feature distance (Lee et al. 2018, "Mahalanobis"): the energy only sees the logits, and a
+  record unlike the training data can still give one confident logit (issue 19: real TES pulses
+  called `pile_up` with a familiar energy). The penultimate activations (`models.embed`) of the
+  calibration set give class means and one shared covariance (Ledoit-Wolf shrinkage, scikit-learn);
+  a record's feature distance is its smallest Mahalanobis distance to a class mean, and its
+  threshold the same high quantile of the calibration set's distances. A record is flagged `ood`
+  when either score exceeds its threshold (`is_ood`).
+
+Everything here works on numpy arrays; the model's meta stores ``temperature``,
+``ood_threshold`` and ``ood_score`` ("energy"), and with a feature density
+``ood_feature_threshold``; the class means and precision matrix lie beside the checkpoint in
+``<name>.ood.npz`` (`save_feature_density`).
 """
 from __future__ import annotations
 
@@ -91,3 +101,68 @@ def calibration_meta(logits, classes) -> dict:
     return {"temperature": t, "ood_score": "energy", "ood_threshold": ood_threshold(energy(logits, t)),
             "ood_quantile": OOD_QUANTILE, "nll_uncalibrated": nll(logits, classes, 1.0),
             "nll_calibrated": nll(logits, classes, t), "n_calibration_records": int(np.shape(logits)[0])}
+
+
+# ------------------------------------------------------------------ feature distance (Mahalanobis)
+def fit_feature_density(features, classes) -> dict:
+    """Class means (C, D) and a shared precision matrix (D, D) of penultimate activations
+    `features` (n, D) with true class indices `classes` (n,); classes absent from the set get no mean."""
+    from sklearn.covariance import LedoitWolf
+
+    f = np.asarray(features, dtype=np.float64)
+    c = np.asarray(classes, dtype=np.int64)
+    if f.ndim != 2 or c.shape != (f.shape[0],) or f.shape[0] < 2:
+        raise InputError(f"features: need (records, D) with one class per record, got {f.shape} and {c.shape}")
+    present = np.unique(c)
+    means = np.stack([f[c == k].mean(axis=0) for k in present])
+    centred = f - means[np.searchsorted(present, c)]
+    precision = LedoitWolf(assume_centered=True).fit(centred).precision_
+    return {"classes": present, "means": means, "precision": precision}
+
+
+def feature_distance(features, density: dict) -> np.ndarray:
+    """Smallest Mahalanobis distance (n,) of each row of `features` to a class mean of `density`."""
+    f = np.asarray(features, dtype=np.float64)
+    m, p = np.asarray(density["means"]), np.asarray(density["precision"])
+    fp = f @ p
+    d2 = (np.einsum("nd,nd->n", fp, f)[:, None] - 2 * fp @ m.T + np.einsum("cd,de,ce->c", m, p, m)[None, :])
+    return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+
+
+def density_path(checkpoint) -> "Path":
+    """Where the feature density of `checkpoint` (x.pt) lies: x.ood.npz."""
+    from pathlib import Path
+
+    path = Path(checkpoint).with_suffix(".pt")
+    return path.with_name(path.stem + ".ood.npz")
+
+
+def save_feature_density(checkpoint, density: dict) -> "Path":
+    """Write `density` beside `checkpoint` (`density_path`), float32."""
+    import os
+
+    path = density_path(checkpoint)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
+    np.savez(tmp, classes=density["classes"], means=np.asarray(density["means"], np.float32),
+             precision=np.asarray(density["precision"], np.float32))
+    os.replace(tmp, path)
+    return path
+
+
+def load_feature_density(checkpoint) -> dict | None:
+    """The feature density saved beside `checkpoint`, or None if there is none."""
+    path = density_path(checkpoint)
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return {k: z[k].astype(np.float64) if k != "classes" else z[k] for k in z.files}
+
+
+def is_ood(energy_score, energy_threshold, distance=None, distance_threshold=None) -> np.ndarray:
+    """Records flagged unfamiliar: energy above its threshold, or feature distance above its own.
+    NaN scores (unscored records) are never flagged."""
+    with np.errstate(invalid="ignore"):
+        out = np.asarray(energy_score) > energy_threshold
+        if distance is not None and distance_threshold is not None:
+            out = out | (np.asarray(distance) > distance_threshold)
+    return out

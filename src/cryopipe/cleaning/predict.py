@@ -17,7 +17,7 @@ import xarray as xr
 from ..errors import InputError
 from ..io.stores import provenance, read_values
 from ..validity import describe_invalid, finite_records  # noqa: F401 (re-exported)
-from .models import Classifier, scores_from_logits
+from .models import Classifier, embed, scores_from_logits
 from .preprocess import LENGTH, preprocess
 
 CUTOFF = 0.5
@@ -71,10 +71,11 @@ def predict_scores(model: Classifier, records, batch: int = 4096, accepted=None,
 
 
 def predict_logits(model: Classifier, records, batch: int = 4096, preprocessed: bool = False,
-                   device=None, pretrigger: int | None = None) -> np.ndarray:
+                   device=None, pretrigger: int | None = None, with_features: bool = False):
     """Raw logits (..., n_classes) float32 of (..., N) records; NaN rows for records with NaN/inf samples.
 
     pretrigger : trigger sample of the raw records (None: N//4); see `preprocess.trigger_window`.
+    with_features : also return the penultimate activations (..., D) (`models.embed`), as (logits, features).
     """
     x = np.asarray(records)
     if x.ndim == 0 or x.shape[-1] == 0:
@@ -87,12 +88,62 @@ def predict_logits(model: Classifier, records, batch: int = 4096, preprocessed: 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     out = np.empty((flat.shape[0], model.n_classes), dtype=np.float32)
+    feats = None
     with torch.inference_mode():
         for a in range(0, flat.shape[0], batch):
             xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], LENGTH, pretrigger)
-            out[a:a + batch] = model(torch.as_tensor(np.asarray(xb, np.float32), device=device)).cpu().numpy()
+            xt = torch.as_tensor(np.asarray(xb, np.float32), device=device)
+            if with_features:
+                h, z = embed(model, xt)
+                if feats is None:
+                    feats = np.empty((flat.shape[0], h.shape[1]), dtype=np.float32)
+                feats[a:a + batch] = h.cpu().numpy()
+            else:
+                z = model(xt)
+            out[a:a + batch] = z.cpu().numpy()
     out[~valid] = np.nan
-    return out.reshape(*lead, model.n_classes)
+    if not with_features:
+        return out.reshape(*lead, model.n_classes)
+    if feats is None:
+        feats = np.zeros((0, 0), dtype=np.float32)
+    feats[~valid] = np.nan
+    return out.reshape(*lead, model.n_classes), feats.reshape(*lead, -1)
+
+
+def is_calibrated(model: Classifier) -> bool:
+    """A multi-class model with a fitted temperature (and OOD threshold) in its meta."""
+    return model.n_classes > 1 and getattr(model, "temperature", None) is not None
+
+
+def predict_uncertainty(model: Classifier, records, batch: int = 4096, pretrigger: int | None = None) -> dict:
+    """One forward pass over (..., N) records of a calibrated model (`is_calibrated`): per record the
+    score (as `predict_scores`), class_probability (..., C), the calibrated probability, ood_score
+    (energy), feature_distance (NaN without a feature density) and ood (either above its threshold)."""
+    from scipy.special import softmax
+
+    from .calibration import feature_distance, is_ood
+
+    density = getattr(model, "ood_density", None)
+    if density is not None:
+        z, h = predict_logits(model, records, batch, pretrigger=pretrigger, with_features=True)
+    else:
+        z, h = predict_logits(model, records, batch, pretrigger=pretrigger), None
+    u = uncertainty_from_logits(z, model.accepted, model.temperature)
+    lead = z.shape[:-1]
+    dist = np.full(lead, np.nan, dtype=np.float32)
+    if density is not None:
+        flat = h.reshape(-1, h.shape[-1])
+        ok = np.all(np.isfinite(flat), axis=1)
+        d = np.full(flat.shape[0], np.nan)
+        if ok.any():
+            d[ok] = feature_distance(flat[ok], density)
+        dist = d.astype(np.float32).reshape(lead)
+    u["feature_distance"] = dist
+    u["ood"] = is_ood(u["ood_score"], getattr(model, "ood_threshold", np.inf), dist if density is not None else None,
+                      getattr(model, "ood_feature_threshold", None))
+    with np.errstate(invalid="ignore"):
+        u["class_probability"] = softmax(z.astype(np.float64), axis=-1).astype(np.float32)
+    return u
 
 
 def uncertainty_from_logits(logits, accepted, temperature: float = 1.0, threshold: float | None = None) -> dict:
@@ -124,34 +175,72 @@ def clean_events(decisions, channel_axis: int = 0) -> np.ndarray:
     return np.all(np.asarray(decisions, dtype=bool), axis=channel_axis)
 
 
+#: a run whose share of rejected (or of unfamiliar) records exceeds these gets a warning (log and report)
+MOSTLY_REJECTED = 0.8
+MOSTLY_OOD = 0.2
+
+
+def rate_warnings(decision, valid, ood=None, what: str = "records") -> list[str]:
+    """Warnings for a run the model mostly rejects (> MOSTLY_REJECTED of the scored records) or
+    mostly does not know (> MOSTLY_OOD flagged `ood`): the model may be wrong for this detector."""
+    decision, valid = np.asarray(decision, bool), np.asarray(valid, bool)
+    n = int(valid.sum())
+    out = []
+    if n == 0:
+        return [f"no {what} could be scored"]
+    rejected = float(np.mean(~decision[valid]))
+    if rejected > MOSTLY_REJECTED:
+        out.append(f"the model rejects {rejected:.0%} of {n} {what}: check that it suits this detector "
+                   f"(trigger position, record length, pulse shape) before trusting the cleaned data")
+    if ood is not None:
+        share = float(np.mean(np.asarray(ood, bool)[valid]))
+        if share > MOSTLY_OOD:
+            out.append(f"{share:.0%} of {n} {what} are unlike the model's training data (ood): its decisions on "
+                       f"them are guesses; train a per-run model or check the records")
+    return out
+
+
 def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str, cutoff: float = CUTOFF,
-                        batch: int = 4096, event_chunk: int = 1024, inputs=None) -> xr.Dataset:
+                        batch: int = 4096, event_chunk: int = 1024, inputs=None,
+                        pretrigger: int | None = None) -> xr.Dataset:
     """A "predictions" store Dataset for a (channel, event, sample) trace, read `event_chunk` events at a time.
 
-    Variables: score, decision, valid (channel, event), event_clean (event); attrs model, cutoff,
-    n_invalid. Records with NaN/inf samples have valid False, score NaN and decision False; the
-    attr ``invalid_records`` describes them (`describe_invalid`, empty if none).
+    Variables: score, decision, valid (channel, event), event_clean (event); for a calibrated model
+    also probability, ood_score, feature_distance and ood (channel, event). Attrs model, cutoff,
+    n_invalid, warnings (`rate_warnings`, also logged). Records with NaN/inf samples have valid
+    False, score NaN and decision False; the attr ``invalid_records`` describes them.
+    pretrigger : trigger sample of the records (None: N//4).
     """
     if tuple(trace.dims) != ("channel", "event", "sample"):
         raise InputError(f"trace: need dims (channel, event, sample), got {tuple(trace.dims)}")
     n_ch, n_ev = trace.shape[:2]
     score = np.empty((n_ch, n_ev), dtype=np.float32)
-    calibrated = getattr(model, "temperature", None) is not None and model.n_classes > 1
-    extra = {k: np.empty((n_ch, n_ev), dtype=np.float32) for k in ("probability", "ood_score")} if calibrated else {}
+    calibrated = is_calibrated(model)
+    names = ("probability", "ood_score", "feature_distance", "ood")
+    extra = {k: np.empty((n_ch, n_ev), dtype=bool if k == "ood" else np.float32) for k in names} if calibrated else {}
     for e0 in range(0, n_ev, event_chunk):
         block = read_values(trace[:, e0:e0 + event_chunk], trace.encoding.get("source", "records"), "records")
-        if calibrated:   # one forward pass: score as predict_scores, plus calibrated probability and OOD score
-            u = uncertainty_from_logits(predict_logits(model, block, batch), model.accepted, model.temperature)
+        if calibrated:   # one forward pass: score as predict_scores, plus calibrated probability and OOD
+            u = predict_uncertainty(model, block, batch, pretrigger)
             score[:, e0:e0 + event_chunk] = u["score"]
             for k in extra:
                 extra[k][:, e0:e0 + event_chunk] = u[k]
         else:
-            score[:, e0:e0 + event_chunk] = predict_scores(model, block, batch)
+            score[:, e0:e0 + event_chunk] = predict_scores(model, block, batch, pretrigger=pretrigger)
     valid = np.isfinite(score)
     decision = decide(score, cutoff)
+    log = logging.getLogger("cryopipe.predict")
     if not valid.all():
-        logging.getLogger("cryopipe.predict").warning("%s", describe_invalid(valid))
+        log.warning("%s", describe_invalid(valid))
+    warnings = rate_warnings(decision, valid, extra.get("ood"))
+    for w in warnings:
+        log.warning("%s: %s", model_name, w)
     coords = {k: v for k, v in trace.coords.items() if set(v.dims) <= {"channel", "event"}}
+    ood_attrs = {}
+    if calibrated:
+        ood_attrs = {"temperature": float(model.temperature), "ood_score": "energy",
+                     "ood_threshold": float(getattr(model, "ood_threshold", np.nan)),
+                     "ood_feature_threshold": float(getattr(model, "ood_feature_threshold", None) or np.nan)}
     return xr.Dataset(
         {"score": (("channel", "event"), score), "decision": (("channel", "event"), decision),
          "valid": (("channel", "event"), valid), "event_clean": (("event",), clean_events(decision)),
@@ -159,6 +248,5 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
         coords=coords,
         attrs=provenance("predictions", {"cutoff": cutoff, "batch": batch}, inputs, model=model_name, cutoff=cutoff,
                          n_invalid=int((~valid).sum()), invalid_records=describe_invalid(valid),
-                         **({"temperature": float(model.temperature), "ood_score": "energy",
-                             "ood_threshold": float(getattr(model, "ood_threshold", np.nan))} if calibrated else {})),
+                         warnings=warnings, pretrigger=-1 if pretrigger is None else int(pretrigger), **ood_attrs),
     )

@@ -100,13 +100,18 @@ def cleaning_report(records: xr.Dataset, features: xr.Dataset, labels: xr.Datase
 
 
 def unfamiliar_summary(predictions: xr.Dataset, events) -> dict:
-    """Particle events the model has not learned (issue 15): some channel's OOD score (energy) above
-    the model's threshold; empty when the predictions carry no OOD score (uncalibrated model)."""
+    """Particle events the model has not learned (issue 15): some channel flagged `ood` (energy or
+    feature distance above its threshold); and the predictions' rate warnings (mostly rejected or
+    mostly unfamiliar, `predict.rate_warnings`). Empty for an uncalibrated model without warnings."""
     thr = predictions.attrs.get("ood_threshold")
-    if "ood_score" not in predictions or thr is None or not np.isfinite(thr):
-        return {}
-    ood = np.asarray(predictions["ood_score"].isel(event=events).values, dtype=np.float64) > float(thr)
+    warnings = {"warnings": list(np.atleast_1d(predictions.attrs.get("warnings", [])))}
+    if "ood" in predictions:          # energy or feature distance above its threshold (issue 19)
+        ood = np.asarray(predictions["ood"].isel(event=events).values, dtype=bool)
+    elif "ood_score" in predictions and thr is not None and np.isfinite(thr):
+        ood = np.asarray(predictions["ood_score"].isel(event=events).values, dtype=np.float64) > float(thr)
+    else:
+        return warnings if warnings["warnings"] else {}
     flagged = ood.any(axis=0)
     n = int(flagged.size)
     return {"unfamiliar": int(flagged.sum()), "unfamiliar_fraction": float(flagged.mean()) if n else float("nan"),
-            "ood_threshold": float(thr)}
+            "ood_threshold": float(thr), **warnings}

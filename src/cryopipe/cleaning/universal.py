@@ -36,17 +36,24 @@ def resolve_model(spec: str | Path, device=None) -> tuple[Classifier, dict]:
     ``ood_threshold``, as attributes: predictions then add calibrated probabilities and OOD scores.
     """
     if str(spec) == UNIVERSAL:
-        return _with_calibration(*load_universal(device))
+        return _with_calibration(*load_universal(device), universal_path())
     path = Path(spec)
     if path.suffix not in (".pt", ""):
         raise InputError(f"{path}: a model is 'universal' or a checkpoint path x.pt (with x.json beside it)")
-    return _with_calibration(*load_model(path, device))
+    return _with_calibration(*load_model(path, device), path)
 
 
-def _with_calibration(model, meta):
+def _with_calibration(model, meta, path=None):
+    """Attach the meta's temperature and OOD thresholds, and the feature density beside `path`."""
+    from .calibration import load_feature_density
+
     if meta.get("temperature") is not None:
         model.temperature = float(meta["temperature"])
         model.ood_threshold = float(meta.get("ood_threshold", np.nan))
+        density = load_feature_density(path) if path is not None else None
+        if density is not None and meta.get("ood_feature_threshold") is not None:
+            model.ood_density = density
+            model.ood_feature_threshold = float(meta["ood_feature_threshold"])
     return model, meta
 
 
@@ -130,46 +137,69 @@ def _npz_records(path: Path) -> np.ndarray:
         raise InputError(f"{path}: corrupt or truncated .npz ({type(exc).__name__}: {exc})") from None
 
 
-def predict_file(path: str | Path, model: Classifier, batch: int = 4096, events_per_block: int = 8192) -> dict:
+def predict_file(path: str | Path, model: Classifier, batch: int = 4096, events_per_block: int = 8192,
+                 pretrigger: int | None = None) -> dict:
     """Scores of every record of a records store, Cait HDF5 file or .npz (see `iter_record_blocks`).
+
+    pretrigger : trigger sample of the records (None: the input's own, i.e. a records store's
+        ``pretrigger`` attr, else N//4).
 
     Returns score (leading shape, float32 in [0, 1]; NaN for records with NaN/inf samples, which
     are not scored), valid (leading shape, bool: False for those records) and, for a multi-class
-    head, class_probability (leading shape + (n_classes,)) and class_names.
+    head, class_probability (leading shape + (n_classes,)) and class_names; a calibrated model adds
+    probability, ood_score, feature_distance and ood (see `predict.predict_uncertainty`).
     """
-    from .predict import predict_scores
+    from .predict import is_calibrated, predict_scores, predict_uncertainty
 
+    if pretrigger is None:
+        pretrigger = input_pretrigger(path)
     blocks = iter_record_blocks(path, events_per_block)
     _, lead = next(blocks)
     score = np.empty(lead, dtype=np.float32)
     multi = model.n_classes > 1
     probs = np.empty((*lead, model.n_classes), dtype=np.float32) if multi else None
-    calibrated = multi and getattr(model, "temperature", None) is not None
-    extra = {k: np.empty(lead, dtype=np.float32) for k in ("probability", "ood_score")} if calibrated else {}
+    calibrated = is_calibrated(model)
+    names = ("probability", "ood_score", "feature_distance", "ood")
+    extra = {k: np.empty(lead, dtype=bool if k == "ood" else np.float32) for k in names} if calibrated else {}
     for sl, x in blocks:
         if x.shape[-1] < 2:
             raise InputError(f"{path}: records of {x.shape[-1]} sample(s) cannot be classified")
-        if calibrated:   # one forward pass: the logits give score, class probabilities and the calibrated values
-            from scipy.special import softmax
-
-            from .predict import predict_logits, uncertainty_from_logits
-
-            z = predict_logits(model, x, batch)
-            u = uncertainty_from_logits(z, model.accepted, model.temperature)
-            s, p = u["score"], softmax(z.astype(np.float64), axis=-1).astype(np.float32)
-            extra["probability"][..., sl] = u["probability"]
-            extra["ood_score"][..., sl] = u["ood_score"]
+        if pretrigger is not None and not 0 < pretrigger < x.shape[-1] - 1:
+            raise InputError(f"{path}: pretrigger {pretrigger} lies outside the records of {x.shape[-1]} samples")
+        if calibrated:   # one forward pass: score, class probabilities, calibrated values and OOD
+            u = predict_uncertainty(model, x, batch, pretrigger)
+            s, p = u["score"], u["class_probability"]
+            for k in extra:
+                extra[k][..., sl] = u[k]
         else:
-            s, p = predict_scores(model, x, batch, with_probabilities=True)
+            s, p = predict_scores(model, x, batch, with_probabilities=True, pretrigger=pretrigger)
         score[..., sl] = s
         if multi:
             probs[..., sl, :] = p
     out = {"score": score, "valid": np.isfinite(score), **extra}
+    out["pretrigger"] = np.int64(-1 if pretrigger is None else pretrigger)
     if calibrated:
-        out["ood"] = np.asarray(extra["ood_score"] > model.ood_threshold)
         out["temperature"] = np.float64(model.temperature)
         out["ood_threshold"] = np.float64(model.ood_threshold)
+        out["ood_feature_threshold"] = np.float64(getattr(model, "ood_feature_threshold", None) or np.nan)
     if multi:
         out["class_probability"] = probs
         out["class_names"] = np.asarray(model.class_names or [str(i) for i in range(model.n_classes)])
     return out
+
+
+def input_pretrigger(path: str | Path) -> int | None:
+    """The trigger sample an input declares: a records store's ``pretrigger`` attr or an LJH file's
+    Presamples; None (N//4) for inputs that declare none."""
+    path = Path(path)
+    kind = records_input_kind(path)
+    if kind == "records":
+        from ..io.stores import open_store
+
+        value = open_store(path, "records").attrs.get("pretrigger")
+        return None if value is None or int(value) < 0 else int(value)
+    if kind == "ljh":
+        from ..io.ljh import read_ljh
+
+        return int(read_ljh(path).pretrigger)
+    return None

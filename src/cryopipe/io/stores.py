@@ -161,7 +161,9 @@ STORES = {
         ("model", "cutoff"),
         optional={"valid": (("channel", "event"), "b"),    # False: NaN/inf samples, score NaN (not scored)
                   "probability": (("channel", "event"), "f"),   # temperature-calibrated P(clean) (issue 15)
-                  "ood_score": (("channel", "event"), "f")},    # energy; higher = less like the training data
+                  "ood_score": (("channel", "event"), "f"),     # energy; higher = less like the training data
+                  "feature_distance": (("channel", "event"), "f"),  # Mahalanobis distance of the embedding (issue 19)
+                  "ood": (("channel", "event"), "b")},          # energy or feature distance above its threshold
     ),
 }
 
