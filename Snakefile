@@ -4,10 +4,12 @@
 # Without --configfile the embedded demo (config/config.yaml) runs; with it, only that file and
 # the schema's defaults apply.
 import re
+import sys
 
 from snakemake.utils import min_version, validate
 
 from cryopipe.config import check, load_schema, resolve_runs
+from cryopipe.errors import CryopipeError
 
 min_version("9.0")
 
@@ -16,9 +18,12 @@ SCHEMA = f"{workflow.basedir}/workflow/schemas/config.schema.yaml"
 if not workflow.overwrite_configfiles:
     workflow.configfile(f"{workflow.basedir}/config/config.yaml")
 
-check(config, load_schema(SCHEMA))  # one short paragraph per problem
-validate(config, SCHEMA, set_default=True)
-RUNS = resolve_runs(config, load_schema(SCHEMA))
+try:
+    check(config, load_schema(SCHEMA))  # one short paragraph per problem
+    validate(config, SCHEMA, set_default=True)
+    RUNS = resolve_runs(config, load_schema(SCHEMA))
+except CryopipeError as exc:  # the message alone, without traceback frames
+    sys.exit(f"{type(exc).__name__}: {exc}")
 
 
 include: "workflow/rules/common.smk"

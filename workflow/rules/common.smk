@@ -1,10 +1,11 @@
 # Input functions and helpers shared by all rules (no algorithms here).
 import re
+import sys
 from pathlib import Path
 
 from cryopipe import cuts, runner
 from cryopipe.config import canonical, run_section
-from cryopipe.errors import InputError
+from cryopipe.errors import CryopipeError, InputError
 from cryopipe.io import sources
 from cryopipe.stages import trigger as trigger_stage
 from cryopipe.stages import testpulse as testpulse_stage
@@ -121,17 +122,24 @@ def feature_plugin_hashes(wildcards):
     return {str(p): file_hash(p) for p in plugins}
 
 
-def check_plugin_files():
-    """Every run's plug-in files must exist, checked when the workflow loads: Snakemake does not look
-    at the inputs of jobs it need not run, so a deleted plug-in would otherwise pass silently."""
-    for run in RUNS:
-        for p in run_section(RUNS, run, "features").get("plugins") or []:
-            if not Path(p).is_file():
-                raise InputError(f"run {run}: feature plug-in {p} (features.plugins): no such file "
-                                 f"(in {Path.cwd()})")
+def check_user_files():
+    """Load-time checks of the user's files that Snakemake would not look at on an up-to-date run
+    (it skips the inputs and params of jobs it need not run): every run's feature plug-in exists and
+    its cuts file reads. One line (`sys.exit`), no traceback frames, whatever the targets."""
+    try:
+        for run in RUNS:
+            for p in run_section(RUNS, run, "features").get("plugins") or []:
+                if not Path(p).is_file():
+                    raise InputError(f"run {run}: feature plug-in {p} (features.plugins): no such file "
+                                     f"(relative paths start at {Path.cwd()})")
+            try:
+                cut_set(run)
+            except CryopipeError as exc:
+                raise InputError(f"run {run}: labels.cuts_file: {exc}") from None
+    except CryopipeError as exc:
+        sys.exit(f"Error: {' '.join(str(exc).split())}")
 
 
-check_plugin_files()
 
 
 def stream_runs():
@@ -292,3 +300,6 @@ def all_targets():
             if config["cleaning"]["enabled"]:
                 out += cleaning_targets(run)
     return out
+
+
+check_user_files()
