@@ -7,8 +7,23 @@ one logit per event class of EVENT_CLASSES; binary score = summed probability of
 Validation: a universal set of a different seed; the best epoch (validation balanced accuracy)
 is kept. Prints per-epoch lines, wall time and peak memory.
 
+The defaults below ARE the shipped model's recipe (`recipe()`; tests/test_train_recipe.py checks
+that the shipped universal.json records it): `python bench/train_universal.py` reproduces its
+configuration (a different machine may give different weights). ~60-90 min on 2 CPU cores;
+resumable: `--stop-after-minutes M` ends a piece (training state beside the output), and a rerun
+with `--resume` goes on exactly where it stopped.
+
+Operating point and uncertainty, never chosen on a test set:
+- the kept weights are the LAST ones (one-cycle schedule, annealed to ~0): the validation set
+  selects no checkpoint;
+- the cutoff comes from the held-out universal validation set (seed [SEED, 1]);
+- temperature, energy threshold and the feature density for the OOD flag from a third held-out
+  universal set (seed [SEED, 2]).
+
 Usage: python bench/train_universal.py [--out src/cryopipe/models/universal.pt] [--epochs N] [--scale F]
+                                       [--stop-after-minutes M] [--resume]
        python bench/train_universal.py --calibrate CHECKPOINT.pt   (only re-choose the cutoff)
+       python bench/train_universal.py --calibrate-temperature CHECKPOINT.pt   (only the OOD/temperature)
 (--scale multiplies every N_PER_CLASS entry: 0.1 for a quick smoke run).
 """
 from __future__ import annotations
@@ -23,8 +38,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unittest import mock
-
 from cryopipe.cleaning.data import ArraySource, WeakShuffleBatches, ordered_batches
 from cryopipe.cleaning.models import scores_from_logits
 from cryopipe.cleaning.preprocess import downsample
@@ -34,9 +47,11 @@ from cryopipe.simulate.classes import WIDE_OPTIONS, ClassOptions
 from cryopipe.simulate.records import DEFAULT_ACCEPTED, EVENT_CLASSES, WIDE_RANGES, simulate_universal_records
 
 # ----------------------------------------------------------------------------------- config
-MODEL = "cnn_full"                    # CRESST CNN padded to see the whole window, 142k parameters (0.57 MB)
+MODEL = "resnet"                      # cleaning.models.ResNet1D, 0.23 M parameters (issue 19: cnn_full under-fits)
 SEED = 0                              # train: default_rng([SEED, length, part]); validation: [SEED, 1, length, part]
-RECORD_LENGTHS = (1024, 2048, 4096, 8192)   # samples; every set is downsampled to 512 (any N works at predict time)
+#: samples; every set is downsampled to 512 (any N works at predict time). 512 itself: records of
+#: about 512 samples or fewer (e.g. NIST's 500-sample records) keep full-bandwidth noise.
+RECORD_LENGTHS = (512, 1024, 2048, 4096, 8192)
 SNR_RANGE = (3.0, 3000.0)             # pulse height / sigma_OF, log-uniform (pulses below 3 sigma are not "clean")
 N_PER_CLASS = {                       # records per class and per record length (train); hard classes get more
     "event_pulse": 6000, "carrier_event": 3600, "tail_event": 2400, "pile_up": 7200, "noise": 3600,
@@ -46,7 +61,7 @@ N_PER_CLASS = {                       # records per class and per record length 
 }
 PARTS = 4                             # each (class, length) set is simulated in this many pieces (memory)
 N_VAL_PER_CLASS = 150                 # per class and record length (validation)
-EPOCHS = 30
+EPOCHS = 8
 BATCH_SIZE = 64                       # CRESST paper
 #: CRESST augmentations (cleaning.augment): the piled-up copy is scaled by a ratio drawn from
 #: height_range so that the model sees pile-ups whose extra pulse is smaller than the one at N/4.
@@ -55,6 +70,7 @@ BATCH_SIZE = 64                       # CRESST paper
 #: (Tried with the one-cycle schedule: event_pulse 6000, carrier 3600, pile_up 7200 per length and
 #: p_pileup 0.3 -> IOS 0.61 at cutoff 0.5 but BA 0.958, IOR 0.993; at its calibrated cutoff 0.40
 #: BA 0.9636, IOR 0.9954, IOS 0.574, noise 0.045, spike 0.017: not shipped.)
+#: (Issue 19: the piled-up copy is only made where visible, cleaning.augment.MIN_VISIBLE_SIGMA.)
 AUGMENT_OPTIONS = {"height_range": (0.05, 1.0), "p_pileup": 0.2}
 LEARNING_RATE = None                  # None: CRESST Table 7 rate of MODEL (cnn: 5e-4)
 #: One-cycle schedule (torch OneCycleLR, per optimizer step): warm up to MAX_LR over the first
@@ -70,10 +86,11 @@ PCT_START = 0.15
 #: ~0.2, but lets ~13 % of the noise and ~15 % of the pile-up records through; `--cutoff` sets it).
 CUTOFF_GRID = np.round(np.arange(0.30, 0.501, 0.01), 2)
 PILEUP_SURVIVAL_LIMIT = 0.035
-TORCH_THREADS = 1                     # on a shared 2-core machine one thread trains ~10x faster than two
+TORCH_THREADS = 1                     # 2 threads are 5-10x slower here (bench/bench_train.py)
 #: Issue 15: the last WIDE_PARTS of the PARTS pieces of every (class, length) set come from the wide
 #: universal distribution (records.WIDE_RANGES + classes.WIDE_OPTIONS, SNR up to WIDE_SNR_MAX);
-#: 0 reproduces the issue-5 training set.
+#: 0 reproduces the issue-5 training set. Issue 19: measured TES pulses (slow rise over ~10 % of the
+#: window, decay over most of it) lie only in the wide distribution, so half of every set is wide.
 WIDE_PARTS = 2
 WIDE_SNR_MAX = 10000.0
 OUT = Path(__file__).resolve().parents[1] / "src" / "cryopipe" / "models" / "universal.pt"
@@ -98,27 +115,6 @@ def simulate_set(n_per_class: dict, seed_key: list[int]) -> tuple[np.ndarray, np
             classes.append(ds["event_class"].values.astype(str))
     order = np.random.default_rng([*seed_key, 99]).permutation(sum(len(c) for c in classes))
     return np.concatenate(traces)[order], np.concatenate(labels)[order], np.concatenate(classes)[order]
-
-
-def one_cycle_adam(total_steps: int, max_lr: float, pct_start: float):
-    """An Adam class whose every step also advances a OneCycleLR schedule of `total_steps` steps.
-
-    `train_model` builds a plain ``torch.optim.Adam``; patching in this class (see `main`) adds the
-    schedule without changing the training loop.
-    """
-    class OneCycleAdam(torch.optim.Adam):
-        def __init__(self, params, lr=1e-3, **kw):
-            super().__init__(params, lr=lr, **kw)
-            self.schedule = torch.optim.lr_scheduler.OneCycleLR(self, max_lr=max_lr, total_steps=total_steps,
-                                                                pct_start=pct_start)
-
-        def step(self, closure=None):
-            loss = super().step(closure)
-            if self.schedule.last_epoch < total_steps - 1:
-                self.schedule.step()
-            return loss
-
-    return OneCycleAdam
 
 
 def calibrate_cutoff(model, val: ArraySource) -> tuple[float, float, float]:
@@ -152,23 +148,34 @@ def set_cutoff(checkpoint: Path, val: ArraySource) -> None:
 
 
 def set_calibration(checkpoint: Path, cal: ArraySource) -> dict:
-    """Temperature scaling and the OOD (energy) threshold of `checkpoint`, fitted on the held-out
-    calibration set `cal` (seed [SEED, 2], never used for training, early stopping or the cutoff),
-    written into its .json meta (`cleaning.calibration.calibration_meta`)."""
-    from cryopipe.cleaning.calibration import calibration_meta
+    """Temperature scaling, the OOD energy threshold and the feature density (class means and shared
+    precision of the penultimate activations, with its distance threshold) of `checkpoint`, fitted
+    on the held-out calibration set `cal` (seed [SEED, 2], never used for training, the cutoff or
+    any choice), written into its .json meta and <name>.ood.npz (`cleaning.calibration`)."""
+    from cryopipe.cleaning.calibration import (OOD_QUANTILE, calibration_meta, feature_distance, fit_feature_density,
+                                               save_feature_density)
+    from cryopipe.cleaning.models import embed
 
     model, meta = load_model(checkpoint)
-    logits, classes = [], []
+    logits, feats, classes = [], [], []
     with torch.inference_mode():
         for x, _, c, _, _ in ordered_batches(cal, 4096):
-            logits.append(model(x).numpy())
+            h, z = embed(model, x)
+            logits.append(z.numpy())
+            feats.append(h.numpy())
             classes.append(c.numpy())
-    cal_meta = calibration_meta(np.concatenate(logits), np.concatenate(classes))
+    c = np.concatenate(classes)
+    cal_meta = calibration_meta(np.concatenate(logits), c)
+    f = np.concatenate(feats)
+    density = fit_feature_density(f, c)
+    cal_meta["ood_feature_threshold"] = float(np.quantile(feature_distance(f, density), OOD_QUANTILE))
+    save_feature_density(checkpoint, density)
     meta.update(cal_meta)
     path = Path(checkpoint).with_suffix(".json")
     path.write_text(json.dumps(meta, indent=1, sort_keys=True))
     print(f"temperature {cal_meta['temperature']:.3f}: calibration NLL {cal_meta['nll_uncalibrated']:.4f} -> "
-          f"{cal_meta['nll_calibrated']:.4f}; OOD energy threshold {cal_meta['ood_threshold']:.3f} -> {path}")
+          f"{cal_meta['nll_calibrated']:.4f}; OOD energy threshold {cal_meta['ood_threshold']:.3f}, feature "
+          f"distance threshold {cal_meta['ood_feature_threshold']:.2f} -> {path}")
     return cal_meta
 
 
@@ -187,55 +194,77 @@ def universal_sets(scale: float = 1.0) -> tuple[ArraySource, ArraySource]:
             ArraySource(*simulate_set(n_val, [SEED, 1]), class_names=names))
 
 
-def _init_from(checkpoint: Path):
-    """A build_model replacement that starts from the weights of `checkpoint` (fine-tuning)."""
-    import cryopipe.cleaning.train as train_mod
-
-    original = train_mod.build_model
-
-    def build(name, n_classes):
-        model = original(name, n_classes)
-        model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
-        return model
-
-    return mock.patch.object(train_mod, "build_model", build)
-
-
 def train_checkpoint(model: str, train: ArraySource, val: ArraySource, out: Path, epochs: int, max_lr: float,
-                     progress=sys.stdout, meta: dict | None = None, init: Path | None = None):
-    """Train `model` as the universal model (multi-class head, augmentations, one-cycle Adam) into
-    `out`, then calibrate its cutoff on `val`; returns `train_model`'s result."""
-    total_steps = epochs * len(WeakShuffleBatches(train, BATCH_SIZE))
-    meta = dict(meta or {})
-    meta.setdefault("training", {})["lr_schedule"] = {"kind": "OneCycleLR", "max_lr": max_lr,
-                                                      "pct_start": PCT_START, "total_steps": total_steps}
-    if init is not None:
-        meta["training"]["init"] = str(init)
-    with mock.patch.object(torch.optim, "Adam", one_cycle_adam(total_steps, max_lr, PCT_START)), \
-            (_init_from(init) if init is not None else mock.patch.dict({})):
-        result = train_model(model, train, val, out, epochs=epochs, batch_size=BATCH_SIZE, lr=LEARNING_RATE,
-                             seed=SEED, n_classes=len(train.class_names), accepted=sorted(DEFAULT_ACCEPTED),
-                             pileup_class="pile_up", augment_options=AUGMENT_OPTIONS, device="cpu",
-                             progress=progress, meta=meta)
-    set_cutoff(out, val)
+                     progress=sys.stdout, meta: dict | None = None, init: Path | None = None, resume: bool = False,
+                     stop_after_seconds: float | None = None):
+    """Train `model` as the universal model (multi-class head, augmentations, one-cycle Adam, the
+    last weights kept) into `out`; when finished, calibrate its cutoff on `val`. Returns
+    `train_model`'s result (meta["finished"] False when stopped early: rerun with resume)."""
+    schedule = {"kind": "one_cycle", "max_lr": max_lr, "pct_start": PCT_START}
+    result = train_model(model, train, val, out, epochs=epochs, batch_size=BATCH_SIZE, lr=LEARNING_RATE,
+                         seed=SEED, n_classes=len(train.class_names), accepted=sorted(DEFAULT_ACCEPTED),
+                         pileup_class="pile_up", augment_options=AUGMENT_OPTIONS, device="cpu",
+                         progress=progress, meta=meta, schedule=schedule, init=init, keep="last", resume=resume,
+                         stop_after_seconds=stop_after_seconds)
+    if result.meta.get("finished"):
+        set_cutoff(out, val)
     return result
 
 
-def main() -> None:
+def recipe(model: str = MODEL, epochs: int = EPOCHS, max_lr: float = MAX_LR, scale: float = 1.0,
+           wide_parts: int = WIDE_PARTS, init: Path | None = None) -> dict:
+    """The training configuration recorded in the checkpoint meta ("training"); the defaults are the
+    shipped model's."""
+    n_train, n_val = set_sizes(scale)
+    return {"model": model, "seed": SEED, "record_lengths": list(RECORD_LENGTHS), "snr_range": list(SNR_RANGE),
+            "n_per_class": n_train, "n_val_per_class": n_val, "augment_options": AUGMENT_OPTIONS,
+            "epochs": epochs, "batch_size": BATCH_SIZE, "parts": PARTS, "wide_parts": wide_parts,
+            "wide_snr_max": WIDE_SNR_MAX, "torch_threads": TORCH_THREADS,
+            "lr_schedule": {"kind": "one_cycle", "max_lr": max_lr, "pct_start": PCT_START},
+            "keep": "last", "init": None if init is None else str(init),
+            "simulation": "cryopipe.simulate.records.simulate_universal_records (default UNIVERSAL_RANGES)"
+                          + (f"; {wide_parts}/{PARTS} of every set wide (WIDE_RANGES, WIDE_OPTIONS, SNR up to "
+                             f"{WIDE_SNR_MAX:g})" if wide_parts else "")}
+
+
+def provenance_meta(argv: list[str]) -> dict:
+    """Where the weights come from: git commit (and whether the tree was clean), torch and Python
+    versions, the full command."""
+    import platform
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*a):
+        try:
+            return subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--", "src")),
+            "torch_version": torch.__version__, "python_version": platform.python_version(),
+            "command": " ".join(["python", "bench/train_universal.py", *argv])}
+
+
+def main(argv: list[str] | None = None) -> None:
     global WIDE_PARTS
+    argv = sys.argv[1:] if argv is None else list(argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--model", default=MODEL, help="architecture (cleaning.models.MODELS)")
     ap.add_argument("--max-lr", type=float, default=MAX_LR, help="peak learning rate of the one-cycle schedule")
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies N_PER_CLASS and N_VAL_PER_CLASS")
-    ap.add_argument("--wide-parts", type=int, default=2,
+    ap.add_argument("--wide-parts", type=int, default=WIDE_PARTS,
                     help="pieces (of PARTS) per set from the wide distribution (0: the issue-5 set)")
     ap.add_argument("--calibrate", type=Path, help="only calibrate the cutoff of this existing checkpoint")
     ap.add_argument("--init", type=Path, help="start from this checkpoint's weights (fine-tuning)")
     ap.add_argument("--calibrate-temperature", type=Path,
-                    help="only fit the temperature and OOD threshold of this existing checkpoint")
-    args = ap.parse_args()
+                    help="only fit the temperature, OOD thresholds and feature density of this existing checkpoint")
+    ap.add_argument("--resume", action="store_true", help="go on from the training state beside --out")
+    ap.add_argument("--stop-after-minutes", type=float, default=None,
+                    help="end this piece after M minutes of training (state saved; rerun with --resume)")
+    args = ap.parse_args(argv)
     WIDE_PARTS = args.wide_parts
     torch.set_num_threads(TORCH_THREADS)
     t0 = time.perf_counter()
@@ -250,22 +279,34 @@ def main() -> None:
     train, val = universal_sets(args.scale)
     print(f"simulated {len(train)} training and {len(val)} validation records in {time.perf_counter() - t0:.0f} s",
           flush=True)
-    config = {"model": args.model, "seed": SEED, "record_lengths": list(RECORD_LENGTHS), "snr_range": list(SNR_RANGE),
-              "n_per_class": n_train, "n_val_per_class": n_val, "augment_options": AUGMENT_OPTIONS,
-              "epochs": args.epochs, "batch_size": BATCH_SIZE,
-              "simulation": "cryopipe.simulate.records.simulate_universal_records (default UNIVERSAL_RANGES)"
-                            + (f"; {WIDE_PARTS}/{PARTS} of every set wide (WIDE_RANGES, WIDE_OPTIONS, SNR up to "
-                               f"{WIDE_SNR_MAX:g})" if WIDE_PARTS else "")}
+    config = recipe(args.model, args.epochs, args.max_lr, args.scale, args.wide_parts, args.init)
+    stop = None if args.stop_after_minutes is None else 60.0 * args.stop_after_minutes
     result = train_checkpoint(args.model, train, val, args.out, args.epochs, args.max_lr,
-                              meta={"name": "universal", "training": config}, init=args.init)
+                              meta={"name": "universal", "training": config, **provenance_meta(argv)},
+                              init=args.init, resume=args.resume, stop_after_seconds=stop)
+    if not result.meta.get("finished"):
+        print(f"piece done in {time.perf_counter() - t0:.0f} s; go on with: python bench/train_universal.py "
+              f"{' '.join(a for a in argv if a != '--resume')} --resume", flush=True)
+        return
     set_calibration(args.out, ArraySource(*simulate_set(n_val, [SEED, 2]), class_names=sorted(EVENT_CLASSES)))
+    _update_meta(args.out, train_seconds=result.meta["train_seconds"],
+                 train_records_per_second=result.meta["train_records_per_second"],
+                 last_piece_wall_seconds=time.perf_counter() - t0)
     curves = args.out.with_name(args.out.stem + "_loss.png")
     plot_loss_curves(result.history, curves)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     size = args.out.with_suffix(".pt").stat().st_size / 1e6
-    print(f"best epoch {result.best_epoch + 1}, validation BA {result.meta['val_balanced_accuracy']:.4f}; "
-          f"weights {size:.2f} MB at {args.out}; loss curves {curves}; wall {time.perf_counter() - t0:.0f} s; "
-          f"peak memory {peak:.0f} MiB")
+    print(f"kept epoch {result.best_epoch + 1}, validation BA {result.meta['val_balanced_accuracy']:.4f}; "
+          f"training {result.meta['train_seconds'] / 60:.1f} min at {result.meta['train_records_per_second']:.0f} "
+          f"records/s; weights {size:.2f} MB at {args.out}; loss curves {curves}; wall of this piece "
+          f"{time.perf_counter() - t0:.0f} s; peak memory {peak:.0f} MiB")
+
+
+def _update_meta(checkpoint: Path, **entries) -> None:
+    path = Path(checkpoint).with_suffix(".json")
+    meta = json.loads(path.read_text())
+    meta.update(entries)
+    path.write_text(json.dumps(meta, indent=1, sort_keys=True))
 
 
 if __name__ == "__main__":

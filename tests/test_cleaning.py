@@ -190,13 +190,16 @@ def test_augment_pile_up_flips_only_positive_labels():
     assert not aug.augment(x, labels, np.random.default_rng(0), classes=c).piled.any()
 
 
-def test_time_shift_bounded_by_26():
+def test_time_shift_bounded_by_the_label_rules():
     x = np.zeros((5000, 512), dtype=np.float32)
     x[:, 256] = 1.0
     a = aug.augment(x, np.zeros(5000, bool), np.random.default_rng(1), p_pileup=0.0, p_noise=0.0)
     moved = a.records.argmax(axis=1) - 256
     np.testing.assert_array_equal(moved, a.shifts)
-    assert np.abs(moved).max() == 26 and moved.min() == -26
+    from cryopipe.simulate.classes import MAX_ACCEPTED_SHIFT
+
+    assert np.abs(moved).max() == aug.MAX_SHIFT and moved.min() == -aug.MAX_SHIFT
+    assert aug.MAX_SHIFT <= MAX_ACCEPTED_SHIFT * 512          # shifted accepted onsets stay clear of early/late
     assert np.all(a.records.sum(axis=1) == 1.0)
 
 

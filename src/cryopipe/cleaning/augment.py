@@ -7,7 +7,8 @@ a) pile-up: a positive record is superposed with a time-shifted copy of its own 
    at least `min_separation` samples; `rise_samples`) from the first; a record that cannot take a visible copy
    inside `height_range` stays as it is (accepted);
 b) Gaussian noise, to create records of lower SNR (probability 0.2 per record);
-c) a random time shift of up to 26 of 512 samples (always).
+c) a random time shift of up to `MAX_SHIFT` = 16 of 512 samples (always; the paper's 26 let accepted
+   onsets reach the early/late-trigger class's range: `simulate.classes.MAX_ACCEPTED_SHIFT`).
 
 All functions act on (B, L) numpy arrays of raw-downsampled or min-max-scaled records (any
 offset and scale: amplitudes are taken relative to each record's baseline and peak-to-peak) and
@@ -21,7 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 
-MAX_SHIFT = 26
+MAX_SHIFT = 16            # samples of 512: simulate.classes.MAX_ACCEPTED_SHIFT (1/32) of the window
 P_PILEUP = 0.2
 MIN_VISIBLE_SIGMA = 5.0   # a piled-up copy is at least this many baseline noise sigmas high
 P_NOISE = 0.2
