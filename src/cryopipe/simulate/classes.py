@@ -14,6 +14,30 @@ samples throughout this module; the record window has N samples and its trigger 
 Pulse component row layout (8 float columns, see `records._add_pulse`):
   kind (0 none, 1 table, 2 sum of exponentials), onset (sample), then for kind 1: scale (time
   compression of the SEV), for kind 2: tau_1..tau_3 (samples), c_1..c_3 (coefficients, peak 1).
+
+Label rules (issue 19): the classes do not contradict each other, for every shape provider and
+every `ClassOptions` that `check_label_rules` accepts (both simulators call `build_plan`, which checks):
+
+1. Onsets. Accepted pulses (event_pulse, carrier_event, tail_event: `records.DEFAULT_ACCEPTED`, and
+   the pulse of decaying_baseline_with_event_pulse) start within N/4 +- onset_jitter*N (default N/64,
+   WIDE N/32). The training shift augmentation moves any record by at most `MAX_ACCEPTED_SHIFT`*N
+   = N/32 (16 of 512 bins). early_or_late_trigger pulses start at least early_late_min*N = N/8 from
+   N/4. So after any shift an accepted onset is within (J + S) N = 3/64 N (default) or 1/16 N (WIDE),
+   and an early/late onset is at least (E - S) N = 3/32 N away: a gap of at least
+   `ONSET_GAP`*N = N/32 (16 bins; 24 bins with the default jitter) separates the two classes.
+2. Pile-up is visible. Every pulse of a pile_up record has SNR >= `PILEUP_MIN_SNR` = 5 (height /
+   sigma_OF), and any two onsets are at least max(pileup_min_separation*N, `PILEUP_MIN_RISES` = 1.5
+   onset-to-peak times) apart. Too-close or too-small pulses are never drawn (the pile-up is drawn
+   visible, not relabelled). Fewer pulses are drawn where the window cannot hold k such onsets.
+3. Tails decay, steps are flat. The slow tail component of tail_event (and
+   decaying_baseline_with_tail_event) falls to at most `TAIL_MAX_END_FRACTION` = 1/2 of its maximum
+   by the window end (slower tails, including the persistent "step" tails of WIDE_OPTIONS, are
+   shortened to that limit). squid_jump and reset are steps: instantaneous (or, for a reset pulse,
+   within 2 min(tau_in, tau_n)) and persistent (no decay in the window, `STEP_TAU`).
+4. Carriers are not spikes. A carrier_event pulse falls from its maximum to 1/e in at least
+   `CARRIER_MIN_DECAY_BINS` = 2 bins of the 512-bin preprocessed record (2N/512 samples): its speed-up
+   over the detector's event pulse is capped at (event-pulse 1/e fall time) / (2N/512); where the
+   event pulse itself falls faster than that, the carrier is slower than it.
 """
 from __future__ import annotations
 
@@ -26,6 +50,23 @@ from ..errors import InputError
 MAX_PULSES = 5
 KIND_NONE, KIND_TABLE, KIND_EXP = 0, 1, 2
 
+#: Largest time shift the training augmentation may apply to a record, fraction of N (16 of 512 bins).
+MAX_ACCEPTED_SHIFT = 1 / 32
+#: Smallest distance between shifted accepted onsets and shifted early/late onsets, fraction of N.
+ONSET_GAP = 1 / 32
+#: Smallest SNR (height / sigma_OF) of every pulse of a pile-up: a 5 sigma_OF pulse stands above
+#: the largest noise excursion of the optimum filter over a window of ~1000 independent positions
+#: (chance ~ 1000 x 2.9e-7 = 3e-4), so the extra pulse is there to be seen, not a noise fluctuation.
+PILEUP_MIN_SNR = 5.0
+#: Smallest onset distance of piled-up pulses in onset-to-peak times (~2 10-90 % rise times): the
+#: first pulse has peaked half a rise before the second starts, so the sum rises in two visible steps.
+PILEUP_MIN_RISES = 1.5
+#: Largest value of a tail component at the window end, fraction of its maximum (a tail decays visibly).
+TAIL_MAX_END_FRACTION = 0.5
+#: Smallest 1/e fall time of a carrier pulse, in bins of the 512-bin preprocessed record.
+CARRIER_MIN_DECAY_BINS = 2.0
+PREPROCESSED_BINS = 512
+
 
 @dataclass
 class ClassOptions:
@@ -33,9 +74,12 @@ class ClassOptions:
 
     snr_range : (lo, hi) pulse height / sigma_OF, drawn log-uniformly
     onset_jitter : accepted pulses start within N/4 +- onset_jitter*N
-    early_late_min : early/late trigger onsets are at least this far from N/4
-    pileup_min_separation : onsets of piled-up pulses are at least this far apart
-    pileup_min_ratio : smaller piled-up pulses are at least this fraction of the largest
+    early_late_min : early/late trigger onsets are at least this far from N/4; with onset_jitter it
+        must leave room for the shift augmentation and the gap (`check_label_rules`)
+    pileup_min_separation : onsets of piled-up pulses are at least this far apart (and at least
+        PILEUP_MIN_RISES onset-to-peak times)
+    pileup_min_ratio : smaller piled-up pulses are at least this fraction of the largest (and at least
+        PILEUP_MIN_SNR sigma_OF high)
     pileup_trigger_largest : probability that the pile-up pulse at the trigger position is the largest
     drift : std of the slow drift coefficients, sigma_BL
     """
@@ -72,6 +116,18 @@ WIDE_OPTIONS = {
     "tail_stretch": (3.0, 300.0), "tail_fraction": (0.1, 0.5), "tail_step_fraction": 0.5,
     "reset_pulse_fraction": 0.5, "pileup_any_ratio": 0.5,
 }
+
+
+def check_label_rules(opts: ClassOptions) -> None:
+    """Raise InputError where the options make accepted and early/late onsets overlap (rule 1).
+
+    Needs onset_jitter + 2 MAX_ACCEPTED_SHIFT + ONSET_GAP <= early_late_min (fractions of N).
+    """
+    need = opts.onset_jitter + 2 * MAX_ACCEPTED_SHIFT + ONSET_GAP
+    if need > opts.early_late_min + 1e-12:
+        raise InputError(f"options: early_late_min {opts.early_late_min:.4g} N must be >= onset_jitter "
+                         f"+ 2 MAX_ACCEPTED_SHIFT + ONSET_GAP = {need:.4g} N, else accepted and "
+                         "early_or_late_trigger onsets overlap after the training shift")
 
 
 def log_uniform(rng: np.random.Generator, lo, hi, size) -> np.ndarray:
@@ -135,8 +191,17 @@ class TableShape:
         self.peak_index = int(np.argmax(self.sev))
         below = np.nonzero(self.sev[self.peak_index:] < np.exp(-1.0))[0]
         self.decay = float(below[0]) if below.size else float(n - self.peak_index)
+        above = np.nonzero(self.sev > TAIL_MAX_END_FRACTION)[0]
+        self.end_time = float(above[-1] + 1 - self.c0) if above[-1] < n - 1 else np.inf  # falls below the fraction
 
-    def entries(self, idx, variant: str, rng: np.random.Generator, opts: ClassOptions) -> np.ndarray:
+    def entries(self, idx, variant: str, rng: np.random.Generator, opts: ClassOptions, *, max_speedup=None,
+                remaining=None) -> np.ndarray:
+        """Pulse rows of `variant` (main, carrier, slow) for records `idx`.
+
+        max_speedup : carrier only, cap of the time compression (per record)
+        remaining : slow only, samples from onset to the window end: the stretch is capped so that the
+            tail falls to TAIL_MAX_END_FRACTION of its maximum within them (where the SEV does)
+        """
         m = len(idx)
         rows = np.zeros((m, 8))
         rows[:, 0] = KIND_TABLE
@@ -144,8 +209,13 @@ class TableShape:
             rows[:, 2] = 1.0
         elif variant == "carrier":
             rows[:, 2] = log_uniform(rng, *opts.carrier_speedup, m)
+            if max_speedup is not None:
+                rows[:, 2] = np.minimum(rows[:, 2], max_speedup)
         elif variant == "slow":
-            rows[:, 2] = 1.0 / log_uniform(rng, *opts.tail_stretch, m)
+            stretch = log_uniform(rng, *opts.tail_stretch, m)
+            if remaining is not None and np.isfinite(self.end_time):
+                stretch = np.minimum(stretch, np.asarray(remaining, float) / self.end_time)
+            rows[:, 2] = 1.0 / stretch
         else:
             raise ValueError(f"unknown pulse variant {variant!r}")
         return rows
@@ -162,6 +232,10 @@ class TableShape:
         return (self.peak_index - self.c0) / entries[:, 2]
 
     def decay_time(self, entries) -> np.ndarray:
+        return self.decay / entries[:, 2]
+
+    def fall_time(self, entries) -> np.ndarray:
+        """Samples from the maximum until the pulse falls below 1/e of it."""
         return self.decay / entries[:, 2]
 
 
@@ -193,7 +267,14 @@ class ModelShape:
         self.ratio = np.asarray(at_over_an, dtype=np.float64)
         self.an_sign = None if an_sign is None else np.asarray(an_sign, dtype=np.float64)
 
-    def entries(self, idx, variant: str, rng: np.random.Generator, opts: ClassOptions) -> np.ndarray:
+    def entries(self, idx, variant: str, rng: np.random.Generator, opts: ClassOptions, *, max_speedup=None,
+                remaining=None) -> np.ndarray:
+        """Pulse rows of `variant` (main, carrier, slow, step, drop) for records `idx`.
+
+        max_speedup : carrier only, cap of the time compression (per record)
+        remaining : slow and step only, samples from onset to the window end: the tail's decay time is
+            capped so that it falls to TAIL_MAX_END_FRACTION of its maximum within them
+        """
         idx = np.asarray(idx)
         tn, ti, tt, r = self.tau_n[idx], self.tau_in[idx], self.tau_t[idx], self.ratio[idx]
         taus = np.stack([tn, ti, tt], axis=1)
@@ -203,14 +284,20 @@ class ModelShape:
             an = self.an_sign[idx] * (1.0 - r)
             coefs = np.stack([an, -(an + r), r], axis=1)
         if variant == "carrier":
-            taus = taus / log_uniform(rng, *opts.carrier_speedup, len(idx))[:, None]
-        elif variant == "slow":
-            slow = np.maximum(tn, tt) * log_uniform(rng, *opts.tail_stretch, len(idx))
-            taus = np.stack([slow, tn, np.ones_like(tn)], axis=1)
-            coefs = np.stack([np.ones_like(r), -np.ones_like(r), np.zeros_like(r)], axis=1)
-        elif variant == "step":   # a persistent step rising with the pulse: 1 - e^-t/tau
-            rise = np.maximum(np.maximum(tn, ti), 0.3)
-            taus = np.stack([np.full_like(tn, STEP_TAU), rise, np.ones_like(tn)], axis=1)
+            speedup = log_uniform(rng, *opts.carrier_speedup, len(idx))
+            if max_speedup is not None:
+                speedup = np.minimum(speedup, max_speedup)
+            taus = taus / speedup[:, None]
+        elif variant in ("slow", "step"):   # e^-t/slow - e^-t/lead; step: a persistent step rising with the pulse
+            if variant == "slow":
+                slow, lead = np.maximum(tn, tt) * log_uniform(rng, *opts.tail_stretch, len(idx)), tn
+            else:
+                slow, lead = np.full_like(tn, STEP_TAU), np.maximum(np.maximum(tn, ti), 0.3)
+            if remaining is not None:
+                rem = np.broadcast_to(np.asarray(remaining, float), tn.shape)
+                lead = np.minimum(lead, rem / 4)
+                slow = cap_tail_tau(slow, lead, rem, TAIL_MAX_END_FRACTION)
+            taus = np.stack([slow, lead, np.ones_like(tn)], axis=1)
             coefs = np.stack([np.ones_like(r), -np.ones_like(r), np.zeros_like(r)], axis=1)
         elif variant == "drop":   # a fast persistent step (reset): 1 - e^-t/tau, tau = 2 min(tau_in, tau_n)
             fall = np.maximum(2.0 * np.minimum(tn, ti), 0.3)
@@ -238,6 +325,44 @@ class ModelShape:
     @staticmethod
     def decay_time(entries) -> np.ndarray:
         return np.max(np.where(entries[:, 5:8] > 0, entries[:, 2:5], 0.0), axis=1)
+
+    @staticmethod
+    def fall_time(entries, n_iter: int = 48) -> np.ndarray:
+        """Samples from the maximum until the pulse falls below 1/e of it (bisection)."""
+        t_peak = ModelShape.peak_delay(entries)
+        lo = np.zeros(len(entries))
+        hi = 50.0 * np.max(entries[:, 2:5], axis=1)
+        level = np.exp(-1.0) * ModelShape.value_at(entries, t_peak)
+        for _ in range(n_iter):
+            mid = 0.5 * (lo + hi)
+            above = ModelShape.value_at(entries, t_peak + mid) > level
+            lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+        return hi
+
+
+def cap_tail_tau(slow, lead, remaining, fraction, n_iter: int = 48) -> np.ndarray:
+    """Largest decay time <= `slow` of f(t) = e^-t/slow - e^-t/lead (slow > lead, samples) with
+    f(remaining) <= fraction * max f (bisection in log(slow); needs remaining >= ~2.7 lead)."""
+    slow, lead, rem = (np.asarray(a, float) for a in (slow, lead, remaining))
+
+    def end_ratio(s):
+        t_p = np.log(s / lead) * s * lead / (s - lead)
+        with np.errstate(over="ignore", under="ignore"):
+            return (np.exp(-rem / s) - np.exp(-rem / lead)) / (np.exp(-t_p / s) * (1.0 - lead / s))
+
+    bad = end_ratio(slow) > fraction
+    if not bad.any():
+        return slow
+    lo, hi = np.log(1.01 * lead[bad]), np.log(slow[bad])
+    ls, lr = lead, rem
+    lead, rem = ls[bad], lr[bad]
+    for _ in range(n_iter):
+        mid = 0.5 * (lo + hi)
+        ok = end_ratio(np.exp(mid)) <= fraction
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    out = slow.copy()
+    out[bad] = np.exp(lo)
+    return out
 
 
 def exp_sum_peak(taus, coefs, n_grid: int = 512, n_newton: int = 6):
@@ -280,15 +405,17 @@ def _event_pulse(plan, idx, shape, rng, opts, n_samples, variant="main"):
 
 
 def _tail_event(plan, idx, shape, rng, opts, n_samples):
+    """A pulse at the trigger plus a slower tail component that decays visibly (label rule 3)."""
     m = len(idx)
     onset = _trigger_onset(rng, opts, n_samples, m)
     snr = _snr(rng, opts, m)
     plan.add_pulse(idx, shape.entries(idx, "main", rng, opts), onset, a_of=snr, main=True)
     frac = rng.uniform(*opts.tail_fraction, m)
-    slow = shape.entries(idx, "slow", rng, opts)
+    remaining = n_samples - onset
+    slow = shape.entries(idx, "slow", rng, opts, remaining=remaining)
     if opts.tail_step_fraction > 0 and isinstance(shape, ModelShape):
         use = rng.random(m) < opts.tail_step_fraction
-        slow[use] = shape.entries(idx[use], "step", rng, opts)
+        slow[use] = shape.entries(idx[use], "step", rng, opts, remaining=remaining[use])
     plan.add_pulse(idx, slow, onset, a_of=snr * frac, physical=False)
 
 
@@ -349,22 +476,33 @@ def _reset(plan, idx, shape, rng, opts, n_samples):
 
 
 def _pile_up(plan, idx, shape, rng, opts, n_samples):
-    """2 to 5 pulses, one of them where the trigger puts a pulse (N/4 +- onset jitter), the others
-    anywhere in [0, 15N/16), pairwise at least the minimum separation apart.
+    """2 to 5 visible pulses (label rule 2), one of them where the trigger puts a pulse (N/4 +- onset
+    jitter), the others anywhere in [0, 15N/16), pairwise at least
+    gap = max(pileup_min_separation N, PILEUP_MIN_RISES x onset-to-peak time) apart; fewer where the
+    window cannot hold them (at least 2: the second pulse then lies after the trigger pulse).
 
     The record was triggered by the pulse at N/4: it is the largest one (the main pulse) with
     probability pileup_trigger_largest, else a smaller one with a larger pulse elsewhere. The others
-    are between pileup_min_ratio and 1 times the largest height (and not below the lower SNR bound).
+    are between pileup_min_ratio and 1 times the largest height, and every pulse is at least
+    max(PILEUP_MIN_SNR, lower SNR bound) sigma_OF high.
     """
     m = len(idx)
-    k = rng.integers(2, MAX_PULSES + 1, m)
-    gap = opts.pileup_min_separation * n_samples
+    entries = shape.entries(idx, "main", rng, opts)
+    stop = n_samples * 15 / 16
+    gap = np.maximum(opts.pileup_min_separation * n_samples, PILEUP_MIN_RISES * shape.peak_delay(entries))
+    fit = np.ceil(stop / gap).astype(np.int64) - 1            # others drawn below: stop - k gap > 0
+    k = np.minimum(rng.integers(2, MAX_PULSES + 1, m), np.maximum(fit, 2))
     trigger = _trigger_onset(rng, opts, n_samples, m)
-    others = _separated_onsets(rng, k - 1, 0.0, n_samples * 15 / 16 - 2 * gap, gap)
-    others = np.where(others < (trigger - gap)[:, None], others, others + 2 * gap)   # skip the trigger's gap
+    wide = fit < 2                                             # one other pulse, after the trigger pulse
+    g = np.where(wide, 0.0, gap)
+    others = _separated_onsets(rng, k - 1, 0.0, stop - 2 * g, g)
+    others = np.where(others < (trigger - g)[:, None], others, others + 2 * g[:, None])   # skip the trigger's gap
+    late = trigger + gap
+    others[:, 0] = np.where(wide, late + rng.uniform(0.0, 1.0, m) * np.maximum(stop - late, 0.0), others[:, 0])
     onsets = np.concatenate([trigger[:, None], others[:, :-1]], axis=1)             # slot 0: the trigger pulse
-    largest = _snr(rng, opts, m)
-    lo_ratio = np.clip(np.maximum(opts.pileup_min_ratio, opts.snr_range[0] / largest), None, 1.0)
+    floor = max(opts.snr_range[0], PILEUP_MIN_SNR)
+    largest = log_uniform(rng, floor, max(opts.snr_range[1], floor), m)
+    lo_ratio = np.clip(np.maximum(opts.pileup_min_ratio, floor / largest), None, 1.0)
     main_slot = np.where(rng.random(m) < opts.pileup_trigger_largest, 0, rng.integers(1, k))
     anyr = rng.random(m) < opts.pileup_any_ratio if opts.pileup_any_ratio > 0 else np.zeros(m, dtype=bool)
     main_slot = np.where(anyr, 0, main_slot)
@@ -373,9 +511,9 @@ def _pile_up(plan, idx, shape, rng, opts, n_samples):
         sub = idx[has]
         ratio = np.where(main_slot[has] == j, 1.0, log_uniform(rng, lo_ratio[has], 1.0, has.sum()))
         if anyr.any():   # Cait: every piled-up pulse has its own height (here 0.02-3 x, >= the SNR floor)
-            free = log_uniform(rng, np.maximum(0.02, opts.snr_range[0] / largest[has]), 3.0, has.sum())
+            free = log_uniform(rng, np.maximum(0.02, floor / largest[has]), 3.0, has.sum())
             ratio = np.where(anyr[has] & (j > 0), free, ratio)
-        plan.add_pulse(sub, shape.entries(sub, "main", rng, opts), onsets[has, j], a_of=largest[has] * ratio)
+        plan.add_pulse(sub, entries[has], onsets[has, j], a_of=largest[has] * ratio)
     plan.main[idx] = main_slot
 
 
@@ -383,7 +521,8 @@ def _separated_onsets(rng, k, start, stop, min_sep):
     """Onsets (m, MAX_PULSES) in [start, stop), first k[i] of row i used, pairwise >= min_sep apart, random order."""
     m = len(k)
     used = np.arange(MAX_PULSES)[None, :] < k[:, None]
-    span = stop - start - (k - 1) * min_sep
+    min_sep = np.broadcast_to(np.asarray(min_sep, float), (m,))[:, None]
+    span = stop - start - (k - 1) * min_sep[:, 0]
     if np.any(span <= 0):
         raise InputError("pile_up: record too short for the minimum pulse separation")
     u = np.sort(np.where(used, rng.uniform(0.0, 1.0, (m, MAX_PULSES)), np.inf), axis=1)
@@ -414,7 +553,12 @@ def _decaying_with_tail(plan, idx, shape, rng, opts, n_samples):
 
 
 def _carrier(plan, idx, shape, rng, opts, n_samples):
-    _event_pulse(plan, idx, shape, rng, opts, n_samples, variant="carrier")
+    """A faster pulse than the detector's event pulse, at least CARRIER_MIN_DECAY_BINS bins of the
+    512-bin record long from its maximum to 1/e (label rule 4)."""
+    fall = shape.fall_time(shape.entries(idx, "main", rng, opts))
+    cap = fall / (CARRIER_MIN_DECAY_BINS * n_samples / PREPROCESSED_BINS)
+    plan.add_pulse(idx, shape.entries(idx, "carrier", rng, opts, max_speedup=cap),
+                   _trigger_onset(rng, opts, n_samples, len(idx)), a_of=_snr(rng, opts, len(idx)), main=True)
 
 
 CLASS_BUILDERS = {
@@ -435,7 +579,8 @@ CLASS_BUILDERS = {
 
 
 def build_plan(classes: np.ndarray, shape, rng: np.random.Generator, opts: ClassOptions, n_samples: int) -> RecordPlan:
-    """Plan for records of the given class names (one per record), drift included."""
+    """Plan for records of the given class names (one per record), drift included (label rules checked)."""
+    check_label_rules(opts)
     plan = RecordPlan(len(classes))
     for name, builder in CLASS_BUILDERS.items():
         idx = np.nonzero(classes == name)[0]
