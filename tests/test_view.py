@@ -433,3 +433,56 @@ def test_browser_workflow(small_run, tmp_path):
     assert img.shape[0] > 500 and img[..., :3].std() > 0.05
     assert len(np.unique((img[..., :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 50
     assert snapshot(run) == before                   # no pipeline store was written
+
+
+def _cli_one_line(capsys, argv, *words, timeout=20):
+    """`cryopipe ARGV` returns 1 within `timeout` s with one line on stderr holding `words`."""
+    import threading
+
+    from cryopipe.cli import main
+
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("rc", main(argv)), daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), f"cryopipe {' '.join(argv)} still running (serving?) after {timeout} s"
+    err = capsys.readouterr().err.strip()
+    assert box.get("rc") == 1 and err.count("\n") == 0 and "Traceback" not in err, err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+def test_view_of_a_missing_directory_exits_with_one_line(tmp_path, capsys):
+    _cli_one_line(capsys, ["view", str(tmp_path / "nope")], "nope", "no such run directory")
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_view_on_an_impossible_port_is_one_line(tmp_path, capsys, port):
+    _cli_one_line(capsys, ["view", str(tmp_path), "--port", port], f"--port {port}", "1 to 65535")
+
+
+def test_view_on_a_busy_port_is_one_line(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        _cli_one_line(capsys, ["view", str(tmp_path), "--port", str(port)], f"port {port} is in use", "--port")
+
+
+def test_simulate_onto_an_existing_file_or_stream_is_one_line(tmp_path, capsys):
+    from cryopipe.cli import main
+
+    f = tmp_path / "taken"
+    f.write_text("mine")
+    _cli_one_line(capsys, ["simulate", str(f), "--duration", "1"], "taken", "not a directory")
+    assert f.read_text() == "mine"
+    out = tmp_path / "sim"
+    assert main(["simulate", str(out), "--duration", "1"]) == 0
+    capsys.readouterr()
+    before = (out / "ch0.csmpl").read_bytes()
+    _cli_one_line(capsys, ["simulate", str(out), "--duration", "2", "--seed", "9"], "ch0.csmpl", "truth.zarr",
+                  "nothing is overwritten")
+    assert (out / "ch0.csmpl").read_bytes() == before

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import CryopipeError
+from .errors import CryopipeError, InputError
 
 
 def _schema(args) -> None:
@@ -67,6 +67,12 @@ def _simulate(args) -> None:
         sim["seed"] = args.seed
     out = Path(args.out_dir)
     names = [f"ch{i}" for i in range(len(sim["channels"]))] if not args.channels else args.channels.split(",")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory; OUT_DIR is the directory the csmpl files go to")
+    taken = [p.name for p in [out / f"{n}.csmpl" for n in names] + [out / "truth.zarr"] if p.exists()]
+    if taken:
+        raise InputError(f"{out}: already holds {', '.join(taken)}; delete them or choose another OUT_DIR "
+                         f"(nothing is overwritten)")
     paths, truth = simulate_stream(out, sim, args.sample_frequency, names)
     write_store(truth, out / "truth.zarr", "truth")
     for p in paths:
