@@ -1,6 +1,7 @@
 """Detector characterisation: noise power spectrum (NPS), standard event (SEV), pulse-model fit.
 
-Record conventions: (n, N) float records in V, trigger (pulse onset) at N/4, baseline = mean of
+Record conventions: (n, N) float records in V, trigger (pulse onset) at N/4 (or the records'
+pretrigger, where a function takes `trigger`/`onset`), baseline = mean of
 the first N/8 samples. PSD convention as cryopipe.signal.spectra: one-sided V^2/Hz at the rfft
 frequencies, sum(psd) * fs / N = variance.
 """
@@ -125,6 +126,32 @@ def noise_power_spectrum(records, sample_frequency: float, window: str = "boxcar
     return total / use.size
 
 
+def pretrigger_noise_spectrum(records, sample_frequency: float, pretrigger: int, record_length: int | None = None,
+                              guard: int | None = None, min_records: int = 20,
+                              what: str = "pre-trigger regions") -> np.ndarray:
+    """One-sided NPS (V^2/Hz) at the rfft frequencies of `record_length` samples, from the pre-trigger
+    regions of triggered records (for runs without noise records, e.g. LJH files without a noise file).
+
+    The first ``pretrigger - guard`` samples of each record (guard default pretrigger // 16, so
+    that no pulse rise enters) give periodograms as in `noise_power_spectrum` (outlying regions,
+    e.g. tails of earlier pulses, rejected); the mean spectrum, a density, is interpolated linearly
+    in frequency onto the finer grid of the whole record. Lines narrower than fs / (pretrigger -
+    guard) are smeared: with a noise file the NPS is better.
+    """
+    records = as_records(records, what)
+    n = records.shape[1] if record_length is None else int(record_length)
+    guard = max(int(pretrigger) // 16, 1) if guard is None else int(guard)
+    m = int(pretrigger) - guard
+    if m < 16:
+        raise CryopipeError(f"{what}: pre-trigger region of {m} samples is too short for a noise spectrum")
+    short = noise_power_spectrum(records[:, :m], sample_frequency, min_records=min_records, what=what)
+    f_short = np.fft.rfftfreq(m, 1.0 / sample_frequency)
+    f_long = np.fft.rfftfreq(n, 1.0 / sample_frequency)
+    out = np.interp(f_long, f_short[1:], short[1:])     # DC of the short grid carries no noise power
+    out[0] = 0.0
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # pulse features and selection
 
@@ -172,7 +199,7 @@ def _aligned_fit(records, index, reference, max_lag, batch=256):
 def select_clean_pulses(records, sample_frequency: float, k: float = 3.0, height_range=None,
                         min_snr: float = 10.0, onset_tolerance: int | None = None, max_shift: int | None = None,
                         smooth: int | None = None, k_edge: float = 6.0, residual_cut: bool = True,
-                        features: dict | None = None) -> np.ndarray:
+                        features: dict | None = None, trigger: int | None = None) -> np.ndarray:
     """Mask of clean single pulses for the standard event.
 
     Candidates: finite records with at most one detected rising edge (a low-SNR pulse may show
@@ -189,6 +216,7 @@ def select_clean_pulses(records, sample_frequency: float, k: float = 3.0, height
     onset_tolerance : samples, default N // 32
     max_shift : largest alignment lag, samples, default N // 32
     features : precomputed `pulse_features(records, smooth, k_edge)` output
+    trigger : sample of the trigger in the records (default N // 4; LJH records: their pretrigger)
     """
     records = as_records(records, "pulse records")
     n_rec, n = records.shape
@@ -197,7 +225,8 @@ def select_clean_pulses(records, sample_frequency: float, k: float = 3.0, height
     f = pulse_features(records, smooth=smooth, k_edge=k_edge) if features is None else features
     tol = n // 32 if onset_tolerance is None else onset_tolerance
     finite = np.all(np.isfinite(records), axis=1)
-    ok = (finite & (f["n_edges"] <= 1) & (np.abs(f["t_onset"] - n // 4) <= tol)
+    trig = n // 4 if trigger is None else int(trigger)
+    ok = (finite & (f["n_edges"] <= 1) & (np.abs(f["t_onset"] - trig) <= tol)
           & (f["height"] > min_snr * f["baseline_rms"]))
     if height_range is not None:
         ok &= (f["height"] >= height_range[0]) & (f["height"] <= height_range[1])
@@ -230,7 +259,7 @@ def _onset_index(sev: np.ndarray) -> int:
 
 def standard_event(records, sample_frequency: float, mask=None, method: str = "mean",
                    onset_fraction: float | None = 0.25, max_shift: int | None = None, min_pulses: int = 10,
-                   what: str = "pulse records", **selection) -> np.ndarray:
+                   what: str = "pulse records", onset: int | None = None, **selection) -> np.ndarray:
     """Standard event (normalised pulse shape) from pulse records.
 
     Clean pulses (`mask`, default `select_clean_pulses(records, sample_frequency, **selection)`) are
@@ -238,7 +267,8 @@ def standard_event(records, sample_frequency: float, mask=None, method: str = "m
     `max_shift`, default N // 32), scaled by their least-squares amplitude a_i and combined:
     "mean" gives sum a_i x_i / sum a_i^2 (the least-squares shape), "median" the median of x_i / a_i.
     The result is baseline-subtracted (first N/8), scaled to a maximum of 1 and, unless
-    `onset_fraction` is None, shifted so that its onset sits at int(N * onset_fraction).
+    `onset_fraction` is None, shifted so that its onset sits at int(N * onset_fraction) (or at sample
+    `onset` where given: the records' trigger, e.g. an LJH file's pretrigger).
 
     Returns
     -------
@@ -276,8 +306,8 @@ def standard_event(records, sample_frequency: float, mask=None, method: str = "m
     if not (np.isfinite(peak) and peak > 0):
         raise CryopipeError(f"{what}: standard event has no positive maximum")
     sev /= peak
-    if onset_fraction is not None:
-        delay = _onset_index(sev) - int(n * onset_fraction)
+    if onset is not None or onset_fraction is not None:
+        delay = _onset_index(sev) - (int(onset) if onset is not None else int(n * onset_fraction))
         sev = _shift_rows(sev[None, :], np.array([delay]))[0]
     return sev
 

@@ -119,7 +119,7 @@ def trigger_and_cut(of: OptimumFilter, records, threshold: float, cut: Callable 
     cut; equal to triggered without a cut), and the trigger's OF results ``of_amplitude``,
     ``of_amplitude_shifted`` (V), ``of_shift`` (s), ``of_chi2``.
     """
-    window = cait_shift_window(of.record_length) if shift_window is None else shift_window
+    window = cait_shift_window(of.record_length, of.onset) if shift_window is None else shift_window
     r = of_amplitudes(of, records, shift_window=window)
     triggered = r["amplitude_shifted"] >= threshold
     out = {"triggered": triggered, "of_amplitude": r["amplitude"], "of_amplitude_shifted": r["amplitude_shifted"],

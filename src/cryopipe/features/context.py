@@ -23,6 +23,7 @@ class ChannelContext:
     nps : (N//2+1,) one-sided noise power spectrum, V^2/Hz; None without a characterisation
     fit_truncation : V above the baseline: the per-event SEV fit leaves out samples above it (None: all)
     of : the channel's optimum filter; built from `sev` and `nps` on first use when not given
+    pretrigger : trigger sample of the records (None: N // 4; LJH records: the header's Presamples)
 
     Within `sharing()` (`compute_block` opens it around each block), `shared` keeps work on a block
     that several families need (the optimum-filter pass, `cryopipe.features.filtered`), so it runs once.
@@ -35,8 +36,14 @@ class ChannelContext:
     nps: np.ndarray | None = None
     fit_truncation: float | None = None
     of: object | None = field(default=None, repr=False)
+    pretrigger: int | None = None
     _shared: dict | None = field(default=None, init=False, repr=False, compare=False)
     _workspace: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def trigger(self) -> int:
+        """Trigger sample of the records (pretrigger, default N // 4)."""
+        return self.record_length // 4 if self.pretrigger is None else int(self.pretrigger)
 
     @property
     def characterized(self) -> bool:
@@ -49,7 +56,8 @@ class ChannelContext:
                 raise InputError(f"channel {self.name!r}: the optimum filter needs a characterisation (sev, nps)")
             from ..optimum_filter import build_optimum_filter
 
-            self.of = build_optimum_filter(self.sev, self.nps, self.sample_frequency, what=str(self.name))
+            self.of = build_optimum_filter(self.sev, self.nps, self.sample_frequency, onset=self.trigger,
+                                           what=str(self.name))
         return self.of
 
     @contextmanager
@@ -93,10 +101,13 @@ class ChannelContext:
     def from_stores(cls, records: xr.Dataset, characterization: xr.Dataset | None, channel,
                     fit_truncation: float | None = None) -> "ChannelContext":
         """Context of `channel` from a records Dataset's attrs and a characterization store (or None)."""
+        from ..io.stores import record_pretrigger
+
         fs = float(records.attrs["sample_frequency"])
         n = int(records.attrs["record_length"])
+        pre = record_pretrigger(records)
         if characterization is None:
-            return cls(fs, n, str(channel), fit_truncation=fit_truncation)
+            return cls(fs, n, str(channel), fit_truncation=fit_truncation, pretrigger=pre)
         for v in ("sev", "nps"):
             if v not in characterization.variables:
                 raise InputError(f"characterization: missing variable {v!r}")
@@ -104,4 +115,4 @@ class ChannelContext:
             raise InputError(f"characterization: has no channel {channel!r}")
         c = characterization.sel(channel=channel)
         return cls(fs, n, str(channel), sev=np.asarray(c["sev"].values), nps=np.asarray(c["nps"].values),
-                   fit_truncation=fit_truncation)
+                   fit_truncation=fit_truncation, pretrigger=pre)

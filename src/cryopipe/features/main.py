@@ -1,7 +1,7 @@
 """Feature family "main": Cait's main and additional parameters, fused into one numba kernel.
 
 Definitions (per record ``x`` of ``N`` samples at ``fs`` Hz; sample indices from 0; ``n8 = N // 8``;
-times in s relative to the trigger sample ``N // 4``):
+times in s relative to the trigger sample ``P``: ``N // 4``, or the records' pretrigger):
 
 Main parameters (Cait ``calc_main_parameters``)
     offset        mean of ``x[:n8]`` (V).
@@ -14,8 +14,8 @@ Main parameters (Cait ``calc_main_parameters``)
     t_end         first sample from ``t_max`` on with ``s < 0.368 h``; ``N - 1`` (record end) if none.
     t_half        last sample up to ``t_end`` with ``s > 0.736 h``; ``t_end`` if none.
     t_decaystart  last sample up to ``t_half`` with ``s > 0.9 h``; ``t_half`` if none.
-    onset = (t_zero - N//4)/fs, rise_time = (t_rise - t_zero)/fs, decay_time = (t_end - t_decaystart)/fs,
-    peak_time = (t_max - N//4)/fs (all s). No drift correction before the maximum search (Cait
+    onset = (t_zero - P)/fs, rise_time = (t_rise - t_zero)/fs, decay_time = (t_end - t_decaystart)/fs,
+    peak_time = (t_max - P)/fs (all s). No drift correction before the maximum search (Cait
     subtracts its end-difference drift first; here the drift is a separate feature).
     slope         least-squares slope of the whole raw record (V/s). Cait's "linear drift" is instead
                   (mean of the last 500 - mean of the first 500 smoothed samples)/N per sample; that
@@ -274,12 +274,11 @@ def _pulse_times(s, t_max):
 
 
 @nb.njit(cache=True)
-def _record_features(x, fs, buf, inc, out, col):
+def _record_features(x, fs, trig, buf, inc, out, col):
     """All features of one float32 record x into out[:, col]; buf (N,) float32 and inc (N-1,)
     float64 are scratch."""
     n = x.shape[0]
     n8 = n // 8
-    trig = n // 4
     offset = _mean(x, 0, n8)
 
     # raw moments: first eighth, middle, last eighth, shifted by the offset for precision
@@ -327,7 +326,7 @@ def _record_features(x, fs, buf, inc, out, col):
 
 
 @nb.njit(cache=True, parallel=True)
-def _features_kernel(traces, fs, out):
+def _features_kernel(traces, fs, trig, out):
     """Fill out (n_features, n_events) from traces (n_events, N), parallel over chunks of records."""
     n_events, n = traces.shape
     n_chunks = (n_events + _CHUNK - 1) // _CHUNK
@@ -335,16 +334,17 @@ def _features_kernel(traces, fs, out):
         buf = np.empty(n, np.float32)
         inc = np.empty(n - 1, np.float64)
         for e in range(c * _CHUNK, min((c + 1) * _CHUNK, n_events)):
-            _record_features(traces[e], fs, buf, inc, out, e)
+            _record_features(traces[e], fs, trig, buf, inc, out, e)
 
 
-def compute_features(traces: np.ndarray, sample_frequency: float) -> dict[str, np.ndarray]:
+def compute_features(traces: np.ndarray, sample_frequency: float, pretrigger: int | None = None) -> dict[str, np.ndarray]:
     """Per-record features (see module docstring) of a block of single-channel records.
 
     Parameters
     ----------
     traces : (n_events, N) float32 array, V (other float dtypes are converted); N >= 8 samples.
     sample_frequency : Hz
+    pretrigger : trigger sample P of the records, times are relative to it (default N // 4)
 
     Returns
     -------
@@ -363,5 +363,5 @@ def compute_features(traces: np.ndarray, sample_frequency: float) -> dict[str, n
     traces = np.ascontiguousarray(traces, dtype=np.float32)
     out = np.empty((len(FEATURES), traces.shape[0]), dtype=np.float64)
     if traces.shape[0]:
-        _features_kernel(traces, fs, out)
+        _features_kernel(traces, fs, traces.shape[1] // 4 if pretrigger is None else int(pretrigger), out)
     return {name: out[i] for i, name in enumerate(FEATURES)}

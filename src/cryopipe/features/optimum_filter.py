@@ -1,7 +1,8 @@
 """Feature family "optimum_filter": the channel's optimum filter (OF) applied to each record.
 
 of_amplitude, of_chi2
-    amplitude (V) and chi2 at the fixed lag 0 (the template's alignment, onset at N/4).
+    amplitude (V) and chi2 at the fixed lag 0 (the template's alignment, onset at the trigger: N/4, or
+    the records' pretrigger).
 of_amplitude_shifted, of_shift, of_chi2_shifted
     the largest amplitude (V) over Cait's time-shift window [N/8, 7N/8) of the filtered record, its lag
     (s, positive = later than the template) and the chi2 there.
@@ -34,7 +35,7 @@ def compute(traces: np.ndarray, ctx) -> dict[str, np.ndarray]:
         raise InputError(f"records have shape {traces.shape} ({traces.dtype}), the optimum filter needs float "
                          f"(n, {of.record_length})")
     fb = filtered_block(traces, ctx)
-    lo, hi = cait_shift_window(of.record_length)
+    lo, hi = cait_shift_window(of.record_length, of.onset)
     b = traces.shape[0]
     amp_shift, shift = np.empty(b), np.zeros(b, np.int64)
 

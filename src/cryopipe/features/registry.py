@@ -37,7 +37,7 @@ class Family:
 
 
 def _main(traces, ctx):
-    return main.compute_features(traces, ctx.sample_frequency)
+    return main.compute_features(traces, ctx.sample_frequency, pretrigger=getattr(ctx, "pretrigger", None))
 
 
 #: the built-in families of records, in the order their features are stored

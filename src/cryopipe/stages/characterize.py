@@ -26,8 +26,10 @@ def channel_traces(records: xr.Dataset, mask: np.ndarray, limit: int, rng: np.ra
 
 
 def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Dataset:
-    """Characterise one channel from its (first-pass) records: NPS from noise records, SEV from
-    clean pulses with a pulse-model fit, optimum filter, resolution and the second-pass threshold.
+    """Characterise one channel from its (first-pass) records: NPS from noise records (records of
+    a run without any, e.g. LJH files without a noise file: from the pre-trigger regions of its
+    records), SEV from clean pulses with a pulse-model fit (onset at the records' trigger: attr
+    `pretrigger`, default N // 4), optimum filter, resolution and the second-pass threshold.
 
     Parameters
     ----------
@@ -40,6 +42,7 @@ def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Datase
         clean_noise_mask,
         fit_pulse_model,
         noise_power_spectrum,
+        pretrigger_noise_spectrum,
         select_clean_pulses,
         standard_event,
     )
@@ -49,23 +52,35 @@ def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Datase
         measured_resolution,
     )
 
+    from ..io.stores import record_pretrigger
+
     fs = float(records.attrs["sample_frequency"])
     n = int(records.attrs["record_length"])
+    pre = record_pretrigger(records)
     kind = np.array([str(k) for k in records["record_kind"].values])
     rng = np.random.default_rng(0)
     noise = channel_traces(records, kind == "noise", int(cfg["max_noise_records"]), rng)
     pulses = channel_traces(records, kind == "particle", int(cfg["max_pulses"]), rng)
-    nps = noise_power_spectrum(noise, fs, min_records=int(cfg["min_noise_records"]), what=what)
-    mask = select_clean_pulses(pulses, fs, min_snr=float(cfg["min_pulse_snr"])) if len(pulses) else np.zeros(0, bool)
-    sev = standard_event(pulses, fs, mask=mask, min_pulses=int(cfg["min_pulses"]), what=what)
+    if len(noise) == 0 and records.attrs.get("source") in ("ljh", "rdt"):   # records files without noise records
+        nps = pretrigger_noise_spectrum(pulses, fs, pre, n, min_records=int(cfg["min_noise_records"]),
+                                        what=f"{what}: pre-trigger regions")
+    else:
+        nps = noise_power_spectrum(noise, fs, min_records=int(cfg["min_noise_records"]), what=what)
+    mask = (select_clean_pulses(pulses, fs, min_snr=float(cfg["min_pulse_snr"]), trigger=pre) if len(pulses)
+            else np.zeros(0, bool))
+    sev = standard_event(pulses, fs, mask=mask, min_pulses=int(cfg["min_pulses"]), what=what, onset=pre)
     fit = fit_pulse_model(sev, fs)
-    of = build_optimum_filter(sev, nps, fs, what=what)
-    clean_noise = noise[clean_noise_mask(noise, what=what)]
-    resolution = measured_resolution(of, clean_noise)
+    of = build_optimum_filter(sev, nps, fs, onset=pre, what=what)
+    if len(noise):
+        clean_noise = noise[clean_noise_mask(noise, what=what)]
+        resolution = measured_resolution(of, clean_noise)
+    else:   # no noise records: the resolution expected from the NPS
+        clean_noise = noise
+        resolution = expected_resolution(of)
     threshold = float(cfg["threshold_resolution"]) * resolution
     ch = records["channel"].values
     freq = np.fft.rfftfreq(n, 1.0 / fs)
-    time = (np.arange(n) - n // 4) / fs
+    time = (np.arange(n) - pre) / fs
     return xr.Dataset(
         {
             "sev": (("channel", "sample"), sev[None].astype(np.float32)),
@@ -81,7 +96,7 @@ def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Datase
             "n_pulses": ("channel", [int(mask.sum())]),
         },
         coords={"channel": ch, "frequency": freq, "time": ("sample", time), "parameter": list(FIT_PARAMETERS)},
-        attrs=provenance("characterization", cfg, [], sample_frequency=fs, record_length=n,
+        attrs=provenance("characterization", cfg, [], sample_frequency=fs, record_length=n, pretrigger=pre,
                          units=json.dumps({"sev": "1", "nps": "V^2/Hz", "resolution": "V", "threshold": "V",
                                            "fit_parameters": "s (t0, tau_*), 1 (An, At)",
                                            "filter_real": "1", "frequency": "Hz", "time": "s"})),
@@ -92,6 +107,8 @@ def optimum_filter_from(characterization: xr.Dataset, channel: str):
     """Rebuild the optimum filter of `channel` from a characterization store (deterministic)."""
     from ..optimum_filter import build_optimum_filter
 
+    from ..io.stores import record_pretrigger
+
     c = characterization.sel(channel=channel)
     return build_optimum_filter(c["sev"].values, c["nps"].values, float(characterization.attrs["sample_frequency"]),
-                                what=str(channel))
+                                onset=record_pretrigger(characterization), what=str(channel))
