@@ -60,7 +60,14 @@ def test_accepted_onsets_never_reach_early_or_late_after_shift(name):
     widest_accepted = offset[accepted].max() + MAX_ACCEPTED_SHIFT
     nearest_early_late = offset[cls == "early_or_late_trigger"].min() - MAX_ACCEPTED_SHIFT
     assert nearest_early_late - widest_accepted >= ONSET_GAP - 1e-9
-    assert ONSET_GAP * 512 >= 8                                      # a clear gap: >= 8 of 512 bins
+
+
+def test_rule_constants_meet_the_issue():
+    """The specification (issue 19): visible pile-up at >= 5 sigma_OF and >= 1.5 onset-to-peak times
+    (~2 rise times), carriers >= 2 of 512 bins, tails down to <= 1/2, a gap of >= 8 bins."""
+    assert PILEUP_MIN_SNR >= 5 and PILEUP_MIN_RISES >= 1.5
+    assert CARRIER_MIN_DECAY_BINS >= 2 and TAIL_MAX_END_FRACTION <= 0.5
+    assert ONSET_GAP * 512 >= 8 and MAX_ACCEPTED_SHIFT * 512 >= 8
 
 
 def test_options_that_overlap_are_refused():
