@@ -67,11 +67,13 @@ def _spectrum_bins(values: np.ndarray, bins: int):
     return np.linspace(values.min(), values.max(), bins + 1), False
 
 
-def plot_sev(sev, sample_frequency: float, path, *, model=None, label: str = "") -> Path:
-    """Standard event (V/V) against time from the trigger (ms, onset at N/4), with the pulse-model fit
-    (e.g. ``fit_pulse_model(...)["model"]``) and its residual when `model` is given."""
+def plot_sev(sev, sample_frequency: float, path, *, model=None, label: str = "",
+             pretrigger: int | None = None) -> Path:
+    """Standard event (V/V) against time from the trigger (ms, onset at `pretrigger`, default N/4), with
+    the pulse-model fit (e.g. ``fit_pulse_model(...)["model"]``) and its residual when `model` is given."""
     sev = np.asarray(sev, dtype=np.float64)
-    t_ms = (np.arange(sev.size) - sev.size // 4) / sample_frequency * 1e3
+    pre = sev.size // 4 if pretrigger is None else int(pretrigger)
+    t_ms = (np.arange(sev.size) - pre) / sample_frequency * 1e3
     if model is None:
         fig, axes = _figure()
         ax = axes[0, 0]
