@@ -13,7 +13,16 @@ Two modes:
 
 Pulse heights are set in units of the optimum-filter resolution sigma_OF of the record's detector
 (SNR = height / sigma_OF, `cryopipe.optimum_filter.expected_resolutions`); artefact amplitudes in units of the baseline noise rms
-sigma_BL. Records are returned shuffled (seeded) by default; `shuffle=False` keeps class blocks in
+sigma_BL.
+
+Labels follow the rules of `classes` (module docstring there; issue 19), in both modes and for the
+default and WIDE ranges and options: accepted onsets (N/4 +- onset_jitter N) and early/late onsets
+(>= N/8 from N/4) stay >= N/32 apart after a training shift of up to `classes.MAX_ACCEPTED_SHIFT` N
+(N/32, 16 of 512 bins) each; every pile-up pulse is >= 5 sigma_OF high and >= 1.5 onset-to-peak
+times from the others; tail components fall to <= 1/2 of their maximum within the window, steps
+(squid_jump, reset) are flat; carriers fall to 1/e over >= 2 of 512 bins.
+
+Records are returned shuffled (seeded) by default; `shuffle=False` keeps class blocks in
 the order of `EVENT_CLASSES`. Everything is reproducible from the numpy Generator passed in, for any
 number of worker threads (noise is drawn per fixed block of records from seeds taken from it).
 """
