@@ -19,7 +19,8 @@ Conventions (deliberately different from `cryopipe.simulate`):
 - SNR = pulse height (V, before saturation) / sigma_OF, drawn log-uniformly (issue 5's sets: 3-1000).
 
 Classes (names of `cryopipe.simulate.records.EVENT_CLASSES`; accepted: event_pulse, carrier_event,
-tail_event). Per record the truth holds snr, saturated (the unsaturated peak exceeds 80 % of the
+tail_event). Per record the truth holds snr (height of the record's main particle pulse / sigma_OF, also for
+early_or_late_trigger and pile_up; 0 where the record has none), saturated (the unsaturated peak exceeds 80 % of the
 ceiling) and the detector parameters.
 """
 from __future__ import annotations
@@ -213,6 +214,7 @@ def simulate(det: dict, n_per_class: dict, rng: np.random.Generator, snr_range=S
                 tp = (rng.uniform(-dur / 4 + dur / 64, -dur / 8) if rng.random() < 0.5
                       else rng.uniform(dur / 8, dur / 2))
                 clean[i] += _pulse(det, "pulse", t, tp, h)
+                snr[i] = h / sig
         peak = clean.max(axis=1)
         y = x + clean
         if np.isfinite(det["ceiling"]):

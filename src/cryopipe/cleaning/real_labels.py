@@ -10,9 +10,11 @@ No threshold here was tuned on an evaluation file.
 Pulse file (triggered pulses; samples y = polarity (x - baseline), ADC counts):
 
 1. baseline = median of the pre-trigger region ``[0, pretrigger - N/64)``; sigma_bl = 1.4826 MAD there.
-2. amplitude A = max y; A < `MIN_PULSE_SIGMA` sigma_bl: ``noise`` (no pulse).
-3. onset t50 = first sample with y >= A/2; outside ``[pretrigger - N/64, pretrigger + N/32]``:
-   ``early_or_late_trigger``.
+2. amplitude A = max y; no rise of the smoothed derivative ds (step 4) reaches `MIN_PULSE_SIGMA`:
+   ``noise`` (no pulse).
+3. t50 = first sample with y >= A/2; onset = first sample of the run of samples >= A/10 that ends
+   at t50. Onset more than N/8 before or after the pretrigger: ``early_or_late_trigger``; more than
+   N/32 away (but within N/8): doubtful (the simulator's label rule 1, `onset_window`).
 4. smoothed derivative ds(i) = mean(y[i+w : i+2w]) - mean(y[i : i+w]), w = max(4, N/128), in units of its
    robust sigma in the pre-trigger region. A second rise after the first pulse (from t50 + 2 x the
    file's median t50-to-peak time to the end) >= `PULSE_SIGMA`: ``pile_up``; a rise inside the
@@ -26,7 +28,10 @@ Doubtful: a step-4 figure in [`DOUBT_PULSE_SIGMA`, `PULSE_SIGMA`); a slope in [`
 `DOUBT_CHI_RATIO` times that of the 25 records nearest in amplitude (template: the median of the
 records scaled to peak 1, fitted with amplitude and a sub-sample shift of +-3 samples; the
 comparison with neighbours in amplitude allows for shapes that change with energy); a one-sample
-spike (residual of a 9-sample running median) above `SPIKE_FRACTION` of A and `SPIKE_SIGMA` sigma.
+spike (a sample above or below both neighbours by min(|differences|), outside the pulse's rise and
+peak, from t50 - w to the peak + w) above `SPIKE_FRACTION` of A
+and `SPIKE_SIGMA` sigma of the pre-trigger's sample-to-sample noise (robust sigma of the first
+differences / sqrt 2).
 
 Noise file (records that should hold no pulse; the pulse file's template gives the filter):
 
@@ -59,7 +64,7 @@ from scipy.ndimage import median_filter, uniform_filter1d
 from ..errors import InputError
 from .hand_labels import ACCEPTED_CLASSES, BOX1_CLASSES
 
-MIN_PULSE_SIGMA = 10.0
+MIN_PULSE_SIGMA = 6.0
 PULSE_SIGMA = 6.0
 DOUBT_PULSE_SIGMA = 4.5
 SLOPE_SIGMA = 6.0
@@ -115,9 +120,14 @@ def _as_records(records, what):
     return x
 
 
-def onset_window(n_samples: int, pretrigger: int) -> tuple[float, float]:
-    """Samples [lo, hi] where a pulse's half-height crossing counts as 'at the trigger'."""
-    return pretrigger - n_samples / 64, pretrigger + n_samples / 32
+def onset_window(n_samples: int, pretrigger: int) -> tuple[float, float, float, float]:
+    """(accepted lo, accepted hi, early below, late above), samples: an onset within [lo, hi] is at the
+    trigger, one before `early` or after `late` is an early or late trigger, between them doubtful.
+
+    The fractions are the simulator's written label rules (`simulate.classes`, rule 1): accepted
+    onsets within N/32 of the trigger (its widest jitter), early/late ones at least N/8 away."""
+    return (pretrigger - n_samples / 32, pretrigger + n_samples / 32, pretrigger - n_samples / 8,
+            pretrigger + n_samples / 8)
 
 
 def pulse_template(y, peak_index=None):
@@ -153,6 +163,16 @@ def _neighbour_ratio(amplitude, chi, k=NEIGHBOURS):
         d[i] = np.inf
         out[i] = chi[i] / max(np.median(chi[np.argsort(d)[:k]]), 1e-12)
     return out
+
+
+def _one_sample_spikes(y, skip=None):
+    """Largest |one-sample excursion| per row: min(|y_i - y_i-1|, |y_i - y_i+1|) where both differences
+    have the same sign (a rising or falling edge is no spike); `skip` (n, N - 2) bool masks samples 1..N-2."""
+    a, b = y[:, 1:-1] - y[:, :-2], y[:, 1:-1] - y[:, 2:]
+    s = np.where(np.sign(a) == np.sign(b), np.minimum(np.abs(a), np.abs(b)), 0.0)
+    if skip is not None:
+        s[skip] = 0.0
+    return s.max(axis=1)
 
 
 def polarity_of(records) -> int:
@@ -191,10 +211,13 @@ def pulse_features(records, pretrigger: int, polarity: int | None = None) -> dic
     sig = np.maximum(_robust_sigma(y[:, :pe]), 1e-12)
     amp = y.max(axis=1)
     ip = y.argmax(axis=1)
-    t50 = np.argmax(y >= 0.5 * amp[:, None], axis=1)
     w = max(4, big_n // 128)
     ds = _smoothed_rise(y, w)
     sd = np.maximum(_robust_sigma(ds[:, :max(pe - 2 * w, 4)]), 1e-12)
+    t50 = np.argmax(y >= 0.5 * amp[:, None], axis=1)
+    below = y < 0.1 * amp[:, None]
+    t10 = np.array([int(np.flatnonzero(below[i, :t50[i]])[-1]) + 1 if below[i, :t50[i]].any() else 0
+                    for i in range(n)])
     rise_time = float(np.median(ip - t50))
     start = np.minimum(t50 + int(np.ceil(2 * max(rise_time, 1.0))), ds.shape[1] - 1)
     after = np.array([ds[i, start[i]:].max() for i in range(n)]) / sd
@@ -202,10 +225,10 @@ def pulse_features(records, pretrigger: int, polarity: int | None = None) -> dic
     slope = _slope_drop(y[:, :pe]) / sig
     template = pulse_template(y, ip)
     chi = _template_chi(y, template, sig, pe)
-    res = y - median_filter(y, size=(1, 9), mode="nearest")
-    rs = np.maximum(_robust_sigma(res), 1e-12)
-    spike = np.abs(res).max(axis=1)
-    return {"baseline": base, "sigma_bl": sig, "amplitude": amp, "t50": t50, "rise_after": after,
+    near = np.arange(1, big_n - 1)[None, :]
+    spike = _one_sample_spikes(y, (near >= (t50 - w)[:, None]) & (near <= (ip + w)[:, None]))
+    rs = np.maximum(_robust_sigma(np.diff(y[:, :pe], axis=1)) / np.sqrt(2), 1e-12)
+    return {"baseline": base, "sigma_bl": sig, "amplitude": amp, "pulse_sigma": ds.max(axis=1) / sd, "t50": t50, "onset": t10, "rise_after": after,
             "rise_before": before, "slope_sigma": slope, "chi": chi, "chi_ratio": _neighbour_ratio(amp, chi),
             "spike": spike / np.maximum(amp, 1e-12), "spike_sigma": spike / rs, "template": template,
             "polarity": pol, "pretrigger": pre}
@@ -216,20 +239,24 @@ def label_pulse_records(records, pretrigger: int, polarity: int | None = None) -
     bool, reason (n,) str (the rules that fired or were near), features (`pulse_features`)."""
     f = pulse_features(records, pretrigger, polarity)
     n_samples = f["template"].size
-    lo, hi = onset_window(n_samples, f["pretrigger"])
+    lo, hi, early, late = onset_window(n_samples, f["pretrigger"])
     n = f["amplitude"].size
     cls = np.full(n, "event_pulse", dtype="U40")
     doubt = np.zeros(n, bool)
     reason = [[] for _ in range(n)]
     for i in range(n):
         r = reason[i]
-        if f["amplitude"][i] < MIN_PULSE_SIGMA * f["sigma_bl"][i]:
+        if f["pulse_sigma"][i] < MIN_PULSE_SIGMA:
             cls[i] = "noise"
             r.append("no pulse")
             continue
-        if not lo <= f["t50"][i] <= hi:
+        on = f["onset"][i]
+        if on < early or on > late:
             cls[i] = "early_or_late_trigger"
-            r.append(f"t50 {f['t50'][i]} outside [{lo:g}, {hi:g}]")
+            r.append(f"onset {on} outside [{early:g}, {late:g}]")
+        elif not lo <= on <= hi:
+            doubt[i] = True
+            r.append(f"onset? {on} outside [{lo:g}, {hi:g}]")
         for key, what in (("rise_after", "second pulse"), ("rise_before", "pulse before trigger")):
             v = f[key][i]
             if v >= PULSE_SIGMA and cls[i] == "event_pulse":
@@ -296,7 +323,7 @@ def label_noise_records(records, template, pretrigger: int, polarity: int = 1) -
     """Automatic labels of a noise file (module doc); the same keys as `label_pulse_records`."""
     f = noise_features(records, template, pretrigger, polarity)
     big_n = np.asarray(records).shape[1]
-    lo, hi = onset_window(big_n, f["pretrigger"])
+    lo, hi, _, _ = onset_window(big_n, f["pretrigger"])
     n = f["pulse_sigma"].size
     cls = np.full(n, "noise", dtype="U40")
     doubt = np.zeros(n, bool)
