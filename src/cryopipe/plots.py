@@ -376,25 +376,57 @@ def plot_testpulse_calibration(tpas, curves, hours, path, *, tpe=None, line_posi
     return _save(fig, path)
 
 
-def plot_light_yield(energy, light_yield, accepted, path, *, label: str = "") -> Path:
-    """Light yield (light / phonon energy) against the phonon energy (keV), events accepted by the
-    cuts in colour over all particle events in grey: the standard CRESST band plot."""
+#: energy range (keV) of the linear panel of the light-yield plot: where dark-matter analyses look
+LY_LINEAR_RANGE = (0.0, 50.0)
+#: half-width of the drawn e/gamma band, in sigma (90 % of a Gaussian population inside)
+LY_BAND_Z = 1.645
+
+
+def light_yield_figure(energy, light_yield, accepted, *, label: str = "") -> Figure:
+    """The light-yield figure (see `plot_light_yield`), not yet saved."""
+    from cryopipe.features.energy import electron_band
+
     e = np.asarray(energy, dtype=np.float64)
     ly = np.asarray(light_yield, dtype=np.float64)
     ok = np.asarray(accepted, dtype=bool)
     if not (e.shape == ly.shape == ok.shape):
         raise InputError(f"light yield plot: energy {e.shape}, light yield {ly.shape} and accepted {ok.shape} differ")
     finite = np.isfinite(e) & np.isfinite(ly)
-    fig, axes = _figure()
-    ax = axes[0, 0]
-    ax.scatter(e[finite & ~ok], ly[finite & ~ok], s=4, c="0.7", label=f"rejected ({int((finite & ~ok).sum())})")
-    ax.scatter(e[finite & ok], ly[finite & ok], s=6, c="C0", label=f"accepted ({int((finite & ok).sum())})")
+    band = electron_band(e[finite & ok], ly[finite & ok])
+    fig, axes = _figure(1, 2, size=(11.0, 4.5), sharey=True)
+    for ax, log in zip(axes[0], (True, False)):
+        shown = finite & (e > 0) if log else finite & (e >= LY_LINEAR_RANGE[0]) & (e <= LY_LINEAR_RANGE[1])
+        ax.scatter(e[shown & ~ok], ly[shown & ~ok], s=4, c="0.7", label=f"rejected ({int((shown & ~ok).sum())})")
+        ax.scatter(e[shown & ok], ly[shown & ok], s=6, c="C0", label=f"accepted ({int((shown & ok).sum())})")
+        good = np.isfinite(band["median"])
+        if good.any():
+            lo = band["median"] - LY_BAND_Z * band["sigma"]
+            hi = band["median"] + LY_BAND_Z * band["sigma"]
+            ax.fill_between(band["centre"][good], lo[good], hi[good], color="C1", alpha=0.3, lw=0,
+                            label="e/\u03b3 band (90 %)")
+            ax.plot(band["centre"][good], band["median"][good], c="C1", lw=1.5)
+        if log:
+            ax.set_xscale("log")
+            pos = e[finite & (e > 0)]
+            if pos.size:
+                ax.set_xlim(pos.min() / 1.2, pos.max() * 1.2)
+            ax.set_title(_title("Light yield", label))
+        else:
+            ax.set_xlim(*LY_LINEAR_RANGE)
+            ax.set_title(f"{LY_LINEAR_RANGE[0]:g}-{LY_LINEAR_RANGE[1]:g} keV")
+        ax.set_xlabel("phonon energy (keV)")
+        ax.legend(loc="upper right", fontsize="small")
+    axes[0, 0].set_ylabel("light yield")
     if (finite & ok).any():
         lo, hi = np.percentile(ly[finite & ok], [1, 99])
         pad = 0.5 * (hi - lo) + 0.1
-        ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlabel("phonon energy (keV)")
-    ax.set_ylabel("light yield")
-    ax.legend(loc="upper right")
-    ax.set_title(_title("Light yield", label))
-    return _save(fig, path)
+        axes[0, 0].set_ylim(min(lo - pad, -0.2), max(hi + pad, 1.5))
+    return fig
+
+
+def plot_light_yield(energy, light_yield, accepted, path, *, label: str = "") -> Path:
+    """Light yield (light / phonon energy) against the phonon energy (keV), the standard CRESST band
+    plot: events accepted by the cuts in colour over all particle events in grey, on a log energy axis
+    over the whole range (left) and a linear one over 0-50 keV (right), with the e/gamma band (median
+    and 90 % of the accepted events' main population per energy bin, `electron_band`)."""
+    return _save(light_yield_figure(energy, light_yield, accepted, label=label), path)
