@@ -14,34 +14,10 @@ import pytest
 
 from cryopipe.errors import InputError
 from cryopipe.io.ljh import read_ljh
+from ljh_util import write_ljh_by_hand
 
 REAL = Path("/work/shared/data/real/nist_mass")
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="real NIST LJH files not present")
-
-
-def write_ljh_by_hand(path, version, samples, *, timebase=5.12e-6, presamples=None, rows=4, row=1,
-                      offset=1000.0, row_counts=None, posix_usec=None, ms=None, ticks=None,
-                      newline="\n", extra=(), drop=()):
-    """An independent LJH writer: header lines and each record packed with struct."""
-    samples = np.asarray(samples, np.uint16)
-    n_rec, n = samples.shape
-    presamples = n // 3 if presamples is None else presamples
-    lines = ["#LJH Memorial File Format", f"Save File Format Version: {version}",
-             "Software Version: hand-written test", f"Number of rows: {rows}",
-             f"Row number (from 0-{rows - 1} inclusive): {row}", "Digitized Word Size In Bytes: 2",
-             f"Timestamp offset (s): {offset:.6f}", f"Timebase: {timebase:e}",
-             "Number of samples per point: 1", f"Presamples: {presamples}", f"Total Samples: {n}", *extra]
-    lines = [ln for ln in lines if not any(ln.startswith(d) for d in drop)]
-    lines.append("#End of Header")
-    out = bytearray(newline.join(lines).encode() + newline.encode())
-    for i in range(n_rec):
-        if version.startswith("2.2"):
-            out += struct.pack("<qq", int(row_counts[i]), int(posix_usec[i]))
-        else:
-            out += struct.pack("<BBI", int(ticks[i]), 0, int(ms[i]))
-        out += struct.pack(f"<{n}H", *(int(v) for v in samples[i]))
-    Path(path).write_bytes(bytes(out))
-    return path
 
 
 @pytest.fixture

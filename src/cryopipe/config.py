@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -177,7 +178,7 @@ def _ljh_settings(name: str, given: dict, run: dict) -> None:
     if info.polarity is not None:
         header["polarity"] = int(info.polarity)
     for key, value in header.items():
-        if key in given and float(given[key]) != float(value):
+        if key in given and not math.isclose(float(given[key]), float(value), rel_tol=1e-9):
             raise ConfigError(f"config: run {name!r}: {key} {given[key]} disagrees with {value:g} in the "
                               f"header of {run['ljh'][0]}")
         run[key] = value

@@ -58,7 +58,7 @@ class LjhFile:
     version : "2.1" or "2.2" (major.minor of ``Save File Format Version``)
     version_string : the header's version as written (e.g. "2.2.1")
     header : the text header, key -> value (str; of repeated keys the first)
-    sample_frequency : Hz (1 / Timebase)
+    sample_frequency : Hz (1 / Timebase, to 12 significant digits)
     n_samples : samples per record (Total Samples)
     pretrigger : samples before the trigger (Presamples)
     records : uint16 counts, (n_records, n_samples), a read-only memory map
@@ -216,7 +216,8 @@ def read_ljh(path: str | Path) -> LjhFile:
         row_count = frames * n_rows + row
     inverted = _get(header, "Inverted")
     polarity = None if inverted is None else (-1 if inverted.strip().lower().startswith("y") else 1)
-    return LjhFile(p, version, version_string, header, 1.0 / timebase, n_samples, pretrigger,
+    fs = float(f"{1.0 / timebase:.12g}")   # 1 / 5.12e-06 = 195312.5, not 195312.49999999997
+    return LjhFile(p, version, version_string, header, fs, n_samples, pretrigger,
                    raw["samples"], timestamps, row_count, row_count // n_rows, n_rows, row, polarity,
                    start, raw)
 
