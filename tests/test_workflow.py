@@ -150,8 +150,8 @@ def test_rerun_after_config_change_redoes_exactly_the_rules_that_use_it(tiny_run
     # efficiency settings: only the efficiency stage and its figures
     assert plan("eff", lambda c: c["efficiency"].update(n_per_amplitude=31)) == {
         "efficiency_channel", "efficiency", "plot_efficiency", "all"}
-    # the cleaning cutoff: training meta, predictions and evaluation only
-    assert plan("cutoff", lambda c: c["cleaning"].update(cutoff=0.6)) == {"train", "predict", "evaluate", "cleaning_report", "all"}
+    # the cleaning cutoff: the decisions (predictions, evaluation) only, never a retraining
+    assert plan("cutoff", lambda c: c["cleaning"].update(cutoff=0.6)) == {"predict", "evaluate", "cleaning_report", "all"}
     # the final-pass threshold: characterisation and everything after, not the first pass
     final = plan("final", lambda c: c["characterize"].update(threshold_resolution=6.0))
     assert CHARACTERIZE | FINAL <= final and not (PASS1 | {"simulate_stream"}) & final

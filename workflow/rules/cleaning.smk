@@ -35,8 +35,9 @@ rule train:
         curve=report(f"{RESULTS}/report/{{run}}/loss_{{architecture}}.png", caption="../report/loss.rst",
                      category="Cleaning", subcategory="{run}"),
     params:
+        # no cleaning.cutoff: the checkpoint is chosen at the model's own cutoff (0.5); the run's cutoff
+        # applies where decisions are made (predict, evaluate), so changing it never retrains
         train=canonical(config["cleaning"]["train"]),
-        cutoff=config["cleaning"]["cutoff"],
         code=script_code("train.py"),
     wildcard_constraints:
         architecture="|".join(architectures.ARCHITECTURES),
