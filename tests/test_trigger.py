@@ -39,21 +39,17 @@ def filtered_sigma_truth(psd, kernel, n):
 
 
 def python_trigger(y, threshold, holdoff):
-    """Independent reference of the trigger rule on a whole filtered array (loop over upcrossings)."""
-    above = y > threshold
-    crossings = np.flatnonzero(above[1:] & ~above[:-1]) + 1
-    if above[0]:
-        crossings = np.concatenate([[0], crossings])
-    out, dead = [], 0
-    for c in crossings:
-        if c >= dead:
-            end = min(c + holdoff, y.size)
-            while end < y.size and above[end - 1] and above[end]:   # the excursion goes on: follow it
-                end += 1
-            t = c + int(np.argmax(y[c:end]))
-            out.append(t)
-            dead = c + holdoff
-    return np.array(out, dtype=np.int64)
+    """Independent reference of the trigger rule on a whole filtered array: the first maximum of
+    every excursion above threshold, taken by descending value; none closer than `holdoff` samples
+    to a larger accepted one."""
+    above = np.r_[False, y > threshold, False].astype(np.int8)
+    edges = np.flatnonzero(np.diff(above))
+    candidates = [int(a + np.argmax(y[a:b])) for a, b in zip(edges[::2], edges[1::2])]
+    accepted = []
+    for t in sorted(candidates, key=lambda t: (-y[t], t)):
+        if all(abs(t - u) >= holdoff for u in accepted):
+            accepted.append(t)
+    return np.array(sorted(accepted), dtype=np.int64)
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,25 @@
 """Stream trigger: threshold search on the filtered stream, merging, noise triggers, records, live time.
 
 Trigger rule (per channel, on p = polarity x filtered stream, threshold u in V):
-- an upcrossing is a sample n with p[n] > u and p[n-1] <= u (the first sample scanned counts as an
-  upcrossing if it is above u);
-- an upcrossing at c is accepted if c >= the end of the previous dead time; the trigger sample is
-  the first maximum of p within the hold-off window [c, c + holdoff), and triggers are blocked
-  (dead time) until c + holdoff; a new trigger needs a new upcrossing after that;
-- where the excursion above threshold goes on past the window's end, the window follows it to its
-  end (the trigger is the maximum of the whole excursion): the filter output of a pulse far above
-  threshold crosses it long before the pulse, and noise dips must not stop the search short;
-- the threshold acts on the signed value, never on |y|, so negative lobes of large pulses never fire.
-The scan visits only samples above threshold (numba) and carries its state across chunks, so the
-result does not depend on the chunk size.
+- candidates: every excursion (maximal run of samples with p > u) gives one candidate, its first
+  maximum (sample and value); the threshold acts on the signed value, never on |y|, so negative
+  lobes of large pulses never fire;
+- selection: candidates are taken in descending order of value (ties: the earlier first); one is
+  accepted unless an accepted trigger lies closer than ``holdoff`` samples (either side), or, with
+  a side-lobe envelope r (:func:`side_lobe_envelope`), a larger candidate j (accepted or not: a
+  pulse that lost its trigger to a larger one nearby still has side lobes) explains it as a side
+  lobe of j's pulse: v_i - u <= margin x v_j x r(t_i - t_j).
+So a pulse gets its trigger at the filter's maximum, wherever its filter output first crosses the
+threshold; noise dips inside a large excursion, the shoulders of the main lobe and the far side
+lobes of the optimum filter (seen up to the kernel's look-ahead before a pulse, ~0.5 s for 16384
+samples at 25 kHz) never take a pulse's trigger nor block it. (The earlier rule -- first upcrossing
+arms a hold-off window, dead time from the upcrossing -- fired on side lobes and then, with the
+dead time or the merge of the channels, lost the pulse behind them.)
+The scan visits only samples above threshold (numba) and carries an open excursion across chunks,
+and the selection sees all candidates, so the result does not depend on the chunk size.
+
+Channels are merged the same way (:func:`merge_triggers`): the most significant trigger (value over
+its channel's threshold) of a cluster within ``holdoff`` wins.
 
 Live time: stream duration minus the union of [t, t + holdoff) over accepted (merged) trigger
 samples t, clipped to the stream.
@@ -27,59 +35,172 @@ from .filters import filtered_segments, has_flat_run
 from .io.stores import provenance
 
 # scan state: integer slots
-_DEAD_UNTIL, _PENDING, _WINDOW_END, _BEST_INDEX, _LAST_ABOVE = range(5)
+_OPEN, _BEST_INDEX, _LAST_ABOVE = range(3)
+
+SIDE_LOBE_MARGIN = 2.0
+"""Side lobes up to this many times the template's response envelope are taken for lobes (a
+measured SEV and a pulse's noise make real lobes differ from the template's)."""
+
+SATURATION_LEVELS = (1.0, 2.0, 5.0, 20.0, 100.0)
+"""Heights (in units of the clip level) of the clipped templates whose responses make the side-lobe
+envelope: a saturated pulse has other side lobes than the template."""
 
 
 @njit(cache=True)
-def _scan_candidates(idx, vals, holdoff, chunk_end, state, best, out_t, out_v):
-    """Trigger scan over the above-threshold samples of one chunk (absolute indices ``idx``).
-
-    ``state`` (int64[5]) and ``best`` (float64[1]) carry a trigger whose hold-off window is still
-    open, the dead-time end and the last above-threshold sample across chunks. Finished triggers
-    are written to ``out_t``/``out_v``; returns their number.
-    """
+def _excursion_maxima(idx, vals, chunk_end, state, best, out_t, out_v):
+    """Maximum of each excursion above threshold among the above-threshold samples ``idx`` of one
+    chunk (absolute indices, sorted). ``state`` (int64[3]) and ``best`` (float64[1]) carry an
+    excursion still open at the chunk's end; finished ones go to ``out_t``/``out_v``. Returns
+    their number."""
     n_out = 0
     for j in range(idx.size):
         i = idx[j]
         v = vals[j]
-        if state[_PENDING] == 1:
-            if i < state[_WINDOW_END]:
-                if v > best[0]:
-                    best[0] = v
-                    state[_BEST_INDEX] = i
-                state[_LAST_ABOVE] = i
-                continue
-            if i == state[_LAST_ABOVE] + 1:
-                # the excursion goes on past the window's end: follow it to its end
-                if v > best[0]:
-                    best[0] = v
-                    state[_BEST_INDEX] = i
-                state[_LAST_ABOVE] = i
-                state[_WINDOW_END] = i + 1
-                continue
+        if state[_OPEN] == 1 and i == state[_LAST_ABOVE] + 1:
+            if v > best[0]:
+                best[0] = v
+                state[_BEST_INDEX] = i
+            state[_LAST_ABOVE] = i
+            continue
+        if state[_OPEN] == 1:
             out_t[n_out] = state[_BEST_INDEX]
             out_v[n_out] = best[0]
             n_out += 1
-            state[_PENDING] = 0
-        crossing = i - 1 != state[_LAST_ABOVE]
+        state[_OPEN] = 1
+        state[_BEST_INDEX] = i
         state[_LAST_ABOVE] = i
-        if crossing and i >= state[_DEAD_UNTIL]:
-            state[_PENDING] = 1
-            state[_WINDOW_END] = i + holdoff
-            state[_DEAD_UNTIL] = i + holdoff
-            state[_BEST_INDEX] = i
-            best[0] = v
-    excursion_goes_on = state[_LAST_ABOVE] == chunk_end - 1 and state[_WINDOW_END] == chunk_end
-    if state[_PENDING] == 1 and state[_WINDOW_END] <= chunk_end and not excursion_goes_on:
+        best[0] = v
+    if state[_OPEN] == 1 and state[_LAST_ABOVE] < chunk_end - 1:   # ended inside this chunk
         out_t[n_out] = state[_BEST_INDEX]
         out_v[n_out] = best[0]
         n_out += 1
-        state[_PENDING] = 0
+        state[_OPEN] = 0
     return n_out
 
 
+@njit(cache=True)
+def _select(samples, values, order, holdoff, threshold, env, env_first, margin, reach_before, reach_after):
+    """Greedy selection (module docstring): ``order`` visits the candidates by descending value;
+    ``samples`` sorted. env[k] is the envelope at lag env_first + k (t_i - t_j); empty: none.
+    The hold-off test sees the accepted triggers, the side-lobe test every larger candidate (a pulse
+    that lost its trigger to a larger one within the hold-off still has its side lobes)."""
+    n = samples.size
+    accepted = np.zeros(n, dtype=np.bool_)
+    visited = np.zeros(n, dtype=np.bool_)
+    n_env = env.size
+    for i in order:
+        t = samples[i]
+        lo = np.searchsorted(samples, t - max(holdoff, reach_after) + 1)
+        hi = np.searchsorted(samples, t + max(holdoff, reach_before))
+        ok = True
+        for j in range(lo, hi):
+            if not visited[j]:
+                continue
+            lag = t - samples[j]
+            if accepted[j] and abs(lag) < holdoff:
+                ok = False
+                break
+            k = lag - env_first
+            if n_env > 0 and 0 <= k < n_env and values[i] - threshold <= margin * values[j] * env[k]:
+                ok = False
+                break
+        accepted[i] = ok
+        visited[i] = True
+    return accepted
+
+
+def select_triggers(samples, values, holdoff: int, threshold: float = 0.0, envelope=None,
+                    margin: float = SIDE_LOBE_MARGIN) -> np.ndarray:
+    """Mask of the accepted candidates (module docstring: by descending value, none closer than
+    ``holdoff`` samples to a larger one, none a side lobe of a larger one).
+
+    Parameters
+    ----------
+    samples : candidate samples (sorted)
+    values : their filtered values (V; or significances, unitless)
+    holdoff : samples
+    threshold : V, subtracted from a candidate's value in the side-lobe test
+    envelope : (first_lag, env) from :func:`side_lobe_envelope`, or None (hold-off only)
+    margin : side lobes up to margin x the envelope count as lobes
+    """
+    samples = np.asarray(samples, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float64)
+    if samples.size == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.lexsort((samples, -values)).astype(np.int64)
+    if envelope is None:
+        first, env = 0, np.zeros(0)
+    else:
+        first, env = int(envelope[0]), np.asarray(envelope[1], dtype=np.float64)
+    before = max(-first, 0)
+    after = max(first + env.size, 0)
+    return _select(samples, values, order, int(holdoff), float(threshold), env, first, float(margin), before, after)
+
+
+def side_lobe_envelope(kernel, anchor, template, onset: int, width: int | None = None,
+                       levels=SATURATION_LEVELS, saturated_template=None) -> tuple[int, np.ndarray]:
+    """Envelope of the filter's response to a pulse, relative to its maximum, against the lag of
+    a sample from the pulse's trigger (the response maximum).
+
+    The stream filter (kernel, anchor) is applied to the template and to the template clipped at
+    1/L of its height for every L in `levels` (saturated pulses), each placed alone in a zero
+    stream and scaled so that its response maximum is 1; the envelope is the largest |response| of
+    any of them within +-`width` samples (trigger jitter), at lags from -(kernel look-ahead) to
+    anchor + template length. Lags closer to the maximum than its main lobe are left to the hold-off.
+
+    Parameters
+    ----------
+    kernel, anchor : stream filter (``cryopipe.filters``)
+    template : pulse shape (max 1), onset at sample `onset`
+    onset : samples
+    width : samples (default max(8, len(kernel) // 64))
+    saturated_template : noise-free shape (max 1, same onset) clipped for the saturated responses,
+        e.g. a pulse-model fit of a measured template (default `template`, zero before its onset)
+
+    Returns
+    -------
+    first_lag : int, lag of env[0] (samples, negative: before the trigger)
+    env : float64 (n,), relative response envelope (1 at lag 0)
+    """
+    from scipy.ndimage import maximum_filter1d
+
+    from .filters import check_kernel, filter_block
+
+    k, anchor = check_kernel(kernel, anchor)
+    tpl = np.asarray(template, dtype=np.float64)
+    if tpl.ndim != 1 or not np.all(np.isfinite(tpl)) or not tpl.max() > 0:
+        raise InputError("side-lobe envelope: the template must be a finite 1-d pulse with a positive maximum")
+    width = max(8, k.size // 64) if width is None else int(width)
+    onset = int(onset)
+    if not 0 <= onset < tpl.size:
+        raise InputError(f"side-lobe envelope: onset {onset} is not a sample of the {tpl.size}-sample template")
+    ahead = k.size - 1 - anchor                      # the kernel's look-ahead (samples)
+    pad = max(ahead + width + 1, onset)
+    x = np.zeros(pad - onset + tpl.size + anchor + width + 1)
+    first = -(ahead + width)
+    env = np.zeros(tpl.size - onset + anchor + 2 * width + ahead + 1)
+    sat = np.asarray(tpl if saturated_template is None else saturated_template, dtype=np.float64).copy()
+    if sat.shape != tpl.shape or not np.all(np.isfinite(sat)) or not sat.max() > 0:
+        raise InputError("side-lobe envelope: the saturated template must be a finite pulse shaped like the template")
+    sat[:onset] = 0.0
+    sat /= sat.max()
+    for level in (None, *levels):
+        shape = tpl / tpl.max() if level is None else np.minimum(sat * level, 1.0)
+        x[:] = 0.0
+        x[pad - onset: pad - onset + tpl.size] = shape
+        y = filter_block(x, k, anchor)
+        peak = int(np.argmax(y))
+        if not y[peak] > 0:
+            continue
+        idx = np.arange(y.size) - peak - first
+        ok = (idx >= 0) & (idx < env.size)
+        np.maximum.at(env, idx[ok], np.abs(y[ok]) / y[peak])
+    return first, maximum_filter1d(env, 2 * width + 1)
+
+
 def scan_channel(stream, channel, kernel, anchor, threshold, holdoff, polarity=1, chunk_size=2**20,
-                    start=0, stop=None, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 start=0, stop=None, workers: int | None = None, envelope=None,
+                 margin: float = SIDE_LOBE_MARGIN) -> tuple[np.ndarray, np.ndarray]:
     """Trigger one channel of a stream on its filtered values (see module docstring).
 
     Parameters
@@ -88,27 +209,38 @@ def scan_channel(stream, channel, kernel, anchor, threshold, holdoff, polarity=1
     channel : channel index
     kernel, anchor : filter kernel (e.g. :func:`cryopipe.filters.matched_kernel`) and anchor
     threshold : V, on polarity x filtered value (e.g. k_sigma x filtered_noise_sigma)
-    holdoff : samples; search window for the maximum and dead time after each upcrossing
+    holdoff : samples; no two triggers closer (the larger wins)
     polarity : +1 for positive pulses, -1 for negative ones
     chunk_size : owned samples per filtered chunk (rounded up to whole FFT segments); the result
         does not depend on it
     start, stop : sample range to scan; the filter sees the stream beyond it, the scan does not
-        (a hold-off window cut at ``stop`` keeps its maximum so far)
+        (an excursion cut at ``stop`` keeps its maximum so far)
     workers : scipy.fft threads (default: all usable cores)
+    envelope, margin : side-lobe envelope (:func:`side_lobe_envelope`) and its margin; None: no
+        side-lobe test
 
     Returns
     -------
     samples : int64 trigger samples (sorted)
     amplitudes : float64 polarity x filtered value at them (V)
     """
-    if polarity not in (1, -1):
-        raise InputError(f"polarity must be +1 or -1, got {polarity}")
+    samples, amplitudes = scan_candidates(stream, channel, kernel, anchor, threshold, polarity, chunk_size,
+                                          start, stop, workers)
     if int(holdoff) != holdoff or holdoff < 1:
         raise InputError(f"holdoff must be a positive integer number of samples, got {holdoff}")
+    keep = select_triggers(samples, amplitudes, int(holdoff), float(threshold), envelope, margin)
+    return samples[keep], amplitudes[keep]
+
+
+def scan_candidates(stream, channel, kernel, anchor, threshold, polarity=1, chunk_size=2**20, start=0,
+                    stop=None, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum (sample, polarity x filtered value in V) of every excursion above `threshold` in
+    [start, stop) (see :func:`scan_channel`)."""
+    if polarity not in (1, -1):
+        raise InputError(f"polarity must be +1 or -1, got {polarity}")
     if not np.isfinite(threshold):
         raise InputError(f"threshold must be finite, got {threshold}")
-    holdoff = int(holdoff)
-    state = np.array([start, 0, 0, 0, start - 2], dtype=np.int64)
+    state = np.array([0, start, start - 2], dtype=np.int64)
     best = np.zeros(1)
     samples, amplitudes = [], []
     thr = np.float32(threshold * polarity)
@@ -119,13 +251,12 @@ def scan_channel(stream, channel, kernel, anchor, threshold, holdoff, polarity=1
         vals = rows[above // rows.shape[1], above % rows.shape[1]]
         if polarity == -1:
             vals = -vals
-        n_max = min(above.size, n // holdoff + 1) + 1   # triggers are >= holdoff apart
-        out_t = np.empty(n_max, np.int64)
-        out_v = np.empty(n_max)
-        k = _scan_candidates(above + a, vals, holdoff, a + n, state, best, out_t, out_v)
+        out_t = np.empty(above.size + 1, np.int64)
+        out_v = np.empty(above.size + 1)
+        k = _excursion_maxima(above + a, vals, a + n, state, best, out_t, out_v)
         samples.append(out_t[:k])
         amplitudes.append(out_v[:k])
-    if state[_PENDING] == 1:  # hold-off window cut by the end of the scanned range
+    if state[_OPEN] == 1:  # an excursion cut by the end of the scanned range
         samples.append(state[_BEST_INDEX : _BEST_INDEX + 1].copy())
         amplitudes.append(best.copy())
     if not samples:
@@ -144,11 +275,16 @@ def _accept_sequential(samples, holdoff):
     return keep
 
 
-def merge_triggers(per_channel: list[np.ndarray], holdoff: int) -> tuple[np.ndarray, np.ndarray]:
+def merge_triggers(per_channel: list[np.ndarray], holdoff: int, significance: list[np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Merge per-channel trigger samples into module triggers (a trigger records all channels).
 
-    Triggers are taken earliest first (ties: lowest channel); one within ``holdoff`` samples after
-    an accepted trigger is dropped.
+    With `significance` (per channel, one value per trigger, e.g. filtered value over the channel's
+    threshold): the most significant trigger is accepted first, and one closer than ``holdoff``
+    samples to an accepted trigger (either side) is dropped, so a pulse's trigger is that of the
+    channel that sees it best, and no weak trigger of another channel (a side lobe, a pulse's
+    shoulder) can take its place. Without: earliest first (ties: lowest channel), one within
+    ``holdoff`` samples after an accepted trigger dropped.
 
     Returns
     -------
@@ -162,6 +298,15 @@ def merge_triggers(per_channel: list[np.ndarray], holdoff: int) -> tuple[np.ndar
         return np.empty(0, np.int64), np.empty(0, np.int64)
     samples = np.concatenate(arrays)
     channel = np.repeat(np.arange(len(arrays), dtype=np.int64), [a.size for a in arrays])
+    if significance is not None:
+        sig = [np.asarray(v, dtype=np.float64).ravel() for v in significance]
+        if [v.size for v in sig] != [a.size for a in arrays]:
+            raise InputError("merge_triggers: one significance per trigger and channel needed")
+        values = np.concatenate(sig) if sig else np.empty(0)
+        order = np.lexsort((channel, samples))
+        samples, channel, values = samples[order], channel[order], values[order]
+        keep = select_triggers(samples, values, max(int(holdoff), 1))
+        return samples[keep], channel[keep]
     order = np.lexsort((channel, samples))
     samples, channel = samples[order], channel[order]
     keep = _accept_sequential(samples, int(holdoff))

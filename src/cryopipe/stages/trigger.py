@@ -61,16 +61,20 @@ def segment_bounds(n_samples: int, sample_frequency: float, segment_duration: fl
 def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_cfg: dict,
                         kernel: tuple[np.ndarray, int] | None = None, threshold: float | None = None,
                         segment: tuple[int, int] | None = None, inputs=(), progress=None,
-                        sampling: dict | None = None) -> xr.Dataset:
+                        sampling: dict | None = None, template: tuple | None = None) -> xr.Dataset:
     """Trigger one channel (or one time segment of it); returns a "triggers" Dataset.
 
     The kernel defaults to the detector-agnostic generic pulse kernel; the threshold defaults to
     `threshold_sigma` times the filtered stream's robust noise sigma, estimated from chunks spread
     over the WHOLE stream, so every segment job of a channel uses the same threshold.
+    `template` (shape, onset sample[, shape for the saturated responses]) is the pulse the kernel
+    is made for (default: the generic template, with the default kernel); side lobes of its
+    filter response (and of its clipped versions) never trigger (`cryopipe.trigger.side_lobe_envelope`).
 
-    A segment [a, b) is scanned over [a - lookback, b + holdoff) and keeps the triggers in [a, b):
-    the scan state (dead time) at `a` then equals that of an unsplit scan whenever the
-    `lookback` (10 hold-offs) holds a quiet stretch, so segments gathered equal the unsplit run.
+    A segment [a, b) is scanned over [a - 5 R, b + 5 R), R the larger of the hold-off and the
+    side-lobe reach, and keeps the triggers in [a, b): the selection near `a` and `b` then sees the
+    candidates an unsplit scan sees whenever 5 R of stream around the edges hold no chain of ever
+    larger pulses, so segments gathered equal the unsplit run.
 
     `sampling` (the first pass, which only feeds the characterisation): {"min_triggers": T,
     "min_samples": S, "stretch_samples": L} scans the segment in stretches of L samples, in an order
@@ -79,8 +83,17 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
     ([[start, stop], ...], sorted). A scan of every stretch equals the unsplit scan.
     """
     from ..filters import generic_kernel, noise_estimate
+    from ..signal.pulses import generic_template
+    from ..trigger import side_lobe_envelope
 
     k, anchor = kernel if kernel is not None else generic_kernel(stream_cfg["record_length"])
+    if template is None and kernel is None:
+        n_rec = int(stream_cfg["record_length"])
+        template = (generic_template(n_rec), int(n_rec * 0.25))
+    envelope = None
+    if template is not None:
+        envelope = side_lobe_envelope(k, anchor, template[0], template[1],
+                                      saturated_template=template[2] if len(template) > 2 else None)
     noise = noise_estimate(stream, channel, k, anchor, polarity=1)   # logs implausible situations
     sigma = noise.sigma
     if threshold is None:
@@ -96,7 +109,7 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
     for piece in pieces:
         if sampling and n_found >= int(sampling["min_triggers"]) and n_scanned >= int(sampling["min_samples"]):
             break
-        found.append(_scan_piece(stream, channel, k, anchor, threshold, holdoff, trigger_cfg, piece))
+        found.append(_scan_piece(stream, channel, k, anchor, threshold, holdoff, trigger_cfg, piece, envelope))
         scanned.append(list(piece))
         n_found += len(found[-1][0])
         n_scanned += piece[1] - piece[0]
@@ -114,18 +127,24 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
                       attrs=attrs)
 
 
-def _scan_piece(stream, channel, k, anchor, threshold, holdoff, trigger_cfg, piece):
-    """Triggers (samples, amplitudes) in [a, b), scanned from 10 hold-offs before `a` on the
-    unsplit run's chunk grid, so the float32 filter values are bit-identical to an unsplit scan."""
+def _scan_piece(stream, channel, k, anchor, threshold, holdoff, trigger_cfg, piece, envelope=None):
+    """Triggers (samples, amplitudes) in [a, b), from the candidates of [a - 5 R, b + 5 R) (R: the
+    larger of the hold-off and the side-lobe reach) on the unsplit run's chunk grid, so the float32
+    filter values are bit-identical to an unsplit scan."""
     from ..filters import OverlapSave
-    from ..trigger import scan_channel
+    from ..trigger import scan_candidates, select_triggers
 
     a, b = piece
+    reach = holdoff
+    if envelope is not None:
+        reach = max(reach, -envelope[0], envelope[0] + len(envelope[1]))
     chunk = OverlapSave(k, anchor, int(trigger_cfg["chunk_size"])).chunk
-    start = max(a - 10 * holdoff, 0) // chunk * chunk
-    stop = min(-(-(b + holdoff) // chunk) * chunk, stream.n_samples)
-    samples, amplitudes = scan_channel(stream, channel, k, anchor, threshold, holdoff, 1,
-                                       chunk_size=int(trigger_cfg["chunk_size"]), start=start, stop=stop)
+    start = max(a - 5 * reach, 0) // chunk * chunk
+    stop = min(-(-(b + 5 * reach) // chunk) * chunk, stream.n_samples)
+    samples, amplitudes = scan_candidates(stream, channel, k, anchor, threshold, 1,
+                                          chunk_size=int(trigger_cfg["chunk_size"]), start=start, stop=stop)
+    sel = select_triggers(samples, amplitudes, holdoff, threshold, envelope)
+    samples, amplitudes = samples[sel], amplitudes[sel]
     keep = (samples >= a) & (samples < b)
     return samples[keep], amplitudes[keep]
 
@@ -194,7 +213,8 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
     n_rec = stream_cfg["record_length"]
     holdoff = holdoff_samples(stream_cfg, trigger_cfg)
     per_channel = [t["trigger_sample"].values for t in triggers]
-    samples, fired = merge_triggers(per_channel, holdoff)
+    significance = [t["trigger_amplitude"].values / float(t.attrs["threshold"]) for t in triggers]
+    samples, fired = merge_triggers(per_channel, holdoff, significance)
     pulser = stream.test_pulses
     reach = pulser_exclusion_samples(stream_cfg, trigger_cfg)
     live = live_time(samples, holdoff, stream.n_samples, stream.sample_frequency,
