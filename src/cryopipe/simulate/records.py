@@ -18,9 +18,11 @@ sigma_BL.
 Labels follow the rules of `classes` (module docstring there; issue 19), in both modes and for the
 default and WIDE ranges and options: accepted onsets (N/4 +- onset_jitter N) and early/late onsets
 (>= N/8 from N/4) stay >= N/32 apart after a training shift of up to `classes.MAX_ACCEPTED_SHIFT` N
-(N/32, 16 of 512 bins) each; every pile-up pulse is >= 5 sigma_OF high and >= 1.5 onset-to-peak
-times from the others; tail components fall to <= 1/2 of their maximum within the window, steps
-(squid_jump, reset) are flat; carriers fall to 1/e over >= 2 of 512 bins.
+(N/32, 16 of 512 bins) each; every pile-up pulse is >= 5 sigma_OF high (also through the TES
+saturation) and >= 1.5 onset-to-peak times from the others; tail components fall to <= 1/2 of
+their maximum within the window, steps (squid_jump, reset) are flat; carriers fall to 1/e over
+>= 2 of 512 bins. (Detector mode has no fallback for a pile-up that its fixed ceiling still hides
+after `classes.PILEUP_REDRAWS` redraws; none seen at a ceiling of 20 x the SEV's 1e-3 V scale.)
 
 Records are returned shuffled (seeded) by default; `shuffle=False` keeps class blocks in
 the order of `EVENT_CLASSES`. Everything is reproducible from the numpy Generator passed in, for any
@@ -45,11 +47,13 @@ from .classes import (
     KIND_EXP,
     KIND_TABLE,
     MAX_PULSES,
+    PILEUP_MIN_SNR,
     ClassOptions,
     ModelShape,
     TableShape,
     build_plan,
     log_uniform,
+    pileup_visible_heights,
 )
 from ..optimum_filter import expected_resolutions
 from ..signal.spectra import positive_frequency_share
@@ -358,10 +362,10 @@ def simulate_detector_records(n_per_class: dict, sev, nps, sample_frequency: flo
     opts = _options(options, snr_range)
     classes = _class_array(n_per_class)
     shape = TableShape(sev)
-    plan = build_plan(classes, shape, rng, opts, n)
+    ceiling = float(_effective_ceiling(saturation, adc_step))
+    plan = build_plan(classes, shape, rng, opts, n, ceiling=ceiling / sigma, nu=float(saturation_nu))
     classes = _maybe_shuffle(plan, classes, rng, shuffle)
     n_rec = len(classes)
-    ceiling = float(_effective_ceiling(saturation, adc_step))
     adc = float(adc_step or 0.0)
     scale = _spectral_scale(nps, n, fs)
     out = np.empty((n_rec, n), dtype=np.float32)
@@ -596,7 +600,12 @@ def simulate_universal_records(n_per_class: dict, record_length: int, rng: np.ra
     det = _draw_detectors(rng, n_rec, n, sample_frequency, rr)
     fs = det["sample_frequency"]
     shape = ModelShape(det["tau_n"] * fs, det["tau_in"] * fs, det["tau_t"] * fs, det["at_over_an"], det.get("an_sign"))
-    plan = build_plan(classes, shape, rng, opts, n)
+    plan = build_plan(classes, shape, rng, opts, n, ceiling=det["saturation_units"], nu=det["saturation_nu"])
+    pile = np.nonzero(classes == "pile_up")[0]   # pile-ups still hidden by saturation: an unsaturated detector
+    if pile.size:
+        hidden = np.min(pileup_visible_heights(plan, pile, shape, det["saturation_units"], det["saturation_nu"]),
+                        axis=1) < PILEUP_MIN_SNR
+        det["saturation_units"][pile[hidden]] = np.inf
     template = shape.entries(np.arange(n_rec), "main", rng, opts)
     template[:, 1] = n // 4
     if shuffle:
