@@ -32,7 +32,8 @@ def test_classes_labels_and_snr(sets):
         assert d["records"].shape == (12 * len(ind.CLASSES), n) and np.isfinite(d["records"]).all()
         assert sorted(set(d["event_class"])) == sorted(ind.CLASSES)
         assert np.array_equal(d["label"], np.isin(d["event_class"], ["event_pulse", "carrier_event", "tail_event"]))
-        with_pulse = np.isin(d["event_class"], ["event_pulse", "carrier_event", "tail_event", "pile_up"])
+        with_pulse = np.isin(d["event_class"], ["event_pulse", "carrier_event", "tail_event", "pile_up",
+                                                "early_or_late_trigger"])
         assert np.all((d["snr"][with_pulse] >= 3.0) & (d["snr"][with_pulse] <= 1000.0))
         assert np.all(d["snr"][d["event_class"] == "noise"] == 0)
         # ADC rounding to the 16-bit +-10 V digitiser

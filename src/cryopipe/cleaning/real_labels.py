@@ -9,7 +9,8 @@ No threshold here was tuned on an evaluation file.
 
 Pulse file (triggered pulses; samples y = polarity (x - baseline), ADC counts):
 
-1. baseline = median of the pre-trigger region ``[0, pretrigger - N/64)``; sigma_bl = 1.4826 MAD there.
+1. baseline = median of the pre-trigger region ``[0, pretrigger - N/64)``; sigma_bl = 1.4826 MAD there
+   about its least-squares line.
 2. amplitude A = max y; no rise of the smoothed derivative ds (step 4) reaches `MIN_PULSE_SIGMA`:
    ``noise`` (no pulse).
 3. t50 = first sample with y >= A/2; onset = first sample of the run of samples >= A/10 that ends
@@ -35,9 +36,9 @@ differences / sqrt 2).
 
 Noise file (records that should hold no pulse; the pulse file's template gives the filter):
 
-1. baseline = median of the record; sigma_bl = 1.4826 MAD.
+1. baseline = median of the record; sigma_bl = 1.4826 MAD about its least-squares line.
 2. matched filter: least-squares amplitude of the template's first N/4 samples from its onset
-   (mean removed) at every lag; its sigma = 1.4826 MAD over all records and lags. Maximum (in the
+   (offset and linear trend projected out, so a drifting baseline gives none) at every lag; its sigma = 1.4826 MAD over all records and lags. Maximum (in the
    pulse direction) >= `PULSE_SIGMA` sigma: ``event_pulse`` if the lag is in the onset window of pulse
    step 3, else ``early_or_late_trigger``.
 3. one-sample spikes: |y - running median(9)| / its robust sigma >= `NOISE_SPIKE_SIGMA`: ``spike``.
@@ -100,6 +101,15 @@ def _slope_drop(y):
     t = np.arange(y.shape[-1], dtype=np.float64)
     t -= t.mean()
     return (y @ t) / (t @ t) * y.shape[-1]
+
+
+def _detrended_sigma(y):
+    """1.4826 MAD of each row about its least-squares line (a drift does not widen it)."""
+    t = np.arange(y.shape[-1], dtype=np.float64)
+    t -= t.mean()
+    slope = (y @ t) / (t @ t)
+    r = y - y.mean(axis=1, keepdims=True) - slope[:, None] * t
+    return _robust_sigma(r)
 
 
 def _smoothed_rise(y, w):
@@ -208,7 +218,7 @@ def pulse_features(records, pretrigger: int, polarity: int | None = None) -> dic
     pe = max(pre - guard, 8)
     base = np.median(x[:, :pe], axis=1)
     y = pol * (x - base[:, None])
-    sig = np.maximum(_robust_sigma(y[:, :pe]), 1e-12)
+    sig = np.maximum(_detrended_sigma(y[:, :pe]), 1e-12)
     amp = y.max(axis=1)
     ip = y.argmax(axis=1)
     w = max(4, big_n // 128)
@@ -300,13 +310,14 @@ def noise_features(records, template, pretrigger: int, polarity: int = 1) -> dic
     x = _as_records(records, "noise records")
     n, big_n = x.shape
     y = int(polarity) * (x - np.median(x, axis=1, keepdims=True))
-    sig = np.maximum(_robust_sigma(y), 1e-12)
+    sig = np.maximum(_detrended_sigma(y), 1e-12)
     t = np.asarray(template, dtype=np.float64)
     onset = max(int(np.argmax(t >= 0.02 * t.max())) - 2, 0)
     kernel = t[onset:onset + min(big_n // 4, t.size - onset)].copy()
     if kernel.size < 8:
         raise InputError(f"template: fewer than 8 samples after its onset ({kernel.size})")
-    kernel -= kernel.mean()
+    basis = np.vstack([np.ones(kernel.size), np.linspace(-1.0, 1.0, kernel.size)])
+    kernel -= basis.T @ np.linalg.lstsq(basis.T, kernel, rcond=None)[0]     # blind to offsets and linear drifts
     kernel /= kernel @ kernel
     from numpy.lib.stride_tricks import sliding_window_view
 
