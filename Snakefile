@@ -46,6 +46,10 @@ include: "workflow/rules/plots.smk"
 include: "workflow/rules/cleaning.smk"
 
 
+onstart:
+    check_cluster_requests()  # slurm executor: no job may ask for more than its partition's nodes have
+
+
 localrules:
     all,
 

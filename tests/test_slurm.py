@@ -232,3 +232,79 @@ def test_slurm_profile_groups_a_long_run_into_few_jobs(tmp_path):
     expected = expected_submissions(counts, groups, components)
     assert planned == expected == {"simulate_stream": 1, "trigger_pass1": 4, "pass1": 1, "trigger": 4,
                                    "analysis": 1}, (planned, expected)
+
+
+# --- requests the partition cannot meet: one line before anything is submitted -------------------
+
+SINFO = """debug* 2 21695
+debug* 4 8000
+big 64 512000
+"""
+
+
+def test_partition_limits_are_the_largest_node_of_the_partition():
+    from cryopipe.cluster import PartitionLimits, parse_sinfo
+
+    assert parse_sinfo(SINFO) == PartitionLimits("debug", 4, 21695)       # default partition: '*'
+    assert parse_sinfo(SINFO, "big") == PartitionLimits("big", 64, 512000)
+    assert parse_sinfo("debug* 2+ 1000+\n") == PartitionLimits("debug", 2, 1000)
+
+
+def test_unknown_partition_names_the_ones_there_are():
+    from cryopipe.cluster import parse_sinfo
+    from cryopipe.errors import InputError
+
+    with pytest.raises(InputError, match=r"no partition 'gpu' \(partitions: big, debug\).*CRYOPIPE_SLURM_PARTITION"):
+        parse_sinfo(SINFO, "gpu")
+    with pytest.raises(InputError, match="sinfo shows no default partition"):
+        parse_sinfo("big 4 100\n")
+
+
+def test_a_request_above_the_partition_names_job_request_and_cores():
+    from cryopipe.cluster import PartitionLimits, check_requests
+    from cryopipe.errors import InputError
+
+    limits = PartitionLimits("debug", 2, 4000)
+    check_requests([("a", 2, 4000), ("b", 1, None)], limits)               # fits exactly: no error
+    with pytest.raises(InputError) as err:
+        check_requests([("a", 2, 100), ("group trigger_pass1 (trigger_segment_pass1)", 4, 100)], limits)
+    msg = str(err.value)
+    assert "\n" not in msg and "group trigger_pass1" in msg and "asks for 4 CPUs" in msg
+    assert "at most 2" in msg and "PartitionConfig" in msg and msg.endswith("--cores 2")
+    with pytest.raises(InputError, match=r"job a asks for 5000 MiB .* at most 4000.*mem_mb"):
+        check_requests([("a", 1, 5000)], limits)
+
+
+@pytest.mark.slow
+def test_job_asking_more_cpus_than_the_node_fails_at_once_with_one_line(tmp_path, slurm_node):
+    """--cores above the node's CPUs: a group job would ask for them and pend forever (reason
+    PartitionConfig). The run must fail within a minute, before submitting anything, with one line
+    naming the job, what it asked for and the --cores that fits."""
+    import time
+
+    node_cpus = int(subprocess.run(["sinfo", "-h", "-N", "-n", slurm_node, "-o", "%c"], capture_output=True,
+                                   text=True).stdout.split()[0])
+    cfg = tiny_config(Path("results"))
+    cfg["cleaning"] = {"enabled": False}
+    work = tmp_path / "w"
+    work.mkdir()
+    before = set(subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split())
+    t0 = time.time()
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
+           f"--configfile={write_config(work / 'tiny.yaml', cfg)}", "--executor", "slurm",
+           "--workflow-profile", str(ci_profile(tmp_path)), "--cores", str(2 * node_cpus)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        proc = None
+    finally:   # never leave a job pending on the test cluster
+        new = set(subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()) - before
+        if new:
+            subprocess.run(["scancel", *sorted(new)], capture_output=True)
+    assert proc is not None, "snakemake still waiting after 60 s (jobs pending for ever?)"
+    assert time.time() - t0 < 60 and proc.returncode == 1 and not new, (proc.stdout[-2000:], proc.stderr[-2000:])
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    line = errors[0]
+    assert f"asks for {2 * node_cpus} CPUs" in line and f"at most {node_cpus}" in line, line
+    assert line.endswith(f"--cores {node_cpus}") and re.search(r"job (group )?\w+", line), line

@@ -302,4 +302,38 @@ def all_targets():
     return out
 
 
+def check_cluster_requests():
+    """On the slurm executor, before anything is submitted: no job (or group job) of the DAG may ask
+    for more CPUs or memory than the nodes of its partition have (it would pend forever with reason
+    PartitionConfig). One line naming the job, what it asks and the --cores that fits."""
+    plugin = getattr(workflow, "executor_plugin", None)
+    if plugin is None or getattr(plugin, "name", "") != "slurm":
+        return
+    from cryopipe.cluster import check_requests, parse_sinfo, sinfo_nodes
+
+    try:
+        text = sinfo_nodes()
+        requests, seen = {}, set()
+        for job in workflow.dag.needrun_jobs():
+            group = workflow.dag.get_job_group(job)
+            unit = group if group is not None else job
+            if id(unit) in seen:
+                continue
+            seen.add(id(unit))
+            if group is not None:
+                rules = sorted({j.rule.name for j in group.jobs})
+                name = f"group {group.groupid} ({', '.join(rules)})"
+            else:
+                name = f"{job.rule.name}" + (f" ({', '.join(f'{k}={v}' for k, v in job.wildcards_dict.items())})"
+                                             if job.wildcards_dict else "")
+            partition = str(unit.resources.get("slurm_partition") or "")
+            mem = unit.resources.get("mem_mb")
+            requests.setdefault(partition, []).append(
+                (name, unit.threads, mem if isinstance(mem, (int, float)) else None))
+        for partition, jobs in requests.items():
+            check_requests(jobs, parse_sinfo(text, partition or None))
+    except CryopipeError as exc:
+        sys.exit(f"Error: {exc}")
+
+
 check_user_files()
