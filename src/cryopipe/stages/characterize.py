@@ -68,7 +68,11 @@ def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Datase
         nps = noise_power_spectrum(noise, fs, min_records=int(cfg["min_noise_records"]), what=what)
     mask = (select_clean_pulses(pulses, fs, min_snr=float(cfg["min_pulse_snr"]), trigger=pre) if len(pulses)
             else np.zeros(0, bool))
-    sev = standard_event(pulses, fs, mask=mask, min_pulses=int(cfg["min_pulses"]), what=what, onset=pre)
+    # a stream cryopipe triggered: SEV onset moved to its trigger sample; hardware-triggered LJH
+    # records: the SEV keeps the records' own alignment (the DAQ's trigger sits within a sample or
+    # two of Presamples; moving the SEV there would put every pulse off the OF's fixed lag)
+    align = {"onset_fraction": None} if records.attrs.get("source") == "ljh" else {"onset": pre}
+    sev = standard_event(pulses, fs, mask=mask, min_pulses=int(cfg["min_pulses"]), what=what, **align)
     fit = fit_pulse_model(sev, fs)
     of = build_optimum_filter(sev, nps, fs, onset=pre, what=what)
     if len(noise):
