@@ -92,3 +92,18 @@ def test_selection_set_from_arrays_and_small_independent_set():
     s = pr.independent_set(pr.SELECTION_SEEDS["independent"][0], n_detectors=1, n_per_class=2, role="selection")
     d = s.detectors[0]
     assert d["records"].shape == (2 * 12, 512) and d["label"].sum() == 6
+
+
+def test_command_reports_both_generators_two_seeds_and_the_sets(tmp_path):
+    from cryopipe.cleaning import evaluate
+
+    res = evaluate.main(["--quick", "--independent-detectors", "1", "--own-detectors", "1", "--detector-per-class", "3",
+                         "--nist-dir", "", "--out", str(tmp_path)])
+    text = (tmp_path / "protocol.md").read_text()
+    assert text == res["markdown"]
+    for gen in ("independent", "own"):
+        (rs,) = res[gen].values()
+        assert [r["seed"] for r in rs] == list(pr.TEST_SEEDS[gen])
+        assert all(r["per_detector"][0]["n_records"] == 3 * (12 if gen == "independent" else 13) for r in rs)
+    assert "## Sets used" in text and "never used to select" in text
+    assert "balanced_accuracy_snr_ge_10" in text and "survival pile_up" in text

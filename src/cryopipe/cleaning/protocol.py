@@ -99,7 +99,8 @@ def own_set(seed: int, n_detectors: int = 20, n_per_class: int = 100, record_len
     """`n_detectors` random detectors of our simulator (detector mode, every class; half of them
     saturating at 50-3000 sigma_OF), seeded. A "selection" set with a test seed is refused."""
     from ..simulate.records import EVENT_CLASSES
-    from .evaluate import _flat, detector_set, random_detector
+    from .evaluate import _flat
+    from .testsets import detector_set, random_detector
 
     _check_role(role)
     if role == "selection" and is_test_seed("own", seed):

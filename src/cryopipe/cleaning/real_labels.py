@@ -60,7 +60,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import median_filter, uniform_filter1d
+from scipy.ndimage import median_filter
 
 from ..errors import InputError
 from .hand_labels import ACCEPTED_CLASSES, BOX1_CLASSES
