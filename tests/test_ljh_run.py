@@ -162,3 +162,25 @@ def test_no_noise_file_nps_from_pretrigger_regions(tmp_path):
     expect = 2 * (sigma ** 2 + 1 / 12) * VOLTS_PER_COUNT ** 2 / fs   # + ADC rounding noise
     assert nps.shape == (n // 2 + 1,)
     assert np.median(nps[1:-1]) == pytest.approx(expect, rel=0.1)
+
+
+def test_cryopipe_predict_reads_ljh(tmp_path, capsys):
+    """`cryopipe predict FILE.ljh` scores every record, in volts, with the file's Presamples as the
+    trigger: equal to predicting the same volts from an .npz with --pretrigger; bad files: one line."""
+    from cryopipe.cli import main
+    from cryopipe.io.ljh import read_ljh
+
+    p, _, _ = write_pulse_ljh(tmp_path / "a.ljh", n_records=40, n=512, presamples=200, seed=5)
+    assert main(["predict", str(p), "--output", str(tmp_path / "a.npz")]) == 0
+    a = np.load(tmp_path / "a.npz")
+    assert a["score"].shape == (40,) and int(a["pretrigger"]) == 200 and np.all(a["valid"])
+    volts = np.asarray(read_ljh(p).records, np.float32) * np.float32(VOLTS_PER_COUNT)
+    np.savez(tmp_path / "same.npz", records=volts)
+    assert main(["predict", str(tmp_path / "same.npz"), "--pretrigger", "200", "--output", str(tmp_path / "b.npz")]) == 0
+    np.testing.assert_allclose(a["score"], np.load(tmp_path / "b.npz")["score"], atol=1e-6)
+    p.write_bytes(p.read_bytes()[:-7])
+    capsys.readouterr()
+    assert main(["predict", str(p), "--output", str(tmp_path / "c.npz")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a.ljh: truncated last record" in err[0]
+    assert not (tmp_path / "c.npz").exists()

@@ -3,7 +3,7 @@
   cryopipe schema [KIND]          print the layout of every store (or one)
   cryopipe inspect STORE [--verify]  validate a store (--verify: every chunk's checksum), print its summary
   cryopipe simulate OUT_DIR       write the default simulated stream (csmpl + truth store)
-  cryopipe predict INPUT --output OUT.npz   cleaning scores of a records store, Cait HDF5 or .npz
+  cryopipe predict INPUT --output OUT.npz   cleaning scores of a records store, Cait HDF5, LJH or .npz
   cryopipe import-cait H5 OUT.zarr          Cait HDF5 events -> records store
   cryopipe view RUN_DIR [--port P]          look at a run in the browser (scatter, traces, cuts, hand labels)
   cryopipe evaluate-hand-labels RUN_DIR     a model's decisions against the run's hand labels
@@ -204,8 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channels", help="comma-separated channel names")
     s.set_defaults(func=_simulate)
 
-    s = sub.add_parser("predict", help="cleaning scores of records (records store, Cait HDF5 or .npz)")
-    s.add_argument("input", help="records store (Zarr), Cait HDF5 file (events/event) or .npz with 'records'")
+    s = sub.add_parser("predict", help="cleaning scores of records (records store, Cait HDF5, LJH or .npz)")
+    s.add_argument("input", help="records store (Zarr), Cait HDF5 file (events/event), NIST LJH file or .npz with 'records'")
     s.add_argument("--model", default="universal", help="'universal' (shipped) or a checkpoint path x.pt")
     s.add_argument("--output", required=True, help="OUT.npz: score, accepted, class_probability, class_names")
     s.add_argument("--cutoff", type=float, default=None,

@@ -66,7 +66,8 @@ def model_cutoff(meta: dict, cutoff: float | None = None) -> float:
 
 
 def records_input_kind(path: str | Path) -> str:
-    """'records' (a Zarr records store), 'cait' (HDF5) or 'npz', from the file itself; InputError otherwise."""
+    """'records' (a Zarr records store), 'cait' (HDF5), 'npz' or 'ljh' (NIST LJH, by its first header
+    line), from the file itself; InputError otherwise."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or store")
@@ -75,12 +76,15 @@ def records_input_kind(path: str | Path) -> str:
             return "records"
         raise InputError(f"{path}: a directory but not a Zarr store (no zarr.json)")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if head == b"\x89HDF\r\n\x1a\n":
+        head = f.read(16)
+    if head.startswith(b"#LJH"):
+        return "ljh"
+    if head[:8] == b"\x89HDF\r\n\x1a\n":
         return "cait"
     if head[:4] == b"PK\x03\x04":
         return "npz"
-    raise InputError(f"{path}: unknown input; need a records store, a Cait HDF5 file or an .npz with 'records'")
+    raise InputError(f"{path}: unknown input; need a records store, a Cait HDF5 file, an LJH file or an .npz "
+                     f"with 'records'")
 
 
 def iter_record_blocks(path: str | Path, events_per_block: int = 8192):
@@ -88,9 +92,22 @@ def iter_record_blocks(path: str | Path, events_per_block: int = 8192):
 
     Returns the leading shape of the whole input first: the generator's first item is
     ``(None, leading_shape)`` (``(channels, events)`` or ``(events,)``), then the blocks.
+    An LJH file gives its records in volts (counts * 20 V / 2**16, times -1 where the header says
+    ``Inverted: Yes``), read block by block from its memory map; its trigger sample is
+    `input_pretrigger`.
     """
     path = Path(path)
     kind = records_input_kind(path)
+    if kind == "ljh":
+        from ..io.ljh import read_ljh
+
+        f = read_ljh(path)
+        sign = -1.0 if f.polarity == -1 else 1.0
+        yield None, (f.n_records,)
+        for a in range(0, f.n_records, events_per_block):
+            sl = slice(a, min(a + events_per_block, f.n_records))
+            yield sl, f.volts(sl.start, sl.stop) * np.float32(sign)
+        return
     if kind == "records":
         from ..io.stores import open_store
 
