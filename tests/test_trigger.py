@@ -13,7 +13,7 @@ from cryopipe.signal.spectra import noise_from_psd
 from cryopipe.simulate.noise import psd_model
 from cryopipe.signal.pulses import generic_template, pulse_template
 from cryopipe.trigger import (live_time, merge_triggers, noise_trigger_samples, records_dataset,
-                              scan_channel, valid_windows)
+                              scan_channel, select_triggers, side_lobe_envelope, valid_windows)
 
 FS = 25_000.0
 T_LEN = 512                      # template / kernel length (samples), onset at 128
@@ -363,3 +363,60 @@ def test_huge_pulse_is_triggered_at_its_maximum_not_where_its_filter_output_firs
     assert np.min(np.abs(samples - onsets[0])) <= 2
     for t0 in onsets[1:]:
         assert np.min(np.abs(samples - t0)) <= 3
+
+
+# ---------------------------------------------------------------- side lobes and the merge (issue 21)
+
+def lobed_kernel(lag: int, eps: float):
+    """Matched kernel of the template plus eps x the same kernel looking `lag` samples further
+    ahead: a pulse of height A gives y = A at its onset and a side lobe ~eps A `lag` samples before."""
+    k, anchor = matched_kernel(template())
+    out = np.zeros(lag + k.size)
+    out[: k.size] += k
+    out[lag:] += eps * k
+    return out, anchor
+
+
+def test_side_lobes_of_large_pulses_never_trigger_but_pulses_on_them_do(tmp_path):
+    """A 1 V pulse has a 20 mV side lobe 1500 samples early (kernel of known shape); threshold 5 mV.
+    Without the envelope the lobe fires; with it the lobe is gone, and a 0.1 V pulse sitting at the
+    lobe of another 1 V pulse still gets its trigger, at its onset."""
+    lag, eps = 1500, 0.02
+    kernel, anchor = lobed_kernel(lag, eps)
+    tpl = template()
+    rng = np.random.default_rng(5)
+    x = rng.normal(0.0, 2e-4, 60_000)
+    big = [10_000, 40_000]
+    small = 40_000 - lag                      # on the lobe of the second big pulse
+    for t0, h in ((big[0], 1.0), (big[1], 1.0), (small, 0.1)):
+        x[t0 - T_LEN // 4: t0 - T_LEN // 4 + T_LEN] += h * tpl
+    write_csmpl(tmp_path / "l.csmpl", x, adc_range=4.0)
+    stream = open_csmpl([tmp_path / "l.csmpl"], FS, T_LEN, adc_range=4.0)
+    y = filter_block(stream.read(0, stream.n_samples)[0], kernel, anchor)
+    assert y[big[0] - lag] > 3 * 5e-3                           # the lobe is far above threshold
+    plain, _ = scan_channel(stream, 0, kernel, anchor, 5e-3, HOLDOFF)
+    assert np.any(np.abs(plain - (big[0] - lag)) <= 3)           # and fires without the envelope
+    env = side_lobe_envelope(kernel, anchor, tpl, T_LEN // 4)
+    assert env[0] <= -lag and env[1][-lag - env[0]] == pytest.approx(eps, rel=0.2)
+    samples, amps = scan_channel(stream, 0, kernel, anchor, 5e-3, HOLDOFF, envelope=env)
+    np.testing.assert_array_equal(np.abs(samples[:, None] - np.array([big[0], small, big[1]])[None]).min(axis=0) <= 2,
+                                  [True, True, True])
+    assert samples.size == 3
+
+
+def test_select_triggers_by_value_with_holdoff_either_side():
+    """The larger of two candidates closer than the hold-off wins, whichever comes first."""
+    keep = select_triggers(np.array([0, 100, 1000, 1050, 5000]), np.array([1.0, 5.0, 3.0, 2.0, 0.5]), 200)
+    np.testing.assert_array_equal(keep, [False, True, True, False, True])
+
+
+def test_merge_by_significance_takes_the_channel_that_sees_the_pulse_best():
+    """Channel 1 fires early and weakly (a side lobe or a shoulder), channel 0 on the pulse itself
+    within the hold-off: the module trigger is channel 0's; without significances the earliest."""
+    per_channel = [np.array([1000, 5000]), np.array([700, 5100])]
+    sig = [np.array([300.0, 6.0]), np.array([5.5, 40.0])]
+    samples, fired = merge_triggers(per_channel, 500, sig)
+    np.testing.assert_array_equal(samples, [1000, 5100])
+    np.testing.assert_array_equal(fired, [0, 1])
+    early, _ = merge_triggers(per_channel, 500)
+    np.testing.assert_array_equal(early, [700, 5000])
