@@ -36,3 +36,81 @@ def test_without_ood_everything_wrong_is_silent():
 def test_shape_mismatch_is_an_input_error():
     with pytest.raises(InputError, match="decisions"):
         re_.decision_figures(["event_pulse", "noise"], np.array([True]))
+
+
+NIST = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "nist_mass"
+
+
+@pytest.mark.skipif(not (NIST / "regress_chan1.ljh").is_file(), reason="NIST example files not present")
+def test_real_data_section_with_a_stub_model_and_cut_labels(tmp_path):
+    """A stub 'model' that keeps every record: all clean pulses kept, every other record kept wrongly
+    (silently: no OOD score); the cut labels store is compared record by record."""
+    pytest.importorskip("cryopipe.io.ljh")
+    import torch
+    import xarray as xr
+
+    from cryopipe.cleaning.evaluate_cli import real_data_section
+    from cryopipe.cleaning.models import Classifier
+    from cryopipe.cleaning.real_labels import load_label_file
+    from cryopipe.io.stores import provenance, write_store
+
+    class KeepAll(Classifier):
+        def __init__(self):
+            super().__init__(1)
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return torch.full((x.shape[0], 1), 5.0) + 0 * self.w
+
+    acc = np.zeros((1, 300), bool)
+    acc[0, 125:135] = True                                               # cuts keep records 125-134 only
+    store = tmp_path / "labels.zarr"
+    write_store(xr.Dataset({"accepted": (("channel", "event"), acc),
+                            "cut_flags": (("cut", "channel", "event"), acc[None])},
+                           attrs=provenance("labels")), store, "labels")
+    res = real_data_section({"keep all": (KeepAll(), 0.5)}, NIST, cut_labels=store)
+    stored = load_label_file()["files"]
+    c1 = res["results"]["regress_chan1.ljh"]
+    f = c1["keep all"]
+    assert f["clean_pulse"]["kept"] == f["clean_pulse"]["n"] == stored["regress_chan1.ljh"]["counts"]["clean_pulse"]
+    assert f["rejected"]["wrong_silent"] == f["rejected"]["n"] and not f["ood_available"]
+    cuts = c1["cut labels"]
+    assert stored["regress_chan1.ljh"]["event_class"][129] == "pile_up"
+    assert (cuts["clean_pulse"]["kept"], cuts["rejected"]["kept"], cuts["rejected"]["wrong_silent"]) == (9, 1, 1)
+    n = res["results"]["regress_noise_chan1.ljh"]["keep all"]
+    assert n["clean_noise"]["kept"] == stored["regress_noise_chan1.ljh"]["counts"]["clean_noise"]
+    assert "AUTOMATIC labels" in res["markdown"] and "pretrigger NOT passed" in res["markdown"]
+
+
+def test_the_records_pretrigger_reaches_the_model():
+    """A stub model that accepts a record when its rise lies at 1/4 of the model's window (samples 110-140
+    of 512): records of 1024 samples rising at sample 512 are kept only when pretrigger=512 is passed."""
+    import torch
+
+    from cryopipe.cleaning.models import Classifier
+
+    class RiseAtQuarter(Classifier):
+        def __init__(self):
+            super().__init__(1)
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return (10.0 * (x[:, 140] - x[:, 110] > 0.5).float() - 5.0)[:, None] + 0 * self.w
+
+    class RiseAtQuarterTwoClasses(Classifier):            # multi-class head: class 1 "event_pulse" accepted
+        def __init__(self):
+            super().__init__(2)
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.class_names, self.accepted = ["early_or_late_trigger", "event_pulse"], [1]
+
+        def forward(self, x):
+            z = 10.0 * (x[:, 140] - x[:, 110] > 0.5).float() - 5.0
+            return torch.stack([-z, z], dim=1) + 0 * self.w
+
+    x = np.zeros((4, 1024), np.float32)
+    x[:, 512:] = 1.0
+    for model in (RiseAtQuarter(), RiseAtQuarterTwoClasses()):
+        assert re_.model_decisions(model, x, 512, 0.5)["kept"].all()
+        assert not re_.model_decisions(model, x, None, 0.5)["kept"].any()
+    d = re_.model_decisions(RiseAtQuarterTwoClasses(), x, None, 0.5)
+    assert list(d["predicted_class"]) == ["early_or_late_trigger"] * 4 and d["ood"] is None
