@@ -264,8 +264,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resume", action="store_true", help="go on from the training state beside --out")
     ap.add_argument("--stop-after-minutes", type=float, default=None,
                     help="end this piece after M minutes of training (state saved; rerun with --resume)")
+    ap.add_argument("--print-recipe", action="store_true",
+                    help="print the training configuration these options give (JSON) and exit")
     args = ap.parse_args(argv)
     WIDE_PARTS = args.wide_parts
+    if args.print_recipe:
+        print(json.dumps(recipe(args.model, args.epochs, args.max_lr, args.scale, args.wide_parts, args.init),
+                         sort_keys=True, default=list))
+        return
     torch.set_num_threads(TORCH_THREADS)
     t0 = time.perf_counter()
     n_train, n_val = set_sizes(args.scale)
