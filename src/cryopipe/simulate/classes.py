@@ -159,6 +159,7 @@ class RecordPlan:
         self.spike_width = np.zeros(n, dtype=np.int64)
         self.spike = np.zeros(n)
         self.drift = np.zeros((n, 2))
+        self.hidden = np.zeros(n, dtype=bool)   # pile-ups still hidden by saturation (build_plan)
 
     def add_pulse(self, idx, entries, onset, a_of=0.0, a_bl=0.0, physical=True, main=False):
         """Append one pulse component to each record in `idx` (entries from a shape provider)."""
@@ -199,11 +200,10 @@ class TableShape:
         above = np.nonzero(self.sev > TAIL_MAX_END_FRACTION)[0]
         self.end_time = float(above[-1] + 1 - self.c0) if above[-1] < n - 1 else np.inf  # falls below the fraction
 
-    def entries(self, idx, variant: str, rng: np.random.Generator, opts: ClassOptions, *, max_speedup=None,
+    def entries(self, idx, variant: str, rng: np.random.Generator, opts: ClassOptions, *,
                 remaining=None) -> np.ndarray:
         """Pulse rows of `variant` (main, carrier, slow) for records `idx`.
 
-        max_speedup : carrier only, cap of the time compression (per record)
         remaining : slow only, samples from onset to the window end: the stretch is capped so that the
             tail falls to TAIL_MAX_END_FRACTION of its maximum within them (where the SEV does)
         """
@@ -214,8 +214,6 @@ class TableShape:
             rows[:, 2] = 1.0
         elif variant == "carrier":
             rows[:, 2] = log_uniform(rng, *opts.carrier_speedup, m)
-            if max_speedup is not None:
-                rows[:, 2] = np.minimum(rows[:, 2], max_speedup)
         elif variant == "slow":
             stretch = log_uniform(rng, *opts.tail_stretch, m)
             if remaining is not None and np.isfinite(self.end_time):
@@ -242,6 +240,13 @@ class TableShape:
     def fall_time(self, entries) -> np.ndarray:
         """Samples from the maximum until the pulse falls below 1/e of it."""
         return self.decay / entries[:, 2]
+
+    @staticmethod
+    def speed_up(entries, factor) -> np.ndarray:
+        """The pulse rows compressed in time by `factor` (per row)."""
+        rows = entries.copy()
+        rows[:, 2] *= factor
+        return rows
 
 
 def sev_tail_decay(sev: np.ndarray) -> float:
@@ -272,11 +277,10 @@ class ModelShape:
         self.ratio = np.asarray(at_over_an, dtype=np.float64)
         self.an_sign = None if an_sign is None else np.asarray(an_sign, dtype=np.float64)
 
-    def entries(self, idx, variant: str, rng: np.random.Generator, opts: ClassOptions, *, max_speedup=None,
+    def entries(self, idx, variant: str, rng: np.random.Generator, opts: ClassOptions, *,
                 remaining=None) -> np.ndarray:
         """Pulse rows of `variant` (main, carrier, slow, step, drop) for records `idx`.
 
-        max_speedup : carrier only, cap of the time compression (per record)
         remaining : slow and step only, samples from onset to the window end: the tail's decay time is
             capped so that it falls to TAIL_MAX_END_FRACTION of its maximum within them
         """
@@ -289,10 +293,7 @@ class ModelShape:
             an = self.an_sign[idx] * (1.0 - r)
             coefs = np.stack([an, -(an + r), r], axis=1)
         if variant == "carrier":
-            speedup = log_uniform(rng, *opts.carrier_speedup, len(idx))
-            if max_speedup is not None:
-                speedup = np.minimum(speedup, max_speedup)
-            taus = taus / speedup[:, None]
+            taus = taus / log_uniform(rng, *opts.carrier_speedup, len(idx))[:, None]
         elif variant in ("slow", "step"):   # e^-t/slow - e^-t/lead; step: a persistent step rising with the pulse
             if variant == "slow":
                 slow, lead = np.maximum(tn, tt) * log_uniform(rng, *opts.tail_stretch, len(idx)), tn
@@ -330,6 +331,13 @@ class ModelShape:
     @staticmethod
     def decay_time(entries) -> np.ndarray:
         return np.max(np.where(entries[:, 5:8] > 0, entries[:, 2:5], 0.0), axis=1)
+
+    @staticmethod
+    def speed_up(entries, factor) -> np.ndarray:
+        """The pulse rows compressed in time by `factor` (per row; the peak value is unchanged)."""
+        rows = entries.copy()
+        rows[:, 2:5] /= np.asarray(factor, float)[:, None]
+        return rows
 
     @staticmethod
     def fall_time(entries, n_iter: int = 48) -> np.ndarray:
@@ -560,9 +568,10 @@ def _decaying_with_tail(plan, idx, shape, rng, opts, n_samples):
 def _carrier(plan, idx, shape, rng, opts, n_samples):
     """A faster pulse than the detector's event pulse, at least CARRIER_MIN_DECAY_BINS bins of the
     512-bin record long from its maximum to 1/e (label rule 4)."""
-    fall = shape.fall_time(shape.entries(idx, "main", rng, opts))
-    cap = fall / (CARRIER_MIN_DECAY_BINS * n_samples / PREPROCESSED_BINS)
-    plan.add_pulse(idx, shape.entries(idx, "carrier", rng, opts, max_speedup=cap),
+    main = shape.entries(idx, "main", rng, opts)
+    cap = shape.fall_time(main) / (CARRIER_MIN_DECAY_BINS * n_samples / PREPROCESSED_BINS)
+    speedup = np.minimum(log_uniform(rng, *opts.carrier_speedup, len(idx)), cap)
+    plan.add_pulse(idx, shape.speed_up(main, speedup),
                    _trigger_onset(rng, opts, n_samples, len(idx)), a_of=_snr(rng, opts, len(idx)), main=True)
 
 
@@ -599,11 +608,7 @@ def pileup_visible_heights(plan: RecordPlan, idx, shape, ceiling=None, nu=None) 
     rows, amps = plan.pulses[idx], plan.a_of[idx]
     used = np.arange(MAX_PULSES)[None, :] < plan.n_used[idx][:, None]
     out = np.full((len(idx), MAX_PULSES), np.inf)
-    t_peak = rows[:, :, 1].copy()
-    for j in range(MAX_PULSES):
-        has = used[:, j]
-        if has.any():
-            t_peak[has, j] += shape.peak_delay(rows[has, j])
+    t_peak = rows[:, :, 1] + shape.peak_delay(rows[:, 0])[:, None]   # the pulses of a record share one shape
     for j in range(MAX_PULSES):
         has = np.nonzero(used[:, j])[0]
         if not has.size:
@@ -641,7 +646,7 @@ def build_plan(classes: np.ndarray, shape, rng: np.random.Generator, opts: Class
 
     ceiling, nu : optional per-record TES saturation ceiling (sigma_OF units, inf: none) and asymmetry;
         pile-ups with a pulse that the saturation makes invisible (< PILEUP_MIN_SNR) are redrawn
-        (up to PILEUP_REDRAWS rounds).
+        (up to PILEUP_REDRAWS rounds); those still hidden are marked in `plan.hidden`.
     """
     check_label_rules(opts)
     plan = RecordPlan(len(classes))
@@ -654,12 +659,13 @@ def build_plan(classes: np.ndarray, shape, rng: np.random.Generator, opts: Class
         ceiling = np.broadcast_to(np.asarray(ceiling, float), (plan.n,))
         nu = np.broadcast_to(np.asarray(nu, float), (plan.n,))
         idx = idx[np.isfinite(ceiling[idx])]
-        for _ in range(PILEUP_REDRAWS):
+        for round_ in range(PILEUP_REDRAWS + 1):
             if not idx.size:
                 break
             idx = idx[np.min(pileup_visible_heights(plan, idx, shape, ceiling, nu), axis=1) < PILEUP_MIN_SNR]
-            if idx.size:
+            if idx.size and round_ < PILEUP_REDRAWS:
                 _reset_rows(plan, idx)
                 _pile_up(plan, idx, shape, rng, opts, n_samples)
+        plan.hidden[idx] = True
     plan.drift = rng.normal(0.0, opts.drift, (plan.n, 2))
     return plan

@@ -22,7 +22,7 @@ default and WIDE ranges and options: accepted onsets (N/4 +- onset_jitter N) and
 saturation) and >= 1.5 onset-to-peak times from the others; tail components fall to <= 1/2 of
 their maximum within the window, steps (squid_jump, reset) are flat; carriers fall to 1/e over
 >= 2 of 512 bins. (Detector mode has no fallback for a pile-up that its fixed ceiling still hides
-after `classes.PILEUP_REDRAWS` redraws; none seen at a ceiling of 20 x the SEV's 1e-3 V scale.)
+after `classes.PILEUP_REDRAWS` redraws; none seen in the tests at a ceiling of 86 sigma_OF.)
 
 Records are returned shuffled (seeded) by default; `shuffle=False` keeps class blocks in
 the order of `EVENT_CLASSES`. Everything is reproducible from the numpy Generator passed in, for any
@@ -47,13 +47,11 @@ from .classes import (
     KIND_EXP,
     KIND_TABLE,
     MAX_PULSES,
-    PILEUP_MIN_SNR,
     ClassOptions,
     ModelShape,
     TableShape,
     build_plan,
     log_uniform,
-    pileup_visible_heights,
 )
 from ..optimum_filter import expected_resolutions
 from ..signal.spectra import positive_frequency_share
@@ -601,11 +599,7 @@ def simulate_universal_records(n_per_class: dict, record_length: int, rng: np.ra
     fs = det["sample_frequency"]
     shape = ModelShape(det["tau_n"] * fs, det["tau_in"] * fs, det["tau_t"] * fs, det["at_over_an"], det.get("an_sign"))
     plan = build_plan(classes, shape, rng, opts, n, ceiling=det["saturation_units"], nu=det["saturation_nu"])
-    pile = np.nonzero(classes == "pile_up")[0]   # pile-ups still hidden by saturation: an unsaturated detector
-    if pile.size:
-        hidden = np.min(pileup_visible_heights(plan, pile, shape, det["saturation_units"], det["saturation_nu"]),
-                        axis=1) < PILEUP_MIN_SNR
-        det["saturation_units"][pile[hidden]] = np.inf
+    det["saturation_units"][plan.hidden] = np.inf   # pile-ups still hidden by saturation: an unsaturated detector
     template = shape.entries(np.arange(n_rec), "main", rng, opts)
     template[:, 1] = n // 4
     if shuffle:
