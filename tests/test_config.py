@@ -121,6 +121,7 @@ def _dry_run(workdir: Path, configfile: Path, *targets: str, env=None) -> str:
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_a_user_config_plans_only_its_own_run(tmp_path):
     cfg = user_run(tmp_path)
     (tmp_path / "u.yaml").write_text(yaml.safe_dump(cfg))

@@ -1,7 +1,8 @@
 """The HPC path: profiles/slurm through snakemake-executor-plugin-slurm, on a real SLURM cluster.
 
 The end-to-end test needs a SLURM controller and an idle node on this machine (ci/slurm/setup.sh
-makes one, as root); it skips, saying why, when `sbatch`/`sinfo` are missing or no node is idle.
+makes one, as root); it skips, saying why, when `sbatch`/`sinfo` are missing or no node is idle, and
+in CI (CI=true) that skip fails the run (tests/conftest.py: marker ci_required).
 The profile tests (the train rule's GPU, the grouping of a long run) need only the plugin.
 """
 import math
@@ -105,6 +106,7 @@ def ci_profile(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.ci_required
 def test_tiny_workflow_through_slurm_equals_the_local_run(tmp_path, slurm_node):
     """Every job runs under SLURM, grouped as profiles/slurm says (one sbatch job per group job or
     job outside the groups, each within the node), and the stores equal those of a local run."""
@@ -168,6 +170,7 @@ def test_tiny_workflow_through_slurm_equals_the_local_run(tmp_path, slurm_node):
         assert local_csmpl.read_bytes() == (slurm_res / "stream" / local_csmpl.name).read_bytes()
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_slurm_profile_gives_a_train_rule_one_gpu(tmp_path):
     """The profile's `train` entries reach a rule of that name and render to a valid sbatch call,
     the partition comes from $CRYOPIPE_SLURM_PARTITION, and the real workflow (no `train` rule
@@ -208,6 +211,7 @@ def test_slurm_profile_gives_a_train_rule_one_gpu(tmp_path):
     assert wf.returncode == 0 and "simulate_stream" in wf.stdout + wf.stderr, (wf.stdout + wf.stderr)[-3000:]
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_slurm_profile_groups_a_long_run_into_few_jobs(tmp_path):
     """A simulated two-channel 24-h run (48 one-hour trigger segments per pass) plans, with
     profiles/slurm, 11 sbatch jobs (of 124 jobs): the simulation, 4 bundles of 12 segments per
@@ -276,6 +280,7 @@ def test_a_request_above_the_partition_names_job_request_and_cores():
 
 
 @pytest.mark.slow
+@pytest.mark.ci_required
 def test_job_asking_more_cpus_than_the_node_fails_at_once_with_one_line(tmp_path, slurm_node):
     """--cores above the node's CPUs: a group job would ask for them and pend forever (reason
     PartitionConfig). The run must fail within a minute, before submitting anything, with one line

@@ -140,6 +140,7 @@ def cresst_run(tmp_path_factory):
     return truth, res
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_workflow_stability_flags_the_injected_jump(cresst_run):
     from cryopipe.io.stores import load_store
 
@@ -165,6 +166,7 @@ def test_workflow_stability_flags_the_injected_jump(cresst_run):
         assert (res / f"report/cr/testpulse_{name}_phonon.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_workflow_calibrated_line_is_constant_across_the_drift(cresst_run):
     from cryopipe.io.stores import load_store
 

@@ -2,11 +2,13 @@
 the page itself in a real headless browser (Chromium driven by Playwright), as a person uses it.
 
 The small run is written here with numpy (pulses on noise) and the store writers; it is not made by
-the pipeline. The browser test is skipped only where /usr/bin/chromium is missing (CI installs it).
+the pipeline. The browser test is skipped only where no `chromium` is on PATH (the check .ci/run makes
+before it installs one); in CI (CI=true) that skip fails the run (tests/conftest.py).
 """
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -31,7 +33,7 @@ from cryopipe.view.data import SEP, RunData
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"   # .ci/run: `command -v chromium`
 FS, N, CHANNELS = 25_000.0, 1024, ("phonon", "light")
 CUTS = {"cuts": {"small_rise": {"feature": "rise_time", "max": 2e-3, "records": "particle"}}}
 
@@ -334,7 +336,8 @@ def test_density_mode_selects_on_the_server(small_run):
 # in a real browser
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (CI installs it)")
+@pytest.mark.ci_required
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium on PATH (CI installs it)")
 def test_browser_workflow(small_run, tmp_path):
     """Open the page, box-select, click a point, step with the arrow key, save a cut and hand labels;
     check the cuts file, the hand-labels store, a non-blank screenshot, the stores untouched, and

@@ -56,12 +56,14 @@ def test_code_version_changes_with_module_source(tmp_path, monkeypatch):
     assert code_version("stage_mod_xyz") != v1
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_dry_run_of_the_default_config(tmp_path):
     rules = planned_rules(tmp_path, REPO / "config" / "config.yaml")
     assert PASS1 | FINAL | CHARACTERIZE | CLEANING | {"simulate_stream", "labels", "all"} <= rules
     assert {"calibrate", "efficiency", "plot_characterization", "plot_noise", "plot_spectrum"} <= rules
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_lint_is_clean():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile"),
                            "-d", str(REPO)], capture_output=True, text=True, timeout=300)

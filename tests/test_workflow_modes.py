@@ -37,6 +37,7 @@ def plan(workdir, cfg, *targets):
 
 # ------------------------------------------------------------------------------------ dry runs
 
+@pytest.mark.slow  # runs Snakemake
 def test_dry_run_one_pass(tmp_path):
     cfg = tiny_config(tmp_path / "results")
     cfg["characterize"] = {"enabled": False}
@@ -49,6 +50,7 @@ def test_dry_run_one_pass(tmp_path):
         assert absent not in rules, absent
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_dry_run_without_calibration_line(tmp_path):
     cfg = tiny_config(tmp_path / "results")
     cfg["calibrate"] = {"line_energy": None}
@@ -57,6 +59,7 @@ def test_dry_run_without_calibration_line(tmp_path):
     assert {"characterize", "features", "labels", "efficiency", "predict"} <= set(rules)
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_dry_run_several_trigger_segments(tmp_path):
     cfg = tiny_config(tmp_path / "results", duration=60.0)
     cfg["trigger"]["segment_duration"] = 25.0              # 60 s: segments of 25, 25 and 10 s
@@ -65,6 +68,7 @@ def test_dry_run_several_trigger_segments(tmp_path):
     assert rules["gather_triggers_pass1"] == rules["gather_triggers"] == 2
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_dry_run_negative_polarity_csmpl_run(tmp_path):
     files = []
     for name in CHANNELS:

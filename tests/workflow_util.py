@@ -30,8 +30,19 @@ def write_config(path: Path, cfg: dict) -> Path:
     return path
 
 
+def require_slow_mark() -> None:
+    """Fail a test that runs Snakemake without the `slow` mark (tests/conftest.py sets the flag), so
+    `pytest -m "not slow"` never starts a workflow."""
+    import os
+
+    if os.environ.get("CRYOPIPE_TEST_SLOW") == "0":
+        raise AssertionError("this test runs Snakemake: mark it @pytest.mark.slow (the fast subset, "
+                             "pytest -m 'not slow', must not run workflows)")
+
+
 def snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run Snakemake on the repo's Snakefile in `workdir`; returns the completed process."""
+    require_slow_mark()
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
            "--configfile", str(configfile), "--cores", "2", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
