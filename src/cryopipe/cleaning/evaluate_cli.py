@@ -12,8 +12,9 @@ Reported, for the model (``--model``: "universal" or a checkpoint) and a per-run
   simulator's label rules);
 - real NIST TES records: ``regress_chan1.ljh`` + ``regress_noise_chan1.ljh`` with the stored hand
   labels (`real_labels`, a development check), and ``regress_chan3.ljh`` with the automatic
-  labels of the same procedure (doubtful records left out; evaluation only); with ``--cut-labels``
-  also the pipeline's cut labels of the regress_chan1 run.
+  labels of the same procedure (doubtful records left out; evaluation only; ``--model`` only: the
+  per-run model is regress_chan1's run's); with ``--cut-labels`` also the pipeline's cut labels of
+  the regress_chan1 run.
 
 Nothing is selected here: the cutoff is the model's own (its meta) or ``--cutoff``; the command
 prints which sets were used for what, including the selection set the model's meta names.
@@ -120,9 +121,14 @@ def generator_markdown(title: str, results: list[dict], own: bool = False) -> st
     return "\n".join(lines) + "\n"
 
 
-def real_data_section(models: dict, nist_dir: Path, labels_path=None, cut_labels=None, batch: int = 1024) -> dict:
+def real_data_section(models: dict, nist_dir: Path, labels_path=None, cut_labels=None, batch: int = 1024,
+                      eval_models: dict | None = None) -> dict:
     """Decisions on the NIST files (`real_eval.decision_figures`) of each model in `models`
     (name -> (model, cutoff)) and of the cut labels store `cut_labels` (regress_chan1's run).
+
+    `eval_models` (default `models`) are the models reported on the evaluation-only file: a per-run
+    model belongs to regress_chan1's run, and one trained on regress_chan3's own SEV and noise
+    would be trained on the evaluation file, so none is reported there.
 
     Returns {"markdown": str, "results": {file -> {name -> figures}}}; a missing data folder gives
     a note instead of figures."""
@@ -178,7 +184,7 @@ def real_data_section(models: dict, nist_dir: Path, labels_path=None, cut_labels
                   f"{cats.count('clean_pulse')} clean pulses, {cats.count('rejected')} rejected, "
                   f"{int(auto['doubtful'].sum())} doubtful left out)\n")
         out[name] = {}
-        for mname, (model, cutoff) in models.items():
+        for mname, (model, cutoff) in (models if eval_models is None else eval_models).items():
             f = re_.evaluate_real_file(model, x, pre, auto["event_class"], cutoff, batch, exclude=auto["doubtful"])
             out[name][mname] = f
             md.append(re_.format_figures(f"{mname}, cutoff {cutoff}, pretrigger {pre}", f))
@@ -243,7 +249,8 @@ def run(model_spec="universal", run_model=None, cut_labels=None, nist_dir=DEFAUL
                   f"in {t_sim:.0f} s)\n")
     real = None
     if nist_dir:
-        real = real_data_section(models, Path(nist_dir), labels, cut_labels)
+        first = next(iter(models))
+        real = real_data_section(models, Path(nist_dir), labels, cut_labels, eval_models={first: models[first]})
         md.append(real["markdown"])
     md.append(sets_statement(next(iter(metas.values())), seeds, real is not None and bool(real["results"])))
     md.append(f"Wall time {time.perf_counter() - t0:.0f} s.")
@@ -261,7 +268,8 @@ def run(model_spec="universal", run_model=None, cut_labels=None, nist_dir=DEFAUL
 def add_arguments(ap) -> None:
     """The protocol's command-line options."""
     ap.add_argument("--model", default="universal", help="'universal' or a checkpoint path x.pt")
-    ap.add_argument("--run-model", default=None, help="a per-run model checkpoint (x.pt), reported beside --model")
+    ap.add_argument("--run-model", default=None,
+                    help="the per-run model checkpoint (x.pt) of the regress_chan1 run, reported beside --model")
     ap.add_argument("--cut-labels", default=None, help="labels store (labels.zarr) of the regress_chan1 run")
     ap.add_argument("--nist-dir", default=DEFAULT_NIST, help="folder of the NIST LJH files ('' to skip)")
     ap.add_argument("--hand-labels", default=None, help="labels file (default: the stored NIST hand labels)")
