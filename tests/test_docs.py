@@ -117,6 +117,22 @@ def write_cresst_runs(data: Path) -> None:
     write_cresst_rdt_run(data, "run02", n_particle=120, n_noise=60, n_testpulse=40, record_length=4096, seed=4)
 
 
+def write_ljh_files(data: Path) -> None:
+    """The files config/ljh.yaml names: the measured NIST files where this machine has them (read
+    only, copied), else records of pulses and of noise from the independent LJH writer of the tests."""
+    real = Path("/work/shared/data/real/nist_mass")
+    names = ("regress_chan1.ljh", "regress_noise_chan1.ljh")
+    data.mkdir(parents=True, exist_ok=True)
+    if all((real / n).is_file() for n in names):
+        for n in names:
+            shutil.copyfile(real / n, data / n)
+        return
+    from ljh_util import write_pulse_ljh
+
+    write_pulse_ljh(data / names[0], n_records=300, n=1024, presamples=512, version="2.1.0", seed=8)
+    write_pulse_ljh(data / names[1], n_records=300, n=1024, presamples=512, version="2.1.0", seed=9, pulses=False)
+
+
 # ---------------------------------------------------------------- running them
 
 def _free_port() -> int:
@@ -171,6 +187,7 @@ def project(tmp_path_factory) -> Path:
     write_mock_stream(work / "data" / "mock_ch0.csmpl")
     write_cresst_runs(work / "data")
     write_cait_events(work / "events.h5")
+    write_ljh_files(work / "data")
     return work
 
 
@@ -193,6 +210,9 @@ def test_every_documented_command_runs(project):
     assert (project / "results" / "mock" / "features.zarr").is_dir()
     assert (project / "results" / "stream" / "labels.zarr").is_dir()
     assert (project / "results" / "triggered" / "labels.zarr").is_dir()
+    assert (project / "results" / "nist" / "labels.zarr").is_dir()
+    assert (project / "results" / "nist" / "predictions" / "universal.zarr").is_dir()
+    assert (project / "nist_scores.npz").is_file()
     # the user's run is the whole truth: no energy without a line, nothing of the demo in it
     import xarray as xr
 
