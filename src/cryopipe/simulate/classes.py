@@ -21,7 +21,8 @@ every `ClassOptions` that `check_label_rules` accepts (both simulators call `bui
 1. Onsets. Accepted pulses (event_pulse, carrier_event, tail_event: `records.DEFAULT_ACCEPTED`, and
    the pulse of decaying_baseline_with_event_pulse) start within N/4 +- onset_jitter*N (default N/64,
    WIDE N/32). The training shift augmentation moves any record by at most `MAX_ACCEPTED_SHIFT`*N
-   = N/32 (16 of 512 bins). early_or_late_trigger pulses start at least early_late_min*N = N/8 from
+   = N/32 (16 of 512 bins; `cleaning.augment` must shift an L-bin record by at most
+   MAX_ACCEPTED_SHIFT*L). early_or_late_trigger pulses start at least early_late_min*N = N/8 from
    N/4. So after any shift an accepted onset is within (J + S) N = 3/64 N (default) or 1/16 N (WIDE),
    and an early/late onset is at least (E - S) N = 3/32 N away: a gap of at least
    `ONSET_GAP`*N = N/32 (16 bins; 24 bins with the default jitter) separates the two classes.
@@ -31,13 +32,14 @@ every `ClassOptions` that `check_label_rules` accepts (both simulators call `bui
    visible, not relabelled). Fewer pulses are drawn where the window cannot hold k such onsets.
    Where the TES saturates (`build_plan`'s ceiling), each pulse must still add >= 5 sigma_OF at its
    peak through the saturation curve (`pileup_visible_heights`); pile-ups that it hides are redrawn
-   (before: 3 % of default universal pile-ups, 10 % of WIDE ones); universal mode gives the rare
+   (before: 3 % of default universal pile-ups, 10 % of WIDE ones, N=4096); universal mode gives the rare
    record still hidden after PILEUP_REDRAWS rounds (0.02 % of WIDE) an unsaturated detector. The
    ceiling judged is the one drawn, before its rounding down to a multiple of the ADC step.
 3. Tails decay, steps are flat. The slow tail component of tail_event (and
    decaying_baseline_with_tail_event) falls to at most `TAIL_MAX_END_FRACTION` = 1/2 of its maximum
    by the window end (slower tails, including the persistent "step" tails of WIDE_OPTIONS, are
-   shortened to that limit). squid_jump and reset are steps: instantaneous (or, for a reset pulse,
+   shortened to that limit; the tail's rise time is capped at a quarter of the rest of the window,
+   so that the limit can always be met). squid_jump and reset are steps: instantaneous (or, for a reset pulse,
    within 2 min(tau_in, tau_n)) and persistent (no decay in the window, `STEP_TAU`).
 4. Carriers are not spikes. A carrier_event pulse falls from its maximum to 1/e in at least
    `CARRIER_MIN_DECAY_BINS` = 2 bins of the 512-bin preprocessed record (2N/512 samples): its speed-up
