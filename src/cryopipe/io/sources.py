@@ -109,7 +109,12 @@ def open_stream(spec: dict) -> Stream:
         from .ljh import open_ljh_stream
 
         scale = volts_per_adc(spec.get("adc_bits", 16), spec.get("adc_range", 20.0)) * int(spec.get("polarity", 1))
-        return open_ljh_stream(spec["ljh"], scale)
+        stream = open_ljh_stream(spec["ljh"], scale)
+        logging.getLogger("cryopipe").info(
+            "%s: LJH %s, %d records of %d samples back to back: read as one continuous stream of %.3f s "
+            "(triggered by cryopipe)", spec["ljh"][0], stream.run.files[0].version_string, stream.run.n_records,
+            stream.run.n_samples, stream.duration)
+        return stream
     if source_format(spec) != "csmpl":
         raise InputError(f"{_first_path(spec)}: not a continuous stream ({source_format(spec)} records are read, not triggered)")
     stream = open_csmpl(spec["csmpl"], spec["sample_frequency"], spec["record_length"],
