@@ -11,8 +11,9 @@ with step("predict", sm.log[0], threads=sm.threads) as log:
     records = open_store(sm.input.records, "records")
     cutoff = model_cutoff(meta, sm.params.cutoff)
     pretrigger = records.attrs.get("pretrigger")      # the records' trigger sample (None: N/4)
+    particle = records["record_kind"].values.astype(str) == "particle"   # what the rate warnings count
     ds = predictions_dataset(model, records["trace"], sm.wildcards.model, cutoff=cutoff,
-                             inputs=[str(p) for p in sm.input], pretrigger=pretrigger)
+                             inputs=[str(p) for p in sm.input], pretrigger=pretrigger, particle=particle)
     ds = ds.assign(record_kind=records["record_kind"])
     log.info("model %s: %d of %d events clean (all channels accepted)", sm.wildcards.model,
              int(ds["event_clean"].sum()), ds.sizes["event"])

@@ -202,7 +202,7 @@ def rate_warnings(decision, valid, ood=None, what: str = "records") -> list[str]
 
 def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str, cutoff: float = CUTOFF,
                         batch: int = 4096, event_chunk: int = 1024, inputs=None,
-                        pretrigger: int | None = None) -> xr.Dataset:
+                        pretrigger: int | None = None, particle=None) -> xr.Dataset:
     """A "predictions" store Dataset for a (channel, event, sample) trace, read `event_chunk` events at a time.
 
     Variables: score, decision, valid (channel, event), event_clean (event); for a calibrated model
@@ -210,6 +210,8 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
     n_invalid, warnings (`rate_warnings`, also logged). Records with NaN/inf samples have valid
     False, score NaN and decision False; the attr ``invalid_records`` describes them.
     pretrigger : trigger sample of the records (None: N//4).
+    particle : (event,) bool, the particle records the rate warnings count (None: every record);
+        noise triggers and test pulses are rejected by design.
     """
     if tuple(trace.dims) != ("channel", "event", "sample"):
         raise InputError(f"trace: need dims (channel, event, sample), got {tuple(trace.dims)}")
@@ -232,7 +234,10 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
     log = logging.getLogger("cryopipe.predict")
     if not valid.all():
         log.warning("%s", describe_invalid(valid))
-    warnings = rate_warnings(decision, valid, extra.get("ood"))
+    sel = (slice(None), slice(None)) if particle is None else (slice(None), np.asarray(particle, bool))
+    ood = extra.get("ood")
+    warnings = rate_warnings(decision[sel], valid[sel], None if ood is None else ood[sel],
+                             what="records" if particle is None else "particle records")
     for w in warnings:
         log.warning("%s: %s", model_name, w)
     coords = {k: v for k, v in trace.coords.items() if set(v.dims) <= {"channel", "event"}}
