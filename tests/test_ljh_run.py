@@ -184,3 +184,50 @@ def test_cryopipe_predict_reads_ljh(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "a.ljh: truncated last record" in err[0]
     assert not (tmp_path / "c.npz").exists()
+
+
+def test_per_run_simulation_in_the_preprocessing_window(tmp_path):
+    """With the trigger at N/2, the per-run model's records are simulated in the window the
+    cleaning's preprocessing cuts from the real records (trigger at a quarter of it): same length,
+    and the simulated clean pulses rise where the real ones do inside that window."""
+    from cryopipe.cleaning.preprocess import trigger_window
+    from cryopipe.stages.characterize import characterize_channel
+    from cryopipe.stages.cleaning import simulate_run_records
+
+    n, pre, fs = 1024, 512, 195312.5
+    p, _, _ = write_pulse_ljh(tmp_path / "a.ljh", n_records=120, n=n, presamples=pre, fs=fs, seed=6)
+    q, _, _ = write_pulse_ljh(tmp_path / "noise.ljh", n_records=40, n=n, presamples=pre, fs=fs, pulses=False, seed=7)
+    run = resolved({"r": {"ljh": str(p), "noise_ljh": str(q)}})["r"]
+    first, more, _ = record_batches(spec_of(run))
+    records = xr.concat([first, *more], "event")
+    cfg = {"max_noise_records": 1000, "max_pulses": 1000, "min_noise_records": 20, "min_pulses": 10,
+           "min_pulse_snr": 10.0, "threshold_resolution": 5.0}
+    char = characterize_channel(records, cfg, "r/ch0")
+    window = trigger_window(n, pre)
+    sim = simulate_run_records(char, 20, seed=1, snr_range=(200.0, 400.0))
+    length = window.stop - window.start
+    assert sim.sizes["sample"] == length == sim.attrs["record_length"]
+    real = records["trace"].values[0, :120, window]
+    real_rise = int(np.flatnonzero((real - real[:, :50].mean(1, keepdims=True)).mean(0) > 0.5 * (
+        (real - real[:, :50].mean(1, keepdims=True)).mean(0).max()))[0])
+    clean = sim["event_class"].values == "event_pulse"
+    assert clean.any()
+    x = sim["trace"].values[0][clean] if sim["trace"].ndim == 3 else sim["trace"].values[clean]
+    x = x - x[:, :50].mean(1, keepdims=True)
+    rises = np.array([np.flatnonzero(r > 0.5 * r.max())[0] for r in x])
+    assert abs(np.median(rises) - real_rise) <= length // 64 + 2
+
+
+def test_other_formats_keep_the_trigger_at_a_quarter(tmp_path):
+    """rdt records (and every other source) carry attr pretrigger = N // 4 and the same time coord."""
+    from cryopipe.io.cresst import write_cresst_rdt_run
+    from cryopipe.io.stores import record_pretrigger
+
+    run = write_cresst_rdt_run(tmp_path, "r", n_particle=6, n_noise=3, n_testpulse=0, record_length=512, seed=1)
+    spec = {"rdt": str(run["paths"]["rdt"]), "par": str(run["paths"]["par"]), "record_length": 512,
+            "sample_frequency": run["sample_frequency"], "channels": [f"ch{c}" for c in run["channels"]]}
+    first, _, _ = record_batches(spec)
+    assert first.attrs["pretrigger"] == 128 == record_pretrigger(first)
+    np.testing.assert_allclose(first["time"].values, (np.arange(512) - 128) / run["sample_frequency"])
+    del first.attrs["pretrigger"]                      # stores written before the attr existed
+    assert record_pretrigger(first) == 128
