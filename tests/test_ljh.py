@@ -172,3 +172,18 @@ def test_real_v22_noise_by_hand(name):
         np.testing.assert_array_equal(f.records[i], struct.unpack("<1000H", b[16:]))
     # DASTARD wrote these noise records back to back: the frame counter advances by one record
     assert np.all(f.record_gaps() == 0)
+
+
+@needs_real
+def test_real_dastard_v21_file():
+    """DASTARD's 2.1 variant ('Digitized Word Size In Bytes', LF newlines, no 'Inverted' line)."""
+    path = REAL / "regress_dastard_chan1.ljh"
+    raw = path.read_bytes()
+    end = raw.index(b"#End of Header\n") + len(b"#End of Header\n")
+    f = read_ljh(path)
+    assert (f.version, f.n_samples, f.pretrigger, f.n_records, f.polarity) == ("2.1", 1024, 515, 10, None)
+    assert f.number_of_rows == 24 and f.row_number == 0
+    b = _raw_record(path, end, 9, 6 + 2048)
+    tick, _, ms = struct.unpack("<BBI", b[:6])
+    assert f.timestamps[9] == pytest.approx(1565013358.937494 + ms / 1e3 + tick * 4e-6, abs=1e-6)
+    np.testing.assert_array_equal(f.records[9], struct.unpack("<1024H", b[6:]))

@@ -273,12 +273,20 @@ def script_code(script):
     return code_version(*runner.script_modules(f"{workflow.basedir}/workflow/scripts/{script}"))
 
 
+def efficiency_enabled(run):
+    """efficiency.enabled, for runs that have noise records to inject pulses onto (an LJH run of
+    triggered records has them only from its noise_ljh files)."""
+    rc = RUNS[run]
+    no_noise = bool(rc.get("ljh")) and rc.get("ljh_mode") == "records" and not rc.get("noise_ljh")
+    return bool(rc["efficiency"]["enabled"]) and not no_noise
+
+
 def report_figures(run):
     """The figures of a run (characterisation, spectra, efficiency) under results/report/<run>/."""
     out = [f"{RESULTS}/report/{run}/nps.png", f"{RESULTS}/report/{run}/filter_transfer.png"]
     for ch in channel_names(run):
         out += [f"{RESULTS}/report/{run}/sev_{ch}.png", f"{RESULTS}/report/{run}/spectrum_{ch}.png"]
-        if RUNS[run]["efficiency"]["enabled"]:
+        if efficiency_enabled(run):
             out.append(f"{RESULTS}/report/{run}/efficiency_{ch}.png")
     if calibrated(run) and {"phonon", "light"} <= set(RUNS[run]["roles"]):
         out.append(f"{RESULTS}/report/{run}/light_yield.png")
@@ -291,7 +299,7 @@ def all_targets():
         out += [f"{RESULTS}/{run}/records.zarr", f"{RESULTS}/{run}/features.zarr"]
         if characterized(run):
             out += [f"{RESULTS}/{run}/labels.zarr"]
-            if RUNS[run]["efficiency"]["enabled"]:
+            if efficiency_enabled(run):
                 out += [f"{RESULTS}/{run}/efficiency.zarr"]
             out += report_figures(run)
             if has_testpulses(run):
