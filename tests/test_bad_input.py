@@ -255,7 +255,7 @@ def test_predict_on_a_store_with_a_corrupt_chunk_is_one_line(tmp_path, capsys):
     chunk = path / "trace" / "c" / "0" / "1" / "0"
     chunk.write_bytes(bytes(len(chunk.read_bytes())))       # overwritten, same size: before a Zstd RuntimeError
     _one_line_error(capsys, ["predict", str(path), "--output", str(tmp_path / "o.npz")],
-                    str(path), "corrupt chunk in variable 'trace'")
+                    str(path), "trace/c/0/1/0 is corrupt")   # the manifest's CRC, before decoding
 
 
 def test_predict_on_a_store_with_a_missing_chunk_is_one_line(tmp_path, capsys):

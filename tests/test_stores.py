@@ -117,12 +117,23 @@ def test_missing_truncated_and_corrupt_stores_are_reported(tmp_path):
 
 
 def test_snakemake_timestamp_inside_store_does_not_disturb_readers(tmp_path):
-    write_store(records(), tmp_path / "r.zarr", "records")
-    (tmp_path / "r.zarr" / ".snakemake_timestamp").write_text("")
+    import os
+    import shutil
+
+    path = write_store(records(), tmp_path / "r.zarr", "records")
+    ts = path / ".snakemake_timestamp"
+    assert ts.is_dir()                                   # written with the store, as an empty Zarr group
+    os.utime(ts, (5, 5), follow_symlinks=False)          # Snakemake's touch of a directory output
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ds = load_store(tmp_path / "r.zarr", "records")
+        ds = load_store(path, "records")
+        xr.open_zarr(path, consolidated=False).load()    # plain xarray: no warning either
     assert ds.sizes["event"] == 5
+    shutil.rmtree(ts)                                    # a store of an older cryopipe: a plain file
+    ts.write_text("")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_store(path, "records").sizes["event"] == 5
 
 
 def test_batched_write_equals_single_write(tmp_path):
