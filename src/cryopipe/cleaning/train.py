@@ -307,8 +307,14 @@ def train_model(name: str, train: RecordSource, val: RecordSource, checkpoint: s
 
 
 def _progress_bar(stream, epoch, epochs, step, n_steps, loss, width=30):
-    """Redraw a one-line progress bar on a terminal (nothing on files or pipes)."""
-    if stream is None or not getattr(stream, "isatty", lambda: False)() or n_steps == 0:
+    """Redraw a one-line progress bar on a terminal; on files and pipes (logs) a plain line at
+    every tenth of an epoch, so a long training shows where it is."""
+    if stream is None or n_steps == 0:
+        return
+    if not getattr(stream, "isatty", lambda: False)():
+        if step != n_steps and step % max(n_steps // 10, 1) == 0:
+            stream.write(f"epoch {epoch + 1}/{epochs}: step {step}/{n_steps}, loss {loss:.4f}\n")
+            stream.flush()
         return
     if step != n_steps and step % max(n_steps // 100, 1):
         return
