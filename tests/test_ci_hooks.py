@@ -34,6 +34,7 @@ def test_other_subprocesses_run():
 '''
 
 
+@pytest.mark.slow  # more than 5 s (the fast subset: pytest -m 'not slow')
 @pytest.mark.parametrize("ci", ["true", ""])
 def test_ci_required_skip_fails_only_in_ci_and_unmarked_snakemake_always_fails(pytester, monkeypatch, ci):
     monkeypatch.setenv("CI", ci)

@@ -132,6 +132,7 @@ def records(n_events, n, seed):
     return x.astype(np.float32), sev, nps
 
 
+@pytest.mark.slow  # more than 5 s (the fast subset: pytest -m 'not slow')
 @pytest.mark.parametrize("n_events, n, seed", [(300, 1024, 0), (70, 1024, 6), (33, 2048, 1), (40, 16384, 2),
                                                 (5, 256, 3)])
 def test_kernel_equals_numpy_reference(n_events, n, seed):

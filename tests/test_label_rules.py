@@ -109,6 +109,7 @@ def _universal_shape(ds):
     return taus, coefs
 
 
+@pytest.mark.slow  # more than 5 s (the fast subset: pytest -m 'not slow')
 @pytest.mark.parametrize("name", list(SETS))
 def test_pile_up_pulses_are_high_and_separated(name):
     ds = SETS[name]({"pile_up": 3000}, 12).isel(channel=0)
@@ -184,6 +185,7 @@ def _evaluate(rows, dt, sev):
     return np.sum(rows[:, None, 5:8] * np.exp(-dt[:, :, None] / rows[:, None, 2:5]), axis=2)
 
 
+@pytest.mark.slow  # more than 5 s (the fast subset: pytest -m 'not slow')
 @pytest.mark.parametrize("n", [4096, 16384])
 def test_tails_decay_within_the_window_and_steps_are_flat(n):
     m = 2000
@@ -211,6 +213,7 @@ def test_tails_decay_within_the_window_and_steps_are_flat(n):
             assert np.all(rows[:, 0] == KIND_EXP) and np.all(rows[:, 2] >= 1e6 * n)   # no decay in the window
 
 
+@pytest.mark.slow  # more than 5 s (the fast subset: pytest -m 'not slow')
 @pytest.mark.parametrize("n", [4096, 16384])
 def test_carriers_decay_over_at_least_two_bins(n):
     classes = np.array(["carrier_event"] * 6000)

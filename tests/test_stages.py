@@ -34,6 +34,7 @@ def test_segment_bounds_cover_the_stream_once():
     assert segment_bounds(1000, 10.0, None) == [(0, 1000)]
 
 
+@pytest.mark.slow  # more than 5 s (the fast subset: pytest -m 'not slow')
 @pytest.mark.parametrize("segment_duration", [1.0, 3.7])
 def test_segmented_trigger_equals_unsplit(busy_stream, segment_duration):
     cfg, _ = busy_stream

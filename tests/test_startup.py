@@ -30,6 +30,7 @@ def imported_after(code: str) -> list[str]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # more than 5 s (the fast subset: pytest -m 'not slow')
 def test_stage_scripts_import_no_deep_learning_or_plotting():
     """torch, matplotlib and sklearn only in the cleaning and plot scripts."""
     names = sorted(p.name for p in SCRIPTS.glob("*.py") if not HEAVY_OK.match(p.name))

@@ -336,6 +336,7 @@ def test_density_mode_selects_on_the_server(small_run):
 # in a real browser
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # more than 5 s (the fast subset: pytest -m 'not slow')
 @pytest.mark.ci_required
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium on PATH (CI installs it)")
 def test_browser_workflow(small_run, tmp_path):
