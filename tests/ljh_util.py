@@ -42,7 +42,7 @@ def pulse_shape(n: int, fs: float, rise: float = 1e-4, decay: float = 1e-3) -> n
 
 def write_pulse_ljh(path, *, n_records=120, n=512, presamples=256, fs=195312.5, version="2.2.0",
                     heights=None, noise_counts=6.0, baseline=3000, seed=0, start_frame=10_000,
-                    gap_frames=5000, rows=1, back_to_back=False, pulses=True):
+                    gap_frames=5000, rows=1, back_to_back=False, pulses=True, extra=()):
     """Records of white noise (sigma `noise_counts` counts) on `baseline` counts with a pulse of
     `heights[i]` counts starting exactly at `presamples` (or no pulse where pulses is False).
 
@@ -62,5 +62,5 @@ def write_pulse_ljh(path, *, n_records=120, n=512, presamples=256, fs=195312.5, 
     ms = np.floor(frames / fs * 1e3).astype(np.int64)
     ticks = np.floor((frames / fs * 1e6 - ms * 1e3) / 4).astype(np.int64)
     write_ljh_by_hand(path, version, samples, timebase=1 / fs, presamples=presamples, rows=rows, row=0,
-                      row_counts=frames * rows, posix_usec=usec, ms=ms, ticks=ticks)
+                      row_counts=frames * rows, posix_usec=usec, ms=ms, ticks=ticks, extra=extra)
     return Path(path), heights, frames

@@ -231,3 +231,19 @@ def test_other_formats_keep_the_trigger_at_a_quarter(tmp_path):
     np.testing.assert_allclose(first["time"].values, (np.arange(512) - 128) / run["sample_frequency"])
     del first.attrs["pretrigger"]                      # stores written before the attr existed
     assert record_pretrigger(first) == 128
+
+
+def test_polarity_from_the_header(tmp_path):
+    """'Inverted: Yes' (MATTER) makes the run's polarity -1: pulses come out positive; an explicit
+    polarity that disagrees is one line."""
+    n, pre = 256, 64
+    rng = np.random.default_rng(2)
+    p, heights, _ = write_pulse_ljh(tmp_path / "inv.ljh", n_records=6, n=n, presamples=pre,
+                                    heights=-rng.uniform(200, 400, 6), baseline=30000, extra=["Inverted: Yes"])
+    run = resolved({"r": {"ljh": str(p)}})["r"]
+    assert run["polarity"] == -1
+    first, _, _ = record_batches(spec_of(run))
+    x = first["trace"].values[0]
+    assert np.all(x[:, pre + 20] - x[:, :pre].mean(axis=1) > 100 * VOLTS_PER_COUNT)
+    with pytest.raises(ConfigError, match=r"run 'r': polarity 1 disagrees with -1 in the header of .*inv\.ljh"):
+        resolved({"r": {"ljh": str(p), "polarity": 1}})

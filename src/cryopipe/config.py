@@ -105,6 +105,7 @@ def _resolve_run(name: str, run: dict, config: dict, schema: dict) -> dict:
                         else os.path.normpath(out[key]))
     if "ljh" in out:
         _ljh_settings(name, run, out)
+    out.setdefault("polarity", 1)   # no schema default: an LJH header's 'Inverted' must not clash with it
     _stream_settings(name, out)
     out["channels"] = _channel_names(name, out)
     out["roles"] = _roles(name, out)
