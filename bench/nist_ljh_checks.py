@@ -50,6 +50,7 @@ def regress_chan1(data: Path, out: Path) -> None:
     amp = f["of_amplitude"].values[0][p]
     rows = []
     for name, label in (("of_amplitude", "OF, fixed lag"), ("of_amplitude_shifted", "OF, lag searched (whole samples)"),
+                        ("of_amplitude_interpolated", "OF, lag searched, sub-sample (parabola)"),
                         ("fit_height", "SEV fit (fractional shift + linear baseline)"),
                         ("pulse_height", "pulse height (50-sample moving average)")):
         centre, fwhm, n = line_fwhm(f[name].values[0][p])
