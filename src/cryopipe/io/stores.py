@@ -575,6 +575,13 @@ def check_complete(path: str | Path, kind: str = "store") -> dict:
     docs = {}
     for name in arrays:
         doc = docs[str(name)] = _load_manifest(path, str(name), kind)
+        meta = path / str(name) / "zarr.json"
+        if not meta.is_file():   # Zarr would skip the variable with a warning: a store without it
+            raise StoreError(f"{path}: {kind} store is damaged: variable {name!r} has no metadata "
+                             f"({name}/zarr.json); {_RERUN}")
+        if "metadata" in doc and meta.stat().st_size != int(doc["metadata"][0]):
+            raise StoreError(f"{path}: {kind} store is damaged: metadata {name}/zarr.json has "
+                             f"{meta.stat().st_size} bytes, {int(doc['metadata'][0])} when written; {_RERUN}")
         present = _chunk_files(path / str(name))
         missing = [k for k in doc["chunks"] if k not in present]
         if missing:
