@@ -88,6 +88,11 @@ def test_regress_chan1_of_resolutions(regress_chan1):
     basis = np.vander(phase[in_line] - phase[in_line].mean(), 3)
     resid = amp[in_line] - basis @ np.linalg.lstsq(basis, amp[in_line], rcond=None)[0]
     assert FWHM_PER_SIGMA * np.std(resid) < fwhm_of
+    # the same cause seen by the OF itself: its sub-sample maximum gives a narrower line than the
+    # best whole-sample lag
+    _, fwhm_whole, _ = line_fwhm(feats["of_amplitude_shifted"].values[0][kind == "particle"])
+    _, fwhm_sub, _ = line_fwhm(feats["of_amplitude_interpolated"].values[0][kind == "particle"])
+    assert fwhm_sub < fwhm_whole
 
 
 @needs_real
