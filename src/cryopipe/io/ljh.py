@@ -15,6 +15,11 @@ Layout (``doc/LJHfiles.md`` of the public usnistgov/mass repository; our own rea
   ``ceil(t_ticks * 4 us / Timebase)`` (exact while a frame lasts at least 4 us), the row counter as
   ``frame * Number of rows + Row number``.
 
+cryopipe takes both per-record counters (row counter and time stamp) to mark the record's trigger
+sample, Presamples after its first sample (DASTARD's trigger frame; the format note does not say):
+a stream's start time is the first stamp minus Presamples / fs. The back-to-back test (frame
+counter advancing by exactly one record length) holds either way.
+
 All integers are little endian; samples are uint16 counts on a large offset, pulses positive-going
 unless the header says ``Inverted: Yes``. Volts = counts * adc_range / 2**adc_bits (the same
 conversion as every cryopipe source; defaults 20 V / 2**16), times the polarity.
