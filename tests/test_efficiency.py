@@ -108,3 +108,45 @@ def test_errors(sev):
         fit_threshold([1, 2, 3, 4], [5, 5, 5, 5], [10, 10, 10, 10])
     with pytest.raises(InputError, match="amplitudes"):
         efficiency_curve(of, sev, noise, [[1.0]], 1.0)
+
+
+def test_injected_amplitudes_span_the_run_up_to_its_largest_pulse_so_big_pulse_losses_show(sev):
+    """The efficiency stage's amplitudes: the turn-on in resolution steps, then up to 1.2 x the
+    largest filter amplitude of the run's particle/saturated records (issue 21: a curve that stops
+    at 15 resolutions showed a plateau of 1.0 while large pulses were lost). A cut that loses every
+    pulse above 0.1 V must show as a drop of the total efficiency to 0 at the high points."""
+    import xarray as xr
+
+    from cryopipe.stages.efficiency import injected_amplitudes, injection_template
+
+    psd = spectrum("white")
+    of = build_optimum_filter(sev, psd, FS)
+    sigma = expected_resolution(of)
+    kinds = np.array(["noise", "particle", "saturated", "particle", "testpulse"])
+    largest = 0.5                                                # V, the saturated record's
+    records = xr.Dataset({"record_kind": ("event", kinds),
+                          "trigger_amplitude": (("channel", "event"), [[np.nan, 0.02, largest, np.nan, 3.0]])},
+                         coords={"channel": ["ch0"]})
+    cfg = {"n_amplitudes": 12, "max_resolutions": 15.0, "n_high_amplitudes": 6}
+    amps = injected_amplitudes(sigma, records, cfg)
+    np.testing.assert_allclose(amps[:12], np.linspace(0.5, 15.0, 12) * sigma)
+    assert amps.size == 18 and np.all(np.diff(amps) > 0)
+    assert amps[-1] == pytest.approx(1.2 * largest)              # not the test pulse's 3 V
+    np.testing.assert_allclose(np.diff(np.log(amps[11:])), np.log(1.2 * largest / amps[11]) / 6)
+    # with the channel's features store: its pulse heights (saturated records too) set the top
+    feats = xr.Dataset({"record_kind": ("event", kinds),
+                        "pulse_height": (("channel", "event"), [[0.01, 0.02, 0.8, 0.3, 3.0]])}, coords={"channel": ["ch0"]})
+    assert injected_amplitudes(sigma, records, cfg, feats)[-1] == pytest.approx(1.2 * 0.8)
+    # the injected shape: the SEV with a flat (zero) pre-trigger, unchanged from the trigger on
+    noisy = sev + np.random.default_rng(3).normal(0, 0.01, sev.size)
+    flat = injection_template(noisy, N // 4)
+    assert np.all(flat[: N // 4] == 0) and np.array_equal(flat[N // 4:], noisy[N // 4:])
+    # no larger pulses than the turn-on: the turn-on alone
+    small = records.assign(trigger_amplitude=(("channel", "event"), [[np.nan, 2 * sigma, 3 * sigma, np.nan, 3.0]]))
+    np.testing.assert_allclose(injected_amplitudes(sigma, small, cfg), np.linspace(0.5, 15.0, 12) * sigma)
+    noise = noise_records_from_nps(psd, 500, FS, np.random.default_rng(4))
+    ds = efficiency_curve(of, sev, noise, amps, 5 * sigma, n_per_amplitude=50, rng=np.random.default_rng(5),
+                          cut=lambda rec, feats: np.asarray(feats["of_amplitude"]) < 0.1)
+    high = amps > 0.11
+    assert high.sum() >= 2 and np.all(ds["efficiency"].values[high] == 0.0)
+    assert np.all(ds["efficiency"].values[(amps > 8 * sigma) & (amps < 0.09)] > 0.95)

@@ -32,7 +32,7 @@ def truth_run_config(results: Path) -> dict:
     cfg = tiny_config(results, duration=DURATION, seed=SIMULATION["seed"])
     cfg["runs"][RUN]["simulate"].update(SIMULATION)
     cfg["trigger"].update(noise_records=300, segment_duration=SEGMENT)
-    cfg["efficiency"]["n_per_amplitude"] = 100
+    cfg["efficiency"]["n_per_amplitude"] = 300   # test_stage_truth's efficiency test needs it to see a 10 % threshold error
     cfg["cleaning"] = {"models": ["universal"], "evaluate": False}
     return cfg
 

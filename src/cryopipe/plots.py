@@ -203,7 +203,8 @@ def plot_efficiency(curve, path, *, energy: bool = False, label: str = "") -> Pa
         unit = "keV"
     fig, axes = _figure()
     ax = axes[0, 0]
-    xs = np.linspace(x_v.min(), x_v.max(), 400)
+    wide = x_v.min() > 0 and x_v.max() > 30 * x_v.min()   # turn-on and the run's range up to saturation
+    xs = np.geomspace(x_v.min(), x_v.max(), 400) if wide else np.linspace(x_v.min(), x_v.max(), 400)
     for i, (name, var) in enumerate((("trigger", "trigger_efficiency"), ("cut", "cut_efficiency"),
                                      ("total", "efficiency"))):
         y = np.asarray(curve[var].values)
@@ -217,6 +218,8 @@ def plot_efficiency(curve, path, *, energy: bool = False, label: str = "") -> Pa
     if "threshold" in curve.attrs:
         ax.axvline(curve.attrs["threshold"] * scale, color="k", ls=":", lw=1.0, label="trigger threshold")
     ax.set_ylim(-0.05, 1.1)
+    if wide:
+        ax.set_xscale("log")
     ax.set_xlabel(f"injected {'energy' if energy else 'amplitude'} ({unit})")
     ax.set_ylabel("survival probability (1)")
     ax.legend(loc="lower right", fontsize=8)

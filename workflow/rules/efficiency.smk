@@ -6,6 +6,7 @@ rule efficiency_channel:
     input:
         records=f"{RESULTS}/{{run}}/records.zarr",
         characterization=f"{RESULTS}/{{run}}/characterization.zarr",
+        features=f"{RESULTS}/{{run}}/features/{{channel}}.zarr",   # pulse heights: the curve's range
         calibration=calibration_input,
         plugins=feature_plugins,
     output:

@@ -13,8 +13,9 @@ with step("efficiency_channel", sm.log[0], threads=sm.threads) as log:
     kev = None
     if sm.input.calibration:
         kev = float(load_store(sm.input.calibration, "calibration")["kev_per_volt"].sel(channel=ch))
+    features = open_store(sm.input.features, "features")
     ds = efficiency_channel(records, char, dict(sm.params.cuts), dict(sm.params.efficiency), kev_per_volt=kev,
-                            plugins=load_plugins(sm.params.plugins))
+                            plugins=load_plugins(sm.params.plugins), features=features)
     ds.attrs["inputs"] = [str(p) for p in sm.input]
     c = ds.isel(channel=0)
     log.info("channel %s: trigger 50 %% point %.3g V (threshold %.3g V), after cuts %.3g V", ch,
