@@ -50,6 +50,11 @@ CLOCK_FREQUENCY_OLD = 1_700_000_000
 DEFAULT_CONTROL_THRESHOLD = 10.1
 """TPA (V) above which a pulser stamp is a control pulse (Cait's ``min_cpa``)."""
 
+MIN_PULSER_TPA = 1e-4
+"""TPA (V) a test stamp must exceed to be a pulser (test or control) pulse. The DAQ also stamps
+particle (TPA 0) and noise (TPA -1) triggers into ``.test_stamps``; Cait ignores stamps of TPA
+<= 0.0001 when it records or excludes test pulses, and so does cryopipe."""
+
 RECORD_KINDS = ("particle", "noise", "testpulse", "controlpulse")
 
 DEFAULT_BANK_SAMPLES = 1_040_512
@@ -419,17 +424,27 @@ class AlignedTestPulses(NamedTuple):
     samples : int64 stream sample of each kept stamp (the pulse's trigger position)
     tpa : float32 V
     channel : uint32 test pulse channel
-    kept : bool mask over the stamps given (False: outside the stream, dropped)
+    kept : bool mask over the stamps given (False: outside the stream, not a pulser stamp, or of
+        another channel)
+    pulser : bool mask over the stamps given: TPA > MIN_PULSER_TPA (None: all stamps count)
     """
 
     samples: np.ndarray
     tpa: np.ndarray
     channel: np.ndarray
     kept: np.ndarray
+    pulser: np.ndarray | None = None
 
     @property
     def n_dropped(self) -> int:
-        return int((~self.kept).sum())
+        """Pulser stamps left out (outside the stream, or of channels not asked for)."""
+        pulser = np.ones_like(self.kept) if self.pulser is None else self.pulser
+        return int((~self.kept & pulser).sum())
+
+    @property
+    def n_not_pulser(self) -> int:
+        """Particle (TPA 0) and noise (TPA -1) stamps: TPA <= MIN_PULSER_TPA, never pulser pulses."""
+        return 0 if self.pulser is None else int((~self.pulser).sum())
 
 
 def test_pulse_samples(test_stamps, dig_stamps, par=None, n_samples: int | None = None,
@@ -452,6 +467,9 @@ def test_pulse_samples(test_stamps, dig_stamps, par=None, n_samples: int | None 
     outside : "drop" (default, as Cait drops stamps before the stream start): stamps outside
         ``[0, n_samples)`` are left out and reported by ``kept``; "error": any such stamp is an
         InputError. Either way, stamps that ALL fall outside are an InputError.
+
+    Only pulser stamps (TPA > MIN_PULSER_TPA, as in Cait) are test or control pulses; the DAQ's
+    particle (TPA 0) and noise (TPA -1) stamps are left out (``pulser``, ``n_not_pulser``).
     """
     if outside not in ("drop", "error"):
         raise ValueError(f"outside must be 'drop' or 'error', got {outside!r}")
@@ -463,7 +481,8 @@ def test_pulse_samples(test_stamps, dig_stamps, par=None, n_samples: int | None 
     if n_samples is None or n_samples <= 0:
         raise InputError(f"{name}: the stream length (n_samples) must be positive, got {n_samples}")
     start = stream_start_ticks(dig_stamps)
-    sel = np.ones(len(ts), dtype=bool) if channels is None else np.isin(ts["channel"], list(channels))
+    pulser = ts["tpa"] > np.float32(MIN_PULSER_TPA)
+    sel = pulser if channels is None else pulser & np.isin(ts["channel"], list(channels))
     rel = ts["stamp"].astype(np.int64) - np.int64(start)
     samples = np.rint(rel * (float(sample_frequency) / float(clock_frequency))).astype(np.int64)
     inside = (samples >= 0) & (samples < int(n_samples))
@@ -479,7 +498,7 @@ def test_pulse_samples(test_stamps, dig_stamps, par=None, n_samples: int | None 
                          f"samples (stamp indices {shown})")
     kept = sel & inside
     return AlignedTestPulses(samples[kept], ts["tpa"][kept].astype(np.float32),
-                             ts["channel"][kept].astype(np.uint32), kept)
+                             ts["channel"][kept].astype(np.uint32), kept, pulser)
 
 
 test_pulse_samples.__test__ = False  # a library function, not a pytest test

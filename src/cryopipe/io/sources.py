@@ -153,6 +153,9 @@ def _stamped_test_pulses(spec: dict, n_samples: int) -> TestPulses:
     if aligned.n_dropped:
         logging.getLogger("cryopipe").warning("%s: %d test stamps outside the stream dropped",
                                               spec["test_stamps"], aligned.n_dropped)
+    if aligned.n_not_pulser:
+        logging.getLogger("cryopipe").info("%s: %d particle/noise stamps (TPA <= 0.0001 V) are no pulser pulses, "
+                                           "ignored as in Cait", spec["test_stamps"], aligned.n_not_pulser)
     return TestPulses(aligned.samples.astype(np.int64), aligned.tpa.astype(np.float32))
 
 

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import xarray as xr
 
+from ..errors import CryopipeError
 from ..io.stores import provenance
 
 FIT_PARAMETERS = ("t0", "An", "At", "tau_n", "tau_in", "tau_t")
@@ -23,6 +24,33 @@ def channel_traces(records: xr.Dataset, mask: np.ndarray, limit: int, rng: np.ra
     if len(idx) == 0:
         return np.empty((0, records.sizes["sample"]), np.float32)
     return records["trace"].isel(channel=0, event=idx).values.astype(np.float32, copy=False)
+
+
+def no_pulses_hint(records: xr.Dataset, pulses: np.ndarray, pretrigger: int) -> str:
+    """The likely cause of a run without clean pulses, as a sentence to append to the error ("" when
+    none shows in the records):
+
+    - no particle records, but particle triggers were dropped on test/control pulses (the records'
+      attr ``n_particle_on_pulser``): the pulser stamps (TPA) or ``trigger.pulser_exclusion``;
+    - the particle records' pulses point down: the median over records of (baseline - minimum) is
+      more than twice that of (maximum - baseline), baseline = mean before the trigger: the run's
+      ``polarity``.
+    """
+    on_pulser = int(records.attrs.get("n_particle_on_pulser", 0))
+    if len(pulses) == 0 and on_pulser:
+        return (f"; all {on_pulser} particle triggers lay within trigger.pulser_exclusion of a test/control pulse "
+                f"and were dropped: are the test stamps' TPA right (particle 0, noise -1, pulser > 0.0001 V), "
+                f"or is trigger.pulser_exclusion too long?")
+    if len(pulses) == 0:
+        return "; no particle records: is the threshold too high, or the run's polarity wrong?"
+    x = np.asarray(pulses, dtype=np.float64)
+    base = x[:, : max(int(pretrigger), 1)].mean(axis=1, keepdims=True)
+    up = np.median(x.max(axis=1) - base[:, 0])
+    down = np.median(base[:, 0] - x.min(axis=1))
+    if down > 2.0 * up:
+        return (f"; the particle records' pulses point down (median depth {down:.3g} V, height {up:.3g} V): set the "
+                f"run's polarity to the opposite sign (polarity: -1 for negative pulses)")
+    return ""
 
 
 def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Dataset:
@@ -72,7 +100,10 @@ def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Datase
     # records: the SEV keeps the records' own alignment (the DAQ's trigger sits within a sample or
     # two of Presamples; moving the SEV there would put every pulse off the OF's fixed lag)
     align = {"onset_fraction": None} if records.attrs.get("source") == "ljh" else {"onset": pre}
-    sev = standard_event(pulses, fs, mask=mask, min_pulses=int(cfg["min_pulses"]), what=what, **align)
+    try:
+        sev = standard_event(pulses, fs, mask=mask, min_pulses=int(cfg["min_pulses"]), what=what, **align)
+    except CryopipeError as exc:   # too few clean pulses: say why, where the records show it
+        raise CryopipeError(f"{exc}{no_pulses_hint(records, pulses, pre)}") from None
     fit = fit_pulse_model(sev, fs)
     of = build_optimum_filter(sev, nps, fs, onset=pre, what=what)
     if len(noise):

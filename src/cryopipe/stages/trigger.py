@@ -249,6 +249,7 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
         ds = records_dataset(stream, samples[sel], fired[sel], noise[nsel], n_rec, stream_cfg["channels"],
                              amps[:, sel], params, list(inputs), live, thresholds,
                              pulser=TestPulses(pulser.samples[psel], pulser.tpa[psel]))
+        ds.attrs["n_particle_on_pulser"] = int(on_pulser.sum())   # dropped as test/control pulses
         return ds.assign_coords(event=np.arange(i0, i0 + ds.sizes["event"]))
 
     summary = (f"{len(samples)} particle and {len(noise)} noise records of {len(stream_cfg['channels'])} channels; "
