@@ -110,3 +110,42 @@ def test_import_errors_name_the_file(tmp_path, capsys):
     assert "3 names for 2 channels" in capsys.readouterr().err
     assert main(["import-cait", str(h5), str(tmp_path / "o.zarr"), "--sample-frequency", "0"]) == 1
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_import_cait_keeps_the_test_pulse_group_and_says_when_it_assumes_25_khz(tmp_path, capsys):
+    """Cait's ``testpulses`` group (event, testpulseamplitude, hours) becomes test and control pulse
+    records with their TPA (issue 21: it was dropped silently), and an import without
+    --sample-frequency says that it assumes 25 kHz."""
+    h5 = tmp_path / "run.h5"
+    event, _, hours, _ = write_cait(h5, n_events=5, seed=3)
+    rng = np.random.default_rng(4)
+    tp = rng.standard_normal((2, 4, N)).astype(np.float32)
+    tpa = np.array([0.5, 20.0, 1.0, 10.1], dtype=np.float32)          # 10.1 is still a test pulse (Cait's min_cpa)
+    tp_hours = np.sort(rng.uniform(0, 2, 4))
+    with h5py.File(h5, "a") as f:
+        g = f.create_group("testpulses")
+        g["event"] = tp
+        g["testpulseamplitude"] = tpa
+        g["hours"] = tp_hours
+    out = tmp_path / "run.zarr"
+    assert main(["import-cait", str(h5), str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "25000 Hz assumed" in captured.err and "4 test/control pulses" in captured.out
+    ds = load_store(out, "records")
+    all_hours = np.concatenate([hours, tp_hours])
+    order = np.argsort(all_hours, kind="stable")
+    np.testing.assert_array_equal(ds["trace"].values, np.concatenate([event, tp], axis=1)[:, order])
+    kinds = np.array(["particle"] * 5 + ["testpulse", "controlpulse", "testpulse", "testpulse"])[order]
+    assert ds["record_kind"].values.astype(str).tolist() == kinds.tolist()
+    np.testing.assert_array_equal(ds["tpa"].values, np.concatenate([np.zeros(5, np.float32), tpa])[order])
+    assert np.all(ds["trigger_channel"].values[kinds != "particle"] == -1)
+    assert ds.attrs["sample_frequency"] == 25_000.0
+    # given explicitly: nothing assumed, nothing said
+    assert main(["import-cait", str(h5), str(tmp_path / "b.zarr"), "--sample-frequency", "50000"]) == 0
+    assert "assumed" not in capsys.readouterr().err
+    # a test-pulse group without its TPA: one line naming the file
+    with h5py.File(h5, "a") as f:
+        del f["testpulses"]["testpulseamplitude"]
+    assert main(["import-cait", str(h5), str(tmp_path / "c.zarr")]) == 1
+    assert "run.h5: testpulses/event without testpulses/testpulseamplitude" in capsys.readouterr().err
+    assert not (tmp_path / "c.zarr").exists()

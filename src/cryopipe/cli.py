@@ -121,15 +121,23 @@ def _predict(args) -> None:
 
 
 def _import_cait(args) -> None:
+    import numpy as np
+
     from .io.cait import cait_records
     from .io.stores import write_store
 
     names = args.channels.split(",") if args.channels else None
-    ds = cait_records(args.h5, args.sample_frequency, channel_names=names)
+    fs = args.sample_frequency
+    if fs is None:   # Cait files do not store it
+        fs = 25_000.0
+        print(f"{args.h5}: Cait files do not store the sample frequency; {fs:.0f} Hz assumed (--sample-frequency "
+              f"to set it)", file=sys.stderr)
+    ds = cait_records(args.h5, fs, channel_names=names)
     write_store(ds, args.output, "records")
     kinds = ds["record_kind"].values.astype(str)
-    print(f"{args.output}: {ds.sizes['event']} records ({int((kinds == 'noise').sum())} noise) of "
-          f"{ds.sizes['channel']} channels x {ds.sizes['sample']} samples")
+    pulser = int(np.isin(kinds, ("testpulse", "controlpulse")).sum())
+    print(f"{args.output}: {ds.sizes['event']} records ({int((kinds == 'noise').sum())} noise, {pulser} test/control "
+          f"pulses) of {ds.sizes['channel']} channels x {ds.sizes['sample']} samples at {fs:.6g} Hz")
 
 
 def _view(args) -> None:
@@ -219,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("import-cait", help="import a Cait HDF5 file's events into a records store")
     s.add_argument("h5")
     s.add_argument("output", help="OUTPUT.zarr")
-    s.add_argument("--sample-frequency", type=float, default=25000.0, help="Hz")
+    s.add_argument("--sample-frequency", type=float, default=None,
+                   help="Hz (Cait files do not store it; default 25000, said when assumed)")
     s.add_argument("--channels", help="comma-separated names for the file's channels (default ch0, ch1, ...)")
     s.set_defaults(func=_import_cait)
     s = sub.add_parser("view", help="look at a run in the browser (local web app)")

@@ -4,11 +4,14 @@ Cait's layout (cait 1.3): group ``events`` with ``event`` (channels, events, sam
 optional ``hours`` (events,) hours since the start of the measurement, ``time_s`` / ``time_mus``
 (events,) unix time stamp in s and microseconds, ``mainpar`` (channels, events, 10) and
 ``of_ph`` (channels, events) V. A group ``noise`` with its own ``event`` dataset holds noise
-(empty baseline) records. Record window: trigger at N/4.
+(empty baseline) records, a group ``testpulses`` with ``event`` and ``testpulseamplitude``
+(events,) V the test and control pulses. Record window: trigger at N/4.
 
 Mapping to the "records" store (`cryopipe.io.stores.STORES["records"]`):
 - trace: events of ``events`` (record_kind 'particle') and, if present, of ``noise`` (record_kind
-  'noise'), sorted by trigger time;
+  'noise') and ``testpulses`` (record_kind 'testpulse' or 'controlpulse' by TPA, the CRESST
+  convention of `cryopipe.io.cresst.record_kind_from_tpa`), sorted by trigger time;
+- tpa: 0 for particle, -1 for noise records, ``testpulseamplitude`` for test and control pulses;
 - trigger_time (s since the first record): from ``hours`` if present, else ``time_s`` (+ ``time_mus``),
   else record index * N / fs (records back to back); trigger_sample = round(trigger_time * fs);
 - trigger_amplitude: ``of_ph`` if present, else ``mainpar[..., 0]`` (Cait's pulse height), else NaN;
@@ -134,10 +137,35 @@ def cait_records(path: str | Path, sample_frequency: float = 25_000.0, channels=
             if mainpar is not None:
                 mainpar = np.concatenate([mainpar, np.full((noise.shape[0], noise.shape[1], mainpar.shape[2]),
                                                            np.nan)], axis=1)
-    return _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel_names, source)
+        tpas = [np.zeros(traces[0].shape[1], np.float32)] + [np.full(t.shape[1], -1.0, np.float32) for t in traces[1:]]
+        if "testpulses" in f and "event" in f["testpulses"]:
+            from .cresst import record_kind_from_tpa
+
+            tp = _event_array(f, path, "testpulses", channels)
+            if tp.shape[0] != traces[0].shape[0] or tp.shape[2] != n_samples:
+                raise InputError(f"{path}: testpulses/event shape {tp.shape} does not match events/event "
+                                 f"{traces[0].shape}")
+            if "testpulseamplitude" not in f["testpulses"]:
+                raise InputError(f"{path}: testpulses/event without testpulses/testpulseamplitude (the TPA of "
+                                 f"each test pulse)")
+            tpa = np.asarray(f["testpulses"]["testpulseamplitude"][:], dtype=np.float32).ravel()
+            if tpa.size != tp.shape[1]:
+                raise InputError(f"{path}: {tpa.size} testpulseamplitude values for {tp.shape[1]} test pulses")
+            t, src = _times(f["testpulses"], tp.shape[1], sum(x.shape[1] for x in traces), n_samples, fs)
+            if src != source:
+                raise InputError(f"{path}: events time from {source!r} but testpulses time from {src!r}")
+            traces.append(tp)
+            kinds.append(record_kind_from_tpa(tpa))
+            times.append(t)
+            tpas.append(tpa)
+            amps.append(np.full((tp.shape[0], tp.shape[1]), np.nan, dtype=np.float32))
+            if mainpar is not None:
+                mainpar = np.concatenate([mainpar, np.full((tp.shape[0], tp.shape[1], mainpar.shape[2]), np.nan)],
+                                         axis=1)
+    return _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel_names, source, tpas)
 
 
-def _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel_names, source):
+def _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel_names, source, tpas):
     trace = np.concatenate(traces, axis=1)
     n_ch, n_ev, n_samples = trace.shape
     if n_ev == 0:
@@ -148,7 +176,8 @@ def _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel
     kind = np.concatenate(kinds)[order]
     amp = np.concatenate(amps, axis=1)[:, order]
     fired = np.where(np.isfinite(amp).any(axis=0), np.argmax(np.nan_to_num(amp, nan=-np.inf), axis=0), -1)
-    fired[kind == "noise"] = -1
+    fired[kind != "particle"] = -1
+    tpa = np.concatenate(tpas)[order]
     names = [f"ch{i}" for i in idx] if channel_names is None else [str(c) for c in channel_names]
     if len(names) != n_ch:
         raise InputError(f"channel_names: {len(names)} names for {n_ch} channels")
@@ -158,7 +187,7 @@ def _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel
         "trigger_sample": (("event",), np.round(t * fs).astype(np.int64)),
         "trigger_time": (("event",), t, {"units": "s"}),
         "timestamp": (("event",), t.astype(np.float64), {"units": "s"}),  # Cait files: s since the first event
-        "tpa": (("event",), np.where(kind == "noise", -1.0, 0.0).astype(np.float32), {"units": "V"}),
+        "tpa": (("event",), tpa.astype(np.float32), {"units": "V"}),
         "record_kind": (("event",), kind.astype(str)),
         "trigger_channel": (("event",), fired.astype(np.int64)),
         "trigger_amplitude": (("channel", "event"), amp, {"units": "V"}),
