@@ -446,3 +446,36 @@ def test_record_kind_from_tpa():
     assert cr.record_kind_from_tpa(np.zeros((2, 3))).shape == (2, 3)
     with pytest.raises(ValueError, match="NaN"):
         cr.record_kind_from_tpa([np.nan])
+
+
+def test_rdt_cut_at_a_record_boundary_is_a_warning_and_an_attr(tmp, caplog):
+    """An rdt file cut after a whole record (the last trigger lacks its second channel) is read,
+    the incomplete trigger skipped, and that is said at WARNING and kept in the store's attrs
+    (issue 21: it was only in an INFO summary)."""
+    import logging
+
+    from cryopipe.stages.read_records import rdt_record_batches
+
+    truth = cr.write_cresst_rdt_run(tmp, n_particle=4, n_noise=2, n_testpulse=2, n_control=0, record_length=256, seed=1)
+    rdt = truth["paths"]["rdt"]
+    whole = cr.open_rdt(rdt)
+    record_bytes = whole.dtype.itemsize
+    n_events = whole.n_events
+    with open(rdt, "r+b") as fh:                        # drop the last record: one channel of the last trigger
+        fh.truncate(whole.n_records * record_bytes - record_bytes)
+    spec = dict(rdt=str(rdt), par=str(truth["paths"]["par"]), record_length=256,
+                sample_frequency=whole.sample_frequency, channels=["a", "b"])
+    with caplog.at_level(logging.INFO, logger="cryopipe"):
+        first, _, summary = rdt_record_batches(spec)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "1 of" in warnings[0].getMessage() and "truncated" in warnings[0].getMessage()
+    assert "the last trigger is one of them" in warnings[0].getMessage()
+    assert first.attrs["n_incomplete_events"] == 1 and first.sizes["event"] == n_events - 1
+    # a whole file: no warning, attr 0
+    truth = cr.write_cresst_rdt_run(tmp / "ok", n_particle=4, n_noise=2, n_testpulse=2, n_control=0,
+                                    record_length=256, seed=1)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="cryopipe"):
+        first, _, _ = rdt_record_batches({**spec, "rdt": str(truth["paths"]["rdt"]), "par": str(truth["paths"]["par"])})
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert first.attrs["n_incomplete_events"] == 0

@@ -609,6 +609,7 @@ class RdtFile:
     channels_present : every detector number in the file, ascending
     record_index : int64 (n_channels, n_events) record numbers of each event's records
     n_records, n_events, n_incomplete : counts
+    last_incomplete : the last trigger lacks a record (a file cut at a record boundary)
     sample_frequency : Hz (par, or given)
     """
 
@@ -670,6 +671,7 @@ class RdtFile:
         self.record_index = index[:, complete]
         self.n_events = int(complete.sum())
         self.n_incomplete = n_runs - self.n_events
+        self.last_incomplete = not bool(complete[-1])   # the file ends inside a trigger: truncated
         if self.n_events == 0:
             raise InputError(f"{p}: no event holds one record of each of the channels {chans} "
                              f"({n_runs} triggers, {n} records)")

@@ -6,6 +6,7 @@ the control-pulse threshold). Polarity and ADC conversion as for streams.
 """
 from __future__ import annotations
 
+import logging
 from typing import Iterator
 
 import numpy as np
@@ -39,7 +40,8 @@ def rdt_record_batches(spec: dict, inputs=(), batch: int = EVENT_CHUNK) -> tuple
         attrs = provenance("records", params, [str(i) for i in inputs], sample_frequency=fs, record_length=n_rec,
                            live_time=duration, stream_duration=duration, threshold=[float("nan")] * len(names),
                            source="rdt", rdt_channels=[int(c) for c in rdt.channels],
-                           start_time=float(rdt.par.start_time), pretrigger=n_rec // 4)
+                           start_time=float(rdt.par.start_time), pretrigger=n_rec // 4,
+                           n_incomplete_events=int(rdt.n_incomplete))
         return xr.Dataset(
             {
                 "trace": (("channel", "event", "sample"), ev["trace"] * polarity, {"units": "V"}),
@@ -63,6 +65,11 @@ def rdt_record_batches(spec: dict, inputs=(), batch: int = EVENT_CHUNK) -> tuple
     kinds, counts = np.unique(rdt.record_kind, return_counts=True)
     summary = (f"{rdt.n_events} events of {rdt.n_channels} channels read from {spec['rdt']} "
                f"({', '.join(f'{c} {k}' for k, c in zip(kinds, counts))}; {rdt.n_incomplete} incomplete skipped)")
+    if rdt.n_incomplete:   # never only at INFO: a truncated file, or records of a channel lost
+        logging.getLogger("cryopipe").warning(
+            "%s: %d of %d triggers lack a record of some channel %s (a truncated file? the last trigger %s) and are "
+            "skipped; the store's attr n_incomplete_events says so", spec["rdt"], rdt.n_incomplete,
+            rdt.n_events + rdt.n_incomplete, rdt.channels, "is one of them" if rdt.last_incomplete else "is complete")
     return next(batches), batches, summary
 
 
