@@ -232,7 +232,7 @@ def test_read_cait_events_on_invalid_files_never_returns_wrong_events(shape, gro
 
 # ------------------------------------------------------------------------------ stores
 
-@SETTINGS
+@FEW
 @given(kind=st.sampled_from(sorted(STORES)), seed=st.integers(0, 1000))
 def test_intact_store_of_every_kind_reads_back_what_was_written(kind, seed):
     from test_integrity import synthetic

@@ -272,6 +272,7 @@ def test_hand_labels_store_and_evaluation(small_run, tmp_path):
     assert res["survival"]["pile_up"]["survived"] == int(dec[0, 3])
 
 
+@pytest.mark.slow  # more than 5 s (the fast subset: pytest -m 'not slow')
 def test_evaluate_hand_labels_command(small_run, tmp_path):
     import shutil
 
@@ -290,6 +291,7 @@ def test_evaluate_hand_labels_command(small_run, tmp_path):
     assert "model universal: 80 hand-labelled records" in out.stdout and "class accuracy" in out.stdout
 
 
+@pytest.mark.slow  # more than 5 s (the fast subset: pytest -m 'not slow')
 def test_fine_tune_on_hand_labels(small_run, tmp_path):
     """The loop from looking to training: tune the shipped model on hand labels, evaluate on held-out ones."""
     import shutil
