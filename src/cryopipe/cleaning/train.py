@@ -239,7 +239,7 @@ def train_model(name: str, train: RecordSource, val: RecordSource, checkpoint: s
     t_call, t_saved, steps_this_call = time.perf_counter(), time.perf_counter(), 0
     while run["epoch"] < epochs:
         epoch = run["epoch"]
-        t0 = time.perf_counter()
+        t0 = t_epoch = time.perf_counter()      # t0: last time training seconds were counted
         model.train()
         batches.set_epoch(epoch)
         for step, (x, y, c) in enumerate(batches):
@@ -276,7 +276,7 @@ def train_model(name: str, train: RecordSource, val: RecordSource, checkpoint: s
         val_loss, val_ba = evaluate(model, val, weights, device, cutoff=cutoff)
         history["val_loss"].append(val_loss)
         history["val_ba"].append(val_ba)
-        history["epoch_time"].append(time.perf_counter() - t0)
+        history["epoch_time"].append(time.perf_counter() - t_epoch)
         improved = val_ba > run["best_ba"] or (val_ba == run["best_ba"] and val_loss < run["best_loss"])
         if improved:
             run.update(best_ba=val_ba, best_loss=val_loss, best_epoch=epoch)
