@@ -167,3 +167,11 @@ def test_rate_warnings_for_a_mostly_rejected_or_unfamiliar_run():
     assert len(w) == 1 and "rejects 90%" in w[0]
     w = rate_warnings(np.ones(100, bool), valid, np.arange(100) < 30)
     assert len(w) == 1 and "30%" in w[0] and "ood" in w[0]
+
+
+def test_predict_file_without_records_is_one_clear_error(tmp_path):
+    from cryopipe.cleaning.universal import predict_file
+
+    np.savez(tmp_path / "empty.npz", records=np.zeros((0, 1024), np.float32))
+    with pytest.raises(InputError, match="empty.npz: holds no records"):
+        predict_file(tmp_path / "empty.npz", build_model("cnn", 1))

@@ -32,7 +32,13 @@ def test_default_config_validates_and_embeds_the_default_simulation():
 def test_user_csmpl_config_shape_validates_with_defaults():
     cfg = yaml.safe_load((REPO / "config" / "mock.yaml").read_text())
     snakemake_validate(cfg, SCHEMA, set_default=True)
-    assert cfg["runs"]["mock"]["polarity"] == 1 and cfg["trigger"]["holdoff"] is None
+    assert cfg["trigger"]["holdoff"] is None
+    # polarity has no schema default (an LJH header's 'Inverted' must not clash with one): the run
+    # settings give it, +1 unless set
+    from cryopipe.config import load_schema, resolve_runs
+
+    assert "polarity" not in cfg["runs"]["mock"]
+    assert resolve_runs(cfg, load_schema(SCHEMA))["mock"]["polarity"] == 1
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -172,6 +172,8 @@ def predict_file(path: str | Path, model: Classifier, batch: int = 4096, events_
         pretrigger = input_pretrigger(path)
     blocks = iter_record_blocks(path, events_per_block)
     _, lead = next(blocks)
+    if int(np.prod(lead)) == 0:
+        raise InputError(f"{path}: holds no records (shape {tuple(lead)}); nothing to classify")
     score = np.empty(lead, dtype=np.float32)
     multi = model.n_classes > 1
     probs = np.empty((*lead, model.n_classes), dtype=np.float32) if multi else None
