@@ -120,7 +120,7 @@ def write_cresst_runs(data: Path) -> None:
 def write_ljh_files(data: Path) -> None:
     """The files config/ljh.yaml names: the measured NIST files where this machine has them (read
     only, copied), else records of pulses and of noise from the independent LJH writer of the tests."""
-    real = Path("/work/shared/data/real/nist_mass")
+    from real_data import NIST_DIR as real
     names = ("regress_chan1.ljh", "regress_noise_chan1.ljh")
     data.mkdir(parents=True, exist_ok=True)
     if all((real / n).is_file() for n in names):

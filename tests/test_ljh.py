@@ -16,7 +16,7 @@ from cryopipe.errors import InputError
 from cryopipe.io.ljh import read_ljh
 from ljh_util import write_ljh_by_hand
 
-REAL = Path("/work/shared/data/real/nist_mass")
+from real_data import NIST_DIR as REAL
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="real NIST LJH files not present")
 
 

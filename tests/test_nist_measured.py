@@ -15,7 +15,7 @@ import xarray as xr
 
 from cryopipe.line_stats import FWHM_PER_SIGMA, line_fwhm, rice_rate
 
-REAL = Path("/work/shared/data/real/nist_mass")
+from real_data import NIST_DIR as REAL
 needs_real = pytest.mark.skipif(not (REAL / "regress_chan1.ljh").is_file(), reason="real NIST LJH files not present")
 CHAR_CFG = {"max_noise_records": 2000, "max_pulses": 2000, "min_noise_records": 20, "min_pulses": 10,
             "min_pulse_snr": 10.0, "threshold_resolution": 5.0}

@@ -38,7 +38,7 @@ def test_shape_mismatch_is_an_input_error():
         re_.decision_figures(["event_pulse", "noise"], np.array([True]))
 
 
-NIST = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "nist_mass"
+from real_data import NIST_DIR as NIST
 
 
 @pytest.mark.skipif(not (NIST / "regress_chan1.ljh").is_file(), reason="NIST example files not present")

@@ -8,7 +8,7 @@ import pytest
 from cryopipe.cleaning import real_labels as rl
 from cryopipe.errors import InputError
 
-NIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "nist_mass"
+from real_data import NIST_DIR as NIST
 N, PRE, SIGMA = 1024, 512, 20.0
 
 
