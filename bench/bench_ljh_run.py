@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-REAL = Path("/work/shared/data/real/nist_mass")
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "nist_mass"  # beside the checkout
 
 
 def main() -> None:

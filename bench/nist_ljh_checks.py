@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-REAL = Path("/work/shared/data/real/nist_mass")
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "nist_mass"  # beside the checkout
 CHAR_CFG = {"max_noise_records": 2000, "max_pulses": 2000, "min_noise_records": 20, "min_pulses": 10,
             "min_pulse_snr": 10.0, "threshold_resolution": 5.0}
 
