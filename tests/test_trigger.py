@@ -410,13 +410,18 @@ def test_select_triggers_by_value_with_holdoff_either_side():
     np.testing.assert_array_equal(keep, [False, True, True, False, True])
 
 
-def test_merge_by_significance_takes_the_channel_that_sees_the_pulse_best():
-    """Channel 1 fires early and weakly (a side lobe or a shoulder), channel 0 on the pulse itself
-    within the hold-off: the module trigger is channel 0's; without significances the earliest."""
+def test_merge_drops_weak_triggers_next_to_strong_ones_then_takes_the_earliest():
+    """Channel 1 fires early and weakly (a side lobe or noise, 5.5 against 300) within the hold-off
+    before channel 0's pulse: the module trigger is channel 0's. A strong artifact of channel 1
+    (significance 40) 100 samples after a clear pulse of channel 0 (6) does not take its trigger.
+    Without significances: the earliest."""
     per_channel = [np.array([1000, 5000]), np.array([700, 5100])]
     sig = [np.array([300.0, 6.0]), np.array([5.5, 40.0])]
     samples, fired = merge_triggers(per_channel, 500, sig)
-    np.testing.assert_array_equal(samples, [1000, 5100])
-    np.testing.assert_array_equal(fired, [0, 1])
+    np.testing.assert_array_equal(samples, [1000, 5000])
+    np.testing.assert_array_equal(fired, [0, 0])
     early, _ = merge_triggers(per_channel, 500)
     np.testing.assert_array_equal(early, [700, 5000])
+    # a trigger 50x weaker than one 600 samples away (beyond the hold-off) stays
+    s2, _ = merge_triggers([np.array([0]), np.array([600])], 500, [np.array([1.0]), np.array([50.0])])
+    np.testing.assert_array_equal(s2, [0, 600])

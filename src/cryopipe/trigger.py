@@ -18,8 +18,8 @@ dead time or the merge of the channels, lost the pulse behind them.)
 The scan visits only samples above threshold (numba) and carries an open excursion across chunks,
 and the selection sees all candidates, so the result does not depend on the chunk size.
 
-Channels are merged the same way (:func:`merge_triggers`): the most significant trigger (value over
-its channel's threshold) of a cluster within ``holdoff`` wins.
+Channels are merged earliest first (:func:`merge_triggers`), after dropping every trigger less
+significant (value over its channel's threshold) than a tenth of one within ``holdoff``.
 
 Live time: stream duration minus the union of [t, t + holdoff) over accepted (merged) trigger
 samples t, clipped to the stream.
@@ -79,11 +79,13 @@ def _excursion_maxima(idx, vals, chunk_end, state, best, out_t, out_v):
 
 
 @njit(cache=True)
-def _select(samples, values, order, holdoff, threshold, env, env_first, margin, reach_before, reach_after):
+def _select(samples, values, order, holdoff, threshold, env, env_sat, saturated, env_first, margin, reach_before,
+            reach_after):
     """Greedy selection (module docstring): ``order`` visits the candidates by descending value;
-    ``samples`` sorted. env[k] is the envelope at lag env_first + k (t_i - t_j); empty: none.
-    The hold-off test sees the accepted triggers, the side-lobe test every larger candidate (a pulse
-    that lost its trigger to a larger one within the hold-off still has its side lobes)."""
+    ``samples`` sorted. env[k] / env_sat[k] is the envelope of a plain / saturated pulse at lag
+    env_first + k (t_i - t_j); empty: none. The hold-off test sees the accepted triggers, the
+    side-lobe test every larger candidate (a pulse that lost its trigger to a larger one nearby
+    still has its side lobes)."""
     n = samples.size
     accepted = np.zeros(n, dtype=np.bool_)
     visited = np.zeros(n, dtype=np.bool_)
@@ -101,16 +103,18 @@ def _select(samples, values, order, holdoff, threshold, env, env_first, margin, 
                 ok = False
                 break
             k = lag - env_first
-            if n_env > 0 and 0 <= k < n_env and values[i] - threshold <= margin * values[j] * env[k]:
-                ok = False
-                break
+            if n_env > 0 and 0 <= k < n_env:
+                r = env_sat[k] if saturated[j] else env[k]
+                if values[i] - threshold <= margin * values[j] * r:
+                    ok = False
+                    break
         accepted[i] = ok
         visited[i] = True
     return accepted
 
 
 def select_triggers(samples, values, holdoff: int, threshold: float = 0.0, envelope=None,
-                    margin: float = SIDE_LOBE_MARGIN) -> np.ndarray:
+                    margin: float = SIDE_LOBE_MARGIN, saturated=None, saturated_envelope=None) -> np.ndarray:
     """Mask of the accepted candidates (module docstring: by descending value, none closer than
     ``holdoff`` samples to a larger one, none a side lobe of a larger one).
 
@@ -122,6 +126,8 @@ def select_triggers(samples, values, holdoff: int, threshold: float = 0.0, envel
     threshold : V, subtracted from a candidate's value in the side-lobe test
     envelope : (first_lag, env) from :func:`side_lobe_envelope`, or None (hold-off only)
     margin : side lobes up to margin x the envelope count as lobes
+    saturated : bool per candidate: a saturated pulse, whose side lobes follow `saturated_envelope`
+        (same first lag and length as `envelope`) instead
     """
     samples = np.asarray(samples, dtype=np.int64)
     values = np.asarray(values, dtype=np.float64)
@@ -132,9 +138,32 @@ def select_triggers(samples, values, holdoff: int, threshold: float = 0.0, envel
         first, env = 0, np.zeros(0)
     else:
         first, env = int(envelope[0]), np.asarray(envelope[1], dtype=np.float64)
+    env_sat = env
+    if saturated_envelope is not None:
+        if int(saturated_envelope[0]) != first or len(saturated_envelope[1]) != env.size:
+            raise InputError("select_triggers: the saturated envelope must cover the lags of the envelope")
+        env_sat = np.asarray(saturated_envelope[1], dtype=np.float64)
+    sat = np.zeros(samples.size, np.bool_) if saturated is None else np.asarray(saturated, dtype=np.bool_)
     before = max(-first, 0)
     after = max(first + env.size, 0)
-    return _select(samples, values, order, int(holdoff), float(threshold), env, first, float(margin), before, after)
+    return _select(samples, values, order, int(holdoff), float(threshold), env, env_sat, sat, first, float(margin),
+                   before, after)
+
+
+def saturated_candidates(stream, channel: int, samples, values, threshold: float, window: int,
+                         min_ratio: float = 20.0) -> np.ndarray:
+    """Mask of the candidates whose pulse is saturated or clipped: a run of MIN_FLAT_RUN identical
+    raw samples (:func:`cryopipe.filters.has_flat_run`) in [t - window, t + 4 window). Only
+    candidates above `min_ratio` x `threshold` are read (a pulse that small is not saturated)."""
+    samples = np.asarray(samples, dtype=np.int64)
+    out = np.zeros(samples.size, dtype=bool)
+    big = np.flatnonzero(np.asarray(values) > min_ratio * threshold)
+    for i in big:
+        lo = max(int(samples[i]) - window, 0)
+        hi = min(int(samples[i]) + 4 * window, stream.n_samples)
+        if hi > lo:
+            out[i] = bool(has_flat_run(stream.read(lo, hi, [channel])[0]))
+    return out
 
 
 def side_lobe_envelope(kernel, anchor, template, onset: int, width: int | None = None,
@@ -275,16 +304,42 @@ def _accept_sequential(samples, holdoff):
     return keep
 
 
-def merge_triggers(per_channel: list[np.ndarray], holdoff: int, significance: list[np.ndarray] | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+MERGE_WEAK_FRACTION = 0.1
+"""In the channel merge, a trigger less significant than this fraction of one within the hold-off
+is no trigger of its own (a shoulder, side lobe or noise next to a pulse)."""
+
+
+@njit(cache=True)
+def _strong_enough(samples, values, holdoff, fraction):
+    """Mask: values[i] >= fraction x the largest value within holdoff samples (samples sorted)."""
+    n = samples.size
+    keep = np.ones(n, dtype=np.bool_)
+    lo = 0
+    hi = 0
+    for i in range(n):
+        while samples[lo] <= samples[i] - holdoff:
+            lo += 1
+        while hi < n and samples[hi] < samples[i] + holdoff:
+            hi += 1
+        big = values[lo]
+        for j in range(lo + 1, hi):
+            if values[j] > big:
+                big = values[j]
+        keep[i] = values[i] >= fraction * big
+    return keep
+
+
+def merge_triggers(per_channel: list[np.ndarray], holdoff: int, significance: list[np.ndarray] | None = None,
+                   weak_fraction: float = MERGE_WEAK_FRACTION) -> tuple[np.ndarray, np.ndarray]:
     """Merge per-channel trigger samples into module triggers (a trigger records all channels).
 
-    With `significance` (per channel, one value per trigger, e.g. filtered value over the channel's
-    threshold): the most significant trigger is accepted first, and one closer than ``holdoff``
-    samples to an accepted trigger (either side) is dropped, so a pulse's trigger is that of the
-    channel that sees it best, and no weak trigger of another channel (a side lobe, a pulse's
-    shoulder) can take its place. Without: earliest first (ties: lowest channel), one within
-    ``holdoff`` samples after an accepted trigger dropped.
+    Triggers are taken earliest first (ties: lowest channel); one within ``holdoff`` samples after
+    an accepted trigger is dropped. With `significance` (per channel, one value per trigger, e.g.
+    filtered value over the channel's threshold), a trigger less significant than `weak_fraction`
+    of another one closer than ``holdoff`` samples (either side, any channel) is dropped first: a
+    weak early trigger of one channel (a side lobe, a shoulder, noise) never takes the record of a
+    pulse that another channel sees clearly, while an artifact of one channel (a SQUID jump, far
+    more significant) does not take the trigger of a pulse that starts before it.
 
     Returns
     -------
@@ -298,17 +353,15 @@ def merge_triggers(per_channel: list[np.ndarray], holdoff: int, significance: li
         return np.empty(0, np.int64), np.empty(0, np.int64)
     samples = np.concatenate(arrays)
     channel = np.repeat(np.arange(len(arrays), dtype=np.int64), [a.size for a in arrays])
+    order = np.lexsort((channel, samples))
+    samples, channel = samples[order], channel[order]
     if significance is not None:
         sig = [np.asarray(v, dtype=np.float64).ravel() for v in significance]
         if [v.size for v in sig] != [a.size for a in arrays]:
             raise InputError("merge_triggers: one significance per trigger and channel needed")
-        values = np.concatenate(sig) if sig else np.empty(0)
-        order = np.lexsort((channel, samples))
-        samples, channel, values = samples[order], channel[order], values[order]
-        keep = select_triggers(samples, values, max(int(holdoff), 1))
-        return samples[keep], channel[keep]
-    order = np.lexsort((channel, samples))
-    samples, channel = samples[order], channel[order]
+        values = np.concatenate(sig)[order]
+        strong = _strong_enough(samples, values, max(int(holdoff), 1), float(weak_fraction))
+        samples, channel = samples[strong], channel[strong]
     keep = _accept_sequential(samples, int(holdoff))
     return samples[keep], channel[keep]
 

@@ -91,9 +91,10 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
         n_rec = int(stream_cfg["record_length"])
         template = (generic_template(n_rec), int(n_rec * 0.25))
     envelope = None
-    if template is not None:
-        envelope = side_lobe_envelope(k, anchor, template[0], template[1],
-                                      saturated_template=template[2] if len(template) > 2 else None)
+    if template is not None:   # side lobes of a plain and of a saturated (clipped) pulse
+        sat_template = template[2] if len(template) > 2 else None
+        envelope = (side_lobe_envelope(k, anchor, template[0], template[1], levels=()),
+                    side_lobe_envelope(k, anchor, template[0], template[1], saturated_template=sat_template))
     noise = noise_estimate(stream, channel, k, anchor, polarity=1)   # logs implausible situations
     sigma = noise.sigma
     if threshold is None:
@@ -130,20 +131,26 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
 def _scan_piece(stream, channel, k, anchor, threshold, holdoff, trigger_cfg, piece, envelope=None):
     """Triggers (samples, amplitudes) in [a, b), from the candidates of [a - 5 R, b + 5 R) (R: the
     larger of the hold-off and the side-lobe reach) on the unsplit run's chunk grid, so the float32
-    filter values are bit-identical to an unsplit scan."""
+    filter values are bit-identical to an unsplit scan. `envelope`: (plain, saturated) side-lobe
+    envelopes; a candidate's raw stretch tells which applies (`cryopipe.trigger.saturated_candidates`)."""
     from ..filters import OverlapSave
-    from ..trigger import scan_candidates, select_triggers
+    from ..trigger import saturated_candidates, scan_candidates, select_triggers
 
     a, b = piece
     reach = holdoff
     if envelope is not None:
-        reach = max(reach, -envelope[0], envelope[0] + len(envelope[1]))
+        reach = max(reach, -envelope[0][0], envelope[0][0] + len(envelope[0][1]))
     chunk = OverlapSave(k, anchor, int(trigger_cfg["chunk_size"])).chunk
     start = max(a - 5 * reach, 0) // chunk * chunk
     stop = min(-(-(b + 5 * reach) // chunk) * chunk, stream.n_samples)
     samples, amplitudes = scan_candidates(stream, channel, k, anchor, threshold, 1,
                                           chunk_size=int(trigger_cfg["chunk_size"]), start=start, stop=stop)
-    sel = select_triggers(samples, amplitudes, holdoff, threshold, envelope)
+    if envelope is None:
+        sel = select_triggers(samples, amplitudes, holdoff, threshold)
+    else:
+        sat = saturated_candidates(stream, channel, samples, amplitudes, threshold, max(64, len(k) // 16))
+        sel = select_triggers(samples, amplitudes, holdoff, threshold, envelope[0], saturated=sat,
+                              saturated_envelope=envelope[1])
     samples, amplitudes = samples[sel], amplitudes[sel]
     keep = (samples >= a) & (samples < b)
     return samples[keep], amplitudes[keep]
