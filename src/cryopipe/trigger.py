@@ -410,8 +410,10 @@ def noise_trigger_samples(n: int, particle: np.ndarray, n_samples: int, record_l
                           scanned=None) -> np.ndarray:
     """Random (noise) trigger samples whose records hold no pulse and do not overlap each other.
 
-    A noise record [t - N/4, t + 3N/4) must neither contain a particle onset p nor start within one
-    record length after it (its tail): t <= p - 3N/4 or t >= p + 5N/4 for every p. The allowed
+    A noise record [t - N/4, t + 3N/4) must neither contain a particle trigger p, nor end less than
+    N/32 before it (a trigger sits a little after its pulse's onset: the record would end inside
+    the rise), nor start within one record length after it (its tail): t <= p - 3N/4 - N/32 or
+    t >= p + 5N/4 for every p. The allowed
     stretches are cut into slots of N samples; ``n`` slots are drawn at random (each stretch's slot
     grid shifted by a random offset), so the records are distinct stretches of noise: overlapping
     noise records would make the noise power spectrum an average of one realisation. Where fewer
@@ -438,8 +440,8 @@ def noise_trigger_samples(n: int, particle: np.ndarray, n_samples: int, record_l
     lo_all = N // 4                                   # first valid trigger sample
     hi_all = n_samples - N + N // 4 + 1               # one past the last
     p = np.unique(np.asarray(particle, dtype=np.int64))
-    # forbidden (p - 3N/4, p + 5N/4), merged; allowed = gaps between them within [lo_all, hi_all)
-    f_lo, f_hi = p - 3 * N // 4 + 1, p + 5 * N // 4
+    # forbidden (p - 3N/4 - N/32, p + 5N/4), merged; allowed = gaps between them within [lo_all, hi_all)
+    f_lo, f_hi = p - 3 * N // 4 - N // 32 + 1, p + 5 * N // 4
     edges_hi = np.concatenate([[lo_all], np.maximum.accumulate(f_hi)])
     edges_lo = np.concatenate([f_lo, [hi_all]])
     gap_lo = np.clip(edges_hi, lo_all, hi_all)
