@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{' '.join(a for a in argv if a != '--resume')} --resume", flush=True)
         return
     set_calibration(args.out, ArraySource(*simulate_set(n_val, [SEED, 2]), class_names=sorted(EVENT_CLASSES)))
-    _update_meta(args.out, train_seconds=result.meta["train_seconds"],
+    _update_meta(args.out, finished=True, train_seconds=result.meta["train_seconds"],
                  train_records_per_second=result.meta["train_records_per_second"],
                  last_piece_wall_seconds=time.perf_counter() - t0)
     curves = args.out.with_name(args.out.stem + "_loss.png")
