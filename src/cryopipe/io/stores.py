@@ -61,6 +61,9 @@ STORES = {
         {"trigger_sample": (("trigger",), "i"),                      # stream index of the filtered maximum
          "trigger_amplitude": (("trigger",), "f")},                  # filter output there (V, polarity-corrected)
         ("sample_frequency", "n_samples", "channel", "threshold", "noise_sigma", "holdoff"),
+        # excursions above threshold not taken as triggers (side lobes, within a hold-off, small
+        # pulses beside large ones): no noise record may hold one
+        optional={"rejected_sample": (("rejected",), "i")},
     ),
     # triggered records of one run (trigger stage)
     "records": StoreSchema(

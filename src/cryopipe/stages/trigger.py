@@ -117,6 +117,7 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
     order = np.argsort([p[0] for p in scanned], kind="stable")
     samples = np.concatenate([found[i][0] for i in order]) if found else np.empty(0, np.int64)
     amplitudes = np.concatenate([found[i][1] for i in order]) if found else np.empty(0)
+    rejected = np.concatenate([found[i][2] for i in order]) if found else np.empty(0, np.int64)
     params = {"trigger": trigger_cfg, "stream": stream_cfg, "kernel_length": len(k), "kernel_anchor": anchor,
               "sampling": sampling}
     attrs = provenance("triggers", params, list(inputs), sample_frequency=stream.sample_frequency,
@@ -124,12 +125,14 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
                        threshold=float(threshold), noise_sigma=sigma, holdoff=holdoff, segment=[a, b],
                        scanned=merge_intervals([scanned[i] for i in order]), **noise.attrs())
     return xr.Dataset({"trigger_sample": ("trigger", np.asarray(samples, dtype=np.int64)),
-                       "trigger_amplitude": ("trigger", np.asarray(amplitudes, dtype=np.float32))},
+                       "trigger_amplitude": ("trigger", np.asarray(amplitudes, dtype=np.float32)),
+                       "rejected_sample": ("rejected", np.asarray(rejected, dtype=np.int64))},
                       attrs=attrs)
 
 
 def _scan_piece(stream, channel, k, anchor, threshold, holdoff, trigger_cfg, piece, envelope=None):
-    """Triggers (samples, amplitudes) in [a, b), from the candidates of [a - 5 R, b + 5 R) (R: the
+    """Triggers (samples, amplitudes) in [a, b) and the candidates there not taken (rejected
+    samples: side lobes, within a hold-off; noise records avoid them too), from the candidates of [a - 5 R, b + 5 R) (R: the
     larger of the hold-off and the side-lobe reach) on the unsplit run's chunk grid, so the float32
     filter values are bit-identical to an unsplit scan. `envelope`: (plain, saturated) side-lobe
     envelopes; a candidate's raw stretch tells which applies (`cryopipe.trigger.saturated_candidates`)."""
@@ -151,9 +154,11 @@ def _scan_piece(stream, channel, k, anchor, threshold, holdoff, trigger_cfg, pie
         sat = saturated_candidates(stream, channel, samples, amplitudes, threshold, max(64, len(k) // 16))
         sel = select_triggers(samples, amplitudes, holdoff, threshold, envelope[0], saturated=sat,
                               saturated_envelope=envelope[1])
+    rejected = samples[~sel]
+    rejected = rejected[(rejected >= a) & (rejected < b)]
     samples, amplitudes = samples[sel], amplitudes[sel]
     keep = (samples >= a) & (samples < b)
-    return samples[keep], amplitudes[keep]
+    return samples[keep], amplitudes[keep], rejected
 
 
 def spread_order(n: int) -> list[int]:
@@ -193,6 +198,8 @@ def gather_segments(parts: list[xr.Dataset], inputs=()) -> xr.Dataset:
     """Join the segment trigger lists of one channel (in time order) into one "triggers" Dataset."""
     parts = sorted(parts, key=lambda p: p.attrs["segment"][0])
     ds = xr.concat([p[["trigger_sample", "trigger_amplitude"]] for p in parts], dim="trigger")
+    if all("rejected_sample" in p for p in parts):
+        ds["rejected_sample"] = ("rejected", np.concatenate([p["rejected_sample"].values for p in parts]))
     ds.attrs = {k: v for k, v in parts[0].attrs.items() if k != "segment"}
     ds.attrs["scanned"] = merge_intervals([iv for p in parts for iv in p.attrs.get("scanned", [p.attrs["segment"]])])
     ds.attrs["inputs"] = [str(i) for i in inputs]
@@ -233,8 +240,11 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
     samples, fired, amps = samples[~on_pulser], fired[~on_pulser], amps[:, ~on_pulser]
     rng = np.random.default_rng(int(trigger_cfg["seed"]))
     scanned = scanned_stretches(triggers, stream.n_samples)
-    noise = np.sort(noise_trigger_samples(int(trigger_cfg["noise_records"]),
-                                          np.sort(np.concatenate([samples, pulser.samples])),
+    # noise records hold no trigger, no test pulse and no excursion above threshold that was not
+    # taken as a trigger (a side lobe, or a small pulse beside a large one)
+    rejected = [t["rejected_sample"].values for t in triggers if "rejected_sample" in t]
+    occupied = np.sort(np.concatenate([samples, pulser.samples, *rejected]))
+    noise = np.sort(noise_trigger_samples(int(trigger_cfg["noise_records"]), occupied,
                                           stream.n_samples, n_rec, rng, scanned=scanned))
     n_triggered = len(samples)
     samples, fired, amps = _sample_particles(samples, fired, amps, trigger_cfg.get("max_particle_records"),
