@@ -79,7 +79,22 @@ def test_real_data_section_with_a_stub_model_and_cut_labels(tmp_path):
     assert (cuts["clean_pulse"]["kept"], cuts["rejected"]["kept"], cuts["rejected"]["wrong_silent"]) == (9, 1, 1)
     n = res["results"]["regress_noise_chan1.ljh"]["keep all"]
     assert n["clean_noise"]["kept"] == stored["regress_noise_chan1.ljh"]["counts"]["clean_noise"]
+    assert "cut labels" not in res["results"]["regress_noise_chan1.ljh"]     # this store has no noise records
     assert "AUTOMATIC labels" in res["markdown"] and "pretrigger NOT passed" in res["markdown"]
+    # a run with noise_ljh: the labels store holds the pulse file's records, then the noise file's
+    both = np.zeros((1, 600), bool)
+    both[0, :300] = acc[0]
+    both[0, 300:] = np.array(stored["regress_noise_chan1.ljh"]["event_class"]) == "noise"   # cuts = hand labels
+    store2 = tmp_path / "labels2.zarr"
+    write_store(xr.Dataset({"accepted": (("channel", "event"), both),
+                            "cut_flags": (("cut", "channel", "event"), both[None])},
+                           attrs=provenance("labels")), store2, "labels")
+    res2 = real_data_section({"keep all": (KeepAll(), 0.5)}, NIST, cut_labels=store2)
+    again = res2["results"]["regress_chan1.ljh"]["cut labels"]
+    assert [again[k]["kept"] for k in ("clean_pulse", "rejected")] == [cuts[k]["kept"] for k in ("clean_pulse", "rejected")]
+    noise_cuts = res2["results"]["regress_noise_chan1.ljh"]["cut labels"]
+    assert noise_cuts["clean_noise"]["kept"] == stored["regress_noise_chan1.ljh"]["counts"]["clean_noise"]
+    assert noise_cuts["rejected"]["kept"] == 0
 
 
 def test_the_records_pretrigger_reaches_the_model():

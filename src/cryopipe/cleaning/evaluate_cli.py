@@ -163,13 +163,18 @@ def real_data_section(models: dict, nist_dir: Path, labels_path=None, cut_labels
             out[name][f"{mname} (pretrigger not passed)"] = f
             md.append(re_.format_figures(f"{mname}, cutoff {cutoff}, pretrigger NOT passed (N/4 = {x.shape[1] // 4} "
                                          "assumed)", f))
-        if cut_labels is not None and name == dev[0]:
+        if cut_labels is not None:
+            # the run's labels store holds regress_chan1's records, then (noise_ljh) the noise file's
             from ..io.stores import open_store
 
             acc = np.asarray(open_store(cut_labels, "labels")["accepted"].values)[0]
-            if acc.size != len(entry["event_class"]):
-                raise InputError(f"{cut_labels}: {acc.size} events, but {name} has {len(entry['event_class'])} records")
-            f = re_.decision_figures(entry["event_class"], acc)
+            n = len(entry["event_class"])
+            first = 0 if name == dev[0] else len(labels["files"][dev[0]]["event_class"])
+            if name == dev[0] and acc.size < n:
+                raise InputError(f"{cut_labels}: {acc.size} events, but {name} has {n} records")
+            if acc.size < first + n:      # a run without the noise file: no cut labels for it
+                continue
+            f = re_.decision_figures(entry["event_class"], acc[first:first + n])
             out[name]["cut labels"] = f
             md.append(re_.format_figures(f"cut labels ({cut_labels})", f))
     for name in pr.EVALUATION_ONLY_FILES:
