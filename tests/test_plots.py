@@ -67,3 +67,16 @@ def test_efficiency_and_histogram(tmp_path, parts):
     check_png(plots.plot_efficiency(ds, tmp_path / "eff_kev.png", energy=True))
     check_png(plots.histogram(rng.normal(size=1000), tmp_path / "h.png", xlabel="rise time", units="s",
                               log=True, label="run 1"))
+
+
+def test_energy_dependence_plot(tmp_path):
+    """A saturating detector (pulse height = a - a^2/20) with chi2 growing as a^2: a figure with
+    the linearity fit, its residuals and the chi2 panel; NaNs are left out."""
+    rng = np.random.default_rng(2)
+    a = rng.uniform(0.01, 5.0, 500)
+    ph = a - a**2 / 20 + rng.normal(0, 0.01, a.size)
+    chi2 = 1022 + 50 * a**2 + rng.normal(0, 40, a.size)
+    a[3] = np.nan
+    out = plots.plot_energy_dependence(ph, a, chi2, tmp_path / "ed.png", n_samples=1024, label="run / ch")
+    img = matplotlib.image.imread(out)
+    assert img.shape[0] > 500 and img.shape[1] > 900 and img[..., :3].std() > 0.05

@@ -175,7 +175,8 @@ def test_html_report_collects_the_figures_by_stage(tiny_run):
     html = (work / "report.html").read_text(errors="replace")
     for category in ("Characterisation", "Calibration", "Efficiency", "Cleaning"):
         assert category in html
-    for name in ("sev_phonon.png", "nps.png", "spectrum_light.png", "efficiency_phonon.png", "loss_cnn.png", "pca.png"):
+    for name in ("sev_phonon.png", "nps.png", "spectrum_light.png", "efficiency_phonon.png", "loss_cnn.png", "pca.png",
+                 "energy_dependence_phonon.png"):
         assert name in html
 
 

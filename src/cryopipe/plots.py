@@ -19,7 +19,7 @@ from cryopipe.errors import InputError
 
 __all__ = ["plot_sev", "plot_nps", "plot_filter_transfer", "plot_amplitude_spectrum", "plot_efficiency",
            "histogram", "plot_cleaning_spectra", "plot_pca_manifold", "plot_testpulse_response",
-           "plot_testpulse_calibration", "plot_light_yield"]
+           "plot_testpulse_calibration", "plot_light_yield", "plot_energy_dependence"]
 
 
 def _figure(nrows: int = 1, ncols: int = 1, size=(7.0, 4.5), **kw):
@@ -433,3 +433,39 @@ def plot_light_yield(energy, light_yield, accepted, path, *, label: str = "") ->
     over the whole range (left) and a linear one over 0-50 keV (right), with the e/gamma band (median
     and 90 % of the accepted events' main population per energy bin, `electron_band`)."""
     return _save(light_yield_figure(energy, light_yield, accepted, label=label), path)
+
+
+def plot_energy_dependence(pulse_height, of_amplitude, of_chi2, path, *, n_samples: int | None = None,
+                           label: str = "") -> Path:
+    """Energy dependence of the pulse shape (real TES: non-linear, shapes change with energy):
+    left, the OF amplitude against the pulse height with a straight line through the origin fitted
+    to the lower half of the amplitudes (linearity; residuals below); right, the OF chi2 against the
+    OF amplitude (log-log), with N - 2 marked, the value noise alone gives (`n_samples` N).
+
+    Inputs are per-record arrays (V, V, unitless) of the particle records of one channel.
+    """
+    ph, a, chi2 = (np.asarray(v, dtype=np.float64) for v in (pulse_height, of_amplitude, of_chi2))
+    ok = np.isfinite(ph) & np.isfinite(a) & np.isfinite(chi2)
+    ph, a, chi2 = ph[ok], a[ok], chi2[ok]
+    fig, axes = _figure(2, 2, size=(11.0, 7.0))
+    ax, res, cx = axes[0, 0], axes[1, 0], axes[0, 1]
+    axes[1, 1].axis("off")
+    if a.size:
+        low = (a > 0) & (a <= np.median(a[a > 0])) if np.any(a > 0) else np.zeros(a.size, bool)
+        slope = float(np.sum(a[low] * ph[low]) / np.sum(a[low] ** 2)) if low.sum() >= 2 else np.nan
+        ax.plot(a, ph, ".", ms=3, alpha=0.6)
+        if np.isfinite(slope):
+            grid = np.linspace(0.0, np.max(a), 50)
+            ax.plot(grid, slope * grid, "C3-", lw=1, label=f"pulse height = {slope:.4g} x OF amplitude (lower half)")
+            ax.legend(loc="upper left", fontsize=8)
+            res.plot(a, ph / (slope * a) - 1.0, ".", ms=3, alpha=0.6)
+        res.axhline(0.0, color="C3", lw=1)
+        pos = (a > 0) & (chi2 > 0)
+        cx.loglog(a[pos], chi2[pos], ".", ms=3, alpha=0.6)
+    if n_samples:
+        cx.axhline(n_samples - 2, color="C3", ls="--", lw=1, label="N - 2 (noise alone)")
+        cx.legend(loc="upper left", fontsize=8)
+    ax.set(xlabel="OF amplitude (V)", ylabel="pulse height (V)", title=_title("Linearity", label))
+    res.set(xlabel="OF amplitude (V)", ylabel="pulse height / line - 1")
+    cx.set(xlabel="OF amplitude (V)", ylabel="OF chi2", title=_title("Chi2 against amplitude", label))
+    return _save(fig, path)

@@ -285,7 +285,8 @@ def report_figures(run):
     """The figures of a run (characterisation, spectra, efficiency) under results/report/<run>/."""
     out = [f"{RESULTS}/report/{run}/nps.png", f"{RESULTS}/report/{run}/filter_transfer.png"]
     for ch in channel_names(run):
-        out += [f"{RESULTS}/report/{run}/sev_{ch}.png", f"{RESULTS}/report/{run}/spectrum_{ch}.png"]
+        out += [f"{RESULTS}/report/{run}/sev_{ch}.png", f"{RESULTS}/report/{run}/spectrum_{ch}.png",
+                f"{RESULTS}/report/{run}/energy_dependence_{ch}.png"]
         if efficiency_enabled(run):
             out.append(f"{RESULTS}/report/{run}/efficiency_{ch}.png")
     if calibrated(run) and {"phonon", "light"} <= set(RUNS[run]["roles"]):

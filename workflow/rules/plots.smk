@@ -105,3 +105,23 @@ rule plot_light_yield:
         CONDA_ENV
     script:
         "../scripts/plot_light_yield.py"
+
+
+rule plot_energy_dependence:
+    input:
+        features=f"{RESULTS}/{{run}}/features.zarr",
+    output:
+        report(f"{RESULTS}/report/{{run}}/energy_dependence_{{channel}}.png", caption="../report/energy_dependence.rst",
+               category="Calibration", subcategory="{run}"),
+    params:
+        code=script_code("plot_energy_dependence.py"),
+    log:
+        f"{RESULTS}/{{run}}/logs/plot_energy_dependence_{{channel}}.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_energy_dependence.py"
