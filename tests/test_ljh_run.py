@@ -35,6 +35,24 @@ def spec_of(run: dict) -> dict:
     return {k: run[k] for k in keys if run.get(k) is not None}
 
 
+
+def characterised_ljh_run(tmp_path, n, pre, fs, counts, seeds):
+    """An LJH pulse file and noise file (independent writer) read as one record run and
+    characterised: (records Dataset, characterisation, true pulse heights)."""
+    from cryopipe.stages.characterize import characterize_channel
+
+    p, heights, _ = write_pulse_ljh(tmp_path / "a.ljh", n_records=counts[0], n=n, presamples=pre, fs=fs,
+                                    seed=seeds[0])
+    q, _, _ = write_pulse_ljh(tmp_path / "noise.ljh", n_records=counts[1], n=n, presamples=pre, fs=fs,
+                              pulses=False, seed=seeds[1])
+    run = resolved({"r": {"ljh": str(p), "noise_ljh": str(q)}})["r"]
+    first, more, _ = record_batches(spec_of(run))
+    records = xr.concat([first, *more], "event")
+    cfg = {"max_noise_records": 1000, "max_pulses": 1000, "min_noise_records": 20, "min_pulses": 10,
+           "min_pulse_snr": 10.0, "threshold_resolution": 5.0}
+    return records, characterize_channel(records, cfg, "r/ch0"), heights
+
+
 def test_header_gives_settings_and_mode(tmp_path):
     p, _, _ = write_pulse_ljh(tmp_path / "a.ljh", n_records=8, n=256, presamples=128, fs=100_000.0)
     s, _, _ = write_pulse_ljh(tmp_path / "s.ljh", n_records=8, n=256, presamples=64, fs=100_000.0,
@@ -117,17 +135,9 @@ def test_characterisation_and_features_at_the_pretrigger(tmp_path):
     """Pulses start exactly at Presamples = N/2 (not N/4): clean pulses are found, the SEV onset is
     the pretrigger, the OF amplitude follows the true heights and the onset feature is ~0."""
     from cryopipe.features import features_dataset
-    from cryopipe.stages.characterize import characterize_channel
 
     n, pre, fs = 512, 256, 195312.5
-    p, heights, _ = write_pulse_ljh(tmp_path / "a.ljh", n_records=150, n=n, presamples=pre, fs=fs, seed=1)
-    q, _, _ = write_pulse_ljh(tmp_path / "noise.ljh", n_records=60, n=n, presamples=pre, fs=fs, pulses=False, seed=2)
-    run = resolved({"r": {"ljh": str(p), "noise_ljh": str(q)}})["r"]
-    first, more, _ = record_batches(spec_of(run))
-    records = xr.concat([first, *more], "event")
-    cfg = {"max_noise_records": 1000, "max_pulses": 1000, "min_noise_records": 20, "min_pulses": 10,
-           "min_pulse_snr": 10.0, "threshold_resolution": 5.0}
-    char = characterize_channel(records, cfg, "r/ch0")
+    records, char, heights = characterised_ljh_run(tmp_path, n, pre, fs, (150, 60), (1, 2))
     sev = char["sev"].values[0]
     onset = int(np.flatnonzero(sev > 0.05)[0])
     assert pre <= onset <= pre + 3
@@ -191,18 +201,10 @@ def test_per_run_simulation_in_the_preprocessing_window(tmp_path):
     cleaning's preprocessing cuts from the real records (trigger at a quarter of it): same length,
     and the simulated clean pulses rise where the real ones do inside that window."""
     from cryopipe.cleaning.preprocess import trigger_window
-    from cryopipe.stages.characterize import characterize_channel
     from cryopipe.stages.cleaning import simulate_run_records
 
     n, pre, fs = 1024, 512, 195312.5
-    p, _, _ = write_pulse_ljh(tmp_path / "a.ljh", n_records=120, n=n, presamples=pre, fs=fs, seed=6)
-    q, _, _ = write_pulse_ljh(tmp_path / "noise.ljh", n_records=40, n=n, presamples=pre, fs=fs, pulses=False, seed=7)
-    run = resolved({"r": {"ljh": str(p), "noise_ljh": str(q)}})["r"]
-    first, more, _ = record_batches(spec_of(run))
-    records = xr.concat([first, *more], "event")
-    cfg = {"max_noise_records": 1000, "max_pulses": 1000, "min_noise_records": 20, "min_pulses": 10,
-           "min_pulse_snr": 10.0, "threshold_resolution": 5.0}
-    char = characterize_channel(records, cfg, "r/ch0")
+    records, char, _ = characterised_ljh_run(tmp_path, n, pre, fs, (120, 40), (6, 7))
     window = trigger_window(n, pre)
     sim = simulate_run_records(char, 20, seed=1, snr_range=(200.0, 400.0))
     length = window.stop - window.start
