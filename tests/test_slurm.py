@@ -141,7 +141,7 @@ def test_tiny_workflow_through_slurm_equals_the_local_run(tmp_path, slurm_node):
         name = name if kind == "rule" else next(g for g in names if name.startswith(f"{g}_"))
         got[name] = got.get(name, 0) + 1
     assert got == expected, log[-3000:]
-    assert len(submitted) == 5 < sum(counts.values()) == 32, (len(submitted), counts)
+    assert len(submitted) == 5 < sum(counts.values()) == 34, (len(submitted), counts)
 
     node_cpus, node_mem = (int(v) for v in subprocess.run(
         ["sinfo", "-h", "-N", "-n", slurm_node, "-o", "%c %m"], capture_output=True, text=True).stdout.split()[:2])
@@ -214,7 +214,7 @@ def test_slurm_profile_gives_a_train_rule_one_gpu(tmp_path):
 @pytest.mark.slow  # runs Snakemake
 def test_slurm_profile_groups_a_long_run_into_few_jobs(tmp_path):
     """A simulated two-channel 24-h run (48 one-hour trigger segments per pass) plans, with
-    profiles/slurm, 11 sbatch jobs (of 124 jobs): the simulation, 4 bundles of 12 segments per
+    profiles/slurm, 11 sbatch jobs (of 126 jobs): the simulation, 4 bundles of 12 segments per
     pass, the first pass's records with the characterisation, and the rest of the analysis."""
     cfg = tiny_config(Path("results"), duration=86400.0)
     cfg["cleaning"] = {"enabled": False}
@@ -226,7 +226,7 @@ def test_slurm_profile_groups_a_long_run_into_few_jobs(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     counts = job_counts(out)
     counts.pop("all")
-    assert counts["trigger_segment_pass1"] == counts["trigger_segment"] == 48 and sum(counts.values()) == 124, counts
+    assert counts["trigger_segment_pass1"] == counts["trigger_segment"] == 48 and sum(counts.values()) == 126, counts
     planned: dict[str, int] = {}
     for name in re.findall(r"^(?:\[.*\] Group job (\w+) |rule (\w+):$)", out, re.M):
         name = name[0] or name[1]
