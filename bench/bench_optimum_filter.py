@@ -10,7 +10,7 @@ import time
 import numpy as np
 import scipy.fft
 
-from cryopipe.optimum_filter import build_optimum_filter, of_amplitudes
+from cryopipe.signal.optimum_filter import build_optimum_filter, of_amplitudes
 from cryopipe.signal.spectra import noise_from_psd
 from cryopipe.simulate.noise import psd_model
 from cryopipe.signal.pulses import pulse_template

@@ -52,10 +52,10 @@ def _cpu_seconds() -> float:
 
 def run_trigger(path: str, kernel_kind: str, stop: int, workers: int) -> dict:
     """One trigger pass (sigma estimate + threshold scan) on [0, stop); timing and peak RSS."""
-    from cryopipe.filters import filtered_noise_sigma, generic_kernel, matched_kernel
+    from cryopipe.trigger.filters import filtered_noise_sigma, generic_kernel, matched_kernel
     from cryopipe.io.csmpl import open_csmpl
     from cryopipe.signal.pulses import pulse_template
-    from cryopipe.trigger import scan_channel
+    from cryopipe.trigger.scan import scan_channel
 
     stream = open_csmpl([path], FS, RECORD)
     if kernel_kind == "generic":

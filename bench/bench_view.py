@@ -30,7 +30,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 def make_run(run: Path, n: int, seed: int = 0, channels=("phonon", "light")) -> Path:
     """A synthetic run with features (pulse_height, rise_time, decay_time, onset, record_kind),
     labels (one range cut) and predictions (random scores) of `n` events; no records store."""
-    from cryopipe.cuts import apply_cuts
+    from cryopipe.cuts.language import apply_cuts
     from cryopipe.io.stores import provenance, write_store
 
     rng = np.random.default_rng(seed)

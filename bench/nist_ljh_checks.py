@@ -28,9 +28,9 @@ def regress_chan1(data: Path, out: Path) -> None:
     import xarray as xr
 
     from cryopipe.features import features_dataset
-    from cryopipe.line_stats import FWHM_PER_SIGMA, line_fwhm
-    from cryopipe.stages.characterize import characterize_channel
-    from cryopipe.stages.read_records import record_batches
+    from cryopipe.calibrate.line_stats import FWHM_PER_SIGMA, line_fwhm
+    from cryopipe.characterize.stage import characterize_channel
+    from cryopipe.trigger.read_records import record_batches
 
     spec = {"ljh": [str(data / "regress_chan1.ljh")], "noise_ljh": [str(data / "regress_noise_chan1.ljh")],
             "ljh_mode": "records", "channels": ["ch0"], "polarity": 1, "adc_bits": 16, "adc_range": 20.0}
@@ -106,12 +106,12 @@ def _plots(out: Path, f, kind, n) -> None:
 
 
 def noise_streams(data: Path) -> None:
-    from cryopipe.characterize import noise_power_spectrum
-    from cryopipe.filters import filter_stream, generic_kernel, noise_estimate
+    from cryopipe.characterize.sev_nps import noise_power_spectrum
+    from cryopipe.trigger.filters import filter_stream, generic_kernel, noise_estimate
     from cryopipe.io.ljh import open_ljh_run
     from cryopipe.io.sources import open_stream
-    from cryopipe.line_stats import rice_rate
-    from cryopipe.stages.trigger import trigger_one_channel
+    from cryopipe.calibrate.line_stats import rice_rate
+    from cryopipe.trigger.stage import trigger_one_channel
 
     files = [str(data / "20230626_run0000_chan4102.ljh"), str(data / "20230626_run0000_chan4109.ljh")]
     run = open_ljh_run(files)

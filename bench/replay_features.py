@@ -25,11 +25,11 @@ import xarray as xr
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_stores import PROVENANCE, _open, differences  # noqa: E402
 
-from cryopipe.cuts import DEFAULT_CUTS, apply_cuts  # noqa: E402
+from cryopipe.cuts.language import DEFAULT_CUTS, apply_cuts  # noqa: E402
 from cryopipe.features import add_energy, features_dataset  # noqa: E402
 from cryopipe.io.stores import concat_channels  # noqa: E402
-from cryopipe.stages.calibrate import calibrate_channel  # noqa: E402
-from cryopipe.stages.efficiency import efficiency_channel  # noqa: E402
+from cryopipe.calibrate.stage import calibrate_channel  # noqa: E402
+from cryopipe.efficiency.stage import efficiency_channel  # noqa: E402
 
 
 def _zarr(path) -> xr.Dataset:

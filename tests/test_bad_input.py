@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from cryopipe.characterize import pulse_features
+from cryopipe.characterize.sev_nps import pulse_features
 from cryopipe.cli import main
 from cryopipe.errors import CryopipeError, InputError, StoreError
-from cryopipe.filters import (MIN_FLAT_RUN, filtered_noise_sigma, flat_mask, generic_kernel, has_flat_run,
+from cryopipe.trigger.filters import (MIN_FLAT_RUN, filtered_noise_sigma, flat_mask, generic_kernel, has_flat_run,
                               noise_estimate, robust_sigma)
 from cryopipe.io.csmpl import open_csmpl, write_csmpl
 from cryopipe.io.stores import validate, write_store
 from cryopipe.signal.pulses import generic_template
-from cryopipe.trigger import records_dataset, scan_channel
+from cryopipe.trigger.scan import records_dataset, scan_channel
 from cryopipe.validity import describe_invalid, finite_records
 
 FS, N = 25000.0, 16384
@@ -61,9 +61,9 @@ def test_noise_estimate_is_robust_to_a_high_pulse_rate(high_rate, caplog):
     quiet, fast, _ = high_rate
     k, a = generic_kernel(N)
     truth = noise_estimate(quiet, 0, k, a).sigma
-    assert robust_sigma(np.concatenate([y for _, y in __import__("cryopipe.filters", fromlist=["x"])
+    assert robust_sigma(np.concatenate([y for _, y in __import__("cryopipe.trigger.filters", fromlist=["x"])
                                         .filter_stream(quiet, 0, k, a)])) == pytest.approx(truth, rel=0.05)
-    with caplog.at_level("WARNING", logger="cryopipe.trigger"):
+    with caplog.at_level("WARNING", logger="cryopipe.trigger.scan"):
         est = noise_estimate(fast, 0, k, a)
     # before: the one-pass robust sigma, ~80x too large; now within 25 % of the noise-only stream's
     assert est.plain > 20 * truth
@@ -103,7 +103,7 @@ def test_saturated_stretches_are_excluded_flagged_and_never_particles(tmp_path, 
     stream = _stream(tmp_path, "sat", volts)
     k, a = generic_kernel(N)
     truth = noise_estimate(_stream(tmp_path, "q", _noise(20)), 0, k, a).sigma
-    with caplog.at_level("WARNING", logger="cryopipe.trigger"):
+    with caplog.at_level("WARNING", logger="cryopipe.trigger.scan"):
         est = noise_estimate(stream, 0, k, a)
     assert est.saturated_fraction == pytest.approx(0.4, abs=0.02)
     assert est.sigma == pytest.approx(truth, rel=0.1)

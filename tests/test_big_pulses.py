@@ -18,10 +18,10 @@ import pytest
 import xarray as xr
 
 from cryopipe.io.sources import open_stream
-from cryopipe.optimum_filter import of_kernel
+from cryopipe.signal.optimum_filter import of_kernel
 from cryopipe.simulate.stream import DEFAULT_SIMULATION, simulate_stream
-from cryopipe.stages.characterize import characterize_channel, optimum_filter_from
-from cryopipe.stages.trigger import holdoff_samples, record_batches, trigger_one_channel
+from cryopipe.characterize.stage import characterize_channel, optimum_filter_from
+from cryopipe.trigger.stage import holdoff_samples, record_batches, trigger_one_channel
 
 FS = 25_000.0
 N = 16384

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cryopipe.calibrate import calibrate, calibrate_lines, find_line, to_energy
+from cryopipe.calibrate.lines import calibrate, calibrate_lines, find_line, to_energy
 from cryopipe.errors import CryopipeError, InputError
 
 MU, SIGMA, N_LINE = 1.0, 0.02, 2000          # V, V, events

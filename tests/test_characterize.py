@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cryopipe.characterize import (clean_noise_mask, fit_pulse_model, noise_power_spectrum, pulse_features,
+from cryopipe.characterize.sev_nps import (clean_noise_mask, fit_pulse_model, noise_power_spectrum, pulse_features,
                                    select_clean_pulses, standard_event)
 from cryopipe.errors import CryopipeError
 from cryopipe.signal.spectra import noise_from_psd

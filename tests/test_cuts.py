@@ -7,7 +7,7 @@ import pytest
 import scipy.fft
 import xarray as xr
 
-from cryopipe.cuts import DEFAULT_CUTS, apply_cuts, load_cuts, validate_cuts
+from cryopipe.cuts.language import DEFAULT_CUTS, apply_cuts, load_cuts, validate_cuts
 from cryopipe.errors import CryopipeError
 from cryopipe.features import compute_features
 from cryopipe.features.shape import UNITS as EXTRA_FEATURE_UNITS

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from cryopipe.efficiency import (efficiency_curve, erf_efficiency, fit_threshold, inject, noise_records_from_nps,
+from cryopipe.efficiency.injection import (efficiency_curve, erf_efficiency, fit_threshold, inject, noise_records_from_nps,
                                  trigger_and_cut)
 from cryopipe.errors import CryopipeError, InputError
-from cryopipe.optimum_filter import build_optimum_filter, expected_resolution
+from cryopipe.signal.optimum_filter import build_optimum_filter, expected_resolution
 from cryopipe.simulate.noise import psd_model
 from cryopipe.signal.pulses import pulse_template
 
@@ -117,7 +117,7 @@ def test_injected_amplitudes_span_the_run_up_to_its_largest_pulse_so_big_pulse_l
     pulse above 0.1 V must show as a drop of the total efficiency to 0 at the high points."""
     import xarray as xr
 
-    from cryopipe.stages.efficiency import injected_amplitudes, injection_template
+    from cryopipe.efficiency.stage import injected_amplitudes, injection_template
 
     psd = spectrum("white")
     of = build_optimum_filter(sev, psd, FS)

@@ -6,8 +6,9 @@ import pytest
 import xarray as xr
 
 from cryopipe import features
-from cryopipe.features import (BY_NAME, FAMILIES, FEATURE_UNITS, ChannelContext, compute_block, energy,
+from cryopipe.features import (BY_NAME, FAMILIES, FEATURE_UNITS, ChannelContext, compute_block,
                                features_dataset, main, optimum_filter, selection, sev_fit, shape)
+from cryopipe.calibrate import energy
 from cryopipe.io.stores import provenance, validate
 from cryopipe.signal.pulses import pulse_template
 
@@ -59,7 +60,7 @@ def test_every_feature_name_has_one_unit_everywhere_it_is_stored():
 
 def test_of_shift_is_in_seconds_in_both_consumers():
     """The features stage and the efficiency stage compute OF features with the same family."""
-    from cryopipe.efficiency import default_features, trigger_and_cut
+    from cryopipe.efficiency.injection import default_features, trigger_and_cut
 
     records, char = make_records(n_events=12)
     ctx = ChannelContext.from_stores(records, char, "a")
@@ -102,8 +103,8 @@ def test_records_with_nan_samples_get_nan_features_and_valid_flag():
 
 
 def test_families_for_picks_the_families_of_cut_features():
-    from cryopipe.cuts import DEFAULT_CUTS
-    from cryopipe.stages.efficiency import cut_feature_names
+    from cryopipe.cuts.language import DEFAULT_CUTS
+    from cryopipe.cuts.language import cut_feature_names
 
     names = cut_feature_names(DEFAULT_CUTS)
     assert "of_snr" in names and "slope" in names
@@ -158,7 +159,7 @@ def test_optimum_filter_family_on_shifted_template_pulses(dtype):
     # chi2 = chi2_0 - W A^2: zero up to the rounding of chi2_0 ~ W A^2 (float32 spectra: ~1e-7 of it)
     scale = ctx.optimum_filter().norm * heights ** 2
     assert np.all(np.abs(r["of_chi2_shifted"]) < (1e-5 if dtype == np.float32 else 1e-12) * scale)
-    from cryopipe.optimum_filter import of_amplitudes
+    from cryopipe.signal.optimum_filter import of_amplitudes
     ref = of_amplitudes(ctx.optimum_filter(), x.astype(np.float64))
     np.testing.assert_allclose(r["of_amplitude"], ref["amplitude"], rtol=tol, atol=1e-9)
 

@@ -6,7 +6,7 @@ import pytest
 import scipy.fft
 
 from cryopipe.features.shape import _BINS, MAD_TO_SIGMA, SCALE_STRIDE, SPIKE_WIDTH, UNITS, _median, shape_features
-from cryopipe.optimum_filter import build_optimum_filter, expected_resolution
+from cryopipe.signal.optimum_filter import build_optimum_filter, expected_resolution
 from cryopipe.signal.pulses import pulse_template
 
 FS = 25_000.0

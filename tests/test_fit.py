@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from cryopipe.errors import InputError
-from cryopipe.fit import default_shift_window, fit_sev
+from cryopipe.signal.fit import default_shift_window, fit_sev
 from cryopipe.signal.pulses import proebst_pulse, pulse_template
 
 FS = 25_000.0
@@ -179,7 +179,7 @@ def test_non_finite_record_leaves_the_others_alone(sev, dtype):
 def test_public_scipy_fft_path_gives_the_same_fit(sev, dtype, monkeypatch):
     """Without scipy's private pocketfft binding (another scipy: `parallel.pocketfft_with_output`
     returns None) the fit runs on scipy.fft and finds the same heights and onsets."""
-    import cryopipe.fit as fit_module
+    import cryopipe.signal.fit as fit_module
 
     rng = np.random.default_rng(5)
     heights = rng.uniform(0.1, 1.0, 40)

@@ -6,7 +6,7 @@ import pytest
 import xarray as xr
 
 from cryopipe.errors import InputError
-from cryopipe.features.energy import add_light_yield
+from cryopipe.calibrate.energy import add_light_yield
 from cryopipe.plots import plot_light_yield
 
 
@@ -48,7 +48,7 @@ def band_population(n=24000, seed=1):
 
 
 def test_electron_band_follows_the_e_gamma_population_not_the_recoils():
-    from cryopipe.features.energy import electron_band
+    from cryopipe.calibrate.energy import electron_band
 
     e, ly, nr, true_sigma = band_population()
     band = electron_band(e, ly, bins=12)

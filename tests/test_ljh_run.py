@@ -12,7 +12,7 @@ import xarray as xr
 from cryopipe.config import check, load_schema, resolve_runs
 from cryopipe.errors import ConfigError, InputError
 from cryopipe.io.sources import is_stream, open_stream
-from cryopipe.stages.read_records import record_batches
+from cryopipe.trigger.read_records import record_batches
 from ljh_util import write_pulse_ljh
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def spec_of(run: dict) -> dict:
 def characterised_ljh_run(tmp_path, n, pre, fs, counts, seeds):
     """An LJH pulse file and noise file (independent writer) read as one record run and
     characterised: (records Dataset, characterisation, true pulse heights)."""
-    from cryopipe.stages.characterize import characterize_channel
+    from cryopipe.characterize.stage import characterize_channel
 
     p, heights, _ = write_pulse_ljh(tmp_path / "a.ljh", n_records=counts[0], n=n, presamples=pre, fs=fs,
                                     seed=seeds[0])
@@ -156,7 +156,7 @@ def test_characterisation_and_features_at_the_pretrigger(tmp_path):
 def test_no_noise_file_nps_from_pretrigger_regions(tmp_path):
     """Without noise records the NPS comes from the pre-trigger regions: white noise of sigma
     counts has the one-sided density 2 sigma^2 / fs."""
-    from cryopipe.stages.characterize import characterize_channel
+    from cryopipe.characterize.stage import characterize_channel
 
     n, pre, fs, sigma = 512, 256, 100_000.0, 6.0
     p, _, _ = write_pulse_ljh(tmp_path / "a.ljh", n_records=150, n=n, presamples=pre, fs=fs, seed=3,
@@ -201,7 +201,7 @@ def test_per_run_simulation_in_the_preprocessing_window(tmp_path):
     cleaning's preprocessing cuts from the real records (trigger at a quarter of it): same length,
     and the simulated clean pulses rise where the real ones do inside that window."""
     from cryopipe.cleaning.preprocess import trigger_window
-    from cryopipe.stages.cleaning import simulate_run_records
+    from cryopipe.cleaning.stage import simulate_run_records
 
     n, pre, fs = 1024, 512, 195312.5
     records, char, _ = characterised_ljh_run(tmp_path, n, pre, fs, (120, 40), (6, 7))

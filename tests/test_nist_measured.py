@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from cryopipe.line_stats import FWHM_PER_SIGMA, line_fwhm, rice_rate
+from cryopipe.calibrate.line_stats import FWHM_PER_SIGMA, line_fwhm, rice_rate
 
 from real_data import NIST_DIR as REAL
 needs_real = pytest.mark.skipif(not (REAL / "regress_chan1.ljh").is_file(), reason="real NIST LJH files not present")
@@ -43,8 +43,8 @@ def test_rice_rate_counts_upcrossings_of_gaussian_noise():
 def regress_chan1():
     """records, characterization and features of regress_chan1 with its noise file."""
     from cryopipe.features import features_dataset
-    from cryopipe.stages.characterize import characterize_channel
-    from cryopipe.stages.read_records import record_batches
+    from cryopipe.characterize.stage import characterize_channel
+    from cryopipe.trigger.read_records import record_batches
 
     spec = {"ljh": [str(REAL / "regress_chan1.ljh")], "noise_ljh": [str(REAL / "regress_noise_chan1.ljh")],
             "ljh_mode": "records", "channels": ["ch0"], "polarity": 1, "adc_bits": 16, "adc_range": 20.0}
@@ -99,7 +99,7 @@ def test_regress_chan1_of_resolutions(regress_chan1):
 def test_chi2_cut_that_follows_the_amplitude(regress_chan1):
     """The cut language draws a chi2 bound rising with the OF amplitude (a polygon in the
     amplitude-chi2 plane): a large pulse with a chi2 that would fail at low amplitude passes."""
-    from cryopipe.cuts import apply_cuts
+    from cryopipe.cuts.language import apply_cuts
 
     records, char, feats = regress_chan1
     amp = feats["of_amplitude"].values[0]
@@ -126,11 +126,11 @@ def test_noise_streams_trigger_rate_and_nps_stability():
     """The two noise files (DASTARD, back to back) as a two-channel stream: the 5-sigma trigger
     fires at most twice the rate Rice's formula predicts from the filtered noise itself (also
     checked at 3.5 and 4 sigma, where the counts are not zero); the NPS of the two halves agree."""
-    from cryopipe.characterize import noise_power_spectrum
-    from cryopipe.filters import filter_stream, generic_kernel, noise_estimate
+    from cryopipe.characterize.sev_nps import noise_power_spectrum
+    from cryopipe.trigger.filters import filter_stream, generic_kernel, noise_estimate
     from cryopipe.io.ljh import open_ljh_run
     from cryopipe.io.sources import is_stream, open_stream
-    from cryopipe.stages.trigger import trigger_one_channel
+    from cryopipe.trigger.stage import trigger_one_channel
 
     files = [str(REAL / "20230626_run0000_chan4102.ljh"), str(REAL / "20230626_run0000_chan4109.ljh")]
     assert open_ljh_run(files).back_to_back

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from cryopipe.characterize import noise_power_spectrum
+from cryopipe.characterize.sev_nps import noise_power_spectrum
 from cryopipe.errors import CryopipeError, InputError
-from cryopipe.optimum_filter import (build_optimum_filter, cait_shift_window, expected_resolution,
+from cryopipe.signal.optimum_filter import (build_optimum_filter, cait_shift_window, expected_resolution,
                                      measured_resolution, of_amplitudes, of_kernel)
 from cryopipe.signal.spectra import noise_from_psd
 from cryopipe.simulate.noise import psd_model

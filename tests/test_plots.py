@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from cryopipe import plots
-from cryopipe.calibrate import calibrate
-from cryopipe.efficiency import efficiency_curve, noise_records_from_nps
-from cryopipe.optimum_filter import build_optimum_filter
+from cryopipe.calibrate.lines import calibrate
+from cryopipe.efficiency.injection import efficiency_curve, noise_records_from_nps
+from cryopipe.signal.optimum_filter import build_optimum_filter
 from cryopipe.simulate.noise import psd_model
 from cryopipe.signal.pulses import pulse_template
 

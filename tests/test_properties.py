@@ -325,7 +325,7 @@ FS = 25_000.0
 def optimum_filters(draw):
     """An optimum filter of a random Proebst template (rise 0.1-1 ms, decays 2-40 ms) and a white plus
     1/f noise spectrum of random levels."""
-    from cryopipe.optimum_filter import build_optimum_filter
+    from cryopipe.signal.optimum_filter import build_optimum_filter
     from cryopipe.signal.pulses import pulse_template
 
     tau_in = draw(st.floats(1e-4, 1e-3))
@@ -342,7 +342,7 @@ def optimum_filters(draw):
 @given(of=optimum_filters(), seed=st.integers(0, 2 ** 31), a=st.floats(-10, 10), b=st.floats(-10, 10),
        offset=st.floats(-1, 1))
 def test_optimum_filter_is_linear_and_blind_to_a_baseline(of, seed, a, b, offset):
-    from cryopipe.optimum_filter import of_amplitudes
+    from cryopipe.signal.optimum_filter import of_amplitudes
 
     of, sev = of
     rng = np.random.default_rng(seed)
@@ -359,7 +359,7 @@ def test_optimum_filter_is_linear_and_blind_to_a_baseline(of, seed, a, b, offset
 @SETTINGS
 @given(of=optimum_filters(), shift=st.integers(-60, 59), height=st.floats(1e-3, 10.0), offset=st.floats(-1, 1))
 def test_optimum_filter_finds_a_shifted_pulse_at_its_lag_with_its_height(of, shift, height, offset):
-    from cryopipe.optimum_filter import of_amplitudes
+    from cryopipe.signal.optimum_filter import of_amplitudes
 
     of, sev = of
     record = height * np.roll(sev, shift)[None, :] + offset
@@ -374,7 +374,7 @@ def test_optimum_filter_finds_a_shifted_pulse_at_its_lag_with_its_height(of, shi
        errs=st.lists(st.floats(1e-6, 1e-2), min_size=5, max_size=5),
        amplitudes=hnp.arrays(np.float64, st.integers(2, 50), elements=st.floats(-1.0, 2.0)))
 def test_calibration_is_exact_on_exact_lines_and_monotone(k, offset, positions, errs, amplitudes):
-    from cryopipe.calibrate import calibrate_lines, to_energy
+    from cryopipe.calibrate.lines import calibrate_lines, to_energy
 
     a = np.array(positions)
     da = np.array(errs[: a.size])
@@ -397,7 +397,7 @@ def test_calibration_is_exact_on_exact_lines_and_monotone(k, offset, positions, 
 @pytest.fixture(scope="module")
 def trigger_stream(tmp_path_factory):
     """A 2^18-sample stream at 25 kHz: white noise of 1 mV and 40 generic pulses of 5-100 mV."""
-    from cryopipe.filters import generic_kernel, generic_template
+    from cryopipe.trigger.filters import generic_kernel, generic_template
     from cryopipe.io.csmpl import open_csmpl, write_csmpl
 
     rng = np.random.default_rng(11)
@@ -415,7 +415,7 @@ def trigger_stream(tmp_path_factory):
 @FEW
 @given(chunk=st.integers(2 ** 10, 2 ** 17), start=st.integers(0, 5000), threshold=st.floats(4e-3, 2e-2))
 def test_trigger_does_not_depend_on_the_chunk_size(trigger_stream, chunk, start, threshold):
-    from cryopipe.trigger import scan_channel
+    from cryopipe.trigger.scan import scan_channel
 
     stream, kernel, anchor = trigger_stream
     ref_t, ref_v = scan_channel(stream, 0, kernel, anchor, threshold, 512, chunk_size=2 ** 20, start=start)

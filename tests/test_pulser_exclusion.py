@@ -13,7 +13,7 @@ import xarray as xr
 
 from cryopipe.io import cresst as cr
 from cryopipe.io.sources import open_stream
-from cryopipe.stages.trigger import pulser_exclusion_samples, record_batches, trigger_one_channel
+from cryopipe.trigger.stage import pulser_exclusion_samples, record_batches, trigger_one_channel
 
 N = 4096
 TOL = 20          # samples

@@ -8,7 +8,7 @@ from cryopipe.errors import InputError
 from cryopipe.io.stores import validate
 from cryopipe.simulate import records as R
 from cryopipe.simulate.classes import ClassOptions, exp_sum_peak
-from cryopipe.optimum_filter import expected_resolutions
+from cryopipe.signal.optimum_filter import expected_resolutions
 from cryopipe.signal.spectra import periodogram_psd
 from cryopipe.simulate.noise import psd_model
 from cryopipe.signal.pulses import proebst_pulse, pulse_template

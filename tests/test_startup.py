@@ -43,9 +43,9 @@ def test_stage_scripts_import_no_deep_learning_or_plotting():
 
 def test_snakefile_imports_no_filters_kernels_or_networks():
     """Building the DAG (every `snakemake` call, dry runs too) needs no scipy.signal, numba or torch:
-    common.smk takes segment_bounds from cryopipe.stages.trigger, which imports its kernels lazily."""
+    common.smk takes segment_bounds from cryopipe.trigger.stage, which imports its kernels lazily."""
     code = common_imports()
-    assert "cryopipe.stages" in code
+    assert "from cryopipe.trigger import stage" in code
     mods = imported_after(code)
     assert not {"scipy.signal", "numba", "torch", "matplotlib", "sklearn"} & set(mods), \
         sorted({"scipy.signal", "numba", "torch", "matplotlib", "sklearn"} & set(mods))
@@ -84,7 +84,7 @@ def test_numba_kernels_are_in_the_package_and_cached():
 def test_numba_cache_is_written_next_to_the_package_and_reused(tmp_path):
     """A kernel's cache index lands in the package's __pycache__; a second process loads it
     instead of compiling (NUMBA_DEBUG_CACHE reports 'data loaded')."""
-    code = ("import numpy as np\nfrom cryopipe.trigger import merge_triggers\n"
+    code = ("import numpy as np\nfrom cryopipe.trigger.scan import merge_triggers\n"
             "merge_triggers([np.array([1, 50, 400]), np.array([2, 300])], 10)\n")
     env = {"NUMBA_DEBUG_CACHE": "1", "PATH": "/usr/bin:/bin"}
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
@@ -98,7 +98,7 @@ def test_numba_cache_is_written_next_to_the_package_and_reused(tmp_path):
 
 # ------------------------------------------------------------------------- job sizing (trigger)
 def test_local_segments_fill_the_machine_once():
-    from cryopipe.stages.trigger import local_segment_duration, segment_bounds
+    from cryopipe.trigger.stage import local_segment_duration, segment_bounds
 
     fs, n = 25000.0, int(2 * 3600 * 25000)
     for cpus, channels, per_channel in [(2, 1, 1), (2, 2, 1), (4, 1, 2), (16, 2, 4), (64, 1, 32), (1, 3, 1)]:

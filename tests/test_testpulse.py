@@ -1,10 +1,10 @@
-"""Test-pulse analysis: running band, stability cut and pulser-model calibration (cryopipe.testpulse),
+"""Test-pulse analysis: running band, stability cut and pulser-model calibration (cryopipe.testpulse.response),
 on arrays with a known drift, and one workflow run on a generated CRESST stream run whose response
 drifts by a known amount and jumps in one interval."""
 import numpy as np
 import pytest
 
-from cryopipe import testpulse as tp
+from cryopipe.testpulse import response as tp
 
 TPAS = np.array([0.1, 0.5, 1.0, 3.0])
 

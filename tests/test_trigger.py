@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 from cryopipe.errors import CryopipeError, InputError
-from cryopipe.filters import (filter_block, filter_stream, filtered_noise_sigma, generic_kernel,
+from cryopipe.trigger.filters import (filter_block, filter_stream, filtered_noise_sigma, generic_kernel,
                               matched_kernel)
 from cryopipe.io.csmpl import open_csmpl, write_csmpl
 from cryopipe.io.stores import open_store, validate, write_store
 from cryopipe.signal.spectra import noise_from_psd
 from cryopipe.simulate.noise import psd_model
 from cryopipe.signal.pulses import generic_template, pulse_template
-from cryopipe.trigger import (live_time, merge_triggers, noise_trigger_samples, records_dataset,
+from cryopipe.trigger.scan import (live_time, merge_triggers, noise_trigger_samples, records_dataset,
                               scan_channel, select_triggers, side_lobe_envelope, valid_windows)
 
 FS = 25_000.0

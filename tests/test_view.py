@@ -26,7 +26,7 @@ from cryopipe.cleaning.hand_labels import (
     evaluate_hand_labels,
     read_hand_labels,
 )
-from cryopipe.cuts import apply_cuts, load_cuts, points_in_polygon, validate_cuts
+from cryopipe.cuts.language import apply_cuts, load_cuts, points_in_polygon, validate_cuts
 from cryopipe.errors import CryopipeError
 from cryopipe.io.stores import load_store, provenance, write_store
 from cryopipe.view.data import SEP, RunData

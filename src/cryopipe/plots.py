@@ -13,8 +13,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cryopipe.calibrate import line_model
-from cryopipe.efficiency import erf_efficiency
+from cryopipe.calibrate.lines import line_model
+from cryopipe.efficiency.injection import erf_efficiency
 from cryopipe.errors import InputError
 
 __all__ = ["plot_sev", "plot_nps", "plot_filter_transfer", "plot_amplitude_spectrum", "plot_efficiency",
@@ -387,7 +387,7 @@ LY_BAND_Z = 1.645
 
 def light_yield_figure(energy, light_yield, accepted, *, label: str = "") -> Figure:
     """The light-yield figure (see `plot_light_yield`), not yet saved."""
-    from cryopipe.features.energy import electron_band
+    from cryopipe.calibrate.energy import electron_band
 
     e = np.asarray(energy, dtype=np.float64)
     ly = np.asarray(light_yield, dtype=np.float64)

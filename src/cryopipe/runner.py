@@ -49,7 +49,7 @@ THREADS_ENV = "CRYOPIPE_THREADS"
 
 def use_threads(n: int | None) -> None:
     """Run this process on at most `n` threads (None: all usable cores): scipy.fft workers
-    (`cryopipe.filters.default_workers`), numba's parallel kernels and torch. Snakemake schedules
+    (`cryopipe.trigger.filters.default_workers`), numba's parallel kernels and torch. Snakemake schedules
     jobs by their `threads`; a job that used every core anyway would slow the jobs beside it."""
     if not n:
         return

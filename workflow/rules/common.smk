@@ -3,12 +3,13 @@ import re
 import sys
 from pathlib import Path
 
-from cryopipe import cuts, runner
+from cryopipe import runner
+from cryopipe.cuts import language as cuts
 from cryopipe.config import canonical, run_section
 from cryopipe.errors import CryopipeError, InputError
 from cryopipe.io import sources
-from cryopipe.stages import trigger as trigger_stage
-from cryopipe.stages import testpulse as testpulse_stage
+from cryopipe.trigger import stage as trigger_stage
+from cryopipe.testpulse import stage as testpulse_stage
 from cryopipe.cleaning import architectures
 
 RESULTS = config["results"]
@@ -160,7 +161,7 @@ FIRST_PASS_MIN_DURATION = 3600.0   # s of stream a sampled first pass scans at l
 
 
 def first_pass_scan(run, pass_name):
-    """`sampling` of the first pass's trigger jobs (stages.trigger.trigger_one_channel), None to scan
+    """`sampling` of the first pass's trigger jobs (trigger.stage.trigger_one_channel), None to scan
     everything: with characterize.first_pass_scan auto, each job stops once it has its share of
     characterize.max_pulses triggers in its share of an hour of stream (at least four records of
     stream per noise record)."""

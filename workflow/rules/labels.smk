@@ -1,4 +1,4 @@
-# Labels from cuts: the config's cut set (cryopipe.cuts language) applied to a run's features.
+# Labels from cuts: the config's cut set (cryopipe.cuts.language) applied to a run's features.
 
 
 rule labels:

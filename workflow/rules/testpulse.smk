@@ -1,5 +1,5 @@
 # Test-pulse analysis (runs with test pulses): response vs time and TPA, stability cut, pulser-model
-# calibration (cryopipe.testpulse), and its figures.
+# calibration (cryopipe.testpulse.response), and its figures.
 
 
 rule testpulse:

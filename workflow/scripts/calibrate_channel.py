@@ -1,6 +1,6 @@
 """Rule calibrate_channel: amplitude -> energy conversion of one channel from a known line."""
 from cryopipe.io.stores import load_store, write_store
-from cryopipe.stages.calibrate import calibrate_channel
+from cryopipe.calibrate.stage import calibrate_channel
 from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)

@@ -1,6 +1,6 @@
 """Rule characterize_channel: NPS, SEV, fit, optimum filter and resolution of one channel."""
 from cryopipe.io.stores import open_store, write_store
-from cryopipe.stages.characterize import characterize_channel
+from cryopipe.characterize.stage import characterize_channel
 from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)

@@ -2,7 +2,7 @@
 from cryopipe.features import load_plugins
 from cryopipe.io.stores import load_store, open_store, write_store
 from cryopipe.runner import step
-from cryopipe.stages.efficiency import efficiency_channel
+from cryopipe.efficiency.stage import efficiency_channel
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 

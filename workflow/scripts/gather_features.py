@@ -1,7 +1,7 @@
 """Rule features: gather a run's per-channel features; with a calibration, add energy (keV) and, for a
 phonon + light module, the light yield."""
 from cryopipe.features import add_energy
-from cryopipe.features.energy import add_light_yield
+from cryopipe.calibrate.energy import add_light_yield
 from cryopipe.io.stores import concat_channels, load_store, write_store
 from cryopipe.runner import step
 

@@ -1,6 +1,6 @@
 """Rule gather_triggers: gather the time segments' trigger lists of one channel."""
 from cryopipe.io.stores import load_store, write_store
-from cryopipe.stages.trigger import gather_segments
+from cryopipe.trigger.stage import gather_segments
 from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)

@@ -1,5 +1,5 @@
 """Rule labels: apply the cut set to a run's features; one flag per cut and an accepted flag."""
-from cryopipe.cuts import apply_cuts
+from cryopipe.cuts.language import apply_cuts
 from cryopipe.io.stores import load_store, write_store
 from cryopipe.runner import step
 

@@ -1,6 +1,6 @@
 """Rule plot_noise: noise power spectra and optimum-filter transfer functions of a run."""
 from cryopipe.io.stores import load_store
-from cryopipe.stages.characterize import optimum_filter_from
+from cryopipe.characterize.stage import optimum_filter_from
 from cryopipe.plots import plot_filter_transfer, plot_nps
 from cryopipe.runner import step
 

@@ -1,7 +1,7 @@
 """Rule plot_spectrum: amplitude spectrum of one channel with the calibration line fit."""
 import numpy as np
 
-from cryopipe.calibrate import find_line
+from cryopipe.calibrate.lines import find_line
 from cryopipe.io.stores import load_store
 from cryopipe.plots import plot_amplitude_spectrum
 from cryopipe.runner import step

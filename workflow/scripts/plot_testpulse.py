@@ -7,7 +7,7 @@ import numpy as np
 from cryopipe.io.stores import load_store
 from cryopipe.plots import plot_testpulse_calibration, plot_testpulse_response
 from cryopipe.runner import step
-from cryopipe.testpulse import response_curves, unstable_intervals
+from cryopipe.testpulse.response import response_curves, unstable_intervals
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 

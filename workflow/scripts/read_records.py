@@ -1,7 +1,7 @@
 """Rule read_records: a run's hardware-triggered records (CRESST rdt, NIST LJH) as its records store."""
 from cryopipe.io.stores import write_store_batches
 from cryopipe.runner import step
-from cryopipe.stages.read_records import record_batches
+from cryopipe.trigger.read_records import record_batches
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 

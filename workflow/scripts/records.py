@@ -1,7 +1,7 @@
 """Rule records: merge the channels' triggers, add noise triggers, cut records of all channels."""
 from cryopipe.io.stores import load_store, write_store_batches
 from cryopipe.io.sources import open_stream
-from cryopipe.stages.trigger import record_batches
+from cryopipe.trigger.stage import record_batches
 from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)

@@ -1,6 +1,6 @@
 """Rule simulate_records: labelled records of every event class from a run's SEV and NPS."""
 from cryopipe.io.stores import load_store, write_store
-from cryopipe.stages.cleaning import simulate_run_records
+from cryopipe.cleaning.stage import simulate_run_records
 from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)

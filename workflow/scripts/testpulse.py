@@ -1,7 +1,7 @@
 """Rule testpulse: test-pulse response, stability cut and pulser-model calibration of a run."""
 from cryopipe.io.stores import load_store, open_store, write_store
 from cryopipe.runner import step
-from cryopipe.stages.testpulse import testpulse_run
+from cryopipe.testpulse.stage import testpulse_run
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 

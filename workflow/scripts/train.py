@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from cryopipe.cleaning.train import plot_loss_curves
-from cryopipe.stages.cleaning import train_on_simset
+from cryopipe.cleaning.stage import train_on_simset
 from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)

@@ -1,9 +1,9 @@
 """Rule trigger_segment(_pass1): trigger one time segment of one channel of a run's stream."""
 from cryopipe.io.stores import load_store, write_store
-from cryopipe.optimum_filter import of_kernel
-from cryopipe.stages.characterize import optimum_filter_from
+from cryopipe.signal.optimum_filter import of_kernel
+from cryopipe.characterize.stage import optimum_filter_from
 from cryopipe.io.sources import open_stream, stream_files
-from cryopipe.stages.trigger import segment_bounds, trigger_one_channel
+from cryopipe.trigger.stage import segment_bounds, trigger_one_channel
 from cryopipe.runner import step
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 from sklearn.decomposition import PCA
 
-from ..cuts import record_kinds
+from cryopipe.cuts.language import record_kinds
 from ..errors import InputError
 from .preprocess import preprocess
 

@@ -17,7 +17,7 @@ in-memory block (the efficiency stage). To add a built-in feature: add it to its
 """
 from .context import ChannelContext
 from .dataset import PER_EVENT_VARIABLES, features_dataset
-from .energy import add_energy
+from cryopipe.calibrate.energy import add_energy
 from .main import FEATURES, SMOOTHING_SAMPLES, compute_features
 from .plugins import PluginError, file_hash, load_plugins
 from .registry import (BY_NAME, FAMILIES, FEATURE_UNITS, Family, compute_block, default_families,

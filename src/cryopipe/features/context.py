@@ -50,11 +50,11 @@ class ChannelContext:
         return self.sev is not None and self.nps is not None
 
     def optimum_filter(self):
-        """The channel's optimum filter (`cryopipe.optimum_filter.build_optimum_filter` of sev, nps)."""
+        """The channel's optimum filter (`cryopipe.signal.optimum_filter.build_optimum_filter` of sev, nps)."""
         if self.of is None:
             if not self.characterized:
                 raise InputError(f"channel {self.name!r}: the optimum filter needs a characterisation (sev, nps)")
-            from ..optimum_filter import build_optimum_filter
+            from cryopipe.signal.optimum_filter import build_optimum_filter
 
             self.of = build_optimum_filter(self.sev, self.nps, self.sample_frequency, onset=self.trigger,
                                            what=str(self.name))

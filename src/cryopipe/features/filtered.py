@@ -1,7 +1,7 @@
 """The optimum-filter (OF) pass over a block of records, shared by the families that need it.
 
 One rfft and one irfft per record give everything the `optimum_filter` and `shape` families read:
-the fixed-lag amplitude and chi2_0 (`cryopipe.optimum_filter` conventions) are summed over the
+the fixed-lag amplitude and chi2_0 (`cryopipe.signal.optimum_filter` conventions) are summed over the
 spectrum X of the record, and ``irfft(transfer * X)`` is the OF amplitude (V) at every circular
 lag. float32 records are transformed in single precision, float64 records in double.
 
@@ -17,7 +17,8 @@ import numba as nb
 import numpy as np
 import scipy.fft
 
-from ..optimum_filter import of_weights
+from cryopipe.signal.optimum_filter import of_weights
+from ..signal.robust import as_records
 from ..parallel import pocketfft_with_output, run_blocks
 
 # scipy.fft's own pocketfft binding (rfft/irfft into an output array), checked; None: scipy.fft
@@ -124,17 +125,10 @@ def of_pass(traces: np.ndarray, of, n_workers: int | None = None, workspace=None
     return FilteredBlock(filtered, amplitude, chi2_0)
 
 
-def as_records(traces) -> np.ndarray:
-    """A C-contiguous (B, N) float32 or float64 block (other float dtypes become float64)."""
-    traces = np.asarray(traces)
-    dtype = traces.dtype if traces.dtype in (np.float32, np.float64) else np.float64
-    return np.ascontiguousarray(traces, dtype=dtype)
-
-
 def filtered_block(traces: np.ndarray, ctx) -> FilteredBlock:
     """The OF pass of `ctx`'s optimum filter over `traces`, shared through the context when it can."""
     of = ctx.optimum_filter()
     shared = getattr(ctx, "shared", None)
     if shared is None:
-        return of_pass(as_records(traces), of)
-    return shared("of_pass", traces, lambda: of_pass(as_records(traces), of, workspace=ctx.workspace))
+        return of_pass(as_records(traces, what="traces", contiguous=True), of)
+    return shared("of_pass", traces, lambda: of_pass(as_records(traces, what="traces", contiguous=True), of, workspace=ctx.workspace))

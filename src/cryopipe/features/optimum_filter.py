@@ -12,7 +12,7 @@ of_amplitude_interpolated, of_shift_interpolated
     at d = (y- - y+) / (2 (y- - 2 y0 + y+)), amplitude y0 - (y- - y+) d / 4 (y0 where the curvature is
     not negative). Pulses arrive at any phase of the sampling clock; at a whole-sample lag the OF
     amplitude drops with the distance to the true arrival (fast rises lose most).
-Conventions and formulas: `cryopipe.optimum_filter.of_amplitudes`; computed from the shared OF pass
+Conventions and formulas: `cryopipe.signal.optimum_filter.of_amplitudes`; computed from the shared OF pass
 (`cryopipe.features.filtered`: one rfft and irfft per record, float32 records in single precision).
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..optimum_filter import _search_max, cait_shift_window
+from cryopipe.signal.optimum_filter import _search_max, cait_shift_window
 from ..parallel import run_blocks
 from .filtered import FFT_BATCH, filtered_block, workers
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CryopipeError
-from . import energy, main, optimum_filter, sev_fit, shape
+from ..calibrate import energy
+from . import main, optimum_filter, sev_fit, shape
 
 
 @dataclass(frozen=True)

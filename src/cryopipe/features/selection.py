@@ -1,7 +1,7 @@
 """The few per-record features the characterisation selects clean pulses by (`pulse_features`).
 
 Not stored: heights and times of a lightly smoothed record, in samples, for the standard-event
-selection (`cryopipe.characterize.select_clean_pulses`) and the pulse-model fit's starting values.
+selection (`cryopipe.characterize.sev_nps.select_clean_pulses`) and the pulse-model fit's starting values.
 """
 from __future__ import annotations
 
@@ -9,20 +9,11 @@ import numba
 import numpy as np
 
 from ..errors import InputError
+from ..signal.robust import MAD_TO_SIGMA, as_records
 
 UNITS: dict[str, str] = {"baseline": "V", "baseline_rms": "V", "height": "V", "t_max": "samples",
                          "t_onset": "samples", "rise": "samples", "decay": "samples", "n_edges": "1"}
 _FEATURES = tuple(UNITS)
-
-
-def as_records(records, what: str = "records") -> np.ndarray:
-    """`records` as a float (n, N) array (N >= 16); InputError naming `what` otherwise."""
-    records = np.asarray(records)
-    if records.ndim != 2 or records.shape[1] < 16:
-        raise InputError(f"{what}: records must have shape (n, N) with N >= 16, got {records.shape}")
-    if records.dtype not in (np.float32, np.float64):
-        records = records.astype(np.float64)
-    return records
 
 
 @numba.njit(cache=True)
@@ -74,7 +65,7 @@ def _pulse_features(records, n_base, width, k_edge, out):
         # rising edges: box derivative above k_edge robust sigmas, an edge ends where it turns negative
         d = s[width:] - s[:n - width]
         d_base = d[:max(n_base - width, 8)]
-        sigma = 1.4826 * np.median(np.abs(d_base - np.median(d_base)))
+        sigma = MAD_TO_SIGMA * np.median(np.abs(d_base - np.median(d_base)))
         threshold = k_edge * sigma
         edges = 0
         rising = False
@@ -103,7 +94,7 @@ def pulse_features(records, smooth: int | None = None, k_edge: float = 6.0, batc
     smoothed baseline-subtracted record), t_max, t_onset (10 % crossing before the maximum), rise
     (10-90 %), decay (maximum to 1/e), all in samples, and n_edges (number of rising edges).
     """
-    records = as_records(records)
+    records = as_records(records, min_samples=16)
     n = records.shape[1]
     width = int(smooth) if smooth else max(n // 1024, 2)
     out = np.empty((records.shape[0], len(_FEATURES)))

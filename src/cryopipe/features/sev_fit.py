@@ -1,5 +1,5 @@
 """Feature family "sev_fit": least-squares fit of the scaled, shifted standard event (plus a linear
-baseline) to each record (`cryopipe.fit.fit_sev`).
+baseline) to each record (`cryopipe.signal.fit.fit_sev`).
 
 fit_height (V), fit_onset (s, onset shift relative to the trigger N/4), fit_rms (V, rms residual).
 With the context's ``fit_truncation`` (V above the baseline) samples above it are left out (saturated
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..fit import FIT_UNITS, fit_sev
+from cryopipe.signal.fit import FIT_UNITS, fit_sev
 from .filtered import workers
 
 UNITS: dict[str, str] = {k: FIT_UNITS[k] for k in ("fit_height", "fit_onset", "fit_rms")}

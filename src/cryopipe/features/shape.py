@@ -1,7 +1,7 @@
 """Feature family "shape": the features the default cuts judge a record's shape by.
 
 They use the channel's standard event (SEV, max 1, onset at N/4) and noise power spectrum (NPS), as in
-Cait's standard analysis, through the optimum filter (OF, `cryopipe.optimum_filter`; the OF pass is
+Cait's standard analysis, through the optimum filter (OF, `cryopipe.signal.optimum_filter`; the OF pass is
 shared with the optimum_filter family, `cryopipe.features.filtered`, in single precision for float32
 records); all dimensionless unless stated:
 
@@ -44,13 +44,13 @@ import numpy as np
 import scipy.fft
 
 from ..errors import InputError
-from ..optimum_filter import build_optimum_filter, expected_resolution
+from cryopipe.signal.optimum_filter import build_optimum_filter, expected_resolution
 from ..parallel import run_blocks
-from .filtered import FFT_BATCH, as_records, filtered_block, of_pass
+from .filtered import FFT_BATCH, filtered_block, of_pass
+from ..signal.robust import MAD_TO_SIGMA, as_records
 from .filtered import workers as filtered_workers
 from .main import _first_extrema
 
-MAD_TO_SIGMA = 1.4826
 SPIKE_WIDTH = 4  # samples: the widest spike the spike features see
 SCALE_STRIDE = SPIKE_WIDTH  # samples between the residuals of the spike scale (they share no sample)
 
@@ -314,7 +314,7 @@ def _features(traces, fb, of, nps, n_workers: int) -> dict[str, np.ndarray]:
     lags = np.arange(n)
     lags = np.where(lags >= n - onset, lags - n, lags)
     penalty = np.where((lags + onset >= n // 64) & (lags + onset < n - n // 16), 0.0, -np.inf)
-    traces = as_records(traces)
+    traces = as_records(traces, what="traces", contiguous=True)
     bits = traces.view(np.int32 if traces.dtype == np.float32 else np.int64)
     key_shift, key_mask = (31, 0x7FFFFFFF) if traces.dtype == np.float32 else (63, 0x7FFFFFFFFFFFFFFF)
     out = np.empty((len(_ORDER), traces.shape[0]))
@@ -346,7 +346,7 @@ def shape_features(traces, sample_frequency: float, sev, nps, batch: int = FFT_B
     -------
     dict name -> (n_events,) float64, units in UNITS.
     """
-    traces = as_records(_check(traces))
+    traces = as_records(_check(traces), what="traces", contiguous=True)
     of = build_optimum_filter(sev, nps, float(sample_frequency), what="shape features") if of is None else of
     if of.record_length != traces.shape[1]:
         raise InputError(f"sev: has {of.record_length} samples, the records {traces.shape[1]}")

@@ -39,6 +39,7 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 
 from ..errors import InputError
+from .stores import RECORD_KINDS
 from .csmpl import volts_per_adc, volts_to_adc, write_csmpl
 
 CLOCK_FREQUENCY = 10_000_000
@@ -55,7 +56,6 @@ MIN_PULSER_TPA = 1e-4
 particle (TPA 0) and noise (TPA -1) triggers into ``.test_stamps``; Cait ignores stamps of TPA
 <= 0.0001 when it records or excludes test pulses, and so does cryopipe."""
 
-RECORD_KINDS = ("particle", "noise", "testpulse", "controlpulse")
 
 DEFAULT_BANK_SAMPLES = 1_040_512
 """Samples per digitizer bank (event size 2081024 / samples divider 2, Cait's defaults)."""
@@ -336,7 +336,7 @@ def record_kind_from_tpa(tpa, control_threshold: float = DEFAULT_CONTROL_THRESHO
     if np.isnan(t).any():
         raise ValueError(f"{int(np.isnan(t).sum())} test pulse amplitudes are NaN")
     control_threshold = np.float32(control_threshold)
-    kinds = np.array(RECORD_KINDS, dtype="<U12")
+    kinds = np.array([k for k in RECORD_KINDS if k != "saturated"], dtype="<U12")  # by tpa code 0-3
     code = np.where(t == 0, 0, np.where(t < 0, 1, np.where(t > control_threshold, 3, 2)))
     return kinds[code]
 

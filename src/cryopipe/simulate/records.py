@@ -12,7 +12,7 @@ Two modes:
   ADC step and sample frequency drawn anew for every record.
 
 Pulse heights are set in units of the optimum-filter resolution sigma_OF of the record's detector
-(SNR = height / sigma_OF, `cryopipe.optimum_filter.expected_resolutions`); artefact amplitudes in units of the baseline noise rms
+(SNR = height / sigma_OF, `cryopipe.signal.optimum_filter.expected_resolutions`); artefact amplitudes in units of the baseline noise rms
 sigma_BL.
 
 Labels follow the rules of `classes` (module docstring there; issue 19), in both modes and for the
@@ -53,8 +53,9 @@ from .classes import (
     build_plan,
     log_uniform,
 )
-from ..optimum_filter import expected_resolutions
+from cryopipe.signal.optimum_filter import expected_resolutions
 from ..signal.spectra import positive_frequency_share
+from ..signal.robust import check_sev_nps
 
 EVENT_CLASSES: tuple[str, ...] = tuple(CLASS_BUILDERS)
 #: Classes labelled accepted (clean) by default, as in the seeds: a particle pulse at the trigger
@@ -303,19 +304,7 @@ def _render_block(plan, sl, noise, out, sev, tail_tau, sigma_of, sigma_bl, ceili
 
 
 def _check_detector_inputs(sev, nps, sample_frequency):
-    sev = np.asarray(sev, dtype=np.float64)
-    nps = np.asarray(nps, dtype=np.float64)
-    if sev.ndim != 1 or sev.size < 64:
-        raise InputError(f"sev: need a 1-d standard event of >= 64 samples, got shape {sev.shape}")
-    n = sev.size
-    if nps.shape != (n // 2 + 1,):
-        raise InputError(f"nps: need shape ({n // 2 + 1},) for a {n}-sample SEV, got {nps.shape}")
-    if not (np.all(np.isfinite(sev)) and np.all(np.isfinite(nps))):
-        raise InputError("sev/nps: contain non-finite values")
-    if np.any(nps[1:] <= 0):
-        raise InputError("nps: must be > 0 at every non-DC frequency (V^2/Hz)")
-    if not sample_frequency or sample_frequency <= 0:
-        raise InputError(f"sample_frequency: must be > 0 Hz, got {sample_frequency}")
+    sev, nps = check_sev_nps(sev, nps, sample_frequency, what="detector", min_samples=64)
     peak = sev.max()
     if peak <= 0:
         raise InputError("sev: has no positive maximum")

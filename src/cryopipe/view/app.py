@@ -413,7 +413,7 @@ class ViewApp:
 
     def select_region(self, geometry: dict) -> np.ndarray:
         """Event positions inside a box or lasso geometry (plot coordinates), computed here."""
-        from ..cuts import points_in_polygon
+        from cryopipe.cuts.language import points_in_polygon
 
         x, y = self.plotted["x"], self.plotted["y"]
         with np.errstate(invalid="ignore"):

@@ -2,7 +2,7 @@
 colourings, traces, selection means, and the two things the viewer writes (cuts, hand labels).
 
 Nothing here writes into a pipeline store: a saved selection goes to a cuts file (YAML in the cut
-language of `cryopipe.cuts`), hand labels to ``results/<run>/hand_labels.zarr``
+language of `cryopipe.cuts.language`), hand labels to ``results/<run>/hand_labels.zarr``
 (`cryopipe.cleaning.hand_labels`). A missing or broken store becomes a message (`RunData.messages`),
 never an exception, so the page always opens.
 """
@@ -451,7 +451,7 @@ class RunData:
         """
         import yaml
 
-        from ..cuts import apply_cuts, load_cuts, validate_cuts
+        from cryopipe.cuts.language import apply_cuts, cut_feature_names, load_cuts, validate_cuts
 
         feats = self.stores.get("features")
         names = set(feats.variables) if feats is not None else None
@@ -489,7 +489,7 @@ class RunData:
         tmp.replace(path)
         passed, total = 0, 0
         if feats is not None:
-            used = _cut_features(cut)
+            used = cut_feature_names(cut)
             sub = feats[[v for v in used if v in feats.variables] +
                         (["record_kind"] if "record_kind" in feats.variables else [])].load()
             flags = apply_cuts(sub, {"cuts": {name: cut}})["accepted"].values
@@ -513,16 +513,3 @@ def _cuts_indent(text: str) -> str | None:
             m = re.match(r"^(\s+)\S", ln)
             return m.group(1) if m else None
     return "  "
-
-
-def _cut_features(cond) -> set:
-    out = set()
-    if isinstance(cond, dict):
-        if "feature" in cond:
-            out.add(cond["feature"])
-        if "polygon" in cond:
-            out |= {cond["polygon"]["x"], cond["polygon"]["y"]}
-        for k in ("any_of", "all_of"):
-            for c in cond.get(k, []):
-                out |= _cut_features(c)
-    return out

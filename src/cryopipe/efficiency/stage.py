@@ -11,29 +11,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from ..io.stores import provenance
-from .characterize import channel_traces
-
-
-def cut_feature_names(cuts: Mapping) -> set[str]:
-    """Every feature a cut set refers to (ranges' ``feature``, polygons' ``x`` and ``y``)."""
-    names: set[str] = set()
-
-    def walk(node):
-        if isinstance(node, Mapping):
-            if isinstance(node.get("feature"), str):
-                names.add(node["feature"])
-            poly = node.get("polygon")
-            if isinstance(poly, Mapping):
-                names.update(v for k, v in poly.items() if k in ("x", "y") and isinstance(v, str))
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(cuts)
-    return names
+from cryopipe.io.stores import provenance
+from cryopipe.characterize.stage import channel_traces
+from cryopipe.cuts.language import cut_feature_names
 
 
 def injected_amplitudes(resolution: float, records: xr.Dataset, cfg: dict, features: xr.Dataset | None = None
@@ -79,9 +59,9 @@ def efficiency_channel(records: xr.Dataset, characterization: xr.Dataset, cuts: 
     channel's features store (its pulse heights set the top of the range). The injected shape is
     the SEV with a flat pre-trigger (:func:`injection_template`); it does not saturate, so the points
     above the channel's saturation show what the cuts do to an unsaturated pulse of that height."""
-    from ..cuts import apply_cuts
-    from ..efficiency import efficiency_curve
-    from ..features import ChannelContext, compute_block, default_families, families_for
+    from cryopipe.cuts.language import apply_cuts
+    from cryopipe.efficiency.injection import efficiency_curve
+    from cryopipe.features import ChannelContext, compute_block, default_families, families_for
 
     ch = str(records["channel"].values[0])
     char = characterization.sel(channel=[ch])
@@ -102,7 +82,7 @@ def efficiency_channel(records: xr.Dataset, characterization: xr.Dataset, cuts: 
         ds["record_kind"] = ("event", np.full(len(traces), "particle"))
         return apply_cuts(ds, cuts)["accepted"].values[0]
 
-    from ..io.stores import record_pretrigger
+    from cryopipe.io.stores import record_pretrigger
 
     curve = efficiency_curve(of, injection_template(ctx.sev, record_pretrigger(records)), noise, amps, threshold, cut=cut, n_per_amplitude=int(cfg["n_per_amplitude"]),
                              sample_frequency=fs, rng=np.random.default_rng(int(cfg["seed"])),

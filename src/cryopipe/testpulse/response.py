@@ -7,7 +7,7 @@ operating point; this module turns it into a stability cut and a calibration, fo
 doi:10.34726/hss.2021.45935; CRESST, PRD 100, 102002 (2019)), in our own formulation:
 
 Amplitude
-    One estimator for test pulses and particles: the optimum filter (`cryopipe.optimum_filter`)
+    One estimator for test pulses and particles: the optimum filter (`cryopipe.signal.optimum_filter`)
     built from a *test-pulse template* (the standard event of clean test pulses of one TPA) and
     the channel's noise power spectrum, applied to every record. Heater pulses differ in shape
     from particle pulses, so the particle SEV would be a mismatched filter for them; and the
@@ -40,19 +40,19 @@ Pulser model (`response_curves`, `tpa_equivalent`)
     linearly beyond its first/last pulse). With (T_0, A_0) = (0, 0) and the points sorted by TPA, a particle of
     amplitude a gets TPA_eq = T_s + (a - A_s) (T_{s+1} - T_s) / (A_{s+1} - A_s) on the segment s
     holding a (the first or last segment extended linearly beyond the points). Energy: E = c *
-    TPA_eq with c = line_energy / (line position in the TPA_eq spectrum) (`cryopipe.calibrate`).
+    TPA_eq with c = line_energy / (line position in the TPA_eq spectrum) (`cryopipe.calibrate.lines`).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import CryopipeError, InputError
+from cryopipe.errors import CryopipeError, InputError
+from cryopipe.signal.robust import MAD_TO_SIGMA
 
 __all__ = ["pulse_groups", "local_trend", "clean_pulses", "response_band", "stability", "unstable_intervals",
            "response_curves", "tpa_equivalent", "choose_template_tpa", "TPA_DECIMALS"]
 
 TPA_DECIMALS = 4  # TPAs equal to 1e-4 V are one setting (the files store float32)
-MAD_TO_SIGMA = 1.4826
 
 
 def pulse_groups(tpa) -> tuple[np.ndarray, np.ndarray]:

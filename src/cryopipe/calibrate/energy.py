@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import xarray as xr
+from cryopipe.signal.robust import MAD_TO_SIGMA
 
 UNITS: dict[str, str] = {"energy": "keV", "light_yield": "1"}
 
@@ -11,7 +12,7 @@ UNITS: dict[str, str] = {"energy": "keV", "light_yield": "1"}
 def add_energy(features: xr.Dataset, calibration: xr.Dataset) -> xr.Dataset:
     """Add `energy` (channel, event) keV: the calibrated amplitude the calibration was made from
     (its attr ``amplitude`` names the feature), energy = kev_per_volt * amplitude + offset_kev."""
-    from ..calibrate import to_energy
+    from cryopipe.calibrate.lines import to_energy
 
     amp = features[calibration.attrs["amplitude"]]
     k = calibration["kev_per_volt"].sel(channel=features["channel"]).values[:, None]
@@ -28,7 +29,7 @@ def add_light_yield(features: xr.Dataset, phonon: str, light: str) -> xr.Dataset
     phonon + light module. Needs `energy`; NaN where the phonon energy is not positive."""
     import numpy as np
 
-    from ..errors import InputError
+    from cryopipe.errors import InputError
 
     names = [str(c) for c in features["channel"].values]
     for role, name in (("phonon", phonon), ("light", light)):
@@ -89,13 +90,13 @@ def electron_band(energy, light_yield, *, bins: int = 12, clip: float = 3.0, min
             if keep.sum() < min_events:
                 break
             m = np.median(y[keep])
-            s = 1.4826 * np.median(np.abs(y[keep] - m))
+            s = MAD_TO_SIGMA * np.median(np.abs(y[keep] - m))
             new = np.abs(y - m) <= clip * s if s > 0 else y == m
             if (new == keep).all():
                 break
             keep = new
         if keep.sum() >= min_events:
             median[b] = np.median(y[keep])
-            sigma[b] = 1.4826 * np.median(np.abs(y[keep] - median[b]))
+            sigma[b] = MAD_TO_SIGMA * np.median(np.abs(y[keep] - median[b]))
             n[b] = int(keep.sum())
     return {"edges": edges, "centre": np.sqrt(edges[:-1] * edges[1:]), "median": median, "sigma": sigma, "n": n}

@@ -11,8 +11,8 @@ from typing import Iterator
 import numpy as np
 import xarray as xr
 
-from ..io.sources import Stream, TestPulses
-from ..io.stores import EVENT_CHUNK, provenance
+from cryopipe.io.sources import Stream, TestPulses
+from cryopipe.io.stores import EVENT_CHUNK, provenance
 
 # The filter and trigger kernels (scipy.fft, numba) are imported by the functions that use them:
 # the workflow's DAG start (segment_bounds) and the gather job (gather_segments) do not pay for them.
@@ -69,7 +69,7 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
     over the WHOLE stream, so every segment job of a channel uses the same threshold.
     `template` (shape, onset sample[, shape for the saturated responses]) is the pulse the kernel
     is made for (default: the generic template, with the default kernel); side lobes of its
-    filter response (and of its clipped versions) never trigger (`cryopipe.trigger.side_lobe_envelope`).
+    filter response (and of its clipped versions) never trigger (`cryopipe.trigger.scan.side_lobe_envelope`).
 
     A segment [a, b) is scanned over [a - 5 R, b + 5 R), R the larger of the hold-off and the
     side-lobe reach, and keeps the triggers in [a, b): the selection near `a` and `b` then sees the
@@ -82,9 +82,9 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
     T triggers and S scanned samples are found; the stretches scanned are the attr ``scanned``
     ([[start, stop], ...], sorted). A scan of every stretch equals the unsplit scan.
     """
-    from ..filters import generic_kernel, noise_estimate
-    from ..signal.pulses import generic_template
-    from ..trigger import side_lobe_envelope
+    from cryopipe.trigger.filters import generic_kernel, noise_estimate
+    from cryopipe.signal.pulses import generic_template
+    from cryopipe.trigger.scan import side_lobe_envelope
 
     k, anchor = kernel if kernel is not None else generic_kernel(stream_cfg["record_length"])
     if template is None and kernel is None:
@@ -135,9 +135,9 @@ def _scan_piece(stream, channel, k, anchor, threshold, holdoff, trigger_cfg, pie
     samples: side lobes, within a hold-off; noise records avoid them too), from the candidates of [a - 5 R, b + 5 R) (R: the
     larger of the hold-off and the side-lobe reach) on the unsplit run's chunk grid, so the float32
     filter values are bit-identical to an unsplit scan. `envelope`: (plain, saturated) side-lobe
-    envelopes; a candidate's raw stretch tells which applies (`cryopipe.trigger.saturated_candidates`)."""
-    from ..filters import OverlapSave
-    from ..trigger import saturated_candidates, scan_candidates, select_triggers
+    envelopes; a candidate's raw stretch tells which applies (`cryopipe.trigger.scan.saturated_candidates`)."""
+    from cryopipe.trigger.filters import OverlapSave
+    from cryopipe.trigger.scan import saturated_candidates, scan_candidates, select_triggers
 
     a, b = piece
     reach = holdoff
@@ -222,7 +222,7 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
     ``pulser_records: false`` (no test/control-pulse records). The live time and the noise records
     are those of the full trigger list either way.
     """
-    from ..trigger import live_time, merge_triggers, noise_trigger_samples, records_dataset, valid_windows
+    from cryopipe.trigger.scan import live_time, merge_triggers, noise_trigger_samples, records_dataset, valid_windows
 
     n_rec = stream_cfg["record_length"]
     holdoff = holdoff_samples(stream_cfg, trigger_cfg)

@@ -38,13 +38,13 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .errors import CryopipeError, InputError
-from .io.stores import provenance
+from cryopipe.errors import CryopipeError, InputError
+from cryopipe.io.stores import provenance
+from cryopipe.signal.robust import MAD_TO_SIGMA
 
-MAD_TO_SIGMA = 1.4826
-RECORD_KINDS = ("particle", "noise")
+REFERENCE_KINDS = ("particle", "noise")  # the record kinds a cut's `over` may name
 UNITS = ("feature", "record_length", "robust_sigma")
-OVER = ("all",) + RECORD_KINDS
+OVER = ("all",) + REFERENCE_KINDS
 RANGE_KEYS = {"feature", "min", "max", "units", "over"}
 TOP_KEYS = {"channels", "records", "description"}
 COMBINATIONS = ("any_of", "all_of")
@@ -116,6 +116,27 @@ def load_cuts(path: str | Path) -> dict:
         raise InputError(f"{path}: cannot read the cut set ({exc})") from None
     validate_cuts(doc, where=str(path))
     return doc
+
+
+def cut_feature_names(cuts: Mapping) -> set[str]:
+    """Every feature a cut set refers to (ranges' ``feature``, polygons' ``x`` and ``y``)."""
+    names: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, Mapping):
+            if isinstance(node.get("feature"), str):
+                names.add(node["feature"])
+            poly = node.get("polygon")
+            if isinstance(poly, Mapping):
+                names.update(v for k, v in poly.items() if k in ("x", "y") and isinstance(v, str))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(cuts)
+    return names
 
 
 def validate_cuts(cuts: Mapping, features=None, where: str = "cuts") -> None:

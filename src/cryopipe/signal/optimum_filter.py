@@ -25,6 +25,7 @@ import scipy.fft
 from cryopipe.errors import CryopipeError, InputError
 from cryopipe.parallel import run_blocks
 from cryopipe.signal.spectra import spectrum_weights, two_sided_psd
+from cryopipe.signal.robust import as_records, check_sev_nps
 
 __all__ = ["OptimumFilter", "build_optimum_filter", "expected_resolution", "of_amplitudes",
            "of_kernel", "measured_resolution", "cait_shift_window", "of_weights", "expected_resolutions"]
@@ -83,21 +84,8 @@ def build_optimum_filter(sev, nps_one_sided, sample_frequency: float, onset: int
     onset : samples; the template's onset (trigger position), default N//4
     what : name of the run/channel for error messages
     """
-    sev = np.asarray(sev, dtype=np.float64)
-    nps = np.asarray(nps_one_sided, dtype=np.float64)
-    if sev.ndim != 1 or sev.size < 4:
-        raise InputError(f"{what}: standard event must be a 1-d array of at least 4 samples, got shape {sev.shape}")
+    sev, nps = check_sev_nps(sev, nps_one_sided, sample_frequency, what=what)
     n = sev.size
-    if nps.shape != (n // 2 + 1,):
-        raise InputError(f"{what}: noise power spectrum has shape {nps.shape}, need ({n // 2 + 1},) "
-                         f"for a {n}-sample standard event")
-    if not np.all(np.isfinite(sev)):
-        raise CryopipeError(f"{what}: standard event contains non-finite values")
-    if not (np.all(np.isfinite(nps[1:])) and np.all(nps[1:] > 0)):
-        bad = int(np.sum(~(np.isfinite(nps[1:]) & (nps[1:] > 0))))
-        raise CryopipeError(f"{what}: noise power spectrum has {bad} non-positive or non-finite bins above DC")
-    if not sample_frequency > 0:
-        raise InputError(f"{what}: sample_frequency must be positive, got {sample_frequency}")
     j = two_sided_psd(nps, n)
     s = np.fft.rfft(sev)
     w = of_weights(n)
@@ -179,17 +167,6 @@ def _search_max(filtered, lo, hi, amp, lag):
         lag[i] = best_lag
 
 
-def _as_records(of: OptimumFilter, records) -> np.ndarray:
-    records = np.asarray(records)
-    if records.ndim == 1:
-        records = records[None, :]
-    if records.ndim != 2 or records.shape[1] != of.record_length:
-        raise InputError(f"records have shape {records.shape}, the optimum filter needs (n, {of.record_length})")
-    if records.dtype not in (np.float32, np.float64):
-        records = records.astype(np.float64)
-    return records
-
-
 def of_amplitudes(of: OptimumFilter, records, shift_window: tuple[int, int] | None = None,
                   search: bool = True, batch: int = 128, workers: int = 2) -> dict:
     """Apply the optimum filter to records with one rfft per record.
@@ -213,7 +190,7 @@ def of_amplitudes(of: OptimumFilter, records, shift_window: tuple[int, int] | No
     with `search`, "amplitude_shifted" (V, largest over the window), "shift" (samples, int64),
     "chi2_shifted" (N-2 dof at the true lag).
     """
-    records = _as_records(of, records)
+    records = as_records(records, what="optimum filter", allow_single=True, length=of.record_length)
     n = of.record_length
     lo, hi = cait_shift_window(n, of.onset) if shift_window is None else (int(shift_window[0]), int(shift_window[1]))
     if search and not (hi > lo and hi - lo <= n and -n < lo and hi <= n):

@@ -10,8 +10,8 @@ import json
 import numpy as np
 import xarray as xr
 
-from ..errors import CryopipeError
-from ..io.stores import provenance
+from cryopipe.errors import CryopipeError
+from cryopipe.io.stores import provenance
 
 FIT_PARAMETERS = ("t0", "An", "At", "tau_n", "tau_in", "tau_t")
 
@@ -66,7 +66,7 @@ def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Datase
     cfg : the config's `characterize` section
     what : run/channel name for error messages
     """
-    from ..characterize import (
+    from cryopipe.characterize.sev_nps import (
         clean_noise_mask,
         fit_pulse_model,
         noise_power_spectrum,
@@ -74,13 +74,13 @@ def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Datase
         select_clean_pulses,
         standard_event,
     )
-    from ..optimum_filter import (
+    from cryopipe.signal.optimum_filter import (
         build_optimum_filter,
         expected_resolution,
         measured_resolution,
     )
 
-    from ..io.stores import record_pretrigger
+    from cryopipe.io.stores import record_pretrigger
 
     fs = float(records.attrs["sample_frequency"])
     n = int(records.attrs["record_length"])
@@ -140,9 +140,9 @@ def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Datase
 
 def optimum_filter_from(characterization: xr.Dataset, channel: str):
     """Rebuild the optimum filter of `channel` from a characterization store (deterministic)."""
-    from ..optimum_filter import build_optimum_filter
+    from cryopipe.signal.optimum_filter import build_optimum_filter
 
-    from ..io.stores import record_pretrigger
+    from cryopipe.io.stores import record_pretrigger
 
     c = characterization.sel(channel=channel)
     return build_optimum_filter(c["sev"].values, c["nps"].values, float(characterization.attrs["sample_frequency"]),

@@ -13,25 +13,12 @@ import scipy.optimize
 import scipy.signal
 
 from cryopipe.errors import CryopipeError, InputError
-from cryopipe.features.selection import as_records, pulse_features
+from cryopipe.features.selection import pulse_features
+from cryopipe.signal.robust import as_records, robust_band
 from cryopipe.signal.pulses import proebst_pulse
 
 __all__ = ["clean_noise_mask", "noise_power_spectrum", "pulse_features", "select_clean_pulses",
-           "standard_event", "fit_pulse_model", "robust_band"]
-
-MAD_TO_SIGMA = 1.4826
-
-
-def robust_band(values, k: float, floor: float = 0.0) -> tuple[float, float]:
-    """median -/+ max(k * 1.4826 * MAD, floor) of the finite `values`."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return np.nan, np.nan
-    med = np.median(v)
-    half = max(k * MAD_TO_SIGMA * np.median(np.abs(v - med)), floor)
-    return med - half, med + half
-
+           "standard_event", "fit_pulse_model"]
 
 # ---------------------------------------------------------------------------------------------
 # noise power spectrum
@@ -62,7 +49,7 @@ def clean_noise_mask(records, k: float = 4.0, percentile: float | None = None, b
     k : band half-width in robust standard deviations
     percentile : keep this lowest percentage of residual rms instead of the MAD band
     """
-    records = as_records(records, what)
+    records = as_records(records, what=what, min_samples=16)
     n = records.shape[0]
     rms = np.empty(n)
     excursion = np.empty(n)
@@ -108,7 +95,7 @@ def noise_power_spectrum(records, sample_frequency: float, window: str = "boxcar
     min_records : fewer usable records raise CryopipeError
     what : name of the run/channel for error messages
     """
-    records = as_records(records, what)
+    records = as_records(records, what=what, min_samples=16)
     if clean:
         use = np.flatnonzero(clean_noise_mask(records, k=k, percentile=percentile, what=what))
     else:
@@ -138,7 +125,7 @@ def pretrigger_noise_spectrum(records, sample_frequency: float, pretrigger: int,
     in frequency onto the finer grid of the whole record. Lines narrower than fs / (pretrigger -
     guard) are smeared: with a noise file the NPS is better.
     """
-    records = as_records(records, what)
+    records = as_records(records, what=what, min_samples=16)
     n = records.shape[1] if record_length is None else int(record_length)
     guard = max(int(pretrigger) // 16, 1) if guard is None else int(guard)
     m = int(pretrigger) - guard
@@ -218,7 +205,7 @@ def select_clean_pulses(records, sample_frequency: float, k: float = 3.0, height
     features : precomputed `pulse_features(records, smooth, k_edge)` output
     trigger : sample of the trigger in the records (default N // 4; LJH records: their pretrigger)
     """
-    records = as_records(records, "pulse records")
+    records = as_records(records, what="pulse records", min_samples=16)
     n_rec, n = records.shape
     if not sample_frequency > 0:
         raise InputError(f"sample_frequency must be positive, got {sample_frequency}")
@@ -274,7 +261,7 @@ def standard_event(records, sample_frequency: float, mask=None, method: str = "m
     -------
     (N,) float64 template, V/V.
     """
-    records = as_records(records, what)
+    records = as_records(records, what=what, min_samples=16)
     n_rec, n = records.shape
     if mask is None:
         mask = select_clean_pulses(records, sample_frequency, **selection)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ..io.stores import provenance
+from cryopipe.io.stores import provenance
 
 
 def simulate_run_records(characterization: xr.Dataset, n_per_class: int, seed: int,
@@ -22,9 +22,9 @@ def simulate_run_records(characterization: xr.Dataset, n_per_class: int, seed: i
     a quarter of it), from the SEV in that window and the NPS (a density, V^2/Hz) interpolated onto
     its frequencies, so that training and prediction see the same time scale.
     """
-    from ..cleaning.preprocess import trigger_window
-    from ..io.stores import record_pretrigger
-    from ..simulate.records import EVENT_CLASSES, simulate_detector_records
+    from cryopipe.cleaning.preprocess import trigger_window
+    from cryopipe.io.stores import record_pretrigger
+    from cryopipe.simulate.records import EVENT_CLASSES, simulate_detector_records
 
     rng = np.random.default_rng(seed)
     fs = float(characterization.attrs["sample_frequency"])
@@ -54,15 +54,15 @@ def train_on_simset(path, architecture: str, checkpoint, cfg: dict, progress=Non
     its event classes (binary score = accepted classes) or a binary head; returns the TrainResult."""
     import sys
 
-    from ..cleaning.data import SimsetSource, split_events
-    from ..simulate.records import DEFAULT_ACCEPTED, EVENT_CLASSES
+    from cryopipe.cleaning.data import SimsetSource, split_events
+    from cryopipe.simulate.records import DEFAULT_ACCEPTED, EVENT_CLASSES
 
     probe = SimsetSource(path)
     train_mask, val_mask = split_events(probe.n_events, (0.9, 0.1), seed=int(cfg["seed"]))
     classes = list(EVENT_CLASSES)
     train = SimsetSource(path, class_names=classes, select=train_mask)
     val = SimsetSource(path, class_names=classes, select=val_mask)
-    from ..cleaning.train import train_model
+    from cryopipe.cleaning.train import train_model
 
     n_classes = len(classes) if cfg["multiclass"] else 1
     return train_model(architecture, train, val, checkpoint, epochs=int(cfg["epochs"]),

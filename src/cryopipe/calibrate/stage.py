@@ -1,5 +1,5 @@
 """Calibration stage: amplitude -> energy from a line of known energy (the energy feature itself is
-`cryopipe.features.energy`).
+`cryopipe.calibrate.energy`).
 
 Stage entry points for the workflow scripts and the CLI: plain config dicts in, Datasets
 ready for cryopipe.io.stores out; no Snakemake here.
@@ -11,7 +11,7 @@ import json
 import numpy as np
 import xarray as xr
 
-from ..io.stores import provenance
+from cryopipe.io.stores import provenance
 
 
 def calibrate_channel(features: xr.Dataset, characterization: xr.Dataset, cfg: dict, what: str) -> xr.Dataset:
@@ -20,7 +20,7 @@ def calibrate_channel(features: xr.Dataset, characterization: xr.Dataset, cfg: d
     Uses the particle records' `cfg["amplitude"]` feature (default the shift-searched OF amplitude);
     the baseline resolution in keV comes from the channel's measured OF resolution.
     """
-    from ..calibrate import calibrate
+    from cryopipe.calibrate.lines import calibrate
 
     kind = np.array([str(k) for k in features["record_kind"].values])
     amp = features[cfg["amplitude"]].isel(channel=0).values[kind == "particle"]

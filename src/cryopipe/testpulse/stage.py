@@ -1,5 +1,5 @@
 """Test-pulse stage: response of every channel to the DAQ's test and control pulses, the
-stability cut and the pulser-model calibration (library: `cryopipe.testpulse`).
+stability cut and the pulser-model calibration (library: `cryopipe.testpulse.response`).
 
 Stage entry points for the workflow scripts and the CLI: plain config dicts in, Datasets
 ready for cryopipe.io.stores out; no Snakemake here.
@@ -12,8 +12,8 @@ import logging
 import numpy as np
 import xarray as xr
 
-from ..errors import CryopipeError
-from ..io.stores import provenance
+from cryopipe.errors import CryopipeError
+from cryopipe.io.stores import provenance
 
 PULSE_KINDS = ("testpulse", "controlpulse")
 
@@ -21,7 +21,7 @@ PULSE_KINDS = ("testpulse", "controlpulse")
 def has_test_pulses(run_cfg: dict) -> bool:
     """True when a run's raw files hold test pulses (kind "testpulse"): a csmpl run with a
     non-empty test_stamps file, or an rdt run with test-pulse records. Cheap (stamps / rdt headers)."""
-    from ..io import cresst
+    from cryopipe.io import cresst
 
     if run_cfg.get("simulate"):
         return False
@@ -50,7 +50,7 @@ def _pulse_heights(traces: np.ndarray) -> np.ndarray:
 def channel_template(records: xr.Dataset, c: int, sev: np.ndarray, cfg: dict, what: str) -> tuple[np.ndarray, float]:
     """The channel's test-pulse template (max 1, onset at N/4) and the TPA it came from (NaN: the
     particle SEV, ``template_from: sev``, or ``auto`` where too few clean test pulses of one TPA exist)."""
-    from ..characterize import standard_event
+    from cryopipe.characterize.sev_nps import standard_event
 
     if cfg["template_from"] == "sev":
         return np.asarray(sev, dtype=np.float64), float("nan")
@@ -66,7 +66,7 @@ def channel_template(records: xr.Dataset, c: int, sev: np.ndarray, cfg: dict, wh
     tpa = records["tpa"].values.astype(np.float64)
     idx = np.flatnonzero(kind == "testpulse")
     traces = records["trace"].isel(channel=c, event=idx).values.astype(np.float64)
-    from ..testpulse import choose_template_tpa, pulse_groups
+    from cryopipe.testpulse.response import choose_template_tpa, pulse_groups
 
     chosen = cfg["template_tpa"]
     if chosen is None:
@@ -89,7 +89,7 @@ def channel_template(records: xr.Dataset, c: int, sev: np.ndarray, cfg: dict, wh
 def _amplitudes(records: xr.Dataset, c: int, of, max_shift: int, batch: int = 4096):
     """(shift-searched amplitude, fixed-lag amplitude (V), chi2 at the searched lag) of every
     record of channel c."""
-    from ..optimum_filter import of_amplitudes
+    from cryopipe.signal.optimum_filter import of_amplitudes
 
     n_ev = records.sizes["event"]
     shifted, fixed, chi2 = np.empty(n_ev), np.empty(n_ev), np.empty(n_ev)
@@ -106,9 +106,9 @@ def testpulse_channel(records: xr.Dataset, c: int, characterization: xr.Dataset,
                       what: str, log=None) -> dict:
     """Everything of one channel (index c into records' channels): template, amplitudes, band,
     stability, pulser-model TPA equivalents and, with a line, energies. Returns a dict of arrays."""
-    from .. import testpulse as tp
-    from ..calibrate import calibrate
-    from ..optimum_filter import build_optimum_filter, expected_resolution
+    from cryopipe.testpulse import response as tp
+    from cryopipe.calibrate.lines import calibrate
+    from cryopipe.signal.optimum_filter import build_optimum_filter, expected_resolution
 
     ch = str(records["channel"].values[c])
     fs = float(records.attrs["sample_frequency"])

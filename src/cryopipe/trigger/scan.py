@@ -30,9 +30,9 @@ import numpy as np
 import xarray as xr
 from numba import njit
 
-from .errors import CryopipeError, InputError
-from .filters import filtered_segments, has_flat_run
-from .io.stores import provenance
+from cryopipe.errors import CryopipeError, InputError
+from cryopipe.trigger.filters import filtered_segments, has_flat_run
+from cryopipe.io.stores import provenance
 
 # scan state: integer slots
 _OPEN, _BEST_INDEX, _LAST_ABOVE = range(3)
@@ -153,7 +153,7 @@ def select_triggers(samples, values, holdoff: int, threshold: float = 0.0, envel
 def saturated_candidates(stream, channel: int, samples, values, threshold: float, window: int,
                          min_ratio: float = 20.0) -> np.ndarray:
     """Mask of the candidates whose pulse is saturated or clipped: a run of MIN_FLAT_RUN identical
-    raw samples (:func:`cryopipe.filters.has_flat_run`) in [t - window, t + 4 window). Only
+    raw samples (:func:`cryopipe.trigger.filters.has_flat_run`) in [t - window, t + 4 window). Only
     candidates above `min_ratio` x `threshold` are read (a pulse that small is not saturated)."""
     samples = np.asarray(samples, dtype=np.int64)
     out = np.zeros(samples.size, dtype=bool)
@@ -179,7 +179,7 @@ def side_lobe_envelope(kernel, anchor, template, onset: int, width: int | None =
 
     Parameters
     ----------
-    kernel, anchor : stream filter (``cryopipe.filters``)
+    kernel, anchor : stream filter (``cryopipe.trigger.filters``)
     template : pulse shape (max 1), onset at sample `onset`
     onset : samples
     width : samples (default max(8, len(kernel) // 64))
@@ -193,7 +193,7 @@ def side_lobe_envelope(kernel, anchor, template, onset: int, width: int | None =
     """
     from scipy.ndimage import maximum_filter1d
 
-    from .filters import check_kernel, filter_block
+    from cryopipe.trigger.filters import check_kernel, filter_block
 
     k, anchor = check_kernel(kernel, anchor)
     tpl = np.asarray(template, dtype=np.float64)
@@ -236,7 +236,7 @@ def scan_channel(stream, channel, kernel, anchor, threshold, holdoff, polarity=1
     ----------
     stream : CsmplStream
     channel : channel index
-    kernel, anchor : filter kernel (e.g. :func:`cryopipe.filters.matched_kernel`) and anchor
+    kernel, anchor : filter kernel (e.g. :func:`cryopipe.trigger.filters.matched_kernel`) and anchor
     threshold : V, on polarity x filtered value (e.g. k_sigma x filtered_noise_sigma)
     holdoff : samples; no two triggers closer (the larger wins)
     polarity : +1 for positive pulses, -1 for negative ones
@@ -482,7 +482,7 @@ def records_dataset(stream, particle_samples, firing_channel, noise_samples, rec
 
     Particle triggers whose window leaves the stream are dropped; noise triggers must lie inside.
     Events are sorted by trigger sample; the trigger sits at sample N//4 of each record. A record
-    with a saturated or stuck stretch in any channel (`cryopipe.filters.has_flat_run`: a run of
+    with a saturated or stuck stretch in any channel (`cryopipe.trigger.filters.has_flat_run`: a run of
     MIN_FLAT_RUN identical samples) gets record_kind "saturated" instead of "particle"/"noise".
 
     Parameters
@@ -572,6 +572,6 @@ def _pulser_records(pulser, n_samples: int, record_length: int) -> tuple[np.ndar
 
 def _pulser_kinds(tpa: np.ndarray) -> np.ndarray:
     """"testpulse" or "controlpulse" by TPA (the CRESST convention)."""
-    from .io.cresst import record_kind_from_tpa
+    from cryopipe.io.cresst import record_kind_from_tpa
 
     return np.asarray(record_kind_from_tpa(tpa), dtype="U12") if tpa.size else np.zeros(0, "U12")

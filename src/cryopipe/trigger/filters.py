@@ -8,7 +8,7 @@ so a kernel "looks" ``anchor`` samples back and ``L - 1 - anchor`` samples ahead
 the stream are the nearest edge value (as :meth:`CsmplStream.read` pads), so the stream filter
 (:func:`filter_stream`, chunked overlap-save FFT) equals the in-memory reference (:func:`filter_block`)
 everywhere, chunk borders included. Any (kernel, anchor) pair works: matched filters built here, or
-the optimum-filter kernel of :mod:`cryopipe.optimum_filter`.
+the optimum-filter kernel of :mod:`cryopipe.signal.optimum_filter`.
 """
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ import numpy as np
 import scipy.fft
 from numba import njit
 
-from .errors import InputError
-from .signal.pulses import generic_template
+from cryopipe.errors import InputError
+from cryopipe.signal.pulses import generic_template
+from cryopipe.signal.robust import MAD_TO_SIGMA
 
 MIN_SEGMENT = 2**16          # smallest overlap-save FFT length for long chunks (samples)
 SEGMENT_OVERLAP_FACTOR = 8   # FFT length >= 8 x kernel length: overlap overhead <= 12.5 %
@@ -32,7 +33,7 @@ GENERIC_DECAY_LEVEL = 1e-3   # generic kernel: truncate where the template has d
 def default_workers() -> int:
     """Threads for scipy.fft: the job's thread limit (`cryopipe.runner.use_threads`), else the CPU
     cores this process may use."""
-    from .runner import thread_limit
+    from cryopipe.runner import thread_limit
 
     if thread_limit():
         return thread_limit()
@@ -218,7 +219,7 @@ def robust_sigma(y: np.ndarray, polarity: int = 1) -> float:
     low = med - y[y < med]
     if low.size == 0:
         return 0.0
-    return float(1.4826 * np.median(low))
+    return float(MAD_TO_SIGMA * np.median(low))
 
 
 MIN_FLAT_RUN = 32            # samples: a run of this many identical samples is a saturated or stuck stretch
@@ -226,7 +227,7 @@ MASK_SIGMAS = 4.0            # pulse masking: filtered values beyond this many s
 PILEUP_FACTOR = 10.0         # plain estimate this far above the quiet-stretch one: pulses dominate
 QUIET_WINDOW = 128           # samples per raw window of the quiet-stretch estimate
 SATURATED_WARN = 0.01        # warn when more than this fraction of the sampled stream is flat
-log = logging.getLogger("cryopipe.trigger")
+log = logging.getLogger("cryopipe.trigger.scan")
 
 
 @dataclass
@@ -427,7 +428,7 @@ def _masked_sigma(y: np.ndarray, sigma: float, length: int, anchor: int, iterati
         frac = rest.size / y.size
         if rest.size < max(100, 0.01 * y.size):
             return sigma, frac
-        new = float(1.4826 * np.median(np.abs(rest - np.median(rest))))
+        new = float(MAD_TO_SIGMA * np.median(np.abs(rest - np.median(rest))))
         if new <= 0:
             return sigma, frac
         done = abs(new - sigma) <= 0.01 * sigma

@@ -33,7 +33,7 @@ import xarray as xr
 
 from cryopipe.errors import CryopipeError, InputError
 from cryopipe.features import BY_NAME, ChannelContext, compute_block
-from cryopipe.optimum_filter import (
+from cryopipe.signal.optimum_filter import (
     OptimumFilter,
     cait_shift_window,
     expected_resolution,

@@ -12,9 +12,9 @@ from typing import Iterator
 import numpy as np
 import xarray as xr
 
-from ..errors import InputError
-from ..io.cresst import open_rdt
-from ..io.stores import EVENT_CHUNK, provenance
+from cryopipe.errors import InputError
+from cryopipe.io.cresst import open_rdt
+from cryopipe.io.stores import EVENT_CHUNK, provenance
 
 
 def rdt_record_batches(spec: dict, inputs=(), batch: int = EVENT_CHUNK) -> tuple[xr.Dataset, Iterator[xr.Dataset], str]:
@@ -83,8 +83,8 @@ def ljh_record_batches(spec: dict, inputs=(), batch: int = EVENT_CHUNK) -> tuple
     counter, so gaps between records are kept), `timestamp` is the record's LJH time stamp (s since
     the Unix epoch). Volts = counts * adc_range / 2**adc_bits * polarity; memory is bounded by a batch.
     """
-    from ..io.csmpl import volts_per_adc
-    from ..io.ljh import open_ljh_run
+    from cryopipe.io.csmpl import volts_per_adc
+    from cryopipe.io.ljh import open_ljh_run
 
     run = open_ljh_run(spec["ljh"])
     noise = open_ljh_run(spec["noise_ljh"]) if spec.get("noise_ljh") else None
@@ -151,7 +151,7 @@ def ljh_record_batches(spec: dict, inputs=(), batch: int = EVENT_CHUNK) -> tuple
 
 def record_batches(spec: dict, inputs=(), batch: int = EVENT_CHUNK):
     """Records of a run of hardware-triggered records (rdt or LJH, by its source spec)."""
-    from ..io.sources import source_format
+    from cryopipe.io.sources import source_format
 
     fmt = source_format(spec)
     return (ljh_record_batches if fmt == "ljh" else rdt_record_batches)(spec, inputs, batch)

@@ -1,0 +1,1 @@
+"""characterize: see the modules; `stage` holds what the workflow rules read, call and write."""

@@ -1,0 +1,1 @@
+"""efficiency: see the modules; `stage` holds what the workflow rules read, call and write."""

@@ -1,0 +1,1 @@
+"""trigger: see the modules; `stage` holds what the workflow rules read, call and write."""
