@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-from bench_startup import HEAVY, HEAVY_OK, SCRIPTS, common_imports, script_imports  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))
+from startup_util import HEAVY, HEAVY_OK, SCRIPTS, common_imports, script_imports  # noqa: E402
 
 SRC = REPO / "src" / "cryopipe"
 

@@ -32,7 +32,6 @@ from cryopipe.io.stores import load_store, provenance, write_store
 from cryopipe.view.data import SEP, RunData
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"   # .ci/run: `command -v chromium`
 FS, N, CHANNELS = 25_000.0, 1024, ("phonon", "light")
 CUTS = {"cuts": {"small_rise": {"feature": "rise_time", "max": 2e-3, "records": "particle"}}}
@@ -349,7 +348,7 @@ def test_browser_workflow(small_run, tmp_path):
 
     from playwright.sync_api import sync_playwright
 
-    from bench_view import CHROMIUM_ARGS, box_select, data_to_screen, free_port, start_server, wait_drawn
+    from browser_util import CHROMIUM_ARGS, box_select, data_to_screen, free_port, start_server, wait_drawn
 
     run = tmp_path / "sim"
     shutil.copytree(small_run, run)
