@@ -2,8 +2,8 @@
 
 Usage: python bench/bench_features.py [--events 4096] [--samples 16384] [--threads 2] [--repeat 5]
 Half the records carry a Proebst pulse, all carry white noise (25 kHz). Prints records/s of the main
-parameters (`cryopipe.features.compute_features`), then of each feature family run on its own through
-`cryopipe.features.compute_block` (main, optimum_filter, the cut ("shape") features, the per-event SEV
+parameters (`cryopipe.features.main.compute_features`), then of each feature family run on its own through
+`cryopipe.features.registry.compute_block` (main, optimum_filter, the cut ("shape") features, the per-event SEV
 fit), each with the SEV of the block's pulse shape and the white-noise spectrum, and of ALL families
 together as the features rule runs them: `compute_block` over the default families (families share
 the optimum-filter pass) and `features_dataset` on an in-memory records store (the one loop of the
@@ -24,8 +24,10 @@ import numpy as np
 
 import xarray as xr
 
-from cryopipe.features import (BY_NAME, ChannelContext, compute_block, compute_features, default_families,
-                               features_dataset)
+from cryopipe.features.context import ChannelContext
+from cryopipe.features.dataset import features_dataset
+from cryopipe.features.main import compute_features
+from cryopipe.features.registry import BY_NAME, compute_block, default_families
 from cryopipe.io.stores import provenance
 from cryopipe.signal.pulses import proebst_pulse
 

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from cryopipe.features import ChannelContext, features_dataset  # noqa: F401
+from cryopipe.features.context import ChannelContext  # noqa: F401
+from cryopipe.features.dataset import features_dataset  # noqa: F401
 from cryopipe.io import stores
 from cryopipe.io.stores import MANIFEST, open_store, provenance, write_store
 from cryopipe.signal.pulses import proebst_pulse

@@ -27,10 +27,10 @@ CHAR_CFG = {"max_noise_records": 2000, "max_pulses": 2000, "min_noise_records": 
 def regress_chan1(data: Path, out: Path) -> None:
     import xarray as xr
 
-    from cryopipe.features import features_dataset
+    from cryopipe.features.dataset import features_dataset
     from cryopipe.calibrate.line_stats import FWHM_PER_SIGMA, line_fwhm
     from cryopipe.characterize.stage import characterize_channel
-    from cryopipe.trigger.read_records import record_batches
+    from cryopipe.io.records import record_batches
 
     spec = {"ljh": [str(data / "regress_chan1.ljh")], "noise_ljh": [str(data / "regress_noise_chan1.ljh")],
             "ljh_mode": "records", "channels": ["ch0"], "polarity": 1, "adc_bits": 16, "adc_range": 20.0}

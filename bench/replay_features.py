@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_stores import PROVENANCE, _open, differences  # noqa: E402
 
 from cryopipe.cuts.language import DEFAULT_CUTS, apply_cuts  # noqa: E402
-from cryopipe.features import add_energy, features_dataset  # noqa: E402
+from cryopipe.calibrate.energy import add_energy  # noqa: E402
+from cryopipe.features.dataset import features_dataset  # noqa: E402
 from cryopipe.io.stores import concat_channels  # noqa: E402
 from cryopipe.calibrate.stage import calibrate_channel  # noqa: E402
 from cryopipe.efficiency.stage import efficiency_channel  # noqa: E402

@@ -199,7 +199,7 @@ def test_cli_predict_reports_nan_records_and_stores_valid(tmp_path, capsys):
 
 
 def test_features_of_nan_records_are_nan_and_flagged(caplog):
-    from cryopipe.features import features_dataset
+    from cryopipe.features.dataset import features_dataset
 
     trace = np.random.default_rng(0).normal(0, 1e-3, (1, 3, 1024)).astype("f4")
     trace[0, 1, 100] = np.inf

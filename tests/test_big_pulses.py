@@ -20,7 +20,8 @@ import xarray as xr
 from cryopipe.io.sources import open_stream
 from cryopipe.signal.optimum_filter import of_kernel
 from cryopipe.simulate.stream import DEFAULT_SIMULATION, simulate_stream
-from cryopipe.characterize.stage import characterize_channel, optimum_filter_from
+from cryopipe.characterize.channel import optimum_filter_from
+from cryopipe.characterize.stage import characterize_channel
 from cryopipe.trigger.stage import holdoff_samples, record_batches, trigger_one_channel
 
 FS = 25_000.0

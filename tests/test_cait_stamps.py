@@ -23,7 +23,8 @@ from cryopipe.errors import CryopipeError
 from cryopipe.io import cresst as cr
 from cryopipe.io.sources import open_stream
 from cryopipe.signal.pulses import pulse_template
-from cryopipe.characterize.stage import characterize_channel, no_pulses_hint
+from cryopipe.characterize.channel import no_pulses_hint
+from cryopipe.characterize.stage import characterize_channel
 from cryopipe.trigger.stage import record_batches, trigger_one_channel
 
 FS = 25_000

@@ -454,7 +454,7 @@ def test_rdt_cut_at_a_record_boundary_is_a_warning_and_an_attr(tmp, caplog):
     (issue 21: it was only in an INFO summary)."""
     import logging
 
-    from cryopipe.trigger.read_records import rdt_record_batches
+    from cryopipe.io.records import rdt_record_batches
 
     truth = cr.write_cresst_rdt_run(tmp, n_particle=4, n_noise=2, n_testpulse=2, n_control=0, record_length=256, seed=1)
     rdt = truth["paths"]["rdt"]

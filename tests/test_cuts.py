@@ -9,7 +9,7 @@ import xarray as xr
 
 from cryopipe.cuts.language import DEFAULT_CUTS, apply_cuts, load_cuts, validate_cuts
 from cryopipe.errors import CryopipeError
-from cryopipe.features import compute_features
+from cryopipe.features.main import compute_features
 from cryopipe.features.shape import UNITS as EXTRA_FEATURE_UNITS
 from cryopipe.features.shape import shape_features as extra_features
 from cryopipe.io.stores import validate

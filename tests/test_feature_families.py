@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from cryopipe import features
-from cryopipe.features import (BY_NAME, FAMILIES, FEATURE_UNITS, ChannelContext, compute_block,
-                               features_dataset, main, optimum_filter, selection, sev_fit, shape)
+from cryopipe.characterize import selection
+from cryopipe.features import main, optimum_filter, sev_fit, shape
+from cryopipe.features.context import ChannelContext
+from cryopipe.features.dataset import features_dataset
+from cryopipe.features.registry import BY_NAME, FAMILIES, FEATURE_UNITS, compute_block, families_for
 from cryopipe.calibrate import energy
 from cryopipe.io.stores import provenance, validate
 from cryopipe.signal.pulses import pulse_template
@@ -54,7 +56,7 @@ def test_every_feature_name_has_one_unit_everywhere_it_is_stored():
     # the energy family keeps the units attr complete
     cal = xr.Dataset({"kev_per_volt": ("channel", [2.0, 3.0]), "offset_kev": ("channel", [0.0, 0.0])},
                      coords={"channel": ["a", "b"]}, attrs={"amplitude": "of_amplitude_shifted"})
-    with_energy = features.add_energy(ds, cal)
+    with_energy = energy.add_energy(ds, cal)
     assert json.loads(with_energy.attrs["units"])["energy"] == with_energy["energy"].attrs["units"] == "keV"
 
 
@@ -108,7 +110,7 @@ def test_families_for_picks_the_families_of_cut_features():
 
     names = cut_feature_names(DEFAULT_CUTS)
     assert "of_snr" in names and "slope" in names
-    assert [f.name for f in features.families_for(names, FAMILIES)] == ["main", "shape"]
+    assert [f.name for f in families_for(names, FAMILIES)] == ["main", "shape"]
 
 
 @pytest.mark.parametrize("name", ["shape", "sev_fit", "optimum_filter"])

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from cryopipe.features import PluginError, features_dataset, file_hash, load_plugins
+from cryopipe.features.dataset import features_dataset
+from cryopipe.features.plugins import PluginError, file_hash, load_plugins
 from cryopipe.io.stores import provenance
 
 FS = 25_000.0

@@ -8,7 +8,8 @@ import xarray as xr
 from scipy.optimize import brentq
 
 from cryopipe.errors import InputError
-from cryopipe.features import compute_features, features_dataset
+from cryopipe.features.dataset import features_dataset
+from cryopipe.features.main import compute_features
 from cryopipe.features.main import UNITS as FEATURE_UNITS
 from cryopipe.io.stores import open_store, provenance, validate, write_store
 from cryopipe.signal.pulses import proebst_pulse

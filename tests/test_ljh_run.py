@@ -12,7 +12,7 @@ import xarray as xr
 from cryopipe.config import check, load_schema, resolve_runs
 from cryopipe.errors import ConfigError, InputError
 from cryopipe.io.sources import is_stream, open_stream
-from cryopipe.trigger.read_records import record_batches
+from cryopipe.io.records import record_batches
 from ljh_util import write_pulse_ljh
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,7 +134,7 @@ def test_stream_reads_records_back_to_back(tmp_path):
 def test_characterisation_and_features_at_the_pretrigger(tmp_path):
     """Pulses start exactly at Presamples = N/2 (not N/4): clean pulses are found, the SEV onset is
     the pretrigger, the OF amplitude follows the true heights and the onset feature is ~0."""
-    from cryopipe.features import features_dataset
+    from cryopipe.features.dataset import features_dataset
 
     n, pre, fs = 512, 256, 195312.5
     records, char, heights = characterised_ljh_run(tmp_path, n, pre, fs, (150, 60), (1, 2))

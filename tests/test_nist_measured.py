@@ -42,9 +42,9 @@ def test_rice_rate_counts_upcrossings_of_gaussian_noise():
 @pytest.fixture(scope="module")
 def regress_chan1():
     """records, characterization and features of regress_chan1 with its noise file."""
-    from cryopipe.features import features_dataset
+    from cryopipe.features.dataset import features_dataset
     from cryopipe.characterize.stage import characterize_channel
-    from cryopipe.trigger.read_records import record_batches
+    from cryopipe.io.records import record_batches
 
     spec = {"ljh": [str(REAL / "regress_chan1.ljh")], "noise_ljh": [str(REAL / "regress_noise_chan1.ljh")],
             "ljh_mode": "records", "channels": ["ch0"], "polarity": 1, "adc_bits": 16, "adc_range": 20.0}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cryopipe.features import ChannelContext
+from cryopipe.features.context import ChannelContext
 from cryopipe.features.optimum_filter import compute, interpolate_peak
 
 FS, N = 100_000.0, 512

@@ -31,7 +31,7 @@ rule characterize:
     output:
         directory(f"{RESULTS}/{{run}}/characterization.zarr"),
     params:
-        code=script_code("gather_channels.py"),
+        code=script_code("gather_characterization.py"),
     log:
         f"{RESULTS}/{{run}}/logs/characterize.log",
     benchmark:
@@ -43,4 +43,4 @@ rule characterize:
     conda:
         CONDA_ENV
     script:
-        "../scripts/gather_channels.py"
+        "../scripts/gather_characterization.py"

@@ -118,7 +118,7 @@ def feature_plugin_hashes(wildcards):
     plugins = feature_plugins(wildcards)
     if not plugins:  # no import of cryopipe.features (its numba kernels: ~1 s) at the DAG's start
         return {}
-    from cryopipe.features import file_hash
+    from cryopipe.features.plugins import file_hash
 
     return {str(p): file_hash(p) for p in plugins}
 

@@ -1,16 +1,9 @@
-"""Rule records: merge the channels' triggers, add noise triggers, cut records of all channels."""
-from cryopipe.io.stores import load_store, write_store_batches
-from cryopipe.io.sources import open_stream
-from cryopipe.trigger.stage import record_batches
+"""Rule records(_pass1): merge the channels' triggers, add noise triggers, cut records of all channels."""
 from cryopipe.runner import step
+from cryopipe.trigger.stage import run_records
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 
 with step("records", sm.log[0], threads=sm.threads) as log:
-    stream_cfg = sm.params.stream
-    stream = open_stream(stream_cfg)
-    triggers = [load_store(p, "triggers") for p in sm.input.triggers]
-    first, more, summary = record_batches(stream, triggers, stream_cfg, dict(sm.params.trigger),
-                                          inputs=list(sm.input.triggers))
-    log.info("%s", summary)
-    write_store_batches(first, more, sm.output[0], "records")
+    run_records(stream=sm.params.stream, trigger=dict(sm.params.trigger), triggers=list(sm.input.triggers),
+                output=sm.output[0], log=log)

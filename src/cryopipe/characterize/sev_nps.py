@@ -13,7 +13,7 @@ import scipy.optimize
 import scipy.signal
 
 from cryopipe.errors import CryopipeError, InputError
-from cryopipe.features.selection import pulse_features
+from cryopipe.characterize.selection import pulse_features
 from cryopipe.signal.robust import as_records, robust_band
 from cryopipe.signal.pulses import proebst_pulse
 

@@ -1,7 +1,10 @@
-"""Characterisation stage: SEV, NPS, optimum filter, resolution and threshold of a channel.
+"""Characterisation stage: what the rules characterize_channel, characterize, plot_characterization
+and plot_noise read, call and write.
 
-Stage entry points for the workflow scripts and the CLI: plain config dicts in, Datasets
-ready for cryopipe.io.stores out; no Snakemake here.
+The maths lives in `cryopipe.characterize.channel` (one channel from its records) and
+`cryopipe.characterize.sev_nps` (NPS, SEV, pulse-model fit); `characterize_channel` packs one
+channel's result as a "characterization" Dataset. No Snakemake here: paths, plain config dicts and
+wildcard values in.
 """
 from __future__ import annotations
 
@@ -10,54 +13,14 @@ import json
 import numpy as np
 import xarray as xr
 
-from cryopipe.errors import CryopipeError
-from cryopipe.io.stores import provenance
-
-FIT_PARAMETERS = ("t0", "An", "At", "tau_n", "tau_in", "tau_t")
-
-
-def channel_traces(records: xr.Dataset, mask: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
-    """Traces (n, N) float32 of one-channel `records` where `mask`, at most `limit`, evenly spread."""
-    idx = np.flatnonzero(mask)
-    if len(idx) > limit:
-        idx = np.sort(rng.choice(idx, limit, replace=False))
-    if len(idx) == 0:
-        return np.empty((0, records.sizes["sample"]), np.float32)
-    return records["trace"].isel(channel=0, event=idx).values.astype(np.float32, copy=False)
-
-
-def no_pulses_hint(records: xr.Dataset, pulses: np.ndarray, pretrigger: int) -> str:
-    """The likely cause of a run without clean pulses, as a sentence to append to the error ("" when
-    none shows in the records):
-
-    - no particle records, but particle triggers were dropped on test/control pulses (the records'
-      attr ``n_particle_on_pulser``): the pulser stamps (TPA) or ``trigger.pulser_exclusion``;
-    - the particle records' pulses point down: the median over records of (baseline - minimum) is
-      more than twice that of (maximum - baseline), baseline = mean before the trigger: the run's
-      ``polarity``.
-    """
-    on_pulser = int(records.attrs.get("n_particle_on_pulser", 0))
-    if len(pulses) == 0 and on_pulser:
-        return (f"; all {on_pulser} particle triggers lay within trigger.pulser_exclusion of a test/control pulse "
-                f"and were dropped: are the test stamps' TPA right (particle 0, noise -1, pulser > 0.0001 V), "
-                f"or is trigger.pulser_exclusion too long?")
-    if len(pulses) == 0:
-        return "; no particle records: is the threshold too high, or the run's polarity wrong?"
-    x = np.asarray(pulses, dtype=np.float64)
-    base = x[:, : max(int(pretrigger), 1)].mean(axis=1, keepdims=True)
-    up = np.median(x.max(axis=1) - base[:, 0])
-    down = np.median(base[:, 0] - x.min(axis=1))
-    if down > 2.0 * up:
-        return (f"; the particle records' pulses point down (median depth {down:.3g} V, height {up:.3g} V): set the "
-                f"run's polarity to the opposite sign (polarity: -1 for negative pulses)")
-    return ""
+from cryopipe.characterize.channel import FIT_PARAMETERS, characterize_records
+from cryopipe.io.stores import concat_channels, load_store, open_store, provenance, write_store
 
 
 def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Dataset:
-    """Characterise one channel from its (first-pass) records: NPS from noise records (records of
-    a run without any, e.g. LJH files without a noise file: from the pre-trigger regions of its
-    records), SEV from clean pulses with a pulse-model fit (onset at the records' trigger: attr
-    `pretrigger`, default N // 4), optimum filter, resolution and the second-pass threshold.
+    """The "characterization" Dataset of one channel from its (first-pass) records
+    (`cryopipe.characterize.channel.characterize_records`: NPS, SEV and its pulse-model fit,
+    optimum filter, resolution and the second-pass threshold).
 
     Parameters
     ----------
@@ -66,71 +29,24 @@ def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Datase
     cfg : the config's `characterize` section
     what : run/channel name for error messages
     """
-    from cryopipe.characterize.sev_nps import (
-        clean_noise_mask,
-        fit_pulse_model,
-        noise_power_spectrum,
-        pretrigger_noise_spectrum,
-        select_clean_pulses,
-        standard_event,
-    )
-    from cryopipe.signal.optimum_filter import (
-        build_optimum_filter,
-        expected_resolution,
-        measured_resolution,
-    )
-
-    from cryopipe.io.stores import record_pretrigger
-
-    fs = float(records.attrs["sample_frequency"])
-    n = int(records.attrs["record_length"])
-    pre = record_pretrigger(records)
-    kind = np.array([str(k) for k in records["record_kind"].values])
-    rng = np.random.default_rng(0)
-    noise = channel_traces(records, kind == "noise", int(cfg["max_noise_records"]), rng)
-    pulses = channel_traces(records, kind == "particle", int(cfg["max_pulses"]), rng)
-    if len(noise) == 0 and records.attrs.get("source") in ("ljh", "rdt"):   # records files without noise records
-        nps = pretrigger_noise_spectrum(pulses, fs, pre, n, min_records=int(cfg["min_noise_records"]),
-                                        what=f"{what}: pre-trigger regions")
-    else:
-        nps = noise_power_spectrum(noise, fs, min_records=int(cfg["min_noise_records"]), what=what)
-    mask = (select_clean_pulses(pulses, fs, min_snr=float(cfg["min_pulse_snr"]), trigger=pre) if len(pulses)
-            else np.zeros(0, bool))
-    # a stream cryopipe triggered: SEV onset moved to its trigger sample; hardware-triggered LJH
-    # records: the SEV keeps the records' own alignment (the DAQ's trigger sits within a sample or
-    # two of Presamples; moving the SEV there would put every pulse off the OF's fixed lag)
-    align = {"onset_fraction": None} if records.attrs.get("source") == "ljh" else {"onset": pre}
-    try:
-        sev = standard_event(pulses, fs, mask=mask, min_pulses=int(cfg["min_pulses"]), what=what, **align)
-    except CryopipeError as exc:   # too few clean pulses: say why, where the records show it
-        raise CryopipeError(f"{exc}{no_pulses_hint(records, pulses, pre)}") from None
-    fit = fit_pulse_model(sev, fs)
-    of = build_optimum_filter(sev, nps, fs, onset=pre, what=what)
-    if len(noise):
-        clean_noise = noise[clean_noise_mask(noise, what=what)]
-        resolution = measured_resolution(of, clean_noise)
-    else:   # no noise records: the resolution expected from the NPS
-        clean_noise = noise
-        resolution = expected_resolution(of)
-    threshold = float(cfg["threshold_resolution"]) * resolution
-    ch = records["channel"].values
-    freq = np.fft.rfftfreq(n, 1.0 / fs)
-    time = (np.arange(n) - pre) / fs
+    c = characterize_records(records, cfg=cfg, what=what)
+    fs, n, pre, of, fit = c["sample_frequency"], c["record_length"], c["pretrigger"], c["of"], c["fit"]
     return xr.Dataset(
         {
-            "sev": (("channel", "sample"), sev[None].astype(np.float32)),
+            "sev": (("channel", "sample"), c["sev"][None].astype(np.float32)),
             "sev_fit": (("channel", "sample"), np.asarray(fit["model"], np.float32)[None]),
             "fit_parameters": (("channel", "parameter"), np.array([[fit[p] for p in FIT_PARAMETERS]])),
-            "nps": (("channel", "frequency"), nps[None]),
+            "nps": (("channel", "frequency"), c["nps"][None]),
             "filter_real": (("channel", "frequency"), of.transfer.real[None]),
             "filter_imag": (("channel", "frequency"), of.transfer.imag[None]),
-            "resolution": ("channel", [resolution]),
-            "expected_resolution": ("channel", [expected_resolution(of)]),
-            "threshold": ("channel", [threshold]),
-            "n_noise_records": ("channel", [len(clean_noise)]),
-            "n_pulses": ("channel", [int(mask.sum())]),
+            "resolution": ("channel", [c["resolution"]]),
+            "expected_resolution": ("channel", [c["expected_resolution"]]),
+            "threshold": ("channel", [c["threshold"]]),
+            "n_noise_records": ("channel", [c["n_noise_records"]]),
+            "n_pulses": ("channel", [c["n_pulses"]]),
         },
-        coords={"channel": ch, "frequency": freq, "time": ("sample", time), "parameter": list(FIT_PARAMETERS)},
+        coords={"channel": records["channel"].values, "frequency": np.fft.rfftfreq(n, 1.0 / fs),
+                "time": ("sample", (np.arange(n) - pre) / fs), "parameter": list(FIT_PARAMETERS)},
         attrs=provenance("characterization", cfg, [], sample_frequency=fs, record_length=n, pretrigger=pre,
                          units=json.dumps({"sev": "1", "nps": "V^2/Hz", "resolution": "V", "threshold": "V",
                                            "fit_parameters": "s (t0, tau_*), 1 (An, At)",
@@ -138,12 +54,42 @@ def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Datase
     )
 
 
-def optimum_filter_from(characterization: xr.Dataset, channel: str):
-    """Rebuild the optimum filter of `channel` from a characterization store (deterministic)."""
-    from cryopipe.signal.optimum_filter import build_optimum_filter
+def run_characterize_channel(*, records: str, output: str, channel: str, run: str, params: dict, log) -> None:
+    """Rule characterize_channel: characterise `channel` of the records store `records`, write the
+    one-channel characterization store `output`."""
+    ds = characterize_channel(open_store(records, "records").sel(channel=[channel]), params,
+                              what=f"run {run}, channel {channel}")
+    ds.attrs["inputs"] = [str(records)]
+    c = ds.isel(channel=0)
+    log.info("channel %s: %d noise records, %d clean pulses; resolution %.3g V (expected %.3g V), threshold %.3g V",
+             channel, c.n_noise_records, c.n_pulses, c.resolution, c.expected_resolution, c.threshold)
+    write_store(ds, output, "characterization")
 
+
+def run_characterize(*, parts: list, output: str, log) -> None:
+    """Rule characterize: gather a run's per-channel characterization stores into one."""
+    ds = concat_channels([load_store(p, "characterization") for p in parts], inputs=list(parts))
+    write_store(ds, output, "characterization")
+    log.info("%s of %d channels", "characterization", ds.sizes["channel"])
+
+
+def run_plot_characterization(*, characterization: str, output: str, channel: str, run: str) -> None:
+    """Rule plot_characterization: the SEV of `channel` with its pulse-model fit (figure `output`)."""
     from cryopipe.io.stores import record_pretrigger
+    from cryopipe.plots import plot_sev
 
-    c = characterization.sel(channel=channel)
-    return build_optimum_filter(c["sev"].values, c["nps"].values, float(characterization.attrs["sample_frequency"]),
-                                onset=record_pretrigger(characterization), what=str(channel))
+    char = load_store(characterization, "characterization").sel(channel=channel)
+    plot_sev(char["sev"].values, char.attrs["sample_frequency"], output, model=char["sev_fit"].values,
+             label=f"{run} / {channel}", pretrigger=record_pretrigger(char))
+
+
+def run_plot_noise(*, characterization: str, nps: str, transfer: str, run: str) -> None:
+    """Rule plot_noise: the run's noise power spectra (figure `nps`) and optimum-filter transfer
+    functions (figure `transfer`)."""
+    from cryopipe.characterize.channel import optimum_filter_from
+    from cryopipe.plots import plot_filter_transfer, plot_nps
+
+    char = load_store(characterization, "characterization")
+    names = [str(c) for c in char["channel"].values]
+    plot_nps(char["nps"].values, char.attrs["sample_frequency"], nps, channels=names, label=run)
+    plot_filter_transfer({ch: optimum_filter_from(char, ch) for ch in names}, transfer, label=run)

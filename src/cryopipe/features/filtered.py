@@ -5,7 +5,7 @@ the fixed-lag amplitude and chi2_0 (`cryopipe.signal.optimum_filter` conventions
 spectrum X of the record, and ``irfft(transfer * X)`` is the OF amplitude (V) at every circular
 lag. float32 records are transformed in single precision, float64 records in double.
 
-Within `cryopipe.features.compute_block` the pass runs once per block however many families use it
+Within `cryopipe.features.registry.compute_block` the pass runs once per block however many families use it
 (`ChannelContext.shared`); called on their own, the families compute it themselves.
 """
 from __future__ import annotations

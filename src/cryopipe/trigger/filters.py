@@ -101,6 +101,22 @@ def generic_kernel(record_length: int) -> tuple[np.ndarray, int]:
     return matched_kernel(t[lo:hi], onset - lo)
 
 
+def characterized_kernel(characterization, channel: str) -> tuple[tuple[np.ndarray, int], float, tuple]:
+    """The final pass's trigger of `channel` from its characterization (a "characterization" Dataset).
+
+    Returns the channel's optimum filter as kernel ((N,) float64, anchor in samples:
+    `cryopipe.signal.optimum_filter.of_kernel`), the threshold (V: k x the channel's resolution) and
+    the pulse the filter is made for (SEV, onset in samples, SEV fit: the side lobes of its filter
+    response, and of a saturated pulse's, never trigger).
+    """
+    from cryopipe.characterize.channel import optimum_filter_from
+    from cryopipe.signal.optimum_filter import of_kernel
+
+    of = optimum_filter_from(characterization, channel)
+    c = characterization.sel(channel=channel)
+    return of_kernel(of), float(c["threshold"]), (c["sev"].values, of.onset, c["sev_fit"].values)
+
+
 def filter_block(x: np.ndarray, kernel, anchor) -> np.ndarray:
     """Exact correlation of in-memory data (..., n) with a kernel, float64 (reference).
 

@@ -1,8 +1,10 @@
 """Trigger stage: open a run's stream, trigger one channel or time segment, gather segments,
-merge channels and cut records in batches.
+merge channels and cut records in batches; read a run of hardware-triggered records.
 
-Stage entry points for the workflow scripts and the CLI: plain config dicts in, Datasets
-ready for cryopipe.io.stores out; no Snakemake here.
+The rules' entries `run_trigger_segment`, `run_gather_triggers`, `run_records` and
+`run_read_records` read their inputs, call the functions below (Datasets in and out, used by the
+tests and the CLI too) and write their stores through `cryopipe.io.stores`: paths, plain config
+dicts and wildcard values in; no Snakemake here.
 """
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ from typing import Iterator
 import numpy as np
 import xarray as xr
 
-from cryopipe.io.sources import Stream, TestPulses
-from cryopipe.io.stores import EVENT_CHUNK, provenance
+from cryopipe.io.sources import Stream, TestPulses, open_stream, stream_files
+from cryopipe.io.stores import EVENT_CHUNK, load_store, provenance, write_store, write_store_batches
 
 # The filter and trigger kernels (scipy.fft, numba) are imported by the functions that use them:
 # the workflow's DAG start (segment_bounds) and the gather job (gather_segments) do not pay for them.
@@ -326,3 +328,56 @@ def _fired_amplitudes(triggers: list[xr.Dataset], samples: np.ndarray, fired: np
         ok[ok] &= s[idx[ok]] == samples[ok]
         out[c, ok] = a[idx[ok]]
     return out
+
+
+def run_trigger_segment(*, stream: dict, trigger: dict, sampling: dict | None, characterization, output: str,
+                        channel: str, segment: int, log) -> None:
+    """Rules trigger_segment(_pass1): trigger time segment number `segment` of `channel` of the run's
+    stream and write its "triggers" store `output`.
+
+    `characterization` (the final pass: a characterization store's path; empty or None in the first
+    pass) gives the channel's optimum filter, threshold and pulse (`cryopipe.trigger.filters.characterized_kernel`);
+    without it the generic kernel at ``threshold_sigma`` robust sigmas triggers.
+    """
+    source = open_stream(stream)
+    bounds = segment_bounds(source.n_samples, source.sample_frequency, trigger["segment_duration"])
+    a, b = bounds[int(segment)]
+    kernel = threshold = template = None
+    if characterization:
+        from cryopipe.trigger.filters import characterized_kernel
+
+        kernel, threshold, template = characterized_kernel(load_store(characterization, "characterization"), channel)
+    ds = trigger_one_channel(source, stream["channels"].index(channel), stream, trigger, kernel=kernel,
+                             threshold=threshold, segment=(a, b), inputs=stream_files(stream), sampling=sampling,
+                             template=template)
+    scanned = sum(hi - lo for lo, hi in ds.attrs["scanned"])
+    log.info("channel %s, samples [%d, %d) (%.0f %% scanned): %d triggers above %.3g V (%s kernel)", channel, a, b,
+             100.0 * scanned / max(b - a, 1), ds.sizes["trigger"], ds.attrs["threshold"],
+             "optimum-filter" if kernel else "generic")
+    write_store(ds, output, "triggers")
+
+
+def run_gather_triggers(*, parts: list, output: str, channel: str, log) -> None:
+    """Rules gather_triggers(_pass1): join the segment trigger stores `parts` of `channel` into `output`."""
+    ds = gather_segments([load_store(p, "triggers") for p in parts], inputs=list(parts))
+    log.info("channel %s: %d triggers from %d segments", channel, ds.sizes["trigger"], len(parts))
+    write_store(ds, output, "triggers")
+
+
+def run_records(*, stream: dict, trigger: dict, triggers: list, output: str, log) -> None:
+    """Rules records(_pass1): merge the channels' trigger stores `triggers`, add noise triggers and
+    the DAQ's test/control pulses, cut the records of all channels into the records store `output`."""
+    first, more, summary = record_batches(open_stream(stream), [load_store(p, "triggers") for p in triggers],
+                                          stream, trigger, inputs=list(triggers))
+    log.info("%s", summary)
+    write_store_batches(first, more, output, "records")
+
+
+def run_read_records(*, stream: dict, inputs: list, output: str, log) -> None:
+    """Rule read_records: a run's hardware-triggered records (CRESST rdt, NIST LJH: the source spec
+    `stream`, files `inputs`) as its records store `output`."""
+    from cryopipe.io.records import record_batches as file_record_batches
+
+    first, more, summary = file_record_batches(stream, inputs=list(inputs))
+    log.info("%s", summary)
+    write_store_batches(first, more, output, "records")

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..errors import InputError
-from ..signal.robust import MAD_TO_SIGMA, as_records
+from cryopipe.errors import InputError
+from cryopipe.signal.robust import MAD_TO_SIGMA, as_records
 
 UNITS: dict[str, str] = {"baseline": "V", "baseline_rms": "V", "height": "V", "t_max": "samples",
                          "t_onset": "samples", "rise": "samples", "decay": "samples", "n_edges": "1"}

@@ -1,8 +1,10 @@
-"""Read-records stage: a run of hardware-triggered records (CRESST .rdt + .par, or NIST LJH) as a records store.
+"""Runs of hardware-triggered records read as records Datasets (CRESST .rdt + .par, NIST LJH).
 
 No trigger: every complete event of the file becomes a record, with its absolute `timestamp`,
 its `tpa` and `record_kind` ("particle" TPA 0, "noise" TPA < 0, "testpulse", "controlpulse" above
-the control-pulse threshold). Polarity and ADC conversion as for streams.
+the control-pulse threshold). Polarity and ADC conversion as for streams. `record_batches` picks the
+reader by the run's source spec (`cryopipe.io.sources`); the batches go to
+`cryopipe.io.stores.write_store_batches`.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from cryopipe.io.cresst import open_rdt
 from cryopipe.io.stores import EVENT_CHUNK, provenance
 
 
-def rdt_record_batches(spec: dict, inputs=(), batch: int = EVENT_CHUNK) -> tuple[xr.Dataset, Iterator[xr.Dataset], str]:
+def rdt_record_batches(spec: dict, *, inputs=(), batch: int = EVENT_CHUNK) -> tuple[xr.Dataset, Iterator[xr.Dataset], str]:
     """Records of an rdt run in batches of `batch` events (append along event), and a summary.
 
     `spec` is the run's source spec (`cryopipe.io.sources`): rdt, par, record_length,
@@ -73,7 +75,7 @@ def rdt_record_batches(spec: dict, inputs=(), batch: int = EVENT_CHUNK) -> tuple
     return next(batches), batches, summary
 
 
-def ljh_record_batches(spec: dict, inputs=(), batch: int = EVENT_CHUNK) -> tuple[xr.Dataset, Iterator[xr.Dataset], str]:
+def ljh_record_batches(spec: dict, *, inputs=(), batch: int = EVENT_CHUNK) -> tuple[xr.Dataset, Iterator[xr.Dataset], str]:
     """Records of an LJH run (one file per channel) in batches, and a one-line summary.
 
     Every record of the files becomes an event (record_kind "particle", tpa 0), followed by the
@@ -149,9 +151,9 @@ def ljh_record_batches(spec: dict, inputs=(), batch: int = EVENT_CHUNK) -> tuple
     return next(it), it, summary
 
 
-def record_batches(spec: dict, inputs=(), batch: int = EVENT_CHUNK):
+def record_batches(spec: dict, *, inputs=(), batch: int = EVENT_CHUNK):
     """Records of a run of hardware-triggered records (rdt or LJH, by its source spec)."""
     from cryopipe.io.sources import source_format
 
     fmt = source_format(spec)
-    return (ljh_record_batches if fmt == "ljh" else rdt_record_batches)(spec, inputs, batch)
+    return (ljh_record_batches if fmt == "ljh" else rdt_record_batches)(spec, inputs=inputs, batch=batch)
