@@ -117,7 +117,7 @@ def test_injected_amplitudes_span_the_run_up_to_its_largest_pulse_so_big_pulse_l
     pulse above 0.1 V must show as a drop of the total efficiency to 0 at the high points."""
     import xarray as xr
 
-    from cryopipe.efficiency.stage import injected_amplitudes, injection_template
+    from cryopipe.efficiency.injection import injected_amplitudes, injection_template
 
     psd = spectrum("white")
     of = build_optimum_filter(sev, psd, FS)

@@ -28,7 +28,7 @@ rule calibrate:
     output:
         directory(f"{RESULTS}/{{run}}/calibration.zarr"),
     params:
-        code=script_code("gather_channels.py"),
+        code=script_code("gather_calibration.py"),
     log:
         f"{RESULTS}/{{run}}/logs/calibrate.log",
     threads: 1
@@ -38,4 +38,4 @@ rule calibrate:
     conda:
         CONDA_ENV
     script:
-        "../scripts/gather_channels.py"
+        "../scripts/gather_calibration.py"

@@ -35,7 +35,7 @@ rule efficiency:
     output:
         directory(f"{RESULTS}/{{run}}/efficiency.zarr"),
     params:
-        code=script_code("gather_channels.py"),
+        code=script_code("gather_efficiency.py"),
     log:
         f"{RESULTS}/{{run}}/logs/efficiency.log",
     threads: 1
@@ -45,4 +45,4 @@ rule efficiency:
     conda:
         CONDA_ENV
     script:
-        "../scripts/gather_channels.py"
+        "../scripts/gather_efficiency.py"

@@ -1,7 +1,7 @@
 """Cleaning stage: labelled records simulated from a run's characterisation; training on them.
 
-Stage entry points for the workflow scripts and the CLI: plain config dicts in, Datasets
-ready for cryopipe.io.stores out; no Snakemake here.
+What each rule reads, calls and writes (simulate_records, train, predict, evaluate,
+cleaning_report): plain config dicts and store paths in; no Snakemake here.
 """
 from __future__ import annotations
 
@@ -69,3 +69,105 @@ def train_on_simset(path, architecture: str, checkpoint, cfg: dict, progress=Non
                        batch_size=int(cfg["batch_size"]), lr=cfg.get("lr"), seed=int(cfg["seed"]),
                        n_classes=n_classes, accepted=sorted(DEFAULT_ACCEPTED) if n_classes > 1 else None,
                        progress=progress or sys.stderr, meta={"trained_on": str(path), "cutoff": 0.5 if cfg["cutoff"] is None else cfg["cutoff"]})
+
+
+TEST_SEED_OFFSET = 1_000_003  # the test set's seed: the train seed + this (disjoint sets)
+
+
+def run_simulate_records(*, characterization: str, output: str, split: str, simulate: dict, log) -> None:
+    """Rule simulate_records: the "simset" store of a run's `split` ("train" or "test": n_per_class or
+    n_test_per_class records of every class and channel, disjoint seeds) from its characterization;
+    `simulate`: the config's cleaning.simulate section (snr_min, snr_max)."""
+    from cryopipe.io.stores import load_store, write_store
+
+    seed = int(simulate["seed"]) + (0 if split == "train" else TEST_SEED_OFFSET)
+    n = int(simulate["n_per_class"] if split == "train" else simulate["n_test_per_class"])
+    ds = simulate_run_records(load_store(characterization, "characterization"), n, seed,
+                              (simulate["snr_min"], simulate["snr_max"]))
+    ds.attrs["inputs"] = [str(characterization)]
+    log.info("%d labelled records (%d per class and channel)", ds.sizes["event"], n)
+    write_store(ds, output, "simset")
+
+
+def run_train(*, simset: str, model: str, curve: str, architecture: str, train: dict, progress: str, log) -> None:
+    """Rule train: `architecture` trained on a simset store, the best checkpoint written to `model`
+    (its meta beside it), the loss curves to the image `curve`; the per-epoch progress appended to
+    the file `progress` (the rule's log). The model's own cutoff (0.5) picks the checkpoint:
+    cleaning.cutoff acts in predict."""
+    from pathlib import Path
+
+    from cryopipe.cleaning.train import plot_loss_curves
+
+    cfg = {**train, "cutoff": None}
+    with open(progress, "a") as stream:
+        result = train_on_simset(simset, architecture, Path(model), cfg, progress=stream)
+    plot_loss_curves(result.history, curve)
+    log.info("best epoch %d, validation balanced accuracy %.4f", result.best_epoch,
+             max(result.history.get("val_ba", [float("nan")])))
+
+
+def run_predict(*, records: str, model: str, output: str, model_name: str, cutoff: float | None, log) -> None:
+    """Rule predict: the "predictions" store of model `model` ("universal" or a checkpoint path,
+    named `model_name`) on every channel and event of a run's records; `cutoff`: None for the
+    model's own."""
+    from cryopipe.cleaning.predict import predictions_dataset
+    from cryopipe.cleaning.universal import model_cutoff, resolve_model
+    from cryopipe.io.stores import open_store, write_store
+
+    net, meta = resolve_model(model)
+    recs = open_store(records, "records")
+    cut = model_cutoff(meta, cutoff)
+    pretrigger = recs.attrs.get("pretrigger")      # the records' trigger sample (None: N/4)
+    particle = recs["record_kind"].values.astype(str) == "particle"   # what the rate warnings count
+    ds = predictions_dataset(net, recs["trace"], model_name, cutoff=cut, inputs=[str(records), str(model)],
+                             pretrigger=pretrigger, particle=particle)
+    ds = ds.assign(record_kind=recs["record_kind"])
+    log.info("model %s: %d of %d events clean (all channels accepted)", model_name,
+             int(ds["event_clean"].sum()), ds.sizes["event"])
+    write_store(ds, output, "predictions")
+
+
+def run_evaluate(*, test: str, model: str, output: str, model_name: str, cutoff: float | None, log) -> None:
+    """Rule evaluate: metrics, targets table and figures (directory `output`) of model `model`
+    ("universal" or a checkpoint path, named `model_name`) on a held-out simset store `test`."""
+    from cryopipe.cleaning.evaluate import evaluate_model
+    from cryopipe.cleaning.universal import model_cutoff, resolve_model
+    from cryopipe.io.stores import load_store
+
+    net, meta = resolve_model(model)
+    result = evaluate_model(net, meta, {"detector": load_store(test, "simset")}, output,
+                            cutoff=model_cutoff(meta, cutoff))
+    c = result["classification"]
+    log.info("model %s on %s: balanced accuracy %.4f, recall %.4f, precision %.4f", model_name,
+             test, c["balanced_accuracy"], c["recall"], c["precision"])
+
+
+def run_cleaning_report(*, records: str, features: str, labels: str, predictions: str, output: str, run: str,
+                        model: str, max_pca_events: int, log) -> None:
+    """Rule cleaning_report: amplitude spectra raw / after the cuts / after model `model`, the PCA
+    manifold before and after, and summary.json, in the directory `output`."""
+    import json
+    from pathlib import Path
+
+    from cryopipe.cleaning.report import cleaning_report
+    from cryopipe.io.stores import open_store
+    from cryopipe.plots import plot_cleaning_spectra, plot_pca_manifold
+
+    rep = cleaning_report(open_store(records, "records"), open_store(features, "features"),
+                          open_store(labels, "labels"), open_store(predictions, "predictions"),
+                          max_pca_events=max_pca_events)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_cleaning_spectra(rep["amplitude"], rep["cut_clean"], rep["model_clean"], out / "spectrum.png",
+                          channels=rep["channels"], units=rep["units"], model=model, label=run)
+    plot_pca_manifold(rep["pca"]["projection"], rep["model_clean"][rep["pca_events"]], out / "pca.png",
+                      explained=rep["pca"]["explained_variance_ratio"], model=model, label=run)
+    summary = {**rep["summary"], "model": model, "amplitude": rep["amplitude_name"],
+               "pca_events": int(len(rep["pca_events"])),
+               "pca_explained_variance_ratio": [float(v) for v in rep["pca"]["explained_variance_ratio"]]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    s = rep["summary"]
+    for w in s.get("warnings", []):
+        log.warning("%s on %s: %s", model, run, w)
+    log.info("%s on %s: %d particle events, %d pass the cuts, %d the model, %d both (agreement %.3f)",
+             model, run, s["events"], s["after_cuts"], s["after_model"], s["after_both"], s["agreement"])

@@ -416,3 +416,12 @@ def _evaluate_polygon(cut_name, poly, features, ctx):
     if poly.get("inside", True):
         return inside
     return ~inside & np.isfinite(x) & np.isfinite(y)
+
+
+def and_stable(labels: xr.Dataset, stable: xr.DataArray) -> xr.Dataset:
+    """`labels` (of `apply_cuts`) with the test-pulse stability cut: ``stable`` (channel, event)
+    bool kept as a flag (selected at the labels' channels and events) and ANDed into ``accepted``."""
+    out = labels.copy()
+    out["stable"] = stable.sel(channel=labels.channel, event=labels.event).astype(bool)
+    out["accepted"] = out["accepted"] & out["stable"]
+    return out

@@ -32,7 +32,8 @@ import scipy.special
 import xarray as xr
 
 from cryopipe.errors import CryopipeError, InputError
-from cryopipe.features import BY_NAME, ChannelContext, compute_block
+from cryopipe.features.context import ChannelContext
+from cryopipe.features.registry import BY_NAME, compute_block
 from cryopipe.signal.optimum_filter import (
     OptimumFilter,
     cait_shift_window,
@@ -42,7 +43,7 @@ from cryopipe.signal.optimum_filter import (
 from cryopipe.signal.spectra import noise_from_psd
 
 __all__ = ["inject", "noise_records_from_nps", "default_features", "trigger_and_cut", "efficiency_curve",
-           "fit_threshold", "erf_efficiency"]
+           "fit_threshold", "erf_efficiency", "injected_amplitudes", "injection_template", "channel_curve"]
 
 
 def erf_efficiency(x, x50, width, plateau=1.0):
@@ -280,3 +281,52 @@ def fit_threshold(x, n_passed, n_total, *, fit_plateau: bool = False, iterations
     perr = np.sqrt(np.diag(pcov))
     return {"x50": float(q[0]), "x50_err": float(perr[0]), "width": float(q[1]), "width_err": float(perr[1]),
             "plateau": float(q[2]) if fit_plateau else 1.0, "plateau_err": float(perr[2]) if fit_plateau else 0.0}
+
+
+def injected_amplitudes(resolution: float, records: xr.Dataset, cfg: dict, features: xr.Dataset | None = None
+                        ) -> np.ndarray:
+    """Pulse heights (V) to inject: `n_amplitudes` evenly from 0.5 to `max_resolutions` x the
+    `resolution` (V; the turn-on), then `n_high_amplitudes` (default 8) spaced evenly in log up to
+    1.2 x the run's largest pulse in the channel, so that losses of large pulses show.
+
+    The largest pulse: the largest ``pulse_height`` (V) of the channel's particle and saturated
+    records in its `features` store (one channel); without one, the largest filter amplitude
+    ``trigger_amplitude`` of those records (known only where the channel fired the trigger).
+    """
+    low = np.linspace(0.5, float(cfg["max_resolutions"]), int(cfg["n_amplitudes"])) * resolution
+    source = features if features is not None else records
+    name = "pulse_height" if features is not None else "trigger_amplitude"
+    kind = np.array([str(k) for k in source["record_kind"].values])
+    amp = np.asarray(source[name].values, dtype=np.float64)[0][np.isin(kind, ("particle", "saturated"))]
+    amp = amp[np.isfinite(amp)]
+    top = 1.2 * float(amp.max()) if amp.size else 0.0
+    n_high = int(cfg.get("n_high_amplitudes", 8))
+    if n_high < 1 or not top > 1.5 * low[-1]:
+        return low
+    return np.concatenate([low, np.geomspace(low[-1], top, n_high + 1)[1:]])
+
+
+def injection_template(sev: np.ndarray, pretrigger: int) -> np.ndarray:
+    """The SEV (max 1) with its pre-trigger part (before sample `pretrigger`) set to 0: a measured
+    SEV's pre-trigger noise and drift, scaled to a large pulse, would fail the pre-trigger cuts
+    that a real pulse of that height passes (issue 21: every injected pulse above ~0.5 V was cut)."""
+    out = np.asarray(sev, dtype=np.float64).copy()
+    out[: max(int(pretrigger), 0)] = 0.0
+    return out
+
+
+CURVE_SCALARS = ("threshold", "resolution", "trigger_x50", "trigger_x50_err", "trigger_width", "trigger_width_err",
+                 "trigger_plateau", "cut_x50", "cut_x50_err", "cut_width", "cut_width_err", "cut_plateau",
+                 "total_x50", "total_x50_err", "total_width", "total_width_err", "total_plateau")
+
+
+def channel_curve(efficiency: xr.Dataset, *, channel: str) -> xr.Dataset:
+    """One channel's curve of an "efficiency" store in the layout of `efficiency_curve`: indexed by
+    ``amplitude`` (V; ``energy``, keV, a coordinate where present), the fit results (`CURVE_SCALARS`:
+    V, or fractions for the plateaus) as attrs."""
+    eff = efficiency.sel(channel=channel)
+    curve = eff.swap_dims(point="amplitude").set_coords([c for c in ("amplitude", "energy") if c in eff])
+    for k in CURVE_SCALARS:
+        if k in curve:
+            curve.attrs[k] = float(curve[k])
+    return curve

@@ -1,51 +1,19 @@
 """Efficiency stage: trigger and cut efficiency of one channel from SEV pulses injected onto the run's
 noise records, featured by the same feature families as the features stage.
 
-Stage entry points for the workflow scripts and the CLI: plain config dicts in, Datasets
-ready for cryopipe.io.stores out; no Snakemake here.
+What each rule reads, calls and writes (the maths: `cryopipe.efficiency.injection`): plain config
+dicts and store paths in; no Snakemake here.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
 
 from cryopipe.io.stores import provenance
-from cryopipe.characterize.stage import channel_traces
+from cryopipe.characterize.channel import channel_traces
 from cryopipe.cuts.language import cut_feature_names
-
-
-def injected_amplitudes(resolution: float, records: xr.Dataset, cfg: dict, features: xr.Dataset | None = None
-                        ) -> np.ndarray:
-    """Pulse heights (V) to inject: `n_amplitudes` evenly from 0.5 to `max_resolutions` x the
-    `resolution` (V; the turn-on), then `n_high_amplitudes` (default 8) spaced evenly in log up to
-    1.2 x the run's largest pulse in the channel, so that losses of large pulses show.
-
-    The largest pulse: the largest ``pulse_height`` (V) of the channel's particle and saturated
-    records in its `features` store (one channel); without one, the largest filter amplitude
-    ``trigger_amplitude`` of those records (known only where the channel fired the trigger).
-    """
-    low = np.linspace(0.5, float(cfg["max_resolutions"]), int(cfg["n_amplitudes"])) * resolution
-    source = features if features is not None else records
-    name = "pulse_height" if features is not None else "trigger_amplitude"
-    kind = np.array([str(k) for k in source["record_kind"].values])
-    amp = np.asarray(source[name].values, dtype=np.float64)[0][np.isin(kind, ("particle", "saturated"))]
-    amp = amp[np.isfinite(amp)]
-    top = 1.2 * float(amp.max()) if amp.size else 0.0
-    n_high = int(cfg.get("n_high_amplitudes", 8))
-    if n_high < 1 or not top > 1.5 * low[-1]:
-        return low
-    return np.concatenate([low, np.geomspace(low[-1], top, n_high + 1)[1:]])
-
-
-def injection_template(sev: np.ndarray, pretrigger: int) -> np.ndarray:
-    """The SEV (max 1) with its pre-trigger part (before sample `pretrigger`) set to 0: a measured
-    SEV's pre-trigger noise and drift, scaled to a large pulse, would fail the pre-trigger cuts
-    that a real pulse of that height passes (issue 21: every injected pulse above ~0.5 V was cut)."""
-    out = np.asarray(sev, dtype=np.float64).copy()
-    out[: max(int(pretrigger), 0)] = 0.0
-    return out
 
 
 def efficiency_channel(records: xr.Dataset, characterization: xr.Dataset, cuts: dict, cfg: dict,
@@ -60,8 +28,9 @@ def efficiency_channel(records: xr.Dataset, characterization: xr.Dataset, cuts: 
     the SEV with a flat pre-trigger (:func:`injection_template`); it does not saturate, so the points
     above the channel's saturation show what the cuts do to an unsaturated pulse of that height."""
     from cryopipe.cuts.language import apply_cuts
-    from cryopipe.efficiency.injection import efficiency_curve
-    from cryopipe.features import ChannelContext, compute_block, default_families, families_for
+    from cryopipe.efficiency.injection import efficiency_curve, injected_amplitudes, injection_template
+    from cryopipe.features.context import ChannelContext
+    from cryopipe.features.registry import compute_block, default_families, families_for
 
     ch = str(records["channel"].values[0])
     char = characterization.sel(channel=[ch])
@@ -94,3 +63,46 @@ def efficiency_channel(records: xr.Dataset, characterization: xr.Dataset, cuts: 
     curve = curve.expand_dims(channel=[ch]).transpose("channel", "point").assign(per_channel)
     curve.attrs = provenance("efficiency", cfg, [], units="V", n_per_amplitude=int(cfg["n_per_amplitude"]))
     return curve
+
+
+def run_efficiency_channel(*, records: str, characterization: str, features: str, calibration: str | None,
+                           output: str, channel: str, cuts: dict, params: dict, plugins, log) -> None:
+    """Rule efficiency_channel: the channel's "efficiency" store (`efficiency_channel`) from the run's
+    records and characterization, the channel's features and, where the run is calibrated, its
+    calibration store (energies of the injected amplitudes; None or "": none). `plugins`: the
+    feature plug-in files."""
+    from cryopipe.features import load_plugins
+    from cryopipe.io.stores import load_store, open_store, write_store
+
+    recs = open_store(records, "records").sel(channel=[channel])
+    char = load_store(characterization, "characterization")
+    kev = None
+    if calibration:
+        kev = float(load_store(calibration, "calibration")["kev_per_volt"].sel(channel=channel))
+    feats = open_store(features, "features")
+    ds = efficiency_channel(recs, char, cuts, params, kev_per_volt=kev, plugins=load_plugins(plugins), features=feats)
+    ds.attrs["inputs"] = [str(p) for p in (records, characterization, features, calibration, *plugins) if p]
+    c = ds.isel(channel=0)
+    log.info("channel %s: trigger 50 %% point %.3g V (threshold %.3g V), after cuts %.3g V", channel,
+             c.trigger_x50, c.threshold, c.total_x50)
+    write_store(ds, output, "efficiency")
+
+
+def run_efficiency(*, parts: list, output: str, log) -> None:
+    """Rule efficiency: the run's "efficiency" store, its channels' stores gathered."""
+    from cryopipe.io.stores import concat_channels, load_store, write_store
+
+    ds = concat_channels([load_store(p, "efficiency") for p in parts], inputs=list(parts))
+    write_store(ds, output, "efficiency")
+    log.info("%s of %d channels", "efficiency", ds.sizes["channel"])
+
+
+def run_plot_efficiency(*, efficiency: str, output: str, run: str, channel: str) -> None:
+    """Rule plot_efficiency: trigger, cut and total efficiency of one channel against the injected
+    amplitude (and energy, where calibrated), as a PNG file."""
+    from cryopipe.efficiency.injection import channel_curve
+    from cryopipe.io.stores import load_store
+    from cryopipe.plots import plot_efficiency
+
+    curve = channel_curve(load_store(efficiency, "efficiency"), channel=channel)
+    plot_efficiency(curve, output, energy="energy" in curve.coords, label=f"{run} / {channel}")
