@@ -99,7 +99,7 @@ def test_first_pass_sampling_cuts_a_random_subset_and_keeps_noise_and_live_time(
 def test_sampled_first_pass_scans_spread_stretches_and_equals_the_full_scan_there(busy_stream):
     """sampling: stretches scanned in spread order until the targets are met; the triggers inside
     the scanned stretches are the unsplit scan's; an unreachable target scans everything."""
-    from cryopipe.trigger.stage import scanned_stretches
+    from cryopipe.trigger.segments import scanned_stretches
 
     cfg, _ = busy_stream
     stream = open_stream(cfg)

@@ -575,3 +575,114 @@ def _pulser_kinds(tpa: np.ndarray) -> np.ndarray:
     from cryopipe.io.cresst import record_kind_from_tpa
 
     return np.asarray(record_kind_from_tpa(tpa), dtype="U12") if tpa.size else np.zeros(0, "U12")
+
+
+def side_lobe_envelopes(kernel, anchor: int, template: tuple) -> tuple:
+    """Side-lobe envelopes (plain, saturated) of the filter response to `template` (shape, onset
+    sample[, shape of the saturated responses]): :func:`side_lobe_envelope` of the plain pulse
+    (no clipped levels) and of its clipped versions."""
+    sat_template = template[2] if len(template) > 2 else None
+    return (side_lobe_envelope(kernel, anchor, template[0], template[1], levels=()),
+            side_lobe_envelope(kernel, anchor, template[0], template[1], saturated_template=sat_template))
+
+
+def scan_segment(stream, channel: int, kernel, anchor: int, *, threshold: float, holdoff: int, chunk_size: int,
+                 segment: tuple[int, int], sampling: dict | None = None, envelope=None):
+    """Triggers of the samples [a, b) = `segment` of one channel.
+
+    `sampling` ({"min_triggers": T, "min_samples": S, "stretch_samples": L}) scans the segment in
+    stretches of L samples, in an order that spreads every prefix over the whole segment
+    (`cryopipe.trigger.segments.spread_order`), and stops once at least T triggers and S scanned
+    samples are found; None scans it all. `threshold` in V, `holdoff` in samples, `envelope` as
+    :func:`side_lobe_envelopes` (None: no side-lobe rule).
+
+    Returns trigger samples, amplitudes (V), rejected candidate samples (see :func:`scan_stretch`)
+    and the stretches scanned ([[start, stop], ...], sorted).
+    """
+    from cryopipe.trigger.segments import merge_intervals, spread_order
+
+    a, b = segment
+    pieces = [(a, b)]
+    if sampling:
+        step = max(int(sampling["stretch_samples"]), 1)
+        stretches = [(s, min(s + step, b)) for s in range(a, b, step)]
+        pieces = [stretches[i] for i in spread_order(len(stretches))]
+    found, scanned, n_found, n_scanned = [], [], 0, 0
+    for piece in pieces:
+        if sampling and n_found >= int(sampling["min_triggers"]) and n_scanned >= int(sampling["min_samples"]):
+            break
+        found.append(scan_stretch(stream, channel, kernel, anchor, threshold, holdoff, chunk_size, piece, envelope))
+        scanned.append(list(piece))
+        n_found += len(found[-1][0])
+        n_scanned += piece[1] - piece[0]
+    order = np.argsort([p[0] for p in scanned], kind="stable")
+    samples = np.concatenate([found[i][0] for i in order]) if found else np.empty(0, np.int64)
+    amplitudes = np.concatenate([found[i][1] for i in order]) if found else np.empty(0)
+    rejected = np.concatenate([found[i][2] for i in order]) if found else np.empty(0, np.int64)
+    return samples, amplitudes, rejected, merge_intervals([scanned[i] for i in order])
+
+
+def scan_stretch(stream, channel, kernel, anchor, threshold, holdoff, chunk_size, piece, envelope=None):
+    """Triggers (samples, amplitudes) in [a, b) = `piece` and the candidates there not taken (rejected
+    samples: side lobes, within a hold-off; noise records avoid them too), from the candidates of
+    [a - 5 R, b + 5 R) (R: the larger of the hold-off and the side-lobe reach) on the unsplit run's
+    chunk grid, so the float32 filter values are bit-identical to an unsplit scan. `envelope`:
+    (plain, saturated) side-lobe envelopes; a candidate's raw stretch tells which applies
+    (:func:`saturated_candidates`)."""
+    from cryopipe.trigger.filters import OverlapSave
+
+    a, b = piece
+    reach = holdoff
+    if envelope is not None:
+        reach = max(reach, -envelope[0][0], envelope[0][0] + len(envelope[0][1]))
+    chunk = OverlapSave(kernel, anchor, int(chunk_size)).chunk
+    start = max(a - 5 * reach, 0) // chunk * chunk
+    stop = min(-(-(b + 5 * reach) // chunk) * chunk, stream.n_samples)
+    samples, amplitudes = scan_candidates(stream, channel, kernel, anchor, threshold, 1,
+                                          chunk_size=int(chunk_size), start=start, stop=stop)
+    if envelope is None:
+        sel = select_triggers(samples, amplitudes, holdoff, threshold)
+    else:
+        sat = saturated_candidates(stream, channel, samples, amplitudes, threshold, max(64, len(kernel) // 16))
+        sel = select_triggers(samples, amplitudes, holdoff, threshold, envelope[0], saturated=sat,
+                              saturated_envelope=envelope[1])
+    rejected = samples[~sel]
+    rejected = rejected[(rejected >= a) & (rejected < b)]
+    samples, amplitudes = samples[sel], amplitudes[sel]
+    keep = (samples >= a) & (samples < b)
+    return samples[keep], amplitudes[keep], rejected
+
+
+def near_any(samples: np.ndarray, others: np.ndarray, distance: int) -> np.ndarray:
+    """Mask of `samples` closer than `distance` samples to any of `others` (sorted or not)."""
+    if len(others) == 0 or len(samples) == 0:
+        return np.zeros(len(samples), dtype=bool)
+    ref = np.sort(np.asarray(others, dtype=np.int64))
+    idx = np.searchsorted(ref, samples)
+    left = np.abs(samples - ref[np.clip(idx - 1, 0, len(ref) - 1)])
+    right = np.abs(ref[np.clip(idx, 0, len(ref) - 1)] - samples)
+    return np.minimum(left, right) < distance
+
+
+def sample_particles(samples: np.ndarray, fired: np.ndarray, amps: np.ndarray, limit, seed: int):
+    """At most `limit` of the particle triggers (samples, firing channel, (channel, trigger)
+    amplitudes), drawn at random without replacement and kept in time order; all when `limit` is None."""
+    if limit is None or len(samples) <= int(limit):
+        return samples, fired, amps
+    rng = np.random.default_rng([int(seed), 1])   # its own stream: the noise draws stay unchanged
+    keep = np.sort(rng.choice(len(samples), int(limit), replace=False))
+    return samples[keep], fired[keep], amps[:, keep]
+
+
+def fired_amplitudes(triggers, samples: np.ndarray, fired: np.ndarray) -> np.ndarray:
+    """(channel, event) filter amplitude (V) of the channel that fired at each merged trigger
+    (`triggers`: the channels' "triggers" Datasets); NaN elsewhere."""
+    out = np.full((len(triggers), len(samples)), np.nan, dtype=np.float32)
+    for c, t in enumerate(triggers):
+        s = t["trigger_sample"].values
+        a = t["trigger_amplitude"].values
+        idx = np.searchsorted(s, samples)
+        ok = (idx < len(s)) & (fired == c)
+        ok[ok] &= s[idx[ok]] == samples[ok]
+        out[c, ok] = a[idx[ok]]
+    return out

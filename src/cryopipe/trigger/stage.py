@@ -15,6 +15,7 @@ import xarray as xr
 
 from cryopipe.io.sources import Stream, TestPulses, open_stream, stream_files
 from cryopipe.io.stores import EVENT_CHUNK, load_store, provenance, write_store, write_store_batches
+from cryopipe.trigger.segments import merge_intervals, scanned_stretches
 
 # The filter and trigger kernels (scipy.fft, numba) are imported by the functions that use them:
 # the workflow's DAG start (segment_bounds) and the gather job (gather_segments) do not pay for them.
@@ -80,120 +81,39 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
 
     `sampling` (the first pass, which only feeds the characterisation): {"min_triggers": T,
     "min_samples": S, "stretch_samples": L} scans the segment in stretches of L samples, in an order
-    that spreads every prefix over the whole segment (:func:`spread_order`), and stops once at least
+    that spreads every prefix over the whole segment (`cryopipe.trigger.segments.spread_order`), and stops once at least
     T triggers and S scanned samples are found; the stretches scanned are the attr ``scanned``
     ([[start, stop], ...], sorted). A scan of every stretch equals the unsplit scan.
     """
-    from cryopipe.trigger.filters import generic_kernel, noise_estimate
     from cryopipe.signal.pulses import generic_template
-    from cryopipe.trigger.scan import side_lobe_envelope
+    from cryopipe.trigger.filters import generic_kernel, noise_estimate
+    from cryopipe.trigger.scan import scan_segment, side_lobe_envelopes
 
     k, anchor = kernel if kernel is not None else generic_kernel(stream_cfg["record_length"])
     if template is None and kernel is None:
         n_rec = int(stream_cfg["record_length"])
         template = (generic_template(n_rec), int(n_rec * 0.25))
-    envelope = None
-    if template is not None:   # side lobes of a plain and of a saturated (clipped) pulse
-        sat_template = template[2] if len(template) > 2 else None
-        envelope = (side_lobe_envelope(k, anchor, template[0], template[1], levels=()),
-                    side_lobe_envelope(k, anchor, template[0], template[1], saturated_template=sat_template))
+    # side lobes of a plain and of a saturated (clipped) pulse
+    envelope = side_lobe_envelopes(k, anchor, template) if template is not None else None
     noise = noise_estimate(stream, channel, k, anchor, polarity=1)   # logs implausible situations
     sigma = noise.sigma
     if threshold is None:
         threshold = float(trigger_cfg["threshold_sigma"]) * sigma
     holdoff = holdoff_samples(stream_cfg, trigger_cfg)
     a, b = segment if segment is not None else (0, stream.n_samples)
-    pieces = [(a, b)]
-    if sampling:
-        step = max(int(sampling["stretch_samples"]), 1)
-        stretches = [(s, min(s + step, b)) for s in range(a, b, step)]
-        pieces = [stretches[i] for i in spread_order(len(stretches))]
-    found, scanned, n_found, n_scanned = [], [], 0, 0
-    for piece in pieces:
-        if sampling and n_found >= int(sampling["min_triggers"]) and n_scanned >= int(sampling["min_samples"]):
-            break
-        found.append(_scan_piece(stream, channel, k, anchor, threshold, holdoff, trigger_cfg, piece, envelope))
-        scanned.append(list(piece))
-        n_found += len(found[-1][0])
-        n_scanned += piece[1] - piece[0]
-    order = np.argsort([p[0] for p in scanned], kind="stable")
-    samples = np.concatenate([found[i][0] for i in order]) if found else np.empty(0, np.int64)
-    amplitudes = np.concatenate([found[i][1] for i in order]) if found else np.empty(0)
-    rejected = np.concatenate([found[i][2] for i in order]) if found else np.empty(0, np.int64)
+    samples, amplitudes, rejected, scanned = scan_segment(
+        stream, channel, k, anchor, threshold=threshold, holdoff=holdoff, chunk_size=int(trigger_cfg["chunk_size"]),
+        segment=(a, b), sampling=sampling, envelope=envelope)
     params = {"trigger": trigger_cfg, "stream": stream_cfg, "kernel_length": len(k), "kernel_anchor": anchor,
               "sampling": sampling}
     attrs = provenance("triggers", params, list(inputs), sample_frequency=stream.sample_frequency,
                        n_samples=stream.n_samples, channel=stream_cfg["channels"][channel],
                        threshold=float(threshold), noise_sigma=sigma, holdoff=holdoff, segment=[a, b],
-                       scanned=merge_intervals([scanned[i] for i in order]), **noise.attrs())
+                       scanned=scanned, **noise.attrs())
     return xr.Dataset({"trigger_sample": ("trigger", np.asarray(samples, dtype=np.int64)),
                        "trigger_amplitude": ("trigger", np.asarray(amplitudes, dtype=np.float32)),
                        "rejected_sample": ("rejected", np.asarray(rejected, dtype=np.int64))},
                       attrs=attrs)
-
-
-def _scan_piece(stream, channel, k, anchor, threshold, holdoff, trigger_cfg, piece, envelope=None):
-    """Triggers (samples, amplitudes) in [a, b) and the candidates there not taken (rejected
-    samples: side lobes, within a hold-off; noise records avoid them too), from the candidates of [a - 5 R, b + 5 R) (R: the
-    larger of the hold-off and the side-lobe reach) on the unsplit run's chunk grid, so the float32
-    filter values are bit-identical to an unsplit scan. `envelope`: (plain, saturated) side-lobe
-    envelopes; a candidate's raw stretch tells which applies (`cryopipe.trigger.scan.saturated_candidates`)."""
-    from cryopipe.trigger.filters import OverlapSave
-    from cryopipe.trigger.scan import saturated_candidates, scan_candidates, select_triggers
-
-    a, b = piece
-    reach = holdoff
-    if envelope is not None:
-        reach = max(reach, -envelope[0][0], envelope[0][0] + len(envelope[0][1]))
-    chunk = OverlapSave(k, anchor, int(trigger_cfg["chunk_size"])).chunk
-    start = max(a - 5 * reach, 0) // chunk * chunk
-    stop = min(-(-(b + 5 * reach) // chunk) * chunk, stream.n_samples)
-    samples, amplitudes = scan_candidates(stream, channel, k, anchor, threshold, 1,
-                                          chunk_size=int(trigger_cfg["chunk_size"]), start=start, stop=stop)
-    if envelope is None:
-        sel = select_triggers(samples, amplitudes, holdoff, threshold)
-    else:
-        sat = saturated_candidates(stream, channel, samples, amplitudes, threshold, max(64, len(k) // 16))
-        sel = select_triggers(samples, amplitudes, holdoff, threshold, envelope[0], saturated=sat,
-                              saturated_envelope=envelope[1])
-    rejected = samples[~sel]
-    rejected = rejected[(rejected >= a) & (rejected < b)]
-    samples, amplitudes = samples[sel], amplitudes[sel]
-    keep = (samples >= a) & (samples < b)
-    return samples[keep], amplitudes[keep], rejected
-
-
-def spread_order(n: int) -> list[int]:
-    """0 .. n-1 in bit-reversed (van der Corput) order: every prefix is spread over the range
-    (0, n/2, n/4, 3n/4, ...), so a scan that stops early has still sampled the whole run."""
-    bits = max(int(n - 1).bit_length(), 1)
-    order = [int(format(i, f"0{bits}b")[::-1], 2) for i in range(2 ** bits)]
-    return [i for i in order if i < n]
-
-
-def merge_intervals(intervals) -> list[list[int]]:
-    """Sorted union of [start, stop) intervals, touching ones joined."""
-    out: list[list[int]] = []
-    for lo, hi in sorted((int(lo), int(hi)) for lo, hi in intervals):
-        if out and lo <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], hi)
-        else:
-            out.append([lo, hi])
-    return out
-
-
-def intersect_intervals(a, b) -> list[list[int]]:
-    """Intersection of two sorted lists of disjoint [start, stop) intervals."""
-    out, i, j = [], 0, 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if lo < hi:
-            out.append([int(lo), int(hi)])
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
 
 
 def gather_segments(parts: list[xr.Dataset], inputs=()) -> xr.Dataset:
@@ -224,7 +144,8 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
     ``pulser_records: false`` (no test/control-pulse records). The live time and the noise records
     are those of the full trigger list either way.
     """
-    from cryopipe.trigger.scan import live_time, merge_triggers, noise_trigger_samples, records_dataset, valid_windows
+    from cryopipe.trigger.scan import (fired_amplitudes, live_time, merge_triggers, near_any, noise_trigger_samples,
+                                       records_dataset, sample_particles, valid_windows)
 
     n_rec = stream_cfg["record_length"]
     holdoff = holdoff_samples(stream_cfg, trigger_cfg)
@@ -237,7 +158,7 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
                      excluded=(pulser.samples - reach, pulser.samples + reach) if len(pulser) else None)
     keep = valid_windows(samples, stream.n_samples, n_rec)
     samples, fired = samples[keep], fired[keep]
-    amps = _fired_amplitudes(triggers, samples, fired)
+    amps = fired_amplitudes(triggers, samples, fired)
     on_pulser = near_any(samples, pulser.samples, reach)
     samples, fired, amps = samples[~on_pulser], fired[~on_pulser], amps[:, ~on_pulser]
     rng = np.random.default_rng(int(trigger_cfg["seed"]))
@@ -249,7 +170,7 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
     noise = np.sort(noise_trigger_samples(int(trigger_cfg["noise_records"]), occupied,
                                           stream.n_samples, n_rec, rng, scanned=scanned))
     n_triggered = len(samples)
-    samples, fired, amps = _sample_particles(samples, fired, amps, trigger_cfg.get("max_particle_records"),
+    samples, fired, amps = sample_particles(samples, fired, amps, trigger_cfg.get("max_particle_records"),
                                              int(trigger_cfg["seed"]))
     n_pulser = len(pulser)
     if not trigger_cfg.get("pulser_records", True):
@@ -285,49 +206,6 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
         summary += (f"; {len(pulser)} of {n_pulser} test/control pulses recorded, {int(on_pulser.sum())} particle "
                     f"triggers on them dropped")
     return part(bounds[0]), (part(i0) for i0 in bounds[1:]), summary
-
-
-def scanned_stretches(triggers: list[xr.Dataset], n_samples: int) -> list[list[int]] | None:
-    """Stretches of the stream every channel's trigger scanned (attr ``scanned``); None when that
-    is the whole stream."""
-    common = [[0, int(n_samples)]]
-    for t in triggers:
-        common = intersect_intervals(common, merge_intervals(t.attrs.get("scanned", [[0, n_samples]])))
-    return None if common == [[0, int(n_samples)]] else common
-
-
-def _sample_particles(samples: np.ndarray, fired: np.ndarray, amps: np.ndarray, limit, seed: int):
-    """At most `limit` of the particle triggers (samples, firing channel, (channel, trigger)
-    amplitudes), drawn at random without replacement and kept in time order; all when `limit` is None."""
-    if limit is None or len(samples) <= int(limit):
-        return samples, fired, amps
-    rng = np.random.default_rng([int(seed), 1])   # its own stream: the noise draws stay unchanged
-    keep = np.sort(rng.choice(len(samples), int(limit), replace=False))
-    return samples[keep], fired[keep], amps[:, keep]
-
-
-def near_any(samples: np.ndarray, others: np.ndarray, distance: int) -> np.ndarray:
-    """Mask of `samples` closer than `distance` samples to any of `others` (sorted or not)."""
-    if len(others) == 0 or len(samples) == 0:
-        return np.zeros(len(samples), dtype=bool)
-    ref = np.sort(np.asarray(others, dtype=np.int64))
-    idx = np.searchsorted(ref, samples)
-    left = np.abs(samples - ref[np.clip(idx - 1, 0, len(ref) - 1)])
-    right = np.abs(ref[np.clip(idx, 0, len(ref) - 1)] - samples)
-    return np.minimum(left, right) < distance
-
-
-def _fired_amplitudes(triggers: list[xr.Dataset], samples: np.ndarray, fired: np.ndarray) -> np.ndarray:
-    """(channel, event) filter amplitude of the channel that fired at each merged trigger; NaN elsewhere."""
-    out = np.full((len(triggers), len(samples)), np.nan, dtype=np.float32)
-    for c, t in enumerate(triggers):
-        s = t["trigger_sample"].values
-        a = t["trigger_amplitude"].values
-        idx = np.searchsorted(s, samples)
-        ok = (idx < len(s)) & (fired == c)
-        ok[ok] &= s[idx[ok]] == samples[ok]
-        out[c, ok] = a[idx[ok]]
-    return out
 
 
 def run_trigger_segment(*, stream: dict, trigger: dict, sampling: dict | None, characterization, output: str,
