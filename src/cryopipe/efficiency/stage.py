@@ -71,7 +71,7 @@ def run_efficiency_channel(*, records: str, characterization: str, features: str
     records and characterization, the channel's features and, where the run is calibrated, its
     calibration store (energies of the injected amplitudes; None or "": none). `plugins`: the
     feature plug-in files."""
-    from cryopipe.features import load_plugins
+    from cryopipe.features.plugins import load_plugins
     from cryopipe.io.stores import load_store, open_store, write_store
 
     recs = open_store(records, "records").sel(channel=[channel])
