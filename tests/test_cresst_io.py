@@ -14,6 +14,7 @@ import pytest
 from cryopipe.errors import InputError
 from cryopipe.io import cresst as cr
 from cryopipe.io.csmpl import open_csmpl
+from cresst_util import write_cresst_rdt_run, write_cresst_stream_run
 
 V_PER_ADC = 20.0 / 2**16
 
@@ -219,8 +220,8 @@ def test_rdt_writer_matches_independent_bytes(tmp):
 
 
 def test_rdt_run_round_trip(tmp):
-    truth = cr.write_cresst_rdt_run(tmp, n_particle=6, n_noise=4, n_testpulse=8, n_control=3, dvm_channels=2,
-                                    record_length=512, drift=0.5, seed=3)
+    truth = write_cresst_rdt_run(tmp, n_particle=6, n_noise=4, n_testpulse=8, n_control=3, dvm_channels=2,
+                                 record_length=512, drift=0.5, seed=3)
     f = cr.open_rdt(truth["paths"]["rdt"])
     assert f.channels == [1, 2] and f.n_events == 18
     b = next(f.iter_events(batch=100))
@@ -384,8 +385,8 @@ def test_alignment_cait_generator_convention(tmp):
 
 
 def test_alignment_against_generated_stream(tmp):
-    truth = cr.write_cresst_stream_run(tmp, duration=12.0, pulser_interval=0.4, record_length=2048,
-                                       start_ticks=987_654_321, stamps_before_start=3, drift=0.3, seed=1)
+    truth = write_cresst_stream_run(tmp, duration=12.0, pulser_interval=0.4, record_length=2048,
+                                    start_ticks=987_654_321, stamps_before_start=3, drift=0.3, seed=1)
     paths = truth["paths"]
     n = truth["n_samples"]
     al = cr.test_pulse_samples(paths["test_stamps"], paths["dig_stamps"], paths["par"], n)
@@ -416,7 +417,7 @@ def test_alignment_against_generated_stream(tmp):
 
 
 def test_alignment_outside_stream(tmp):
-    truth = cr.write_cresst_stream_run(tmp, duration=4.0, stamps_before_start=2, seed=2)
+    truth = write_cresst_stream_run(tmp, duration=4.0, stamps_before_start=2, seed=2)
     paths, n = truth["paths"], truth["n_samples"]
     with pytest.raises(InputError, match=r"mock_001.test_stamps: 2 of \d+ test stamps fall outside .*indices 0, 1\)"):
         cr.test_pulse_samples(paths["test_stamps"], paths["dig_stamps"], paths["par"], n, outside="error")
@@ -456,7 +457,7 @@ def test_rdt_cut_at_a_record_boundary_is_a_warning_and_an_attr(tmp, caplog):
 
     from cryopipe.io.records import rdt_record_batches
 
-    truth = cr.write_cresst_rdt_run(tmp, n_particle=4, n_noise=2, n_testpulse=2, n_control=0, record_length=256, seed=1)
+    truth = write_cresst_rdt_run(tmp, n_particle=4, n_noise=2, n_testpulse=2, n_control=0, record_length=256, seed=1)
     rdt = truth["paths"]["rdt"]
     whole = cr.open_rdt(rdt)
     record_bytes = whole.dtype.itemsize
@@ -472,8 +473,8 @@ def test_rdt_cut_at_a_record_boundary_is_a_warning_and_an_attr(tmp, caplog):
     assert "the last trigger is one of them" in warnings[0].getMessage()
     assert first.attrs["n_incomplete_events"] == 1 and first.sizes["event"] == n_events - 1
     # a whole file: no warning, attr 0
-    truth = cr.write_cresst_rdt_run(tmp / "ok", n_particle=4, n_noise=2, n_testpulse=2, n_control=0,
-                                    record_length=256, seed=1)
+    truth = write_cresst_rdt_run(tmp / "ok", n_particle=4, n_noise=2, n_testpulse=2, n_control=0,
+                                 record_length=256, seed=1)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="cryopipe"):
         first, _, _ = rdt_record_batches({**spec, "rdt": str(truth["paths"]["rdt"]), "par": str(truth["paths"]["par"])})

@@ -111,7 +111,7 @@ def write_cait_events(path: Path, n: int = 40, samples: int = 4096) -> None:
 
 def write_cresst_runs(data: Path) -> None:
     """The files config/cresst.yaml names, in the public CRESST layouts."""
-    from cryopipe.io.cresst import write_cresst_rdt_run, write_cresst_stream_run
+    from cresst_util import write_cresst_rdt_run, write_cresst_stream_run
 
     write_cresst_stream_run(data, "run01", duration=90.0, record_length=4096, particle_rate=1.0, seed=3)
     write_cresst_rdt_run(data, "run02", n_particle=120, n_noise=60, n_testpulse=40, record_length=4096, seed=4)

@@ -222,7 +222,7 @@ def test_per_run_simulation_in_the_preprocessing_window(tmp_path):
 
 def test_other_formats_keep_the_trigger_at_a_quarter(tmp_path):
     """rdt records (and every other source) carry attr pretrigger = N // 4 and the same time coord."""
-    from cryopipe.io.cresst import write_cresst_rdt_run
+    from cresst_util import write_cresst_rdt_run
     from cryopipe.io.stores import record_pretrigger
 
     run = write_cresst_rdt_run(tmp_path, "r", n_particle=6, n_noise=3, n_testpulse=0, record_length=512, seed=1)

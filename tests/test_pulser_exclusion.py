@@ -2,7 +2,7 @@
 records (issue 21, "tests that can fail": switching the pulser exclusion off put fake particle
 records into the test-pulse run while every test passed).
 
-The run comes from `cryopipe.io.cresst.write_cresst_stream_run`, whose truth lists every pulse's
+The run comes from `cresst_util.write_cresst_stream_run`, whose truth lists every pulse's
 onset and kind; the records are compared with it.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from cryopipe.io import cresst as cr
 from cryopipe.io.sources import open_stream
 from cryopipe.trigger.stage import pulser_exclusion_samples, record_batches, trigger_one_channel
+from cresst_util import write_cresst_stream_run
 
 N = 4096
 TOL = 20          # samples
@@ -21,8 +21,8 @@ TOL = 20          # samples
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    truth = cr.write_cresst_stream_run(tmp_path_factory.mktemp("pulser"), duration=30.0, pulser_interval=0.5,
-                                       record_length=N, particle_rate=1.0, particle_amplitude=(0.1, 1.0), seed=4)
+    truth = write_cresst_stream_run(tmp_path_factory.mktemp("pulser"), duration=30.0, pulser_interval=0.5,
+                                    record_length=N, particle_rate=1.0, particle_amplitude=(0.1, 1.0), seed=4)
     paths = truth["paths"]
     spec = dict(csmpl=[str(p) for p in paths["csmpl"]], sample_frequency=truth["sample_frequency"], record_length=N,
                 channels=["phonon", "light"], par=str(paths["par"]), test_stamps=str(paths["test_stamps"]),

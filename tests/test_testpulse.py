@@ -116,7 +116,7 @@ VPT, LINE = 0.3, 0.5  # V per V of TPA; line amplitude before the drift (V): TPA
 def cresst_run(tmp_path_factory):
     import yaml
 
-    from cryopipe.io.cresst import write_cresst_stream_run
+    from cresst_util import write_cresst_stream_run
     from workflow_util import snakemake, write_config
 
     tmp = tmp_path_factory.mktemp("tprun")

@@ -17,7 +17,8 @@ import os
 import re
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
+from .io.sources import RunFiles, describe_run_files
 
 PER_RUN_SECTIONS = ("trigger", "characterize", "calibrate", "efficiency", "labels", "features", "testpulse")
 PATH_KEYS = ("csmpl", "par", "test_stamps", "dig_stamps", "rdt", "con", "ljh", "noise_ljh")
@@ -103,11 +104,12 @@ def _resolve_run(name: str, run: dict, config: dict, schema: dict) -> dict:
         if key in out:
             out[key] = ([os.path.normpath(p) for p in out[key]] if isinstance(out[key], list)
                         else os.path.normpath(out[key]))
+    files = describe_run_files(out)   # read lazily: each file once, when a setting needs it
     if "ljh" in out:
-        _ljh_settings(name, run, out)
+        _ljh_settings(name, run, out, files)
     out.setdefault("polarity", 1)   # no schema default: an LJH header's 'Inverted' must not clash with it
-    _stream_settings(name, out)
-    out["channels"] = _channel_names(name, out)
+    _stream_settings(name, out, files)
+    out["channels"] = _channel_names(name, out, files)
     out["roles"] = _roles(name, out)
     return out
 
@@ -124,14 +126,12 @@ def _roles(name: str, run: dict) -> dict:
     return roles
 
 
-def _stream_settings(name: str, run: dict) -> None:
+def _stream_settings(name: str, run: dict, files: RunFiles) -> None:
     """sample_frequency (Hz, float) and record_length (samples, int): the run's keys, checked
     against its par file where one is given."""
     if run.get("par"):
-        from .io.cresst import read_par
-
-        par = read_par(run["par"])
-        for key, value in (("sample_frequency", float(par.sample_frequency)), ("record_length", int(par.record_length))):
+        fixed = files.parameter_settings
+        for key, value in (("sample_frequency", fixed["sample_frequency"]), ("record_length", fixed["record_length"])):
             if key in run and float(run[key]) != value:
                 raise ConfigError(f"config: run {name!r}: {key} {run[key]} disagrees with {value:g} in {run['par']}")
             run[key] = value
@@ -150,7 +150,7 @@ def _stream_settings(name: str, run: dict) -> None:
         raise ConfigError(f"config: run {name!r}: test_stamps / dig_stamps belong to a csmpl stream")
 
 
-def _ljh_settings(name: str, given: dict, run: dict) -> None:
+def _ljh_settings(name: str, given: dict, run: dict, files: RunFiles) -> None:
     """Sample frequency, record length, pretrigger and polarity of an LJH run from its headers
     (keys the user gave must agree), and `ljh_mode` resolved to "records" or "stream".
 
@@ -159,58 +159,49 @@ def _ljh_settings(name: str, given: dict, run: dict) -> None:
     triggers the stream itself: `record_length` is then the record window it cuts (default the
     files' record length) and the trigger sits at record_length // 4, as for every stream.
     """
-    from .errors import InputError
-    from .io.ljh import open_ljh_run
-
     try:
-        info = open_ljh_run(run["ljh"])
+        info = files.header_settings
     except InputError as exc:
         raise ConfigError(f"config: run {name!r}: {exc}") from None
     mode = run.get("ljh_mode", "auto")
     if mode == "auto":
-        mode = "stream" if info.back_to_back and info.n_records > 1 else "records"
-    elif mode == "stream" and not info.back_to_back:
+        mode = "stream" if files.continuous and files.n_records > 1 else "records"
+    elif mode == "stream" and not files.continuous:
         raise ConfigError(f"config: run {name!r}: ljh_mode stream, but {run['ljh'][0]} is not a continuous "
-                          f"stream: {info.describe_gaps()}")
+                          f"stream: {files.gaps}")
     run["ljh_mode"] = mode
-    header = {"sample_frequency": float(info.sample_frequency)}
+    header = {"sample_frequency": info["sample_frequency"]}
     if mode == "records":
-        header.update(record_length=int(info.n_samples), pretrigger=int(info.pretrigger))
-    if info.polarity is not None:
-        header["polarity"] = int(info.polarity)
+        header.update(record_length=info["record_length"], pretrigger=info["pretrigger"])
+    if "polarity" in info:
+        header["polarity"] = info["polarity"]
     for key, value in header.items():
         if key in given and not math.isclose(float(given[key]), float(value), rel_tol=1e-9):
             raise ConfigError(f"config: run {name!r}: {key} {given[key]} disagrees with {value:g} in the "
                               f"header of {run['ljh'][0]}")
         run[key] = value
     if mode == "stream":
-        run.setdefault("record_length", int(info.n_samples))
+        run.setdefault("record_length", info["record_length"])
         run["pretrigger"] = int(run["record_length"]) // 4
     if run.get("noise_ljh"):
         try:
-            noise = open_ljh_run(run["noise_ljh"])
+            noise = files.noise_settings
         except InputError as exc:
             raise ConfigError(f"config: run {name!r}: {exc}") from None
         if len(run["noise_ljh"]) != len(run["ljh"]):
             raise ConfigError(f"config: run {name!r}: {len(run['noise_ljh'])} noise_ljh files for "
                               f"{len(run['ljh'])} ljh files (one per channel)")
-        if noise.n_samples != run["record_length"] or noise.sample_frequency != info.sample_frequency:
-            raise ConfigError(f"config: run {name!r}: noise records of {run['noise_ljh'][0]} ({noise.n_samples} "
-                              f"samples at {noise.sample_frequency:g} Hz) differ from the run's "
-                              f"({run['record_length']} samples at {info.sample_frequency:g} Hz)")
+        if (noise["record_length"] != run["record_length"]
+                or noise["sample_frequency"] != info["sample_frequency"]):
+            raise ConfigError(f"config: run {name!r}: noise records of {run['noise_ljh'][0]} "
+                              f"({noise['record_length']} samples at {noise['sample_frequency']:g} Hz) differ from "
+                              f"the run's ({run['record_length']} samples at {info['sample_frequency']:g} Hz)")
 
 
-def _channel_names(name: str, run: dict) -> list[str]:
+def _channel_names(name: str, run: dict, files: RunFiles) -> list[str]:
     """The run's channel names (default ch0, ch1, ...), one per channel of its data source."""
-    if "csmpl" in run:
-        n = len(run["csmpl"])
-    elif "ljh" in run:
-        n = len(run["ljh"])
-    elif "rdt" in run:
-        from .io.cresst import open_rdt
-
-        n = open_rdt(run["rdt"], run["par"]).n_channels
-    else:
+    n = files.n_channels
+    if n is None:
         n = len(run["simulate"].get("channels", [])) or 2
     names = run.get("channels") or [f"ch{i}" for i in range(n)]
     if len(set(names)) != len(names):

@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import InputError
-from .sources import TestPulses
+from .base import TestPulses
 
 BYTES_PER_SAMPLE = 2
 

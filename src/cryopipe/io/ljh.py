@@ -35,6 +35,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import InputError
+from .base import TestPulses
 from .csmpl import volts_per_adc
 
 END_OF_HEADER = b"#End of Header"
@@ -310,13 +311,7 @@ class LjhStream:
     run: LjhRun
     volts_per_adc: float
     start_time: float = 0.0
-    test_pulses: object = None
-
-    def __post_init__(self):
-        if self.test_pulses is None:
-            from .sources import TestPulses
-
-            self.test_pulses = TestPulses()
+    test_pulses: TestPulses = field(default_factory=TestPulses)
 
     @property
     def sample_frequency(self) -> float:

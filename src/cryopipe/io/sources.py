@@ -20,57 +20,16 @@ config keys `format` ("csmpl" or "rdt"), the file paths, `sample_frequency`, `re
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 
 from ..errors import InputError
+from .base import Stream, TestPulses
 
 STREAM_FORMATS = ("csmpl",)
 RECORD_FORMATS = ("rdt", "ljh")
-
-
-@dataclass(frozen=True)
-class TestPulses:
-    """Test and control pulses injected by the DAQ into a stream.
-
-    samples : stream index of each pulse's trigger position (int64)
-    tpa : test-pulse amplitude (V of the DAQ's pulser; control pulses have the largest)
-    """
-
-    samples: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    tpa: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-
-class Stream(Protocol):
-    """What the trigger and records stages need of a continuous stream (volts, polarity applied)."""
-
-    sample_frequency: float  # Hz
-    n_samples: int  # per channel
-    start_time: float  # s since the Unix epoch (0 when unknown)
-    test_pulses: TestPulses
-
-    @property
-    def n_channels(self) -> int: ...
-
-    @property
-    def duration(self) -> float: ...
-
-    def read(self, start: int, stop: int, channels: Sequence[int] | None = None) -> np.ndarray: ...
-
-    def read_records(self, starts: np.ndarray, length: int, channels: Sequence[int] | None = None,
-                     batch: int = 1024) -> Iterator[tuple[slice, np.ndarray]]: ...
-
-    def iter_chunks(self, chunk_size: int, before: int = 0, after: int = 0, start: int = 0,
-                    stop: int | None = None, channels: Sequence[int] | None = None
-                    ) -> Iterator[tuple[int, int, np.ndarray]]: ...
-
-    def release_pages(self, channel: int, start: int, stop: int) -> None: ...
 
 
 def source_format(spec: dict) -> str:
@@ -142,6 +101,99 @@ def stream_length(spec: dict) -> int:
         return read_ljh(first).n_records * read_ljh(first).n_samples if first.is_file() else 0
     first = Path(spec["csmpl"][0])
     return first.stat().st_size // 2 if first.is_file() else 0
+
+
+class RunFiles:
+    """What a run's raw files say of its settings, read from headers only (no trace), each file
+    once and only when asked, so that `cryopipe.config` checks the user's keys without knowing a
+    format. Every attribute raises InputError naming the file when it cannot be read.
+
+    Attributes
+    ----------
+    header_settings : dict
+        What the data files' own headers fix (LJH): ``sample_frequency`` (Hz), ``record_length``
+        and ``pretrigger`` (samples), ``polarity`` (+1/-1, only where the header states it);
+        empty for data files without a header (csmpl, rdt).
+    parameter_settings : dict
+        What the run's parameter file fixes (CRESST par): ``sample_frequency`` (Hz) and
+        ``record_length`` (samples); empty without one.
+    continuous : bool
+        Every record starts where the previous one ended (the files can be read as a stream).
+    n_records : int
+        Records per channel of a records file with a header (LJH), else 0.
+    gaps : str
+        Where the records are not back to back, for messages ("" when continuous).
+    noise_settings : dict | None
+        ``sample_frequency`` (Hz) and ``record_length`` (samples) of the run's separate noise
+        records; None without them.
+    n_channels : int | None
+        Channels of the data source; None for a run without data files (simulated).
+    """
+
+    def __init__(self, run: dict):
+        self._run = run
+
+    @cached_property
+    def _header(self):
+        from .ljh import open_ljh_run
+
+        return open_ljh_run(self._run["ljh"]) if self._run.get("ljh") else None
+
+    @cached_property
+    def header_settings(self) -> dict:
+        info = self._header
+        if info is None:
+            return {}
+        out = {"sample_frequency": float(info.sample_frequency), "record_length": int(info.n_samples),
+               "pretrigger": int(info.pretrigger)}
+        if info.polarity is not None:
+            out["polarity"] = int(info.polarity)
+        return out
+
+    @cached_property
+    def parameter_settings(self) -> dict:
+        if not self._run.get("par"):
+            return {}
+        par = _cresst().read_par(self._run["par"])
+        return {"sample_frequency": float(par.sample_frequency), "record_length": int(par.record_length)}
+
+    @property
+    def continuous(self) -> bool:
+        return bool(self._header is not None and self._header.back_to_back)
+
+    @property
+    def n_records(self) -> int:
+        return int(self._header.n_records) if self._header is not None else 0
+
+    @property
+    def gaps(self) -> str:
+        return self._header.describe_gaps() if self._header is not None and not self.continuous else ""
+
+    @cached_property
+    def noise_settings(self) -> dict | None:
+        if not self._run.get("noise_ljh"):
+            return None
+        from .ljh import open_ljh_run
+
+        noise = open_ljh_run(self._run["noise_ljh"])
+        return {"sample_frequency": float(noise.sample_frequency), "record_length": int(noise.n_samples)}
+
+    @cached_property
+    def n_channels(self) -> int | None:
+        for key in ("csmpl", "ljh"):
+            if key in self._run:
+                return len(self._run[key])
+        if "rdt" in self._run:
+            return _cresst().open_rdt(self._run["rdt"], self._run["par"]).n_channels
+        return None
+
+
+def describe_run_files(run: dict) -> RunFiles:
+    """The settings a run's raw files fix (`RunFiles`), read lazily from their headers.
+
+    `run` holds the run's config keys: the file paths (csmpl, par, rdt, ljh, noise_ljh).
+    """
+    return RunFiles(run)
 
 
 def _stamped_test_pulses(spec: dict, n_samples: int) -> TestPulses:
