@@ -101,6 +101,21 @@ def test_par_file_gives_sample_frequency_and_record_length_and_conflicts_are_err
         resolved(cfg)
 
 
+def test_run_files_are_read_lazily_through_io(tmp_path):
+    """config knows no format: `describe_run_files` reads a header file only when a setting needs it."""
+    from cryopipe.errors import InputError
+    from cryopipe.io.sources import describe_run_files
+
+    files = describe_run_files({"csmpl": ["a", "b"], "par": str(tmp_path / "missing.par")})
+    assert files.n_channels == 2 and files.header_settings == {} and files.noise_settings is None
+    with pytest.raises(InputError, match="missing.par"):
+        files.parameter_settings
+    write_par(tmp_path / "r.par", start_time=1.6e9, record_length=8192, sample_frequency=50_000.0)
+    files = describe_run_files({"csmpl": ["a"], "par": str(tmp_path / "r.par")})
+    assert files.parameter_settings == {"sample_frequency": 50_000.0, "record_length": 8192}
+    assert describe_run_files({"simulate": {}}).n_channels is None
+
+
 def test_sample_frequency_is_required_without_par(tmp_path):
     cfg = user_run(tmp_path)
     del cfg["runs"]["mine"]["sample_frequency"]

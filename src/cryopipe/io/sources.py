@@ -15,7 +15,9 @@ Two shapes of raw data exist:
 The source spec is a plain dict made by the workflow (`rules/common.smk`, `source_spec`): the run's
 config keys `format` ("csmpl" or "rdt"), the file paths, `sample_frequency`, `record_length`,
 `channels`, `polarity`, `adc_bits`, `adc_range` (LJH: `ljh`, `noise_ljh`, `ljh_mode`,
-`pretrigger`). Nothing above this module knows the file format.
+`pretrigger`). Nothing above this module knows the file format: the stream interface (`Stream`,
+`TestPulses`) lives in `cryopipe.io.base`, and `describe_run_files` tells `cryopipe.config` what a
+run's files fix of its settings (sample frequency, record length, ...).
 """
 from __future__ import annotations
 
