@@ -101,7 +101,7 @@ def generic_kernel(record_length: int) -> tuple[np.ndarray, int]:
     return matched_kernel(t[lo:hi], onset - lo)
 
 
-def characterized_kernel(characterization, channel: str) -> tuple[tuple[np.ndarray, int], float, tuple]:
+def characterized_kernel(characterization, *, channel: str) -> tuple[tuple[np.ndarray, int], float, tuple]:
     """The final pass's trigger of `channel` from its characterization (a "characterization" Dataset).
 
     Returns the channel's optimum filter as kernel ((N,) float64, anchor in samples:

@@ -577,7 +577,7 @@ def _pulser_kinds(tpa: np.ndarray) -> np.ndarray:
     return np.asarray(record_kind_from_tpa(tpa), dtype="U12") if tpa.size else np.zeros(0, "U12")
 
 
-def side_lobe_envelopes(kernel, anchor: int, template: tuple) -> tuple:
+def side_lobe_envelopes(kernel, *, anchor: int, template: tuple) -> tuple:
     """Side-lobe envelopes (plain, saturated) of the filter response to `template` (shape, onset
     sample[, shape of the saturated responses]): :func:`side_lobe_envelope` of the plain pulse
     (no clipped levels) and of its clipped versions."""
@@ -586,7 +586,7 @@ def side_lobe_envelopes(kernel, anchor: int, template: tuple) -> tuple:
             side_lobe_envelope(kernel, anchor, template[0], template[1], saturated_template=sat_template))
 
 
-def scan_segment(stream, channel: int, kernel, anchor: int, *, threshold: float, holdoff: int, chunk_size: int,
+def scan_segment(stream, *, channel: int, kernel, anchor: int, threshold: float, holdoff: int, chunk_size: int,
                  segment: tuple[int, int], sampling: dict | None = None, envelope=None):
     """Triggers of the samples [a, b) = `segment` of one channel.
 
@@ -611,7 +611,8 @@ def scan_segment(stream, channel: int, kernel, anchor: int, *, threshold: float,
     for piece in pieces:
         if sampling and n_found >= int(sampling["min_triggers"]) and n_scanned >= int(sampling["min_samples"]):
             break
-        found.append(scan_stretch(stream, channel, kernel, anchor, threshold, holdoff, chunk_size, piece, envelope))
+        found.append(scan_stretch(stream, channel=channel, kernel=kernel, anchor=anchor, threshold=threshold,
+                                  holdoff=holdoff, chunk_size=chunk_size, stretch=piece, envelope=envelope))
         scanned.append(list(piece))
         n_found += len(found[-1][0])
         n_scanned += piece[1] - piece[0]
@@ -622,8 +623,9 @@ def scan_segment(stream, channel: int, kernel, anchor: int, *, threshold: float,
     return samples, amplitudes, rejected, merge_intervals([scanned[i] for i in order])
 
 
-def scan_stretch(stream, channel, kernel, anchor, threshold, holdoff, chunk_size, piece, envelope=None):
-    """Triggers (samples, amplitudes) in [a, b) = `piece` and the candidates there not taken (rejected
+def scan_stretch(stream, *, channel: int, kernel, anchor: int, threshold: float, holdoff: int, chunk_size: int,
+                 stretch: tuple[int, int], envelope=None):
+    """Triggers (samples, amplitudes) in [a, b) = `stretch` and the candidates there not taken (rejected
     samples: side lobes, within a hold-off; noise records avoid them too), from the candidates of
     [a - 5 R, b + 5 R) (R: the larger of the hold-off and the side-lobe reach) on the unsplit run's
     chunk grid, so the float32 filter values are bit-identical to an unsplit scan. `envelope`:
@@ -631,7 +633,7 @@ def scan_stretch(stream, channel, kernel, anchor, threshold, holdoff, chunk_size
     (:func:`saturated_candidates`)."""
     from cryopipe.trigger.filters import OverlapSave
 
-    a, b = piece
+    a, b = stretch
     reach = holdoff
     if envelope is not None:
         reach = max(reach, -envelope[0][0], envelope[0][0] + len(envelope[0][1]))
@@ -664,7 +666,7 @@ def near_any(samples: np.ndarray, others: np.ndarray, distance: int) -> np.ndarr
     return np.minimum(left, right) < distance
 
 
-def sample_particles(samples: np.ndarray, fired: np.ndarray, amps: np.ndarray, limit, seed: int):
+def sample_particles(samples: np.ndarray, fired: np.ndarray, amps: np.ndarray, *, limit, seed: int):
     """At most `limit` of the particle triggers (samples, firing channel, (channel, trigger)
     amplitudes), drawn at random without replacement and kept in time order; all when `limit` is None."""
     if limit is None or len(samples) <= int(limit):

@@ -94,7 +94,7 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
         n_rec = int(stream_cfg["record_length"])
         template = (generic_template(n_rec), int(n_rec * 0.25))
     # side lobes of a plain and of a saturated (clipped) pulse
-    envelope = side_lobe_envelopes(k, anchor, template) if template is not None else None
+    envelope = side_lobe_envelopes(k, anchor=anchor, template=template) if template is not None else None
     noise = noise_estimate(stream, channel, k, anchor, polarity=1)   # logs implausible situations
     sigma = noise.sigma
     if threshold is None:
@@ -102,8 +102,8 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
     holdoff = holdoff_samples(stream_cfg, trigger_cfg)
     a, b = segment if segment is not None else (0, stream.n_samples)
     samples, amplitudes, rejected, scanned = scan_segment(
-        stream, channel, k, anchor, threshold=threshold, holdoff=holdoff, chunk_size=int(trigger_cfg["chunk_size"]),
-        segment=(a, b), sampling=sampling, envelope=envelope)
+        stream, channel=channel, kernel=k, anchor=anchor, threshold=threshold, holdoff=holdoff,
+        chunk_size=int(trigger_cfg["chunk_size"]), segment=(a, b), sampling=sampling, envelope=envelope)
     params = {"trigger": trigger_cfg, "stream": stream_cfg, "kernel_length": len(k), "kernel_anchor": anchor,
               "sampling": sampling}
     attrs = provenance("triggers", params, list(inputs), sample_frequency=stream.sample_frequency,
@@ -170,8 +170,8 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
     noise = np.sort(noise_trigger_samples(int(trigger_cfg["noise_records"]), occupied,
                                           stream.n_samples, n_rec, rng, scanned=scanned))
     n_triggered = len(samples)
-    samples, fired, amps = sample_particles(samples, fired, amps, trigger_cfg.get("max_particle_records"),
-                                             int(trigger_cfg["seed"]))
+    samples, fired, amps = sample_particles(samples, fired, amps, limit=trigger_cfg.get("max_particle_records"),
+                                            seed=int(trigger_cfg["seed"]))
     n_pulser = len(pulser)
     if not trigger_cfg.get("pulser_records", True):
         pulser = TestPulses(pulser.samples[:0], pulser.tpa[:0])
@@ -224,7 +224,8 @@ def run_trigger_segment(*, stream: dict, trigger: dict, sampling: dict | None, c
     if characterization:
         from cryopipe.trigger.filters import characterized_kernel
 
-        kernel, threshold, template = characterized_kernel(load_store(characterization, "characterization"), channel)
+        char = load_store(characterization, "characterization")
+        kernel, threshold, template = characterized_kernel(char, channel=channel)
     ds = trigger_one_channel(source, stream["channels"].index(channel), stream, trigger, kernel=kernel,
                              threshold=threshold, segment=(a, b), inputs=stream_files(stream), sampling=sampling,
                              template=template)
