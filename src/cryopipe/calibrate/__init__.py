@@ -1,1 +1,3 @@
-"""calibrate: see the modules; `stage` holds what the workflow rules read, call and write."""
+"""calibrate: `lines` (line fit, amplitude -> energy), `energy` (the energy and light-yield features),
+`line_stats`, `figures` (the calibration figures' data), `stage` (what the workflow rules read, call
+and write)."""

@@ -1,1 +1,2 @@
-"""cuts: see the modules; `stage` holds what the workflow rules read, call and write."""
+"""cuts: `language` (the cut language, the default cuts, applying them), `stage` (what the labels
+rule reads, calls and writes)."""

@@ -1,1 +1,2 @@
-"""efficiency: see the modules; `stage` holds what the workflow rules read, call and write."""
+"""efficiency: `injection` (pulses injected onto noise, trigger/cut efficiency curves and their fits),
+`stage` (what the workflow rules read, call and write)."""

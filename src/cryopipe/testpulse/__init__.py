@@ -1,1 +1,3 @@
-"""testpulse: see the modules; `stage` holds what the workflow rules read, call and write."""
+"""testpulse: `response` (band, stability, pulser model: the maths), `channel` (one channel of a run:
+template, amplitudes, calibration; the figures' data), `stage` (what the workflow rules read, call
+and write)."""
