@@ -302,7 +302,7 @@ def test_exp_sum_peak_matches_dense_grid():
 def test_bad_inputs_raise():
     with pytest.raises(InputError, match="unknown event classes"):
         simulate_detector_records({"glitch": 3}, SEV, NPS, FS, np.random.default_rng(0))
-    with pytest.raises(InputError, match="nps"):
+    with pytest.raises(InputError, match="noise power spectrum has shape"):
         simulate_detector_records({"noise": 3}, SEV, NPS[:-1], FS, np.random.default_rng(0))
     with pytest.raises(InputError, match="accepted"):
         simulate_detector_records({"noise": 3}, SEV, NPS, FS, np.random.default_rng(0), accepted={"glitch"})
