@@ -105,7 +105,6 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 # simulate/); this list may only shrink.
 KNOWN_CYCLES = (
     {"cryopipe.cleaning.evaluate", "cryopipe.cleaning.evaluate_cli", "cryopipe.cleaning.protocol"},
-    {"cryopipe.simulate.classes", "cryopipe.simulate.records"},
 )
 
 

@@ -11,6 +11,7 @@ import scipy.fft
 from cryopipe.errors import InputError
 from cryopipe.signal.pulses import pulse_template
 from cryopipe.simulate import records as R
+from cryopipe.simulate.saturation import saturation_curve
 from cryopipe.simulate.classes import (
     CARRIER_MIN_DECAY_BINS, KIND_EXP, KIND_TABLE, MAX_ACCEPTED_SHIFT, ONSET_GAP, PILEUP_MIN_RISES, PILEUP_MIN_SNR,
     TAIL_MAX_END_FRACTION, WIDE_OPTIONS, ClassOptions, ModelShape, TableShape, build_plan)
@@ -150,8 +151,8 @@ def test_pile_up_pulses_are_high_and_separated(name):
         x = np.sum(heights * pulse(at[:, None] - ons), axis=1) - heights[:, j] * pulse(t_peak[:, None])[:, 0]
         sat = np.isfinite(ceiling) & (ceiling > 0)
         vis = heights[:, j].copy()
-        vis[sat] = (R.saturation_curve(x[sat] + heights[sat, j], ceiling[sat], nu[sat])
-                    - R.saturation_curve(x[sat], ceiling[sat], nu[sat]))
+        vis[sat] = (saturation_curve(x[sat] + heights[sat, j], ceiling[sat], nu[sat])
+                    - saturation_curve(x[sat], ceiling[sat], nu[sat]))
         lowest = np.where(inside[:, j], np.minimum(lowest, vis), lowest)
     assert np.all(lowest >= PILEUP_MIN_SNR * 0.95), np.sort(lowest)[:5]
 

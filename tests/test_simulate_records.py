@@ -12,7 +12,8 @@ from cryopipe.signal.optimum_filter import expected_resolutions
 from cryopipe.signal.spectra import periodogram_psd
 from cryopipe.simulate.noise import psd_model
 from cryopipe.signal.pulses import proebst_pulse, pulse_template
-from cryopipe.simulate.records import (DEFAULT_ACCEPTED, EVENT_CLASSES, saturation_curve,
+from cryopipe.simulate.saturation import saturation_curve
+from cryopipe.simulate.records import (DEFAULT_ACCEPTED, EVENT_CLASSES,
                                        simulate_detector_records, simulate_universal_records)
 
 N, FS = 2048, 25000.0

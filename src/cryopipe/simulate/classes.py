@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from .saturation import saturation_curve
 
 MAX_PULSES = 5
 KIND_NONE, KIND_TABLE, KIND_EXP = 0, 1, 2
@@ -602,10 +603,8 @@ def pileup_visible_heights(plan: RecordPlan, idx, shape, ceiling=None, nu=None) 
 
     The rise that pulse j adds at its own peak time through the TES saturation curve: f(x + a_j) - f(x),
     x the other pulses there; ceiling (sigma_OF units, per record of the plan; None or inf: no
-    saturation) and nu as in `records.saturation_curve`.
+    saturation) and nu as in `saturation.saturation_curve`.
     """
-    from .records import saturation_curve
-
     idx = np.asarray(idx)
     rows, amps = plan.pulses[idx], plan.a_of[idx]
     used = np.arange(MAX_PULSES)[None, :] < plan.n_used[idx][:, None]

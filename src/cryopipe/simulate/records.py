@@ -56,6 +56,7 @@ from .classes import (
 from cryopipe.signal.optimum_filter import expected_resolutions
 from ..signal.spectra import positive_frequency_share
 from ..signal.robust import check_sev_nps
+from .saturation import saturation_curve
 
 EVENT_CLASSES: tuple[str, ...] = tuple(CLASS_BUILDERS)
 #: Classes labelled accepted (clean) by default, as in the seeds: a particle pulse at the trigger
@@ -68,23 +69,6 @@ BLOCK = 256  # records per noise block (fixes the random streams, independent of
 # ---------------------------------------------------------------------------------------------
 # public helpers
 # ---------------------------------------------------------------------------------------------
-
-def saturation_curve(x, ceiling, nu=1.0) -> np.ndarray:
-    """Generalised logistic TES saturation: f(0) = 0, f'(0) = 1, f(x) -> ceiling (V) as x -> inf.
-
-    f(x) = K (1 + exp(-B x))^(-1/nu) - K 2^(-1/nu), K = ceiling / (1 - 2^(-1/nu)),
-    B = nu 2^(1/nu + 1) / K; nu sets the asymmetry (floor at -ceiling / (2^(1/nu) - 1)).
-    """
-    k, b, g0 = _saturation_constants(np.asarray(ceiling, float), np.asarray(nu, float))
-    with np.errstate(over="ignore"):
-        return k * (1.0 + np.exp(-b * np.asarray(x, float))) ** (-1.0 / nu) - g0
-
-
-def _saturation_constants(ceiling, nu):
-    q = 2.0 ** (-1.0 / nu)
-    k = ceiling / (1.0 - q)
-    return k, nu * 2.0 ** (1.0 / nu + 1.0) / k, k * q
-
 
 def accepted_set(accepted) -> frozenset:
     """Class names labelled accepted, from a set of names or a mapping name -> bool."""

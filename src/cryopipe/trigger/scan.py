@@ -499,7 +499,7 @@ def records_dataset(stream, particle_samples, firing_channel, noise_samples, rec
     parameters, inputs : provenance of the store
     live_time : s
     threshold : V, per channel (a scalar applies to all)
-    pulser : `cryopipe.io.sources.TestPulses` (stream samples and TPA) of DAQ test and control pulses
+    pulser : `cryopipe.io.base.TestPulses` (stream samples and TPA) of DAQ test and control pulses
         to record, kinds "testpulse"/"controlpulse" by TPA (`cryopipe.io.cresst.record_kind_from_tpa`);
         windows leaving the stream are dropped. `tpa` is 0 for particle, -1 for noise records.
     """

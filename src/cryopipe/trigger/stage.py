@@ -13,7 +13,8 @@ from typing import Iterator
 import numpy as np
 import xarray as xr
 
-from cryopipe.io.sources import Stream, TestPulses, open_stream, stream_files
+from cryopipe.io.base import Stream, TestPulses
+from cryopipe.io.sources import open_stream, stream_files
 from cryopipe.io.stores import EVENT_CHUNK, load_store, provenance, write_store, write_store_batches
 from cryopipe.trigger.segments import merge_intervals, scanned_stretches
 
