@@ -45,7 +45,7 @@ def pulse_shape(n_samples: int) -> np.ndarray:
 
 
 def context(n_samples: int) -> ChannelContext:
-    """A characterised channel: the block's pulse shape as SEV, the white noise's NPS (V^2/Hz)."""
+    """A characterized channel: the block's pulse shape as SEV, the white noise's NPS (V^2/Hz)."""
     nps = np.full(n_samples // 2 + 1, 2 * NOISE_RMS ** 2 / FS)
     nps[0] /= 2
     nps[-1] /= 2

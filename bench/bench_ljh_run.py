@@ -1,4 +1,4 @@
-"""Wall time of a record-based LJH run through the workflow: records -> characterisation ->
+"""Wall time of a record-based LJH run through the workflow: records -> characterization ->
 features -> labels.zarr and the cleaning predictions, in a fresh directory (nothing cached but
 numba's compiled kernels, as for a user's second run).
 

@@ -6,7 +6,7 @@ start included in every wall time).
                                    [--repeat N] [--default-job] [--workdir /tmp/cryopipe_bench] [--keep]
 
 Prints, in one run:
-- scaling: for each stream length, the default two-pass analysis (characterisation, optimum-filter
+- scaling: for each stream length, the default two-pass analysis (characterization, optimum-filter
   trigger, features with calibration, labels) of a `--channels`-channel module to features.zarr
   and labels.zarr: wall time, channel-hours per wall-minute, the fit wall = a + b * hours (growth
   must be linear with a small constant a), per-stage times (summed over the stage's jobs; `jobs`

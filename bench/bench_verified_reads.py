@@ -10,7 +10,7 @@ temporary directory, then prints, best of `--repeat`:
   (`verified_zarr_store` replaced by the plain path; everything else the same);
 - a gather-like job: the store read (checked) and written again (`write_store`), the least work a
   stage does with what it reads;
-- the features job on the store (`features_dataset` with the default families, characterised),
+- the features job on the store (`features_dataset` with the default families, characterized),
   the way the features rule reads it (through `open_store`);
 and the added cost as a percentage of the read and of the features job (target: below 5 %).
 """

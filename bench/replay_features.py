@@ -9,7 +9,7 @@ features (features/<ch>.zarr), calibration (calibration/<ch>.zarr), efficiency
 in the workflow's canonical order), writes them under OUT_DIR and prints, per store, identical or
 how it differs (`compare_stores.differences`, provenance attrs ignored). The configuration of each
 stage is read from the original stores' ``parameters`` attrs. Upstream stages (trigger,
-characterisation) are not rerun: a refactor of the feature code is checked in isolation.
+characterization) are not rerun: a refactor of the feature code is checked in isolation.
 """
 from __future__ import annotations
 

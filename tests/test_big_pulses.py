@@ -54,7 +54,7 @@ def run(tmp_path_factory):
     stream = open_stream(spec)
     stream_cfg = dict(record_length=N, channels=CHANNELS)
     trigger_cfg = dict(threshold_sigma=5.0, holdoff=None, chunk_size=2**20, noise_records=300, seed=0)
-    # pass 1: generic kernel; characterisation from its records
+    # pass 1: generic kernel; characterization from its records
     pass1 = [trigger_one_channel(stream, c, stream_cfg, trigger_cfg) for c in range(2)]
     first, rest, _ = record_batches(stream, pass1, stream_cfg, {**trigger_cfg, "pulser_records": False})
     records1 = xr.concat([first, *rest], dim="event")

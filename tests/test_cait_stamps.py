@@ -103,7 +103,7 @@ def test_only_stamps_above_0_0001_v_are_pulser_pulses(tmp_path):
 def test_particle_pulses_at_particle_stamps_get_their_records_and_a_standard_event(tmp_path, caplog):
     """The TPA 0 stamps mark particle pulses: each gets a particle record at its onset, no particle
     trigger is dropped as a test pulse, the pulser records are exactly the TPA > 0.0001 stamps, and
-    the characterisation finds its clean pulses (before: every particle trigger was dropped next to
+    the characterization finds its clean pulses (before: every particle trigger was dropped next to
     a "test pulse" of TPA 0 and the run failed with "0 clean pulses")."""
     spec, tpa, pulse_at = cait_files(tmp_path)
     with caplog.at_level(logging.INFO, logger="cryopipe"):

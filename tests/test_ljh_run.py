@@ -1,5 +1,5 @@
 """LJH runs: config from the headers, records read like rdt with the trigger at Presamples, and the
-characterisation and features on records whose trigger is not at N/4 (ground truth: pulses of known
+characterization and features on records whose trigger is not at N/4 (ground truth: pulses of known
 height written at a known onset by the independent writer of ljh_util)."""
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def spec_of(run: dict) -> dict:
 
 def characterised_ljh_run(tmp_path, n, pre, fs, counts, seeds):
     """An LJH pulse file and noise file (independent writer) read as one record run and
-    characterised: (records Dataset, characterisation, true pulse heights)."""
+    characterized: (records Dataset, characterization, true pulse heights)."""
     from cryopipe.characterize.stage import characterize_channel
 
     p, heights, _ = write_pulse_ljh(tmp_path / "a.ljh", n_records=counts[0], n=n, presamples=pre, fs=fs,

@@ -1,7 +1,7 @@
 """The chain on measured NIST TES data (/work/shared/data/real/nist_mass, MIT licence).
 
 regress_chan1.ljh (x-ray pulses) + regress_noise_chan1.ljh (noise records) go through the records
-reader, the characterisation and the features; the two back-to-back noise files of 2023-06-26
+reader, the characterization and the features; the two back-to-back noise files of 2023-06-26
 are triggered as streams. regress_chan3.ljh is evaluation data and is never read here.
 The figures are printed by bench/nist_ljh_checks.py (the report quotes them).
 """

@@ -117,7 +117,7 @@ def test_tiny_workflow_through_slurm_equals_the_local_run(tmp_path, slurm_node):
         work = tmp_path / name
         work.mkdir()
         runs[name] = work, write_config(work / "tiny.yaml", cfg)
-    targets = ("all",)  # the whole default DAG: two trigger passes, characterisation, labels, figures
+    targets = ("all",)  # the whole default DAG: two trigger passes, characterization, labels, figures
     slurm_args = ("--executor", "slurm", "--workflow-profile", str(ci_profile(tmp_path)), *targets)
     # the local run uses the host's cores while the SLURM jobs mostly wait for status polls
     with ThreadPoolExecutor(2) as pool:
@@ -133,7 +133,7 @@ def test_tiny_workflow_through_slurm_equals_the_local_run(tmp_path, slurm_node):
     groups, components = profile_groups(yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text()))
     expected = expected_submissions(counts, groups, components)
     # the one-minute module: the stream simulation, a bundle of trigger segments per pass, the
-    # first pass's records with the characterisation, and the rest of the analysis
+    # first pass's records with the characterization, and the rest of the analysis
     assert expected == {"simulate_stream": 1, "trigger_pass1": 1, "pass1": 1, "trigger": 1, "analysis": 1}, expected
     names = sorted(set(groups.values()) | set(counts), key=len, reverse=True)  # "trigger_pass1" before "trigger"
     got: dict[str, int] = {}
@@ -215,7 +215,7 @@ def test_slurm_profile_gives_a_train_rule_one_gpu(tmp_path):
 def test_slurm_profile_groups_a_long_run_into_few_jobs(tmp_path):
     """A simulated two-channel 24-h run (48 one-hour trigger segments per pass) plans, with
     profiles/slurm, 11 sbatch jobs (of 126 jobs): the simulation, 4 bundles of 12 segments per
-    pass, the first pass's records with the characterisation, and the rest of the analysis."""
+    pass, the first pass's records with the characterization, and the rest of the analysis."""
     cfg = tiny_config(Path("results"), duration=86400.0)
     cfg["cleaning"] = {"enabled": False}
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),

@@ -160,7 +160,7 @@ def test_rerun_after_config_change_redoes_exactly_the_rules_that_use_it(tiny_run
         "efficiency_channel", "efficiency", "plot_efficiency", "all"}
     # the cleaning cutoff: the decisions (predictions, evaluation) only, never a retraining
     assert plan("cutoff", lambda c: c["cleaning"].update(cutoff=0.6)) == {"predict", "evaluate", "cleaning_report", "all"}
-    # the final-pass threshold: characterisation and everything after, not the first pass
+    # the final-pass threshold: characterization and everything after, not the first pass
     final = plan("final", lambda c: c["characterize"].update(threshold_resolution=6.0))
     assert CHARACTERIZE | FINAL <= final and not (PASS1 | {"simulate_stream"}) & final
     # the first-pass threshold: both passes, not the simulation
@@ -173,7 +173,7 @@ def test_html_report_collects_the_figures_by_stage(tiny_run):
     work, cfg_path = tiny_run
     snakemake(work, cfg_path, "--report", str(work / "report.html"))
     html = (work / "report.html").read_text(errors="replace")
-    for category in ("Characterisation", "Calibration", "Efficiency", "Cleaning"):
+    for category in ("Characterization", "Calibration", "Efficiency", "Cleaning"):
         assert category in html
     for name in ("sev_phonon.png", "nps.png", "spectrum_light.png", "efficiency_phonon.png", "loss_cnn.png", "pca.png",
                  "energy_dependence_phonon.png"):

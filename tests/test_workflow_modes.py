@@ -44,7 +44,7 @@ def test_dry_run_one_pass(tmp_path):
     rules = plan(tmp_path, cfg)
     # one trigger pass (the generic kernel) straight into the final records
     assert {"simulate_stream", "trigger_segment", "records", "features_channel", "features"} <= set(rules)
-    # no characterisation, hence no second pass, calibration, efficiency, cuts or cleaning
+    # no characterization, hence no second pass, calibration, efficiency, cuts or cleaning
     for absent in ("trigger_segment_pass1", "records_pass1", "characterize_channel", "characterize",
                    "calibrate", "efficiency", "labels", "predict", "train"):
         assert absent not in rules, absent
@@ -95,7 +95,7 @@ def load(path, kind):
 @pytest.mark.slow
 def test_negative_polarity_without_calibration_line_reproduces_the_run(run, tmp_path):
     """The session run's stream, negated, analysed with polarity -1, no calibration line and one
-    trigger job per channel: the same records, characterisation and features as the run itself
+    trigger job per channel: the same records, characterization and features as the run itself
     (which has a line and three trigger segments), and no energy."""
     files = []
     for name in CHANNELS:

@@ -11,7 +11,7 @@ SNAKEFILE = REPO / "Snakefile"
 
 def tiny_config(results: Path, duration: float = 60.0, seed: int = 3) -> dict:
     """The default simulated module, shortened: 4096-sample records, a busy one-minute stream
-    (enough clean pulses and noise records to characterise both channels)."""
+    (enough clean pulses and noise records to characterize both channels)."""
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     run = cfg["runs"]["sim"]
     run["record_length"] = 4096

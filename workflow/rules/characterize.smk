@@ -1,4 +1,4 @@
-# Detector characterisation from the first-pass records (a records file's own records): one job per channel (NPS, SEV and its
+# Detector characterization from the first-pass records (a records file's own records): one job per channel (NPS, SEV and its
 # pulse-model fit, optimum filter, resolution, second-pass threshold), gathered per run.
 
 

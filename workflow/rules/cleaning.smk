@@ -1,4 +1,4 @@
-# Deep-learning data cleaning: labelled records simulated from each run's own characterisation
+# Deep-learning data cleaning: labelled records simulated from each run's own characterization
 # (every event class), a small network trained on them, predictions of every configured model on
 # the run's records, and an evaluation on a held-out simulated set. "universal" is the model
 # shipped with cryopipe (trained on cryopipe's universal simulation only).

@@ -27,7 +27,7 @@ def characterization_input(wildcards):
 
 
 def characterized(run):
-    """True when the run gets the two-pass analysis (characterisation, optimum filter)."""
+    """True when the run gets the two-pass analysis (characterization, optimum filter)."""
     return bool(RUNS[run]["characterize"]["enabled"])
 
 
@@ -176,7 +176,7 @@ def first_pass_scan(run, pass_name):
 
 
 def first_pass_sampling(run, pass_name):
-    """Record cutting of the first pass, which only feeds the characterisation: at most
+    """Record cutting of the first pass, which only feeds the characterization: at most
     characterize.max_pulses particle records (it reads no more), no test-pulse records."""
     if pass_name != "pass1":
         return {}
@@ -184,7 +184,7 @@ def first_pass_sampling(run, pass_name):
 
 
 def first_pass_records(wildcards):
-    """Records the characterisation is built from: the first trigger pass of a stream, or the
+    """Records the characterization is built from: the first trigger pass of a stream, or the
     records of a records file."""
     prefix = "pass1/" if is_stream(wildcards.run) else ""
     return f"{RESULTS}/{wildcards.run}/{prefix}records.zarr"
@@ -283,7 +283,7 @@ def efficiency_enabled(run):
 
 
 def report_figures(run):
-    """The figures of a run (characterisation, spectra, efficiency) under results/report/<run>/."""
+    """The figures of a run (characterization, spectra, efficiency) under results/report/<run>/."""
     out = [f"{RESULTS}/report/{run}/nps.png", f"{RESULTS}/report/{run}/filter_transfer.png"]
     for ch in channel_names(run):
         out += [f"{RESULTS}/report/{run}/sev_{ch}.png", f"{RESULTS}/report/{run}/spectrum_{ch}.png",

@@ -1,5 +1,5 @@
 # Per-event features of the final records: one job per channel (scatter), then one gather job per
-# run. Every feature family of cryopipe.features runs (those needing the characterisation only with
+# run. Every feature family of cryopipe.features runs (those needing the characterization only with
 # it), then the user's plug-ins (features.plugins); the gather adds the energy with a calibration.
 
 

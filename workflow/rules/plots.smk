@@ -6,7 +6,7 @@ rule plot_characterization:
         f"{RESULTS}/{{run}}/characterization.zarr",
     output:
         sev=report(f"{RESULTS}/report/{{run}}/sev_{{channel}}.png", caption="../report/sev.rst",
-                   category="Characterisation", subcategory="{run}"),
+                   category="Characterization", subcategory="{run}"),
     params:
         code=script_code("plot_sev.py"),
     log:
@@ -26,9 +26,9 @@ rule plot_noise:
         f"{RESULTS}/{{run}}/characterization.zarr",
     output:
         nps=report(f"{RESULTS}/report/{{run}}/nps.png", caption="../report/nps.rst",
-                   category="Characterisation", subcategory="{run}"),
+                   category="Characterization", subcategory="{run}"),
         transfer=report(f"{RESULTS}/report/{{run}}/filter_transfer.png", caption="../report/filter.rst",
-                        category="Characterisation", subcategory="{run}"),
+                        category="Characterization", subcategory="{run}"),
     params:
         code=script_code("plot_noise.py"),
     log:

@@ -1,7 +1,7 @@
 # Stream trigger, scattered over channels and time segments (one job each), gathered per channel;
 # then one job per run merges the channels' triggers, draws noise triggers and cuts the records.
 # Two passes (Cait's workflow): pass 1 with the generic pulse kernel at threshold_sigma robust sigmas
-# (results/<run>/pass1/; it cuts only what the characterisation reads: the noise records and at
+# (results/<run>/pass1/; it cuts only what the characterization reads: the noise records and at
 # most characterize.max_pulses particle records drawn over the whole run), the final pass with each
 # channel's optimum filter at characterize.threshold_resolution times its resolution (results/<run>/). With characterize.enabled
 # false, the final pass uses the pass-1 trigger. Runs of hardware-triggered records (CRESST rdt) are

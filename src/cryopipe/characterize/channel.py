@@ -1,4 +1,4 @@
-"""One channel's characterisation from its records: noise and pulse traces, NPS, SEV with its
+"""One channel's characterization from its records: noise and pulse traces, NPS, SEV with its
 pulse-model fit, optimum filter, resolution and second-pass threshold; and the optimum filter
 rebuilt from a characterization.
 
@@ -54,7 +54,7 @@ def no_pulses_hint(records: xr.Dataset, pulses: np.ndarray, pretrigger: int) -> 
 
 
 def characterize_records(records: xr.Dataset, *, cfg: dict, what: str) -> dict:
-    """Characterise one channel from its (first-pass) records.
+    """Characterize one channel from its (first-pass) records.
 
     NPS (V^2/Hz) from noise records (records of a run without any, e.g. LJH files without a noise
     file: from the pre-trigger regions of its records), SEV (1) from clean pulses with a

@@ -1,4 +1,4 @@
-"""The few per-record features the characterisation selects clean pulses by (`pulse_features`).
+"""The few per-record features the characterization selects clean pulses by (`pulse_features`).
 
 Not stored: heights and times of a lightly smoothed record, in samples, for the standard-event
 selection (`cryopipe.characterize.sev_nps.select_clean_pulses`) and the pulse-model fit's starting values.

@@ -1,4 +1,4 @@
-"""Detector characterisation: noise power spectrum (NPS), standard event (SEV), pulse-model fit.
+"""Detector characterization: noise power spectrum (NPS), standard event (SEV), pulse-model fit.
 
 Record conventions: (n, N) float records in V, trigger (pulse onset) at N/4 (or the records'
 pretrigger, where a function takes `trigger`/`onset`), baseline = mean of

@@ -1,4 +1,4 @@
-"""Characterisation stage: what the rules characterize_channel, characterize, plot_characterization
+"""Characterization stage: what the rules characterize_channel, characterize, plot_characterization
 and plot_noise read, call and write.
 
 The maths lives in `cryopipe.characterize.channel` (one channel from its records) and
@@ -55,7 +55,7 @@ def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Datase
 
 
 def run_characterize_channel(*, records: str, output: str, channel: str, run: str, params: dict, log) -> None:
-    """Rule characterize_channel: characterise `channel` of the records store `records`, write the
+    """Rule characterize_channel: characterize `channel` of the records store `records`, write the
     one-channel characterization store `output`."""
     ds = characterize_channel(open_store(records, "records").sel(channel=[channel]), params,
                               what=f"run {run}, channel {channel}")

@@ -1,4 +1,4 @@
-"""Cleaning stage: labelled records simulated from a run's characterisation; training on them.
+"""Cleaning stage: labelled records simulated from a run's characterization; training on them.
 
 What each rule reads, calls and writes (simulate_records, train, predict, evaluate,
 cleaning_report): plain config dicts and store paths in; no Snakemake here.
@@ -13,7 +13,7 @@ from cryopipe.io.stores import provenance
 
 def simulate_run_records(characterization: xr.Dataset, n_per_class: int, seed: int,
                          snr_range=(3.0, 1000.0)) -> xr.Dataset:
-    """Labelled records of every event class for each channel of a characterised run (its SEV and
+    """Labelled records of every event class for each channel of a characterized run (its SEV and
     NPS), concatenated along ``event`` ("simset" store content; channel dim 'detector').
 
     The simulator puts the trigger at N/4. Where the run's records have it elsewhere (attr

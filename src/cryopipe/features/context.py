@@ -1,4 +1,4 @@
-"""What a feature family may use besides a channel's records: the run's characterisation of it."""
+"""What a feature family may use besides a channel's records: the run's characterization of it."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -12,15 +12,15 @@ from ..errors import InputError
 
 @dataclass
 class ChannelContext:
-    """One channel's sample rate, record length and (optionally) characterisation.
+    """One channel's sample rate, record length and (optionally) characterization.
 
     Attributes
     ----------
     sample_frequency : Hz
     record_length : samples per record, N
     name : channel name (error messages)
-    sev : (N,) standard event (max 1, onset at N/4), as stored; None without a characterisation
-    nps : (N//2+1,) one-sided noise power spectrum, V^2/Hz; None without a characterisation
+    sev : (N,) standard event (max 1, onset at N/4), as stored; None without a characterization
+    nps : (N//2+1,) one-sided noise power spectrum, V^2/Hz; None without a characterization
     fit_truncation : V above the baseline: the per-event SEV fit leaves out samples above it (None: all)
     of : the channel's optimum filter; built from `sev` and `nps` on first use when not given
     pretrigger : trigger sample of the records (None: N // 4; LJH records: the header's Presamples)
@@ -53,7 +53,7 @@ class ChannelContext:
         """The channel's optimum filter (`cryopipe.signal.optimum_filter.build_optimum_filter` of sev, nps)."""
         if self.of is None:
             if not self.characterized:
-                raise InputError(f"channel {self.name!r}: the optimum filter needs a characterisation (sev, nps)")
+                raise InputError(f"channel {self.name!r}: the optimum filter needs a characterization (sev, nps)")
             from cryopipe.signal.optimum_filter import build_optimum_filter
 
             self.of = build_optimum_filter(self.sev, self.nps, self.sample_frequency, onset=self.trigger,

@@ -78,7 +78,7 @@ def features_dataset(records: xr.Dataset, characterization: xr.Dataset | None = 
     records : Dataset of store kind "records" (``trace`` (channel, event, sample) V, attrs
         ``sample_frequency`` Hz, ``record_length`` samples); may be lazy (Zarr-backed).
     characterization : store kind "characterization" with the channels of `records` (``sev``,
-        ``nps``), or None: then only the families that need no characterisation run.
+        ``nps``), or None: then only the families that need no characterization run.
     families : the built-in families to run (default: `default_families`)
     plugins : further families (user plug-ins, `load_plugins`), run after the built-in ones
     fit_truncation : V above the baseline, for the SEV fit (see `cryopipe.features.sev_fit`)

@@ -67,7 +67,7 @@ FEATURE_UNITS: dict[str, str] = _all_units()
 
 
 def default_families(characterized: bool) -> list[Family]:
-    """The built-in families that can run: all with a characterisation, else those that need none."""
+    """The built-in families that can run: all with a characterization, else those that need none."""
     return [f for f in FAMILIES if characterized or not f.needs_characterization]
 
 

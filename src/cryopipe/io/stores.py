@@ -98,7 +98,7 @@ STORES = {
          "pulse_class": (("pulse",), "U")},
         ("sample_frequency", "n_samples"),
     ),
-    # detector characterisation (characterize stage)
+    # detector characterization (characterize stage)
     "characterization": StoreSchema(
         "characterization",
         {"sev": (("channel", "sample"), "f"), "nps": (("channel", "frequency"), "f"),

@@ -7,7 +7,7 @@ read-out effects added after the TES (SQUID jumps and resets, digitiser spikes),
 to a multiple of the ADC step. The baseline sits at 0 V.
 
 Two modes:
-- detector mode (`simulate_detector_records`): one characterised detector (SEV, NPS, fs).
+- detector mode (`simulate_detector_records`): one characterized detector (SEV, NPS, fs).
 - universal mode (`simulate_universal_records`): pulse shape, noise spectrum, resolution, saturation,
   ADC step and sample frequency drawn anew for every record.
 
@@ -301,7 +301,7 @@ def simulate_detector_records(n_per_class: dict, sev, nps, sample_frequency: flo
                               adc_step: float | None = None, accepted=DEFAULT_ACCEPTED, shuffle: bool = True,
                               options: ClassOptions | None = None, channel: str = "detector",
                               workers: int | None = None) -> xr.Dataset:
-    """Labelled records of one characterised detector (store kind "simset").
+    """Labelled records of one characterized detector (store kind "simset").
 
     Parameters
     ----------

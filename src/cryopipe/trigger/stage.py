@@ -80,7 +80,7 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
     candidates an unsplit scan sees whenever 5 R of stream around the edges hold no chain of ever
     larger pulses, so segments gathered equal the unsplit run.
 
-    `sampling` (the first pass, which only feeds the characterisation): {"min_triggers": T,
+    `sampling` (the first pass, which only feeds the characterization): {"min_triggers": T,
     "min_samples": S, "stretch_samples": L} scans the segment in stretches of L samples, in an order
     that spreads every prefix over the whole segment (`cryopipe.trigger.segments.spread_order`), and stops once at least
     T triggers and S scanned samples are found; the stretches scanned are the attr ``scanned``
@@ -139,7 +139,7 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
     that time counts as dead time. Returns the first "records" Dataset, an iterator over the following batches
     (append along event), and a one-line summary. Memory is bounded by one batch of records.
 
-    For the first pass, which only feeds the characterisation, `trigger_cfg` may hold
+    For the first pass, which only feeds the characterization, `trigger_cfg` may hold
     ``max_particle_records`` (cut at most this many particle triggers, drawn at random over the
     whole run after the noise triggers were placed away from all of them) and
     ``pulser_records: false`` (no test/control-pulse records). The live time and the noise records
