@@ -7,7 +7,7 @@ imports; the work itself is not run).
 Prints, per script, the median wall time of the fresh interpreter that runs only its imports,
 the `-X importtime` total of those imports, the heaviest top-level packages, and any of torch,
 matplotlib, sklearn the script pulls in (only the cleaning and plot scripts may). Also times the
-imports of the Snakefile's own modules (the DAG's start). tests/test_startup.py pins the rules.
+imports of the Snakefile's own modules (the DAG's start). tests/test_workflow_startup.py pins the rules.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CRESST test runs for the tests and the README check (tests/test_docs.py): streams (csmpl + par
+"""CRESST test runs for the tests and the README check (tests/test_workflow_docs.py): streams (csmpl + par
 + test and dig stamps) and hardware-triggered runs (rdt + con + par) with known truth, written with
 the format writers of `cryopipe.io.cresst` and `cryopipe.io.csmpl`.
 """

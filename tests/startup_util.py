@@ -1,4 +1,4 @@
-"""What a workflow job imports: shared by tests/test_startup.py and bench/bench_startup.py."""
+"""What a workflow job imports: shared by tests/test_workflow_startup.py and bench/bench_startup.py."""
 from __future__ import annotations
 
 import ast

@@ -1,6 +1,6 @@
 """One small simulated workflow run per test session, and the simulation's truth in analysis terms.
 
-Used by test_stage_truth.py and test_workflow_modes.py. Everything here is computed from the
+Used by test_workflow_stage_truth.py and test_workflow_modes.py. Everything here is computed from the
 configuration (the simulator's documented pulse and noise models) and from `truth.zarr`, never from
 the stores under test, so the tests that use it check the pipeline against the simulation itself.
 """
@@ -32,7 +32,7 @@ def truth_run_config(results: Path) -> dict:
     cfg = tiny_config(results, duration=DURATION, seed=SIMULATION["seed"])
     cfg["runs"][RUN]["simulate"].update(SIMULATION)
     cfg["trigger"].update(noise_records=300, segment_duration=SEGMENT)
-    cfg["efficiency"]["n_per_amplitude"] = 300   # test_stage_truth's efficiency test needs it to see a 10 % threshold error
+    cfg["efficiency"]["n_per_amplitude"] = 300   # test_workflow_stage_truth's efficiency test needs it to see a 10 % threshold error
     cfg["cleaning"] = {"models": ["universal"], "evaluate": False}
     return cfg
 

@@ -5,10 +5,10 @@ grouping on (profiles/slurm as it is) and off (the same profile without `groups`
     python ci/slurm/bench_grouping.py [--stream-hours H --channels C | --tiny] [--targets T ...]
                                       [--ci-polling] [--repeat N] [--workdir DIR] [--keep]
 
---tiny: the config of tests/test_slurm.py (one-minute two-channel module, cleaning off, target
+--tiny: the config of tests/test_workflow_slurm.py (one-minute two-channel module, cleaning off, target
 `all`); otherwise a simulated stream of H hours and C channels (bench/bench_pipeline.py's stream
 and config, calibration off, target features.zarr: issue 12's comparison). --ci-polling applies
-tests/test_slurm.py's changes to the profile (1 CPU per job, first status check after 6 s).
+tests/test_workflow_slurm.py's changes to the profile (1 CPU per job, first status check after 6 s).
 Each run gets a fresh results folder; the stream is made once. Prints one line per run and a table.
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main() -> int:
         cfg["cleaning"] = {"enabled": False}
         cfg_path = write_config(args.workdir / "tiny.yaml", cfg)
         targets = args.targets or ["all"]
-        what = "tests/test_slurm.py config (1-min 2-channel module, cleaning off)"
+        what = "tests/test_workflow_slurm.py config (1-min 2-channel module, cleaning off)"
     else:
         import bench_pipeline as bp
 

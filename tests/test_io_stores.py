@@ -155,7 +155,7 @@ KILLED_WRITER = """
 import sys, time
 import numpy as np
 sys.path.insert(0, {tests!r})
-from test_stores import records
+from test_io_stores import records
 from cryopipe.io.stores import write_store_batches
 
 def slow():

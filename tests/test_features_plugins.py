@@ -115,7 +115,7 @@ def scaled(trace, sample_frequency):
 
 def test_plugin_cannot_modify_the_traces_of_the_builtin_features(tmp_path):
     """`trace *= 1000` in a plug-in: a clear error naming the plug-in, never a silently scaled feature."""
-    from test_feature_families import make_records
+    from test_features_families import make_records
     rec, char = make_records(n_events=12)
     before = rec.trace.values.copy()
     ref = features_dataset(rec, char)

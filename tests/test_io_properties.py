@@ -235,7 +235,7 @@ def test_read_cait_events_on_invalid_files_never_returns_wrong_events(shape, gro
 @FEW
 @given(kind=st.sampled_from(sorted(STORES)), seed=st.integers(0, 1000))
 def test_intact_store_of_every_kind_reads_back_what_was_written(kind, seed):
-    from test_integrity import synthetic
+    from test_io_integrity import synthetic
 
     ds = synthetic(kind, seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -259,7 +259,7 @@ def test_store_readers_on_damaged_stores(kind, dmg):
     """One file of a store damaged: --verify names every damaged chunk or array metadata, and reading
     it is a StoreError (reads check each chunk against the manifest); damage elsewhere (the root
     metadata, a manifest) gives a CryopipeError or the intact data, never other numbers."""
-    from test_integrity import synthetic
+    from test_io_integrity import synthetic
 
     which, op, pos, byte = dmg
     with tempfile.TemporaryDirectory() as tmp:

@@ -239,7 +239,7 @@ def test_store_opens_without_a_warning_after_snakemake_touched_it(tmp_path):
 @pytest.mark.parametrize("how", ["deleted", "appended"])
 def test_missing_or_resized_array_metadata_never_drops_the_variable(tmp_path, how):
     """Without its zarr.json Zarr skips a variable (with a warning that open_store hides): the store
-    must fail to open instead of reading without it (found by test_properties)."""
+    must fail to open instead of reading without it (found by test_io_properties)."""
     path = _write("calibration", tmp_path / "c.zarr")
     name = sorted(json.loads((path / "zarr.json").read_text())["attributes"][MANIFEST_ATTR])[0]
     meta = path / name / "zarr.json"

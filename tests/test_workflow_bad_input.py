@@ -240,7 +240,7 @@ def test_truncated_npz_is_one_line(tmp_path, capsys):
 
 
 def _records_store(path, n_events=6, n_samples=1024):
-    from test_integrity import synthetic
+    from test_io_integrity import synthetic
 
     ds = synthetic("records")
     ds = ds.isel(event=slice(0, n_events))

@@ -5,7 +5,7 @@ Commands come from README.md (```bash blocks, and inline `snakemake ...` / `cryo
 scratch copy of the project, in document order, on small data written here by independent code
 (numpy pulses and noise, CRESST files from their public layout), not by the pipeline's simulator.
 Set-up lines (`pip install`, `pytest`) are run by CI itself; `--workflow-profile profiles/slurm`
-runs in tests/test_slurm.py; the hour-long model benchmarks (`python -m cryopipe.cleaning.evaluate`,
+runs in tests/test_workflow_slurm.py; the hour-long model benchmarks (`python -m cryopipe.cleaning.evaluate`,
 `python bench/...`) are started with `--help` only.
 """
 from __future__ import annotations
