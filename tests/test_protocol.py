@@ -95,10 +95,8 @@ def test_selection_set_from_arrays_and_small_independent_set():
 
 
 def test_command_reports_both_generators_two_seeds_and_the_sets(tmp_path):
-    from cryopipe.cleaning import evaluate
-
-    res = evaluate.main(["--quick", "--independent-detectors", "1", "--own-detectors", "1", "--detector-per-class", "3",
-                         "--nist-dir", "", "--out", str(tmp_path)])
+    res = cli.main(["--quick", "--independent-detectors", "1", "--own-detectors", "1", "--detector-per-class", "3",
+                    "--nist-dir", "", "--out", str(tmp_path)])
     text = (tmp_path / "protocol.md").read_text()
     assert text == res["markdown"]
     for gen in ("independent", "own"):

@@ -286,3 +286,43 @@ def add_arguments(ap) -> None:
     ap.add_argument("--cutoff", type=float, default=None, help="decision cutoff (default: the model's own)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--out", default="results/report/universal_evaluation", help="folder for protocol.md/json")
+
+
+def main(argv=None) -> dict:
+    """``python -m cryopipe.cleaning.evaluate``: the issue-19 protocol (`cleaning.evaluate_cli`): independent
+    generator and our simulator (two test seeds each) and the NIST real-data figures; ``--standard`` adds
+    the CRESST-style standard test sets (recall vs SNR, IOR, IOS; slow at default sizes)."""
+    import argparse
+
+    import torch
+
+    from .evaluate import CUTOFF, build_test_sets, evaluate_model
+    from .universal import resolve_model
+
+    ap = argparse.ArgumentParser(prog="python -m cryopipe.cleaning.evaluate", description=main.__doc__)
+    add_arguments(ap)
+    ap.add_argument("--standard", action="store_true", help="also the standard test sets (tens of minutes)")
+    ap.add_argument("--skip-standard", action="store_true", help="(default now; kept for old command lines)")
+    ap.add_argument("--n-per-class", type=int, default=2000, help="standard: records per class in each mixed set")
+    ap.add_argument("--pulses", type=int, default=50_000, help="standard: event_pulse records (SNR 3-300)")
+    ap.add_argument("--pileups", type=int, default=50_000, help="standard: two-pulse pile-ups")
+    ap.add_argument("--seed", type=int, default=1000, help="standard: seed of the standard test sets")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    result = run(args.model, args.run_model, args.cut_labels, args.nist_dir, args.hand_labels, args.quick,
+                              cutoff=args.cutoff, independent_detectors=args.independent_detectors,
+                              own_detectors=args.own_detectors, per_class=args.detector_per_class,
+                              record_length=args.record_length, out=args.out)
+    print(result["markdown"])
+    if not args.standard or args.skip_standard:
+        return result
+    t0 = time.perf_counter()
+    model, meta = resolve_model(args.model)
+    cutoff = float(args.cutoff if args.cutoff is not None else meta.get("cutoff", CUTOFF))
+    sets = build_test_sets(args.n_per_class, args.pulses, args.pileups, args.record_length, args.seed)
+    t1 = time.perf_counter()
+    result["standard"] = evaluate_model(model, meta, sets, args.out, cutoff=cutoff)
+    print((Path(args.out) / "targets.md").read_text())
+    print(f"simulated {sum(s.sizes['event'] for s in sets.values())} records in {t1 - t0:.0f} s, "
+          f"evaluated in {time.perf_counter() - t1:.0f} s; figures and tables in {args.out}")
+    return result
