@@ -1,0 +1,106 @@
+"""Files of records for prediction (`cryopipe predict FILE`): the kind of a file (records store, Cait
+HDF5, .npz, NIST LJH) from its first bytes, its records in blocks (float32, V), and the trigger sample
+it declares."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .cait import read_cait_events
+from .ljh import read_ljh
+from .stores import open_store, read_values
+
+
+def records_input_kind(path: str | Path) -> str:
+    """'records' (a Zarr records store), 'cait' (HDF5), 'npz' or 'ljh' (NIST LJH, by its first header
+    line), from the file itself; InputError otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or store")
+    if path.is_dir():
+        if (path / "zarr.json").is_file():
+            return "records"
+        raise InputError(f"{path}: a directory but not a Zarr store (no zarr.json)")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"#LJH"):
+        return "ljh"
+    if head[:8] == b"\x89HDF\r\n\x1a\n":
+        return "cait"
+    if head[:4] == b"PK\x03\x04":
+        return "npz"
+    raise InputError(f"{path}: unknown input; need a records store, a Cait HDF5 file, an LJH file or an .npz "
+                     f"with 'records'")
+
+
+def iter_record_blocks(path: str | Path, events_per_block: int = 8192):
+    """The records of `path` in blocks along the event axis: yields (event slice, (..., n, N) float32 block).
+
+    Returns the leading shape of the whole input first: the generator's first item is
+    ``(None, leading_shape)`` (``(channels, events)`` or ``(events,)``), then the blocks.
+    An LJH file gives its records in volts (counts * 20 V / 2**16, times -1 where the header says
+    ``Inverted: Yes``), read block by block from its memory map; its trigger sample is
+    `input_pretrigger`.
+    """
+    path = Path(path)
+    kind = records_input_kind(path)
+    if kind == "ljh":
+        f = read_ljh(path)
+        sign = -1.0 if f.polarity == -1 else 1.0
+        yield None, (f.n_records,)
+        for a in range(0, f.n_records, events_per_block):
+            sl = slice(a, min(a + events_per_block, f.n_records))
+            yield sl, f.volts(sl.start, sl.stop) * np.float32(sign)
+        return
+    if kind == "records":
+        trace = open_store(path, "records")["trace"]
+        yield None, tuple(trace.shape[:2])
+        for a in range(0, trace.shape[1], events_per_block):
+            sl = slice(a, min(a + events_per_block, trace.shape[1]))
+            yield sl, np.asarray(read_values(trace[:, sl], path, "records"), dtype=np.float32)
+        return
+    if kind == "cait":
+        x = read_cait_events(path)
+    else:
+        x = npz_records(path)
+        if (x.ndim not in (2, 3) or x.shape[-1] < 1 or not np.issubdtype(x.dtype, np.number)
+                or np.issubdtype(x.dtype, np.complexfloating)):
+            raise InputError(f"{path}: 'records' must be numeric (events, samples) or (channels, events, samples), "
+                             f"got shape {x.shape} dtype {x.dtype}")
+    yield None, tuple(x.shape[:-1])
+    for a in range(0, x.shape[-2], events_per_block):
+        sl = slice(a, min(a + events_per_block, x.shape[-2]))
+        yield sl, np.asarray(x[..., sl, :], dtype=np.float32)
+
+
+def npz_records(path: Path) -> np.ndarray:
+    """The 'records' array of an .npz file; InputError for anything unreadable (never a raw error)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "records" not in z:
+                raise InputError(f"{path}: .npz has no array 'records' (has {sorted(z.files)})")
+            return np.asarray(z["records"])
+    except InputError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise InputError(f"{path}: 'records' is an object (pickled) array; need a numeric array") from None
+        raise InputError(f"{path}: cannot read 'records' ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise InputError(f"{path}: corrupt or truncated .npz ({type(exc).__name__}: {exc})") from None
+
+
+def input_pretrigger(path: str | Path) -> int | None:
+    """The trigger sample an input declares: a records store's ``pretrigger`` attr or an LJH file's
+    Presamples; None (N//4) for inputs that declare none."""
+    path = Path(path)
+    kind = records_input_kind(path)
+    if kind == "records":
+        value = open_store(path, "records").attrs.get("pretrigger")
+        return None if value is None or int(value) < 0 else int(value)
+    if kind == "ljh":
+        return int(read_ljh(path).pretrigger)
+    return None
