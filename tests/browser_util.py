@@ -72,6 +72,18 @@ def count_text(page) -> str:
     return loc.inner_text() if loc.count() else ""
 
 
+def release_and_count(page, before: str, timeout: float, what: str) -> tuple[int, float]:
+    """Release the mouse; (count shown, seconds until the page shows a count other than `before`)."""
+    t0 = time.perf_counter()
+    page.mouse.up()
+    while time.perf_counter() - t0 < timeout:
+        now = count_text(page)
+        if now and now != before:
+            return int(now.replace(",", "")), time.perf_counter() - t0
+        time.sleep(0.01)
+    raise TimeoutError(f"{what} did not appear")
+
+
 def box_select(page, x0, x1, y0, y1, timeout: float = 30.0) -> tuple[int, float]:
     """Drag a box over data coordinates; (count shown, seconds from mouse up to the count in the page)."""
     before = count_text(page)
@@ -81,14 +93,7 @@ def box_select(page, x0, x1, y0, y1, timeout: float = 30.0) -> tuple[int, float]
     page.mouse.down()
     page.mouse.move((a[0] + b[0]) / 2, (a[1] + b[1]) / 2, steps=4)
     page.mouse.move(*b, steps=4)
-    t0 = time.perf_counter()
-    page.mouse.up()
-    while time.perf_counter() - t0 < timeout:
-        now = count_text(page)
-        if now and now != before:
-            return int(now.replace(",", "")), time.perf_counter() - t0
-        time.sleep(0.01)
-    raise TimeoutError("the selection count did not appear")
+    return release_and_count(page, before, timeout, "the selection count")
 
 
 def lasso_select(page, xs, ys, timeout: float = 30.0) -> tuple[int, float]:
@@ -102,11 +107,4 @@ def lasso_select(page, xs, ys, timeout: float = 30.0) -> tuple[int, float]:
     page.mouse.down()
     for p in pts[1:] + pts[:1]:
         page.mouse.move(*p, steps=3)
-    t0 = time.perf_counter()
-    page.mouse.up()
-    while time.perf_counter() - t0 < timeout:
-        now = count_text(page)
-        if now and now != before:
-            return int(now.replace(",", "")), time.perf_counter() - t0
-        time.sleep(0.01)
-    raise TimeoutError("the lasso count did not appear")
+    return release_and_count(page, before, timeout, "the lasso count")

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import xarray as xr
 
-from cryopipe.io.stores import provenance
+from cryopipe.io.stores import gather_channel_stores, provenance
 
 
 def calibrate_channel(features: xr.Dataset, characterization: xr.Dataset, cfg: dict, what: str) -> xr.Dataset:
@@ -58,11 +58,8 @@ def run_calibrate_channel(*, features: str, characterization: str, output: str, 
 
 def run_calibrate(*, parts: list, output: str, log) -> None:
     """Rule calibrate: the run's "calibration" store, its channels' stores gathered."""
-    from cryopipe.io.stores import concat_channels, load_store, write_store
-
-    ds = concat_channels([load_store(p, "calibration") for p in parts], inputs=list(parts))
-    write_store(ds, output, "calibration")
-    log.info("%s of %d channels", "calibration", ds.sizes["channel"])
+    ds = gather_channel_stores(parts, output, "calibration")
+    log.info("calibration of %d channels", ds.sizes["channel"])
 
 
 def run_plot_spectrum(*, features: str, calibration: str | None, output: str, run: str, channel: str,

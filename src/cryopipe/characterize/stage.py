@@ -14,21 +14,12 @@ import numpy as np
 import xarray as xr
 
 from cryopipe.characterize.channel import FIT_PARAMETERS, characterize_records
-from cryopipe.io.stores import concat_channels, load_store, open_store, provenance, write_store
+from cryopipe.io.stores import gather_channel_stores, load_store, open_store, provenance, write_store
 
 
 def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Dataset:
-    """The "characterization" Dataset of one channel from its (first-pass) records
-    (`cryopipe.characterize.channel.characterize_records`: NPS, SEV and its pulse-model fit,
-    optimum filter, resolution and the second-pass threshold).
-
-    Parameters
-    ----------
-    records : a "records" Dataset holding one channel (lazy is fine; at most `max_pulses` and
-        `max_noise_records` traces are loaded)
-    cfg : the config's `characterize` section
-    what : run/channel name for error messages
-    """
+    """The "characterization" Dataset of one channel from its (first-pass) records: the results of
+    `cryopipe.characterize.channel.characterize_records` (same arguments) packed as the store."""
     c = characterize_records(records, cfg=cfg, what=what)
     fs, n, pre, of, fit = c["sample_frequency"], c["record_length"], c["pretrigger"], c["of"], c["fit"]
     return xr.Dataset(
@@ -68,9 +59,8 @@ def run_characterize_channel(*, records: str, output: str, channel: str, run: st
 
 def run_characterize(*, parts: list, output: str, log) -> None:
     """Rule characterize: gather a run's per-channel characterization stores into one."""
-    ds = concat_channels([load_store(p, "characterization") for p in parts], inputs=list(parts))
-    write_store(ds, output, "characterization")
-    log.info("%s of %d channels", "characterization", ds.sizes["channel"])
+    ds = gather_channel_stores(parts, output, "characterization")
+    log.info("characterization of %d channels", ds.sizes["channel"])
 
 
 def run_plot_characterization(*, characterization: str, output: str, channel: str, run: str) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from cryopipe.io.stores import provenance
+from cryopipe.io.stores import gather_channel_stores, provenance
 from cryopipe.characterize.channel import channel_traces
 from cryopipe.cuts.language import cut_feature_names
 
@@ -90,11 +90,8 @@ def run_efficiency_channel(*, records: str, characterization: str, features: str
 
 def run_efficiency(*, parts: list, output: str, log) -> None:
     """Rule efficiency: the run's "efficiency" store, its channels' stores gathered."""
-    from cryopipe.io.stores import concat_channels, load_store, write_store
-
-    ds = concat_channels([load_store(p, "efficiency") for p in parts], inputs=list(parts))
-    write_store(ds, output, "efficiency")
-    log.info("%s of %d channels", "efficiency", ds.sizes["channel"])
+    ds = gather_channel_stores(parts, output, "efficiency")
+    log.info("efficiency of %d channels", ds.sizes["channel"])
 
 
 def run_plot_efficiency(*, efficiency: str, output: str, run: str, channel: str) -> None:

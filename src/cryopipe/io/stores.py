@@ -468,6 +468,14 @@ def concat_channels(parts: list[xr.Dataset], inputs: list | None = None) -> xr.D
     return ds
 
 
+def gather_channel_stores(parts: list, output, kind: str) -> xr.Dataset:
+    """Read the per-channel stores `parts` (paths) of `kind`, join them along ``channel``
+    (`concat_channels`), write the run's store `output`; returns it."""
+    ds = concat_channels([load_store(p, kind) for p in parts], inputs=list(parts))
+    write_store(ds, output, kind)
+    return ds
+
+
 # --- integrity: a manifest of every chunk, written with the store, checked on every read -------------
 #
 # Zarr reads a missing chunk as the fill value without a word, so a store records at write time
