@@ -89,7 +89,7 @@ def test_numba_cache_is_written_next_to_the_package_and_reused(tmp_path):
     env = {"NUMBA_DEBUG_CACHE": "1", "PATH": "/usr/bin:/bin"}
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
-    assert list((SRC / "__pycache__").glob("trigger.*.nbi"))
+    assert list((SRC / "trigger" / "__pycache__").glob("scan.*.nbi"))
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-2000:]
     out = second.stdout + second.stderr
