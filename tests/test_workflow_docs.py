@@ -6,7 +6,7 @@ scratch copy of the project, in document order, on small data written here by in
 (numpy pulses and noise, CRESST files from their public layout), not by the pipeline's simulator.
 Set-up lines (`pip install`, `pytest`) are run by CI itself; `--workflow-profile profiles/slurm`
 runs in tests/test_workflow_slurm.py; the hour-long model benchmarks (`python -m cryopipe.cleaning.evaluate`,
-`python bench/...`) are started with `--help` only.
+`python bench/...`, `python tools/...`) are started with `--help` only.
 """
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ def _runnable(cmd: str) -> str | None:
     words = cmd.split()
     if words[0] in ("pip", "pytest") or "profiles/slurm" in cmd:
         return None
-    if words[0] == "python" and (words[1:2] == ["-m"] or words[1].startswith("bench/")):
+    if words[0] == "python" and (words[1:2] == ["-m"] or words[1].startswith(("bench/", "tools/"))):
         return f"{sys.executable} {' '.join(words[1:3] if words[1] == '-m' else words[1:2])} --help"
     return cmd
 

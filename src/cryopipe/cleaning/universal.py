@@ -1,7 +1,7 @@
 """The shipped universal cleaning model: a CNN trained only on cryopipe's universal simulation.
 
 The weights (``cryopipe/models/universal.pt`` + ``universal.json``, package data) come from
-``bench/train_universal.py``: records of every event class of Cait's Box 1 from
+``tools/release/train_universal.py``: records of every event class of Cait's Box 1 from
 `cryopipe.simulate.records.simulate_universal_records` (pulse shape, noise, resolution,
 saturation, ADC step and sample frequency drawn per record), several record lengths, all
 preprocessed to 512 samples; a multi-class head (one logit per event class) whose binary
@@ -26,7 +26,7 @@ def load_universal(device=None) -> tuple[Classifier, dict]:
     """The shipped universal model (eval mode) and its meta (class names, accepted classes, training config)."""
     path = universal_path()
     if not path.is_file():
-        raise InputError(f"{path}: the shipped universal model is missing; run bench/train_universal.py")
+        raise InputError(f"{path}: the shipped universal model is missing; run tools/release/train_universal.py")
     return load_model(path, device)
 
 

@@ -2,7 +2,7 @@
 a stream run (csmpl + par + test_stamps + dig_stamps) and a hardware-triggered run (rdt + par +
 con); cryopipe runs both to labels.zarr and this prints the records per kind against the stamps.
 
-    python bench/cresst_from_cait.py --cait-python /path/to/venv-with-cait/bin/python [--duration 1800]
+    python tools/converters/cresst_from_cait.py --cait-python /path/to/venv-with-cait/bin/python [--duration 1800]
 
 Cait is not a dependency: it runs in its own environment (e.g. `python -m venv /tmp/caitenv;
 /tmp/caitenv/bin/pip install torch==2.13.0 cait==1.3.0`).
@@ -23,7 +23,7 @@ import yaml
 
 from cryopipe.io.cresst import read_test_stamps, record_kind_from_tpa
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GENERATE = """
 import cait
 td = cait.data.TestData(filepath="{out}/mock_001", duration={duration}, channels=[0, 1],

@@ -1,6 +1,6 @@
 """Replay the feature-derived stages of a finished default run with the current code and compare.
 
-Usage: python bench/replay_features.py RUN_DIR OUT_DIR [--run-config CONFIG_YAML]
+Usage: python tools/replay_features.py RUN_DIR OUT_DIR [--run-config CONFIG_YAML]
 
 RUN_DIR is a run's results directory (e.g. results/sim) made by any version of cryopipe. From its
 records.zarr and characterization.zarr this recomputes, with the code on the path, the per-channel

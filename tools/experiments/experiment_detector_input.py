@@ -18,18 +18,18 @@ schedule and seed; only the input differs:
   shipped model).
 (`--init none`: both from scratch, all weights random.)
 
-Training data: the universal recipe's sets (`bench/train_universal.py`: `simulate_set`, seeds [0],
+Training data: the universal recipe's sets (`tools/release/train_universal.py`: `simulate_set`, seeds [0],
 [0, 1], [0, 2]), simulated once and cached (--cache); `--train-records` records (epochs over the
 first N of the shuffled training set), one-cycle Adam (peak --max-lr), the last weights kept, 1
 torch thread. Then the recipe's calibration (temperature, OOD thresholds, feature density) on the
 held-out universal set [0, 2]; the cutoff stays 0.5 in both arms (nothing chosen on a test set).
 
 Usage:
-  nice -n 10 python bench/experiment_detector_input.py --arm control  --out /tmp/det_input
-  nice -n 10 python bench/experiment_detector_input.py --arm whitened --out /tmp/det_input
-  python bench/experiment_detector_input.py --evaluate /tmp/det_input/control.pt  --out /tmp/det_input/eval_control
-  python bench/experiment_detector_input.py --evaluate /tmp/det_input/whitened.pt --out /tmp/det_input/eval_whitened
-  python bench/experiment_detector_input.py --compare /tmp/det_input/eval_control /tmp/det_input/eval_whitened
+  nice -n 10 python tools/experiments/experiment_detector_input.py --arm control  --out /tmp/det_input
+  nice -n 10 python tools/experiments/experiment_detector_input.py --arm whitened --out /tmp/det_input
+  python tools/experiments/experiment_detector_input.py --evaluate /tmp/det_input/control.pt  --out /tmp/det_input/eval_control
+  python tools/experiments/experiment_detector_input.py --evaluate /tmp/det_input/whitened.pt --out /tmp/det_input/eval_whitened
+  python tools/experiments/experiment_detector_input.py --compare /tmp/det_input/eval_control /tmp/det_input/eval_whitened
 Measured 2026-12-06 (2 shared CPU cores, 1 torch thread, sets of the recipe, 170k training records;
 evaluate at default sizes: 24 + 20 detectors x 100 records per class per seed; cutoff 0.5):
 - fine-tune from the shipped model, 340k records (2 epochs), max_lr 3e-4: control and whitened
@@ -64,7 +64,7 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "release"))
 import train_universal as tu  # noqa: E402
 
 from cryopipe.cleaning import models as cm  # noqa: E402

@@ -1,6 +1,6 @@
 """Compare every Zarr store under two result directories with xarray; print identical/different per store.
 
-Usage: python bench/compare_stores.py DIR_A DIR_B [--ignore-attrs parameters,inputs,...] [--rtol 1e-6]
+Usage: python tools/compare_stores.py DIR_A DIR_B [--ignore-attrs parameters,inputs,...] [--rtol 1e-6]
 
 Stores are the ``*.zarr`` directories found under DIR_A (relative paths matched in DIR_B). Provenance
 attrs (``--ignore-attrs``; default parameters, inputs, cryopipe_version, schema_version, code hashes,

@@ -1,7 +1,7 @@
 """Per-model metrics table: every architecture trained on the same universal simulation, same budget.
 
 Each model of `cleaning.models.MODELS` (or those named) is trained exactly as the shipped universal
-model (`bench/train_universal.py`: universal simulation of every event class, multi-class head,
+model (`tools/release/train_universal.py`: universal simulation of every event class, multi-class head,
 CRESST augmentations, one-cycle Adam, best epoch by validation BA, cutoff calibrated on validation),
 but on `--scale` times its training set for `--epochs` epochs, then evaluated on the same fresh
 test sets (`cryopipe.cleaning.evaluate.build_test_sets`: detectors never seen in training). Prints a markdown
@@ -9,7 +9,7 @@ table of the targets of issue 5 per model, with training time and prediction thr
 of scoring the test sets, `evaluate_model`), and
 writes it to OUT/models.md (each model's figures under OUT/<model>/).
 
-Usage: python bench/compare_models.py [--models cnn tscn ...] [--scale 0.1] [--epochs 6] [--out DIR]
+Usage: python tools/experiments/compare_models.py [--models cnn tscn ...] [--scale 0.1] [--epochs 6] [--out DIR]
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "release"))
 import train_universal as tu  # noqa: E402
 
 from cryopipe.cleaning.data import ArraySource  # noqa: E402

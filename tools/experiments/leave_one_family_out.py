@@ -14,9 +14,9 @@ Families (ranges of `cryopipe.simulate.records.UNIVERSAL_RANGES`):
   with a ceiling of 10-300 sigma_OF.
 - lowpass_noise: training without low-passed noise; test: every record's noise low-passed.
 
-Usage: python bench/leave_one_family_out.py [--scale 0.15] [--epochs 8] [--out DIR]
+Usage: python tools/experiments/leave_one_family_out.py [--scale 0.15] [--epochs 8] [--out DIR]
 (small budget: cnn_full, --scale times the issue-5 set sizes; prints a table and writes lofo.json).
-       python bench/leave_one_family_out.py --evaluate old=universal.pt new=wide.pt
+       python tools/experiments/leave_one_family_out.py --evaluate old=universal.pt new=wide.pt
 (no training: test existing checkpoints on every family's test set, e.g. the issue-5 model, trained
 without the wide families, against one trained with them).
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "release"))
 import train_universal as tu  # noqa: E402
 
 from cryopipe.cleaning.data import ArraySource  # noqa: E402

@@ -8,7 +8,7 @@ Validation: a universal set of a different seed; the best epoch (validation bala
 is kept. Prints per-epoch lines, wall time and peak memory.
 
 The defaults below ARE the shipped model's recipe (`recipe()`; tests/test_train_recipe.py checks
-that the shipped universal.json records it): `python bench/train_universal.py` reproduces its
+that the shipped universal.json records it): `python tools/release/train_universal.py` reproduces its
 configuration (a different machine may give different weights). ~60-90 min on 2 CPU cores;
 resumable: `--stop-after-minutes M` ends a piece (training state beside the output), and a rerun
 with `--resume` goes on exactly where it stopped.
@@ -20,10 +20,10 @@ Operating point and uncertainty, never chosen on a test set:
 - temperature, energy threshold and the feature density for the OOD flag from a third held-out
   universal set (seed [SEED, 2]).
 
-Usage: python bench/train_universal.py [--out src/cryopipe/models/universal.pt] [--epochs N] [--scale F]
+Usage: python tools/release/train_universal.py [--out src/cryopipe/models/universal.pt] [--epochs N] [--scale F]
                                        [--stop-after-minutes M] [--resume]
-       python bench/train_universal.py --calibrate CHECKPOINT.pt   (only re-choose the cutoff)
-       python bench/train_universal.py --calibrate-temperature CHECKPOINT.pt   (only the OOD/temperature)
+       python tools/release/train_universal.py --calibrate CHECKPOINT.pt   (only re-choose the cutoff)
+       python tools/release/train_universal.py --calibrate-temperature CHECKPOINT.pt   (only the OOD/temperature)
 (--scale multiplies every N_PER_CLASS entry: 0.1 for a quick smoke run).
 """
 from __future__ import annotations
@@ -93,7 +93,7 @@ TORCH_THREADS = 1                     # 2 threads are 5-10x slower here (bench/b
 #: window, decay over most of it) lie only in the wide distribution, so half of every set is wide.
 WIDE_PARTS = 2
 WIDE_SNR_MAX = 10000.0
-OUT = Path(__file__).resolve().parents[1] / "src" / "cryopipe" / "models" / "universal.pt"
+OUT = Path(__file__).resolve().parents[2] / "src" / "cryopipe" / "models" / "universal.pt"
 # -------------------------------------------------------------------------------------------
 
 
@@ -233,7 +233,7 @@ def provenance_meta(argv: list[str]) -> dict:
     import platform
     import subprocess
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
 
     def git(*a):
         try:
@@ -243,7 +243,7 @@ def provenance_meta(argv: list[str]) -> dict:
 
     return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--", "src")),
             "torch_version": torch.__version__, "python_version": platform.python_version(),
-            "command": " ".join(["python", "bench/train_universal.py", *argv])}
+            "command": " ".join(["python", "tools/release/train_universal.py", *argv])}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
                               meta={"name": "universal", "training": config, **provenance_meta(argv)},
                               init=args.init, resume=args.resume, stop_after_seconds=stop)
     if not result.meta.get("finished"):
-        print(f"piece done in {time.perf_counter() - t0:.0f} s; go on with: python bench/train_universal.py "
+        print(f"piece done in {time.perf_counter() - t0:.0f} s; go on with: python tools/release/train_universal.py "
               f"{' '.join(a for a in argv if a != '--resume')} --resume", flush=True)
         return
     set_calibration(args.out, ArraySource(*simulate_set(n_val, [SEED, 2]), class_names=sorted(EVENT_CLASSES)))
