@@ -7,7 +7,7 @@ one logit per event class of EVENT_CLASSES; binary score = summed probability of
 Validation: a universal set of a different seed; the best epoch (validation balanced accuracy)
 is kept. Prints per-epoch lines, wall time and peak memory.
 
-The defaults below ARE the shipped model's recipe (`recipe()`; tests/test_train_recipe.py checks
+The defaults below ARE the shipped model's recipe (`recipe()`; tests/test_cleaning_train_recipe.py checks
 that the shipped universal.json records it): `python tools/release/train_universal.py` reproduces its
 configuration (a different machine may give different weights). ~60-90 min on 2 CPU cores;
 resumable: `--stop-after-minutes M` ends a piece (training state beside the output), and a rerun
