@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import InputError
+from ..signal.robust import mad_sigma_along
 
 MAX_SHIFT = 16            # samples of 512: simulate.classes.MAX_ACCEPTED_SHIFT (1/32) of the window
 P_PILEUP = 0.2
@@ -47,7 +48,7 @@ def noise_sigma(records: np.ndarray) -> np.ndarray:
     record, before the trigger at 1/4 minus the largest time shift)."""
     head = records[:, : max(7 * records.shape[-1] // 32, 3)]
     d = np.diff(head, axis=-1)
-    return 1.4826 * np.median(np.abs(d - np.median(d, axis=-1, keepdims=True)), axis=-1) / np.sqrt(2)
+    return mad_sigma_along(d) / np.sqrt(2)
 
 
 def rise_samples(pulse: np.ndarray, onset: int) -> np.ndarray:

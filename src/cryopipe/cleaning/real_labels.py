@@ -63,6 +63,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 from ..errors import InputError
+from ..signal.robust import mad_sigma_along
 from .hand_labels import ACCEPTED_CLASSES, BOX1_CLASSES
 
 MIN_PULSE_SIGMA = 6.0
@@ -91,11 +92,6 @@ def category(event_class: str) -> str:
     return "clean_noise" if event_class == "noise" else "rejected"
 
 
-def _robust_sigma(x, axis=-1):
-    med = np.median(x, axis=axis, keepdims=True)
-    return 1.4826 * np.median(np.abs(x - med), axis=axis)
-
-
 def _slope_drop(y):
     """Least-squares slope of each row times its length (the linear change over the row)."""
     t = np.arange(y.shape[-1], dtype=np.float64)
@@ -109,7 +105,7 @@ def _detrended_sigma(y):
     t -= t.mean()
     slope = (y @ t) / (t @ t)
     r = y - y.mean(axis=1, keepdims=True) - slope[:, None] * t
-    return _robust_sigma(r)
+    return mad_sigma_along(r)
 
 
 def _smoothed_rise(y, w):
@@ -223,7 +219,7 @@ def pulse_features(records, pretrigger: int, polarity: int | None = None) -> dic
     ip = y.argmax(axis=1)
     w = max(4, big_n // 128)
     ds = _smoothed_rise(y, w)
-    sd = np.maximum(_robust_sigma(ds[:, :max(pe - 2 * w, 4)]), 1e-12)
+    sd = np.maximum(mad_sigma_along(ds[:, :max(pe - 2 * w, 4)]), 1e-12)
     t50 = np.argmax(y >= 0.5 * amp[:, None], axis=1)
     below = y < 0.1 * amp[:, None]
     t10 = np.array([int(np.flatnonzero(below[i, :t50[i]])[-1]) + 1 if below[i, :t50[i]].any() else 0
@@ -237,7 +233,7 @@ def pulse_features(records, pretrigger: int, polarity: int | None = None) -> dic
     chi = _template_chi(y, template, sig, pe)
     near = np.arange(1, big_n - 1)[None, :]
     spike = _one_sample_spikes(y, (near >= (t50 - w)[:, None]) & (near <= (ip + w)[:, None]))
-    rs = np.maximum(_robust_sigma(np.diff(y[:, :pe], axis=1)) / np.sqrt(2), 1e-12)
+    rs = np.maximum(mad_sigma_along(np.diff(y[:, :pe], axis=1)) / np.sqrt(2), 1e-12)
     return {"baseline": base, "sigma_bl": sig, "amplitude": amp, "pulse_sigma": ds.max(axis=1) / sd, "t50": t50, "onset": t10, "rise_after": after,
             "rise_before": before, "slope_sigma": slope, "chi": chi, "chi_ratio": _neighbour_ratio(amp, chi),
             "spike": spike / np.maximum(amp, 1e-12), "spike_sigma": spike / rs, "template": template,
@@ -322,10 +318,10 @@ def noise_features(records, template, pretrigger: int, polarity: int = 1) -> dic
     from numpy.lib.stride_tricks import sliding_window_view
 
     amp = sliding_window_view(y, kernel.size, axis=1) @ kernel          # (n, N - M + 1)
-    sa = max(float(_robust_sigma(amp.ravel())), 1e-12)
+    sa = max(float(mad_sigma_along(amp.ravel())), 1e-12)
     res = y - median_filter(y, size=(1, 9), mode="nearest")
     return {"pulse_sigma": amp.max(axis=1) / sa, "pulse_lag": amp.argmax(axis=1),
-            "spike_sigma": np.abs(res).max(axis=1) / np.maximum(_robust_sigma(res), 1e-12),
+            "spike_sigma": np.abs(res).max(axis=1) / np.maximum(mad_sigma_along(res), 1e-12),
             "slope_sigma": _slope_drop(y) / sig, "sigma_bl": sig, "kernel": kernel,
             "pretrigger": int(pretrigger)}
 

@@ -2,7 +2,7 @@
 
 - `MAD_TO_SIGMA`: 1.4826, the factor that turns the median absolute deviation of Gaussian samples
   into their standard deviation (1 / Phi^-1(3/4)).
-- `mad_sigma`: that sigma of an array; `robust_band`: median -/+ k sigma.
+- `mad_sigma`: that sigma of an array; `mad_sigma_along`: of each row; `robust_band`: median -/+ k sigma.
 - `as_records`: an (n, N) float array of records, checked, for every function that takes records.
 - `check_sev_nps`: a standard event and its one-sided noise power spectrum that fit together.
 """
@@ -21,6 +21,12 @@ def mad_sigma(values) -> float:
     if v.size == 0:
         return float("nan")
     return float(MAD_TO_SIGMA * np.median(np.abs(v - np.median(v))))
+
+
+def mad_sigma_along(values, axis: int = -1) -> np.ndarray:
+    """MAD_TO_SIGMA x median |x - median(x)| along `axis` (e.g. one sigma per record; their unit)."""
+    v = np.asarray(values)
+    return MAD_TO_SIGMA * np.median(np.abs(v - np.median(v, axis=axis, keepdims=True)), axis=axis)
 
 
 def robust_band(values, k: float, *, floor: float = 0.0) -> tuple[float, float]:
