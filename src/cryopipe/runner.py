@@ -121,7 +121,7 @@ def module_closure(modules) -> set[str]:
     return seen
 
 
-def script_modules(path: str | Path, top: str = "cryopipe") -> list[str]:
+def script_modules(path: str | Path, *, top: str = "cryopipe") -> list[str]:
     """The modules of package `top` that a (workflow) script imports."""
     return sorted(set(_imported_modules(Path(path), top)))
 

@@ -10,7 +10,7 @@ from cryopipe.errors import CryopipeError
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))   # 2.3548
 
 
-def line_fwhm(values, window: float = 0.02, clip: float = 3.0, iterations: int = 20) -> tuple[float, float, int]:
+def line_fwhm(values, *, window: float = 0.02, clip: float = 3.0, iterations: int = 20) -> tuple[float, float, int]:
     """Centre, FWHM and count of the strongest line in `values` (any unit), Gaussian by moments.
 
     The line is the mode of a 200-bin histogram; values within ``window`` (relative) of it start an

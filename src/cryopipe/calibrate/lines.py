@@ -36,7 +36,7 @@ __all__ = ["find_line", "calibrate", "calibrate_lines", "to_energy", "line_model
 SQRT_2PI = np.sqrt(2.0 * np.pi)
 
 
-def line_model(x, amplitude, mu, sigma, b0, b1, x_ref=0.0):
+def line_model(x, amplitude, mu, sigma, b0, b1, *, x_ref=0.0):
     """Gaussian line on a linear background, counts per bin at bin centres x (V)."""
     return amplitude * np.exp(-0.5 * ((x - mu) / sigma) ** 2) + b0 + b1 * (x - x_ref)
 
@@ -179,7 +179,7 @@ def find_line(amplitudes, expected: float | None = None, *, window: float = 0.25
             "fit_edges": edges, "fit_counts": counts, "search_range": (float(lo), float(hi))}
 
 
-def calibrate_lines(positions, position_errs, energies, through_zero: bool = True) -> dict:
+def calibrate_lines(positions, position_errs, energies, *, through_zero: bool = True) -> dict:
     """Linear conversion E = slope * A + offset from line positions A (V) and their energies (keV).
 
     Weighted least squares with weights 1 / (slope * position_err)^2 (the energies are exact).

@@ -34,7 +34,7 @@ def _cubic_residual_rms(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean(resid ** 2, axis=1))
 
 
-def clean_noise_mask(records, k: float = 4.0, percentile: float | None = None, batch: int = 1024,
+def clean_noise_mask(records, *, k: float = 4.0, percentile: float | None = None, batch: int = 1024,
                      what: str = "noise records") -> np.ndarray:
     """Mask of noise records fit for the NPS (no pulses, spikes, jumps).
 
@@ -70,7 +70,7 @@ def clean_noise_mask(records, k: float = 4.0, percentile: float | None = None, b
     return finite & (rms <= rms_max) & (excursion <= exc_max)
 
 
-def noise_power_spectrum(records, sample_frequency: float, window: str = "boxcar", clean: bool = True,
+def noise_power_spectrum(records, sample_frequency: float, *, window: str = "boxcar", clean: bool = True,
                          k: float = 4.0, percentile: float | None = None, min_records: int = 20,
                          what: str = "noise records", batch: int = 512) -> np.ndarray:
     """Mean one-sided noise power spectrum (V^2/Hz) at the rfft frequencies, shape (N//2+1,).
@@ -114,7 +114,7 @@ def noise_power_spectrum(records, sample_frequency: float, window: str = "boxcar
 
 
 def pretrigger_noise_spectrum(records, sample_frequency: float, pretrigger: int, record_length: int | None = None,
-                              guard: int | None = None, min_records: int = 20,
+                              *, guard: int | None = None, min_records: int = 20,
                               what: str = "pre-trigger regions") -> np.ndarray:
     """One-sided NPS (V^2/Hz) at the rfft frequencies of `record_length` samples, from the pre-trigger
     regions of triggered records (for runs without noise records, e.g. LJH files without a noise file).
@@ -183,7 +183,7 @@ def _aligned_fit(records, index, reference, max_lag, batch=256):
     return lags, amp, rms
 
 
-def select_clean_pulses(records, sample_frequency: float, k: float = 3.0, height_range=None,
+def select_clean_pulses(records, sample_frequency: float, *, k: float = 3.0, height_range=None,
                         min_snr: float = 10.0, onset_tolerance: int | None = None, max_shift: int | None = None,
                         smooth: int | None = None, k_edge: float = 6.0, residual_cut: bool = True,
                         features: dict | None = None, trigger: int | None = None) -> np.ndarray:
@@ -244,7 +244,7 @@ def _onset_index(sev: np.ndarray) -> int:
     return int(below[-1]) if below.size else 0
 
 
-def standard_event(records, sample_frequency: float, mask=None, method: str = "mean",
+def standard_event(records, sample_frequency: float, *, mask=None, method: str = "mean",
                    onset_fraction: float | None = 0.25, max_shift: int | None = None, min_pulses: int = 10,
                    what: str = "pulse records", onset: int | None = None, **selection) -> np.ndarray:
     """Standard event (normalised pulse shape) from pulse records.
@@ -326,7 +326,7 @@ def _start_values(sev: np.ndarray, fs: float) -> tuple[float, float, float]:
     return onset, max(rise, 0.5) / fs, max(decay, 1.0) / fs
 
 
-def fit_pulse_model(sev, sample_frequency: float, starts=None, agree: int = 3) -> dict:
+def fit_pulse_model(sev, sample_frequency: float, *, starts=None, agree: int = 3) -> dict:
     """Least-squares fit of the Proebst pulse model to a standard event.
 
     The model is a sum of three exponentials exp(-(t - t0)/tau_i) with coefficients summing to 0;

@@ -58,7 +58,7 @@ def rise_samples(pulse: np.ndarray, onset: int) -> np.ndarray:
     return np.maximum(2 * half, 1)
 
 
-def pile_up(records: np.ndarray, rng: np.random.Generator, min_separation: int = 8,
+def pile_up(records: np.ndarray, rng: np.random.Generator, *, min_separation: int = 8,
             height_range: tuple[float, float] = (1.0, 1.0),
             min_visible_sigma: float = MIN_VISIBLE_SIGMA) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Superpose each record with a copy of itself whose onset lies at a random position in the window.

@@ -80,7 +80,7 @@ def energy(logits, temperature: float = 1.0) -> np.ndarray:
     return -temperature * logsumexp(_binary(z) / temperature, axis=1)
 
 
-def max_softmax(logits, temperature: float = 1.0) -> np.ndarray:
+def max_softmax(logits, *, temperature: float = 1.0) -> np.ndarray:
     """Maximum softmax probability (lower: less sure), the simplest OOD baseline."""
     z, _ = _check(logits)
     return np.exp(np.max(log_softmax(_binary(z) / temperature, axis=1), axis=1))

@@ -181,7 +181,7 @@ def _tensors(x, y, c):
         np.asarray(y, dtype=np.float32)), torch.from_numpy(np.asarray(c, dtype=np.int64))
 
 
-def ordered_batches(source: RecordSource, batch_size: int = 4096, channels=None, length: int = LENGTH):
+def ordered_batches(source: RecordSource, batch_size: int = 4096, *, channels=None, length: int = LENGTH):
     """All selected records in store order, preprocessed, no augmentation (for validation/testing).
 
     Yields (x (B, 512) float32 tensor, y (B,) float32 tensor, c (B,) int64 tensor, channel, events).
@@ -199,7 +199,7 @@ def ordered_batches(source: RecordSource, batch_size: int = 4096, channels=None,
                 yield (*_tensors(minmax_scale(block[ch, i:i + batch_size]), source.labels[ch, ev], c), ch, ev)
 
 
-def split_events(n_events: int, fractions=(0.9, 0.1), seed: int = 0) -> list[np.ndarray]:
+def split_events(n_events: int, fractions=(0.9, 0.1), *, seed: int = 0) -> list[np.ndarray]:
     """Random disjoint event masks (E,) bool with the given fractions (e.g. train/validation/test)."""
     f = np.asarray(fractions, dtype=float)
     if np.any(f < 0) or f.sum() > 1 + 1e-9:

@@ -89,7 +89,7 @@ def _classification(labels, scores, cutoff):
             "scan": metrics.cutoff_scan(labels, scores), "pr_curve": metrics.precision_recall(labels, scores)}
 
 
-def snr_recall(snr, accepted, lo=SNR_RANGE[0], hi=SNR_RANGE[1], n_bins: int = 33) -> dict:
+def snr_recall(snr, accepted, *, lo=SNR_RANGE[0], hi=SNR_RANGE[1], n_bins: int = 33) -> dict:
     """Recall vs SNR on log bins over [lo, hi] and IOR (linear in SNR as the paper, and log10).
 
     IOR is NaN if a bin inside [lo, hi] is empty.
@@ -150,7 +150,7 @@ def target_rows(result: dict, accepted_classes) -> list[dict]:
     return rows
 
 
-def evaluate_model(model, meta: dict, test_sets: dict[str, xr.Dataset], out_dir, cutoff: float | None = None,
+def evaluate_model(model, meta: dict, test_sets: dict[str, xr.Dataset], out_dir, *, cutoff: float | None = None,
                    batch: int = 4096, onset_bins: int = 24, ratio_edges=RATIO_EDGES) -> dict:
     """Evaluate `model` on `test_sets` (name -> simset Dataset); write figures and tables to `out_dir`.
 
@@ -251,7 +251,7 @@ def detector_metrics(event_class, label, snr, saturated, score, cutoff) -> dict:
     return out
 
 
-def summarise_detectors(per_detector: list[dict], targets: dict = GENERALISATION_TARGETS) -> list[dict]:
+def summarise_detectors(per_detector: list[dict], *, targets: dict = GENERALISATION_TARGETS) -> list[dict]:
     """Mean, standard deviation and worst detector of every target figure, with pass/fail on the mean."""
     rows = []
     for key, (op, thr) in targets.items():
@@ -267,7 +267,7 @@ def summarise_detectors(per_detector: list[dict], targets: dict = GENERALISATION
     return rows
 
 
-def snr_table(event_class, snr, score, cutoff, edges=SNR_TABLE_EDGES,
+def snr_table(event_class, snr, score, cutoff, *, edges=SNR_TABLE_EDGES,
               classes=("event_pulse", "carrier_event", "tail_event", "pile_up")) -> dict:
     """Survival per class and SNR bin (pooled over detectors): class -> list of (lo, hi, survived, total)."""
     event_class = np.asarray(event_class).astype(str)
@@ -308,7 +308,7 @@ def _uncertainty_metrics(m: dict, u, label, score, cutoff) -> None:
     m["brier_calibrated"] = float(np.mean((p - y) ** 2))
 
 
-def independent_evaluation(model, cutoff: float, n_detectors: int = 24, n_per_class: int = 100, seed: int = 2000,
+def independent_evaluation(model, cutoff: float, *, n_detectors: int = 24, n_per_class: int = 100, seed: int = 2000,
                            snr_range=(3.0, 1000.0), batch: int = 4096) -> dict:
     """The model on `n_detectors` virtual detectors of the independent test generator
     (`cleaning.independent_sim`, shares no code with the training simulator): per-detector figures,
@@ -333,7 +333,7 @@ def independent_evaluation(model, cutoff: float, n_detectors: int = 24, n_per_cl
             "snr_table": snr_table(cls, snr, score, cutoff), "seed": seed, "n_per_class": n_per_class}
 
 
-def own_detectors_evaluation(model, cutoff: float, n_detectors: int = 20, n_per_class: int = 100,
+def own_detectors_evaluation(model, cutoff: float, *, n_detectors: int = 20, n_per_class: int = 100,
                              record_length: int = 4096, seed: int = 3000, batch: int = 4096) -> dict:
     """The model on `n_detectors` random detectors of our own simulator (`random_detector`, half of
     them saturating at 50-3000 sigma_OF), every class: the same figures as `independent_evaluation`."""

@@ -80,7 +80,7 @@ def _fmt(x):
     return "-" if x is None or not np.isfinite(x) else f"{x:.3f}"
 
 
-def generator_markdown(title: str, results: list[dict], own: bool = False) -> str:
+def generator_markdown(title: str, results: list[dict], *, own: bool = False) -> str:
     """Markdown: one column per seed (mean / worst detector), the issue's target and pass."""
     lines = [f"### {title}", "", f"{len(results[0]['per_detector'])} detectors per seed, cutoff {results[0]['cutoff']}; "
              "cells: mean over detectors / worst detector.", "",
@@ -121,7 +121,7 @@ def generator_markdown(title: str, results: list[dict], own: bool = False) -> st
     return "\n".join(lines) + "\n"
 
 
-def real_data_section(models: dict, nist_dir: Path, labels_path=None, cut_labels=None, batch: int = 1024,
+def real_data_section(models: dict, nist_dir: Path, labels_path=None, cut_labels=None, *, batch: int = 1024,
                       eval_models: dict | None = None) -> dict:
     """Decisions on the NIST files (`real_eval.decision_figures`) of each model in `models`
     (name -> (model, cutoff)) and of the cut labels store `cut_labels` (regress_chan1's run).

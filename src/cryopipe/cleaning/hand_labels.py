@@ -88,7 +88,7 @@ def validate_hand_labels(ds: xr.Dataset, where: str = "hand labels") -> xr.Datas
     return ds
 
 
-def read_hand_labels(path: str | Path, missing_ok: bool = True) -> xr.Dataset:
+def read_hand_labels(path: str | Path, *, missing_ok: bool = True) -> xr.Dataset:
     """Load a hand-labels store (in memory); an empty one if it does not exist and `missing_ok`."""
     path = Path(path)
     if not path.exists():
@@ -106,7 +106,7 @@ def read_hand_labels(path: str | Path, missing_ok: bool = True) -> xr.Dataset:
 
 
 def append_hand_labels(path: str | Path, events, label: str, channel: str = ALL_CHANNELS,
-                       time: str | None = None) -> xr.Dataset:
+                       *, time: str | None = None) -> xr.Dataset:
     """Append one label for each of `events` to the store at `path` (created if missing), atomically.
 
     Parameters
@@ -220,7 +220,7 @@ def evaluate_hand_labels(hand: xr.Dataset, predictions: xr.Dataset) -> dict:
 
 
 def evaluate_model_on_hand_labels(hand: xr.Dataset, records: xr.Dataset, model_spec: str = "universal",
-                                  cutoff: float | None = None, batch: int = 1024) -> dict:
+                                  *, cutoff: float | None = None, batch: int = 1024) -> dict:
     """Score the hand-labelled records of a run with a model (``"universal"`` or a checkpoint path) and
     compare with the hand labels (metrics as `evaluate_hand_labels`; with a multi-class model also
     ``class_accuracy``: how often the most probable class is the hand label).
@@ -281,7 +281,7 @@ def _subset(hand: xr.Dataset, events) -> xr.Dataset:
 
 
 def fine_tune_on_hand_labels(hand: xr.Dataset, records: xr.Dataset, output: str | Path,
-                             model_spec: str = "universal", epochs: int = 10, lr: float = 1e-4,
+                             model_spec: str = "universal", *, epochs: int = 10, lr: float = 1e-4,
                              batch_size: int = 32, holdout: float = 0.3, seed: int = 0) -> dict:
     """Fine-tune a model on the run's own hand-labelled records and compare it with the original on
     held-out hand labels (the loop from looking to training).

@@ -51,7 +51,7 @@ def precision(labels, scores, cutoff: float = 0.5) -> float:
     return float(precision_score(y, d, zero_division=0))
 
 
-def cutoff_scan(labels, scores, cutoffs=None) -> dict:
+def cutoff_scan(labels, scores, *, cutoffs=None) -> dict:
     """Recall, selectivity, balanced accuracy and precision at each cutoff (default 0.05..0.95 by 0.05).
 
     Returns a dict of arrays with keys cutoff, recall, selectivity, balanced_accuracy, precision
@@ -128,7 +128,7 @@ def integral_over_recall(edges, recall_values, lo: float = 3.0, hi: float = 300.
     raise InputError(f"scale: must be 'linear' or 'log10', got {scale!r}")
 
 
-def ior(snr, accepted, edges=None, lo: float = 3.0, hi: float = 300.0, scale: str = "linear") -> float:
+def ior(snr, accepted, *, edges=None, lo: float = 3.0, hi: float = 300.0, scale: str = "linear") -> float:
     """IOR of positive records with SNR `snr` and decisions `accepted` (bins: default 3..300, 33 log bins)."""
     e = np.geomspace(lo, hi, 34) if edges is None else edges
     return integral_over_recall(e, recall_vs_snr(snr, accepted, e)["recall"], lo, hi, scale)

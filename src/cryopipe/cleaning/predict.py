@@ -23,7 +23,7 @@ from .preprocess import LENGTH, preprocess
 CUTOFF = 0.5
 
 
-def predict_scores(model: Classifier, records, batch: int = 4096, accepted=None, with_probabilities: bool = False,
+def predict_scores(model: Classifier, records, batch: int = 4096, *, accepted=None, with_probabilities: bool = False,
                    preprocessed: bool = False, device=None, pretrigger: int | None = None):
     """Acceptance scores in [0, 1] of (..., N) raw records (V), shape (...).
 
@@ -70,7 +70,7 @@ def predict_scores(model: Classifier, records, batch: int = 4096, accepted=None,
     return scores
 
 
-def predict_logits(model: Classifier, records, batch: int = 4096, preprocessed: bool = False,
+def predict_logits(model: Classifier, records, batch: int = 4096, *, preprocessed: bool = False,
                    device=None, pretrigger: int | None = None, with_features: bool = False):
     """Raw logits (..., n_classes) float32 of (..., N) records; NaN rows for records with NaN/inf samples.
 
@@ -170,7 +170,7 @@ def decide(scores, cutoff: float = CUTOFF) -> np.ndarray:
     return np.asarray(scores) >= cutoff
 
 
-def clean_events(decisions, channel_axis: int = 0) -> np.ndarray:
+def clean_events(decisions, *, channel_axis: int = 0) -> np.ndarray:
     """An event is clean when all its channels are accepted: all() over `channel_axis`."""
     return np.all(np.asarray(decisions, dtype=bool), axis=channel_axis)
 
@@ -180,7 +180,7 @@ MOSTLY_REJECTED = 0.8
 MOSTLY_OOD = 0.2
 
 
-def rate_warnings(decision, valid, ood=None, what: str = "records") -> list[str]:
+def rate_warnings(decision, valid, ood=None, *, what: str = "records") -> list[str]:
     """Warnings for a run the model mostly rejects (> MOSTLY_REJECTED of the scored records) or
     mostly does not know (> MOSTLY_OOD flagged `ood`): the model may be wrong for this detector."""
     decision, valid = np.asarray(decision, bool), np.asarray(valid, bool)
@@ -200,7 +200,7 @@ def rate_warnings(decision, valid, ood=None, what: str = "records") -> list[str]
     return out
 
 
-def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str, cutoff: float = CUTOFF,
+def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str, *, cutoff: float = CUTOFF,
                         batch: int = 4096, event_chunk: int = 1024, inputs=None,
                         pretrigger: int | None = None, particle=None) -> xr.Dataset:
     """A "predictions" store Dataset for a (channel, event, sample) trace, read `event_chunk` events at a time.

@@ -77,7 +77,7 @@ def is_test_seed(generator: str, seed) -> bool:
     return seed is not None and int(seed) in TEST_SEEDS.get(generator, ())
 
 
-def independent_set(seed: int, n_detectors: int = 24, n_per_class: int = 100, role: str = "test",
+def independent_set(seed: int, n_detectors: int = 24, n_per_class: int = 100, *, role: str = "test",
                     snr_range=(3.0, 1000.0)) -> EvalSet:
     """`n_detectors` detectors of the independent generator (`independent_sim`), seeded.
 
@@ -103,7 +103,7 @@ def independent_set(seed: int, n_detectors: int = 24, n_per_class: int = 100, ro
 
 
 def own_set(seed: int, n_detectors: int = 20, n_per_class: int = 100, record_length: int = 4096,
-            role: str = "test") -> EvalSet:
+            *, role: str = "test") -> EvalSet:
     """`n_detectors` random detectors of our simulator (detector mode, every class; half of them
     saturating at 50-3000 sigma_OF), seeded. A "selection" set with a test seed is refused."""
     from ..simulate.records import EVENT_CLASSES
@@ -127,7 +127,7 @@ def own_set(seed: int, n_detectors: int = 20, n_per_class: int = 100, record_len
     return out
 
 
-def selection_set_from_arrays(records, event_class, label, snr=None, name: str = "held-out") -> EvalSet:
+def selection_set_from_arrays(records, event_class, label, *, snr=None, name: str = "held-out") -> EvalSet:
     """A selection set of one 'detector' from arrays, e.g. a held-out part of the training simulation.
 
     records : (n, N) raw or (n, 512) block-mean records; event_class (n,) str; label (n,) bool;
@@ -168,7 +168,7 @@ def balanced_accuracy_at(label, score, cutoff, keep=None) -> float:
     return float(0.5 * (np.mean(d[y]) + np.mean(~d[~y])))
 
 
-def set_figures(evalset: EvalSet, scores: list[dict], cutoff: float, min_snr: float = 10.0) -> list[dict]:
+def set_figures(evalset: EvalSet, scores: list[dict], cutoff: float, *, min_snr: float = 10.0) -> list[dict]:
     """Per detector: balanced_accuracy (all records), balanced_accuracy_snr_ge_10 (records with
     SNR >= `min_snr` or without a particle pulse, SNR 0), pulse_snr_ge_10 (event_pulse survival at
     SNR >= `min_snr`), survival of every class (``survival <class>``), n_records."""
@@ -190,7 +190,7 @@ def set_figures(evalset: EvalSet, scores: list[dict], cutoff: float, min_snr: fl
     return rows
 
 
-def select_checkpoint(candidates: dict, evalset: EvalSet, cutoffs=CUTOFFS,
+def select_checkpoint(candidates: dict, evalset: EvalSet, *, cutoffs=CUTOFFS,
                       max_pileup_survival: float = MAX_PILEUP_SURVIVAL, batch: int = 4096) -> dict:
     """Choose the checkpoint and cutoff on a selection set (never a test set).
 

@@ -82,7 +82,7 @@ def model_decisions(model, records, pretrigger: int | None, cutoff: float, batch
 
 
 def evaluate_real_file(model, records, pretrigger: int, event_class, cutoff: float, batch: int = 1024,
-                       exclude=None) -> dict:
+                       *, exclude=None) -> dict:
     """`decision_figures` of a model on labelled records; `exclude` (n,) bool leaves records out
     (e.g. doubtful automatic labels). Adds predicted-class counts of a multi-class model."""
     d = model_decisions(model, records, pretrigger, cutoff, batch)

@@ -240,7 +240,7 @@ def pulse_features(records, pretrigger: int, polarity: int | None = None) -> dic
             "polarity": pol, "pretrigger": pre}
 
 
-def label_pulse_records(records, pretrigger: int, polarity: int | None = None) -> dict:
+def label_pulse_records(records, pretrigger: int, *, polarity: int | None = None) -> dict:
     """Automatic labels of a pulse file (module doc): dict with event_class (n,) str, doubtful (n,)
     bool, reason (n,) str (the rules that fired or were near), features (`pulse_features`)."""
     f = pulse_features(records, pretrigger, polarity)

@@ -52,7 +52,7 @@ def module_vectors(trace: xr.DataArray, events: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def pca_manifold(vectors: np.ndarray, n_components: int = 2, seed: int = 0) -> dict:
+def pca_manifold(vectors: np.ndarray, *, n_components: int = 2, seed: int = 0) -> dict:
     """PCA of module vectors (events, features): projection (events, n_components) and explained variance ratio."""
     vectors = np.asarray(vectors, dtype=np.float64)
     if vectors.ndim != 2 or vectors.shape[0] <= n_components:
@@ -72,7 +72,7 @@ def cleaning_summary(cut_clean: np.ndarray, model_clean: np.ndarray) -> dict:
 
 
 def cleaning_report(records: xr.Dataset, features: xr.Dataset, labels: xr.Dataset, predictions: xr.Dataset,
-                    max_pca_events: int = MAX_PCA_EVENTS, seed: int = 0) -> dict:
+                    *, max_pca_events: int = MAX_PCA_EVENTS, seed: int = 0) -> dict:
     """Everything the cleaning figures need, for the particle events of one run.
 
     Returns amplitude (channel, event) and its variable name and units, channel names, cut_clean

@@ -49,7 +49,7 @@ def simulate_run_records(characterization: xr.Dataset, n_per_class: int, seed: i
     return out
 
 
-def train_on_simset(path, architecture: str, checkpoint, cfg: dict, progress=None):
+def train_on_simset(path, architecture: str, checkpoint, cfg: dict, *, progress=None):
     """Train `architecture` on a simset store (90 % train, 10 % validation), multi-class head over
     its event classes (binary score = accepted classes) or a binary head; returns the TrainResult."""
     import sys

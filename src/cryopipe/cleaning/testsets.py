@@ -23,7 +23,7 @@ PILEUP_MIN_SEPARATION = 1 / 128                # |onset difference| >= this frac
 SIMSET_CHUNK = 10_000                          # records simulated at a time before `compact`
 
 
-def compact(ds: xr.Dataset, length: int = LENGTH) -> xr.Dataset:
+def compact(ds: xr.Dataset, *, length: int = LENGTH) -> xr.Dataset:
     """The set with its traces downsampled to `length` block means (what every model sees first)."""
     out = ds.drop_vars([n for n, v in ds.variables.items() if "sample" in v.dims and n != "trace"])
     trace = downsample(ds["trace"].values, length)
@@ -51,7 +51,7 @@ def _in_chunks(n_per_class: dict, make, rng: np.random.Generator) -> xr.Dataset:
 
 
 def random_detector(rng: np.random.Generator, record_length: int = 4096,
-                    sample_frequency: float | None = None) -> dict:
+                    *, sample_frequency: float | None = None) -> dict:
     """A random detector: SEV (Proebst model, max 1, onset N/4), NPS (white + 1/f + lines, V^2/Hz), fs (Hz).
 
     Time constants are drawn as fractions of the record duration, so any record length gives a
@@ -81,7 +81,7 @@ def detector_set(n_per_class: dict, detector: dict, rng: np.random.Generator, sn
     return _in_chunks(dict(n_per_class), make, rng)
 
 
-def universal_set(n_per_class: dict, record_length: int, rng: np.random.Generator, snr_range=(3.0, 1000.0),
+def universal_set(n_per_class: dict, record_length: int, rng: np.random.Generator, *, snr_range=(3.0, 1000.0),
                   **kwargs) -> xr.Dataset:
     """Universal-mode simset (every record its own detector), compacted, simulated in chunks."""
     def make(counts, gen):
@@ -89,7 +89,7 @@ def universal_set(n_per_class: dict, record_length: int, rng: np.random.Generato
     return _in_chunks(dict(n_per_class), make, rng)
 
 
-def pileup_pairs(n: int, detector: dict, rng: np.random.Generator, snr_range=SNR_RANGE, ratio_range=PILEUP_RATIO,
+def pileup_pairs(n: int, detector: dict, rng: np.random.Generator, *, snr_range=SNR_RANGE, ratio_range=PILEUP_RATIO,
                  min_separation: float = PILEUP_MIN_SEPARATION) -> xr.Dataset:
     """Two-pulse pile-ups: a simulated event_pulse record (onset N/4 +- N/64, SNR log-uniform in
     `snr_range`) plus a second SEV pulse, height ratio r = h2/h1 log-uniform in

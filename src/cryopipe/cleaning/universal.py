@@ -30,7 +30,7 @@ def load_universal(device=None) -> tuple[Classifier, dict]:
     return load_model(path, device)
 
 
-def resolve_model(spec: str | Path, device=None) -> tuple[Classifier, dict]:
+def resolve_model(spec: str | Path, *, device=None) -> tuple[Classifier, dict]:
     """A model from ``"universal"`` (the shipped weights) or the path of a checkpoint (x.pt with x.json).
 
     A model whose meta holds a ``temperature`` (`cleaning.calibration`) carries it, and its
@@ -66,7 +66,7 @@ def model_cutoff(meta: dict, cutoff: float | None = None) -> float:
     return 0.5 if value is None else float(value)
 
 
-def predict_file(path: str | Path, model: Classifier, batch: int = 4096, events_per_block: int = 8192,
+def predict_file(path: str | Path, model: Classifier, batch: int = 4096, *, events_per_block: int = 8192,
                  pretrigger: int | None = None) -> dict:
     """Scores of every record of a records store, Cait HDF5 file or .npz (see `iter_record_blocks`).
 

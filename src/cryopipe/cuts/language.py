@@ -139,7 +139,7 @@ def cut_feature_names(cuts: Mapping) -> set[str]:
     return names
 
 
-def validate_cuts(cuts: Mapping, features=None, where: str = "cuts") -> None:
+def validate_cuts(cuts: Mapping, *, features=None, where: str = "cuts") -> None:
     """Check a cut set; with `features` (a collection of names) also that every feature exists.
 
     Raises CryopipeError naming the cut and the problem (unknown keys, features, units, bounds).

@@ -59,7 +59,7 @@ def noise_records_from_nps(nps, n_records: int, sample_frequency: float, rng: np
     return noise_from_psd(nps, 2 * (nps.size - 1), sample_frequency, rng, int(n_records))
 
 
-def inject(noise_records, sev, amplitudes, rng: np.random.Generator | None = None, shifts=None) -> np.ndarray:
+def inject(noise_records, sev, amplitudes, rng: np.random.Generator | None = None, *, shifts=None) -> np.ndarray:
     """Records with the SEV scaled to `amplitudes` added to noise records.
 
     Parameters

@@ -17,7 +17,7 @@ from cryopipe.cuts.language import cut_feature_names
 
 
 def efficiency_channel(records: xr.Dataset, characterization: xr.Dataset, cuts: dict, cfg: dict,
-                       kev_per_volt: float | None = None, plugins: Sequence = (),
+                       *, kev_per_volt: float | None = None, plugins: Sequence = (),
                        features: xr.Dataset | None = None) -> xr.Dataset:
     """Trigger and cut efficiency of one channel: the SEV scaled to amplitudes over the run's whole
     range (:func:`injected_amplitudes`: the turn-on in resolution steps, then up to the largest pulse

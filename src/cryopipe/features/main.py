@@ -337,7 +337,7 @@ def _features_kernel(traces, fs, trig, out):
             _record_features(traces[e], fs, trig, buf, inc, out, e)
 
 
-def compute_features(traces: np.ndarray, sample_frequency: float, pretrigger: int | None = None) -> dict[str, np.ndarray]:
+def compute_features(traces: np.ndarray, sample_frequency: float, *, pretrigger: int | None = None) -> dict[str, np.ndarray]:
     """Per-record features (see module docstring) of a block of single-channel records.
 
     Parameters

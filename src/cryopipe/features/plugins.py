@@ -78,7 +78,7 @@ def _wrap(path: Path, name: str, fn):
     return compute
 
 
-def load_plugins(paths, builtin=FEATURE_UNITS) -> list[Family]:
+def load_plugins(paths, *, builtin=FEATURE_UNITS) -> list[Family]:
     """One Family per public function of each plug-in file (in file order, then definition order).
 
     Raises PluginError naming the file and function for: an unreadable or failing file, a public

@@ -83,7 +83,7 @@ BLOCK_RECORDS = 1024
 
 
 def compute_block(traces: np.ndarray, ctx, families: Sequence[Family],
-                  block: int = BLOCK_RECORDS) -> dict[str, np.ndarray]:
+                  *, block: int = BLOCK_RECORDS) -> dict[str, np.ndarray]:
     """Run `families` on a block (n_events, N) of one channel's records (V): {name: (n_events,) float64}.
 
     Families that share the optimum-filter pass (`Family.shares_of_pass`) run together on slices of

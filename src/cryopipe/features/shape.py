@@ -328,7 +328,7 @@ def _features(traces, fb, of, nps, n_workers: int) -> dict[str, np.ndarray]:
     return {k: out[i] for i, k in enumerate(_ORDER)}
 
 
-def shape_features(traces, sample_frequency: float, sev, nps, batch: int = FFT_BATCH, of=None,
+def shape_features(traces, sample_frequency: float, sev, nps, *, batch: int = FFT_BATCH, of=None,
                    workers: int | None = None) -> dict[str, np.ndarray]:
     """Shape features of one channel's records (see the module docstring; the default cuts use them).
 

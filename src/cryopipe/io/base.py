@@ -41,11 +41,11 @@ class Stream(Protocol):
 
     def read(self, start: int, stop: int, channels: Sequence[int] | None = None) -> np.ndarray: ...
 
-    def read_records(self, starts: np.ndarray, length: int, channels: Sequence[int] | None = None,
+    def read_records(self, starts: np.ndarray, length: int, *, channels: Sequence[int] | None = None,
                      batch: int = 1024) -> Iterator[tuple[slice, np.ndarray]]: ...
 
     def iter_chunks(self, chunk_size: int, before: int = 0, after: int = 0, start: int = 0,
-                    stop: int | None = None, channels: Sequence[int] | None = None
+                    stop: int | None = None, *, channels: Sequence[int] | None = None
                     ) -> Iterator[tuple[int, int, np.ndarray]]: ...
 
     def release_pages(self, channel: int, start: int, stop: int) -> None: ...

@@ -45,7 +45,7 @@ def _open(path: Path):
         raise InputError(f"{path}: not an HDF5 file ({exc})") from None
 
 
-def read_cait_events(path: str | Path, group: str = "events", channels=None) -> np.ndarray:
+def read_cait_events(path: str | Path, *, group: str = "events", channels=None) -> np.ndarray:
     """The ``group/event`` dataset of a Cait file as float32 (channels, events, samples) V."""
     path = Path(path)
     with _open(path) as f:
@@ -97,7 +97,7 @@ def _amplitudes(grp, idx, n_events):
     return np.full((len(idx), n_events), np.nan, dtype=np.float32)
 
 
-def cait_records(path: str | Path, sample_frequency: float = 25_000.0, channels=None,
+def cait_records(path: str | Path, sample_frequency: float = 25_000.0, *, channels=None,
                  channel_names=None) -> xr.Dataset:
     """A "records" Dataset of the events (and noise records) of Cait HDF5 file `path`.
 

@@ -397,7 +397,7 @@ def stream_start_ticks(dig_stamps) -> int:
     return 2 * d0 - d1
 
 
-def stream_start_time(par, dig_stamps, clock_frequency: float = CLOCK_FREQUENCY) -> float:
+def stream_start_time(par, dig_stamps, *, clock_frequency: float = CLOCK_FREQUENCY) -> float:
     """Time of the first stream sample in s since the Unix epoch: par start (clock tick 0)
     plus the stream's start tick over the clock frequency."""
     return _as_par(par).start_time + stream_start_ticks(dig_stamps) / float(clock_frequency)
@@ -525,7 +525,7 @@ class ConData:
     mus_since_last_tp: np.ndarray | None
 
 
-def read_con(path, ints_in_header: int = 7, clock_frequency: float | None = None) -> ConData:
+def read_con(path, *, ints_in_header: int = 7, clock_frequency: float | None = None) -> ConData:
     """Read a ``.con`` file (control pulse heights and times); a file with only its header
     gives zero control pulses. clock_frequency defaults by layout (10 MHz for 7 integers,
     1.7 GHz for 6)."""
@@ -542,7 +542,7 @@ def read_con(path, ints_in_header: int = 7, clock_frequency: float | None = None
 
 
 def write_con(path, channel, pulse_height, clock_ticks, dead_time=0.0, mus_since_last_tp=0,
-              ints_in_header: int = 7, header=(0, 0, 0)) -> None:
+              *, ints_in_header: int = 7, header=(0, 0, 0)) -> None:
     """Write a ``.con`` file: 12-byte header, then one record per control pulse and channel."""
     ticks = np.asarray(clock_ticks, dtype=np.uint64)
     rec = np.zeros(ticks.shape[0], dtype=con_dtype(ints_in_header))
@@ -736,7 +736,7 @@ class RdtFile:
             yield out
 
 
-def open_rdt(path, par=None, channels: Sequence[int] | None = None, **kwargs) -> RdtFile:
+def open_rdt(path, par=None, *, channels: Sequence[int] | None = None, **kwargs) -> RdtFile:
     """Open an ``.rdt`` file; `par` is a ParInfo, a path, or None for the ``.par`` beside it.
     Keyword arguments go to :class:`RdtFile` (adc_bits, adc_range, sample_frequency, ...)."""
     return RdtFile(path, par, channels, **kwargs)

@@ -86,7 +86,7 @@ class CsmplStream:
         if hi > lo:
             base.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
-    def read_records(self, starts: np.ndarray, length: int, channels: Sequence[int] | None = None,
+    def read_records(self, starts: np.ndarray, length: int, *, channels: Sequence[int] | None = None,
                      batch: int = 1024) -> Iterator[tuple[slice, np.ndarray]]:
         """Yield (event slice, volts (n_channels, n, length)) for record windows starting at `starts`.
 
@@ -108,7 +108,7 @@ class CsmplStream:
 
     def iter_chunks(self, chunk_size: int, before: int = 0, after: int = 0,
                     start: int = 0, stop: int | None = None,
-                    channels: Sequence[int] | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+                    *, channels: Sequence[int] | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
         """Yield (a, b, volts) for owned chunks [a, b) covering [start, stop).
 
         `volts` spans [a - before, b + after) (edge-padded), so filters with overlap-save see
@@ -161,7 +161,7 @@ def volts_to_adc(volts: np.ndarray, adc_bits: int = 16, adc_range: float = 20.0)
     return np.clip(adc, -lim, lim - 1).astype("<i2")
 
 
-def write_csmpl(path: str | Path, volts: np.ndarray, adc_bits: int = 16, adc_range: float = 20.0,
+def write_csmpl(path: str | Path, volts: np.ndarray, *, adc_bits: int = 16, adc_range: float = 20.0,
                 append: bool = False) -> None:
     """Write (or append) volts of one channel as an int16 little-endian csmpl file."""
     with open(path, "ab" if append else "wb") as f:

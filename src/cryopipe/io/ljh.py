@@ -357,7 +357,7 @@ class LjhStream:
     def release_pages(self, channel: int, start: int, stop: int) -> None:
         """No-op: LJH files are small; the OS page cache holds them."""
 
-    def read_records(self, starts: np.ndarray, length: int, channels: Sequence[int] | None = None,
+    def read_records(self, starts: np.ndarray, length: int, *, channels: Sequence[int] | None = None,
                      batch: int = 1024) -> Iterator[tuple[slice, np.ndarray]]:
         """Yield (event slice, volts (n_channels, n, length)) for windows starting at `starts`."""
         chans = list(range(self.n_channels)) if channels is None else list(channels)
@@ -369,7 +369,7 @@ class LjhStream:
             yield slice(b, b + len(s)), out
 
     def iter_chunks(self, chunk_size: int, before: int = 0, after: int = 0, start: int = 0,
-                    stop: int | None = None, channels: Sequence[int] | None = None
+                    stop: int | None = None, *, channels: Sequence[int] | None = None
                     ) -> Iterator[tuple[int, int, np.ndarray]]:
         """Yield (a, b, volts) for owned chunks [a, b) of [start, stop), volts spanning
         [a - before, b + after) (edge-padded)."""

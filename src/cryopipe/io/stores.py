@@ -320,7 +320,7 @@ def atomic_directory(path: str | Path):
         raise
 
 
-def write_store(ds: xr.Dataset, path: str | Path, kind: str, event_chunk: int = EVENT_CHUNK) -> Path:
+def write_store(ds: xr.Dataset, path: str | Path, kind: str, *, event_chunk: int = EVENT_CHUNK) -> Path:
     """Validate and write `ds` as a Zarr store at `path`, atomically (temp path, then rename)."""
     return write_store_batches(ds, (), path, kind, event_chunk)
 
@@ -453,7 +453,7 @@ def parameters(ds: xr.Dataset) -> dict:
     return json.loads(ds.attrs.get("parameters", "{}"))
 
 
-def concat_channels(parts: list[xr.Dataset], inputs: list | None = None) -> xr.Dataset:
+def concat_channels(parts: list[xr.Dataset], *, inputs: list | None = None) -> xr.Dataset:
     """Join per-channel stores of one run along ``channel`` (per-event variables taken from the first)."""
     if not parts:
         raise StoreError("no per-channel stores to gather")

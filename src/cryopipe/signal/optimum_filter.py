@@ -72,7 +72,7 @@ def cait_shift_window(record_length: int, onset: int | None = None) -> tuple[int
     return record_length // 8 - onset, 7 * record_length // 8 - onset
 
 
-def build_optimum_filter(sev, nps_one_sided, sample_frequency: float, onset: int | None = None,
+def build_optimum_filter(sev, nps_one_sided, sample_frequency: float, *, onset: int | None = None,
                          what: str = "channel") -> OptimumFilter:
     """Optimum filter from a standard event and a noise power spectrum.
 
@@ -167,7 +167,7 @@ def _search_max(filtered, lo, hi, amp, lag):
         lag[i] = best_lag
 
 
-def of_amplitudes(of: OptimumFilter, records, shift_window: tuple[int, int] | None = None,
+def of_amplitudes(of: OptimumFilter, records, *, shift_window: tuple[int, int] | None = None,
                   search: bool = True, batch: int = 128, workers: int = 2) -> dict:
     """Apply the optimum filter to records with one rfft per record.
 
@@ -231,7 +231,7 @@ def of_kernel(of: OptimumFilter) -> tuple[np.ndarray, int]:
     return kernel, of.onset
 
 
-def measured_resolution(of: OptimumFilter, noise_records, batch: int = 128) -> float:
+def measured_resolution(of: OptimumFilter, noise_records, *, batch: int = 128) -> float:
     """Measured resolution, V: standard deviation of the fixed-lag amplitude on noise-only records.
 
     Never from the shift-searched amplitude, which on noise picks the largest value in the window.

@@ -37,7 +37,7 @@ def pulse_template(record_length: int, sample_frequency: float, tau_n: float, ta
     return v / peak
 
 
-def generic_template(record_length: int, onset_fraction: float = 0.25,
+def generic_template(record_length: int, *, onset_fraction: float = 0.25,
                      rise_fraction: float = 1 / 2000, decay_fraction: float = 1 / 40) -> np.ndarray:
     """A detector-agnostic pulse shape (max 1): rise and decay as fractions of the record length.
 

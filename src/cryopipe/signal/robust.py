@@ -23,7 +23,7 @@ def mad_sigma(values) -> float:
     return float(MAD_TO_SIGMA * np.median(np.abs(v - np.median(v))))
 
 
-def mad_sigma_along(values, axis: int = -1) -> np.ndarray:
+def mad_sigma_along(values, *, axis: int = -1) -> np.ndarray:
     """MAD_TO_SIGMA x median |x - median(x)| along `axis` (e.g. one sigma per record; their unit)."""
     v = np.asarray(values)
     return MAD_TO_SIGMA * np.median(np.abs(v - np.median(v, axis=axis, keepdims=True)), axis=axis)

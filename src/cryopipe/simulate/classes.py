@@ -164,7 +164,7 @@ class RecordPlan:
         self.drift = np.zeros((n, 2))
         self.hidden = np.zeros(n, dtype=bool)   # pile-ups still hidden by saturation (build_plan)
 
-    def add_pulse(self, idx, entries, onset, a_of=0.0, a_bl=0.0, physical=True, main=False):
+    def add_pulse(self, idx, entries, onset, *, a_of=0.0, a_bl=0.0, physical=True, main=False):
         """Append one pulse component to each record in `idx` (entries from a shape provider)."""
         slot = self.n_used[idx]
         if np.any(slot >= MAX_PULSES):
@@ -343,7 +343,7 @@ class ModelShape:
         return rows
 
     @staticmethod
-    def fall_time(entries, n_iter: int = 48) -> np.ndarray:
+    def fall_time(entries, *, n_iter: int = 48) -> np.ndarray:
         """Samples from the maximum until the pulse falls below 1/e of it (bisection)."""
         t_peak = ModelShape.peak_delay(entries)
         lo = np.zeros(len(entries))
@@ -356,7 +356,7 @@ class ModelShape:
         return hi
 
 
-def cap_tail_tau(slow, lead, remaining, fraction, n_iter: int = 48) -> np.ndarray:
+def cap_tail_tau(slow, lead, remaining, fraction, *, n_iter: int = 48) -> np.ndarray:
     """Largest decay time <= `slow` of f(t) = e^-t/slow - e^-t/lead (slow > lead, samples) with
     f(remaining) <= fraction * max f (bisection in log(slow); needs remaining >= ~2.7 lead)."""
     slow, lead, rem = (np.asarray(a, float) for a in (slow, lead, remaining))
@@ -381,7 +381,7 @@ def cap_tail_tau(slow, lead, remaining, fraction, n_iter: int = 48) -> np.ndarra
     return out
 
 
-def exp_sum_peak(taus, coefs, n_grid: int = 512, n_newton: int = 6):
+def exp_sum_peak(taus, coefs, *, n_grid: int = 512, n_newton: int = 6):
     """Time and value of the maximum of f(t) = sum_j c_j exp(-t/tau_j), t >= 0, per row.
 
     A geometric grid from min(tau)/100 to 20 max(tau) locates the peak; Newton steps on f' = 0 refine it.

@@ -117,7 +117,7 @@ class _quiet:
         return self._w.__exit__(*exc)
 
 
-def response_band(times, tpa, response, window: int = 9, k_sigma: float = 5.0,
+def response_band(times, tpa, response, *, window: int = 9, k_sigma: float = 5.0,
                   min_sigma: float = 0.0) -> dict:
     """Band centre, width and stability of every pulse, per TPA (see module docstring).
 
@@ -234,7 +234,7 @@ def unstable_intervals(pulse_times, interval_stable) -> np.ndarray:
     return np.asarray(out, dtype=np.float64).reshape(-1, 2)
 
 
-def response_curves(pulse_times, pulse_tpa, centre, times, use=None) -> tuple[np.ndarray, np.ndarray]:
+def response_curves(pulse_times, pulse_tpa, centre, times, *, use=None) -> tuple[np.ndarray, np.ndarray]:
     """Response of every calibration TPA at the given times.
 
     Parameters

@@ -27,7 +27,7 @@ def has_test_pulses(run_cfg: dict) -> bool:
 
 
 def testpulse_run(records: xr.Dataset, characterization: xr.Dataset, cfg: dict, calibrate_cfg: dict,
-                  what: str, log=None) -> xr.Dataset:
+                  what: str, *, log=None) -> xr.Dataset:
     """The "testpulse" Dataset of a run (layout in `cryopipe.io.stores.STORES["testpulse"]`).
 
     Parameters

@@ -224,7 +224,7 @@ def filter_stream(stream, channel: int, kernel, anchor, chunk_size: int = 2**20,
         yield a, rows.reshape(-1)[:n]
 
 
-def robust_sigma(y: np.ndarray, polarity: int = 1) -> float:
+def robust_sigma(y: np.ndarray, *, polarity: int = 1) -> float:
     """Noise sigma from the side of the median opposite to pulses: 1.4826 x median |y - med|.
 
     For Gaussian noise, the median distance from the median of either half equals the MAD, so the
@@ -275,7 +275,7 @@ class NoiseEstimate:
                 "saturated_fraction": float(self.saturated_fraction), "noise_warnings": list(self.warnings)}
 
 
-def flat_mask(x: np.ndarray, min_run: int = MIN_FLAT_RUN) -> np.ndarray:
+def flat_mask(x: np.ndarray, *, min_run: int = MIN_FLAT_RUN) -> np.ndarray:
     """Mask (..., n) of samples inside runs of >= `min_run` identical consecutive values along the
     last axis: a saturated ADC (at full scale) or a stuck stream. Noise never repeats one value so long."""
     x = np.asarray(x)
@@ -307,7 +307,7 @@ def _flat_rows(x, min_run, out):
                 run = 1
 
 
-def has_flat_run(x: np.ndarray, min_run: int = MIN_FLAT_RUN) -> np.ndarray:
+def has_flat_run(x: np.ndarray, *, min_run: int = MIN_FLAT_RUN) -> np.ndarray:
     """Mask (...) of the (..., n) rows holding a run of >= `min_run` identical samples (saturated or
     stuck); a streaming scan without temporaries."""
     x = np.asarray(x)
@@ -454,7 +454,7 @@ def _masked_sigma(y: np.ndarray, sigma: float, length: int, anchor: int, iterati
     return sigma, frac
 
 
-def filtered_noise_sigma(stream, channel, kernel, anchor, n_chunks=8, chunk_size=2**18, polarity=1,
+def filtered_noise_sigma(stream, channel, kernel, anchor, *, n_chunks=8, chunk_size=2**18, polarity=1,
                          workers: int | None = None) -> float:
     """Robust noise sigma (V) of the filtered stream: ``noise_estimate(...).sigma`` (see there; its
     warnings are logged)."""

@@ -114,7 +114,7 @@ def _select(samples, values, order, holdoff, threshold, env, env_sat, saturated,
 
 
 def select_triggers(samples, values, holdoff: int, threshold: float = 0.0, envelope=None,
-                    margin: float = SIDE_LOBE_MARGIN, saturated=None, saturated_envelope=None) -> np.ndarray:
+                    margin: float = SIDE_LOBE_MARGIN, *, saturated=None, saturated_envelope=None) -> np.ndarray:
     """Mask of the accepted candidates (module docstring: by descending value, none closer than
     ``holdoff`` samples to a larger one, none a side lobe of a larger one).
 
@@ -151,7 +151,7 @@ def select_triggers(samples, values, holdoff: int, threshold: float = 0.0, envel
 
 
 def saturated_candidates(stream, channel: int, samples, values, threshold: float, window: int,
-                         min_ratio: float = 20.0) -> np.ndarray:
+                         *, min_ratio: float = 20.0) -> np.ndarray:
     """Mask of the candidates whose pulse is saturated or clipped: a run of MIN_FLAT_RUN identical
     raw samples (:func:`cryopipe.trigger.filters.has_flat_run`) in [t - window, t + 4 window). Only
     candidates above `min_ratio` x `threshold` are read (a pulse that small is not saturated)."""
@@ -166,7 +166,7 @@ def saturated_candidates(stream, channel: int, samples, values, threshold: float
     return out
 
 
-def side_lobe_envelope(kernel, anchor, template, onset: int, width: int | None = None,
+def side_lobe_envelope(kernel, anchor, template, onset: int, *, width: int | None = None,
                        levels=SATURATION_LEVELS, saturated_template=None) -> tuple[int, np.ndarray]:
     """Envelope of the filter's response to a pulse, relative to its maximum, against the lag of
     a sample from the pulse's trigger (the response maximum).
@@ -227,7 +227,7 @@ def side_lobe_envelope(kernel, anchor, template, onset: int, width: int | None =
     return first, maximum_filter1d(env, 2 * width + 1)
 
 
-def scan_channel(stream, channel, kernel, anchor, threshold, holdoff, polarity=1, chunk_size=2**20,
+def scan_channel(stream, channel, kernel, anchor, threshold, holdoff, *, polarity=1, chunk_size=2**20,
                  start=0, stop=None, workers: int | None = None, envelope=None,
                  margin: float = SIDE_LOBE_MARGIN) -> tuple[np.ndarray, np.ndarray]:
     """Trigger one channel of a stream on its filtered values (see module docstring).
@@ -330,7 +330,7 @@ def _strong_enough(samples, values, holdoff, fraction):
 
 
 def merge_triggers(per_channel: list[np.ndarray], holdoff: int, significance: list[np.ndarray] | None = None,
-                   weak_fraction: float = MERGE_WEAK_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+                   *, weak_fraction: float = MERGE_WEAK_FRACTION) -> tuple[np.ndarray, np.ndarray]:
     """Merge per-channel trigger samples into module triggers (a trigger records all channels).
 
     Triggers are taken earliest first (ties: lowest channel); one within ``holdoff`` samples after
@@ -407,7 +407,7 @@ def live_time(samples: np.ndarray, holdoff: int, n_samples: int, sample_frequenc
 
 
 def noise_trigger_samples(n: int, particle: np.ndarray, n_samples: int, record_length: int, rng,
-                          scanned=None) -> np.ndarray:
+                          *, scanned=None) -> np.ndarray:
     """Random (noise) trigger samples whose records hold no pulse and do not overlap each other.
 
     A noise record [t - N/4, t + 3N/4) must neither contain a particle trigger p, nor end less than
@@ -477,7 +477,7 @@ def _event_amplitudes(trigger_amplitude, firing_channel, n_channels, n_particle)
 
 def records_dataset(stream, particle_samples, firing_channel, noise_samples, record_length, channel_names,
                     trigger_amplitude, parameters: dict, inputs: list, live_time: float, threshold,
-                    pulser=None) -> xr.Dataset:
+                    *, pulser=None) -> xr.Dataset:
     """Cut records of all channels at particle, noise and test-pulse triggers into a "records" Dataset.
 
     Particle triggers whose window leaves the stream are dropped; noise triggers must lie inside.

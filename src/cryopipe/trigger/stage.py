@@ -34,7 +34,7 @@ def pulser_exclusion_samples(stream_cfg: dict, trigger_cfg: dict) -> int:
     return int(value) if value is not None else int(stream_cfg["record_length"])
 
 
-def local_segment_duration(n_samples: int, sample_frequency: float, n_channels: int, cpus: int | None = None,
+def local_segment_duration(n_samples: int, sample_frequency: float, n_channels: int, *, cpus: int | None = None,
                            job_threads: int = 2) -> float:
     """Seconds of stream per trigger job when the run is triggered on this machine
     (``trigger.segment_duration: auto``).
@@ -63,7 +63,7 @@ def segment_bounds(n_samples: int, sample_frequency: float, segment_duration: fl
 
 
 def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_cfg: dict,
-                        kernel: tuple[np.ndarray, int] | None = None, threshold: float | None = None,
+                        *, kernel: tuple[np.ndarray, int] | None = None, threshold: float | None = None,
                         segment: tuple[int, int] | None = None, inputs=(), progress=None,
                         sampling: dict | None = None, template: tuple | None = None) -> xr.Dataset:
     """Trigger one channel (or one time segment of it); returns a "triggers" Dataset.
@@ -117,7 +117,7 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
                       attrs=attrs)
 
 
-def gather_segments(parts: list[xr.Dataset], inputs=()) -> xr.Dataset:
+def gather_segments(parts: list[xr.Dataset], *, inputs=()) -> xr.Dataset:
     """Join the segment trigger lists of one channel (in time order) into one "triggers" Dataset."""
     parts = sorted(parts, key=lambda p: p.attrs["segment"][0])
     ds = xr.concat([p[["trigger_sample", "trigger_amplitude"]] for p in parts], dim="trigger")
@@ -130,7 +130,7 @@ def gather_segments(parts: list[xr.Dataset], inputs=()) -> xr.Dataset:
 
 
 def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict, trigger_cfg: dict,
-                   inputs=(), batch: int = EVENT_CHUNK) -> tuple[xr.Dataset, Iterator[xr.Dataset], str]:
+                   *, inputs=(), batch: int = EVENT_CHUNK) -> tuple[xr.Dataset, Iterator[xr.Dataset], str]:
     """Merge per-channel triggers, draw noise triggers, add the DAQ's test and control pulses, and
     cut records in batches of `batch` events.
 

@@ -580,7 +580,7 @@ class ViewApp:
             self.recolour()
 
 
-def make_document(data: RunData, points_max: int = POINTS_MAX):
+def make_document(data: RunData, *, points_max: int = POINTS_MAX):
     """A Bokeh application function (doc -> None) showing `data`."""
     def build(doc):
         try:

@@ -293,7 +293,7 @@ class RunData:
         size = self._chunk_len()
         return self._chunk(i // size)[:, i % size]
 
-    def mean_trace(self, positions, rng=None) -> tuple[np.ndarray | None, int]:
+    def mean_trace(self, positions, *, rng=None) -> tuple[np.ndarray | None, int]:
         """Baseline-subtracted mean (channel, sample) trace of up to MEAN_MAX_EVENTS of the selected event
         positions, read from as few chunks as possible within MEAN_TIME_BUDGET; (mean, number averaged)."""
         positions = np.asarray(positions, np.int64)
@@ -380,7 +380,7 @@ class RunData:
     # ------------------------------------------------------------------ writing: cuts
 
     def cut_from_selection(self, name: str, geometry: dict, x: str, y: str, x_log: bool, y_log: bool,
-                           inside: bool = True, records: str = "all") -> dict:
+                           *, inside: bool = True, records: str = "all") -> dict:
         """The cut (cut-language mapping) of a drawn region in the scatter of columns `x`, `y`.
 
         `geometry`: ``{"type": "rect", "x0", "x1", "y0", "y1"}`` or ``{"type": "poly", "x": [...],

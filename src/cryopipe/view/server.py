@@ -12,7 +12,7 @@ from .app import make_document
 from .data import RunData
 
 
-def serve(run_dir: str | Path, port: int = 5006, cuts_file: str | Path | None = None, show: bool = False,
+def serve(run_dir: str | Path, *, port: int = 5006, cuts_file: str | Path | None = None, show: bool = False,
           address: str = "127.0.0.1") -> None:
     """Open the run's stores and serve the viewer at http://ADDRESS:PORT/ until interrupted.
 
