@@ -62,3 +62,11 @@ def test_no_module_over_800_lines():
     long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 800}
     assert not long, long
+
+
+def test_test_files_carry_a_topic_prefix():
+    """tests/ mirror the topics: test_<topic>[_what].py, topic a package of cryopipe or 'workflow'."""
+    topics = {p.name for p in (REPO / "src" / "cryopipe").iterdir() if (p / "__init__.py").is_file()} | {"workflow"}
+    stray = [p.name for p in (REPO / "tests").glob("test_*.py")
+             if not any(p.stem == f"test_{t}" or p.stem.startswith(f"test_{t}_") for t in topics)]
+    assert not stray, stray
