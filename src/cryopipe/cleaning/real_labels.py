@@ -63,7 +63,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 from ..errors import InputError
-from ..signal.robust import mad_sigma_along
+from ..signal.robust import as_records, mad_sigma_along
 from .hand_labels import ACCEPTED_CLASSES, BOX1_CLASSES
 
 MIN_PULSE_SIGMA = 6.0
@@ -113,17 +113,6 @@ def _smoothed_rise(y, w):
     c = np.cumsum(np.pad(y, ((0, 0), (1, 0))), axis=1)
     m = (c[:, w:] - c[:, :-w]) / w                        # mean of y[i:i+w], (n, N - w + 1)
     return m[:, w:] - m[:, :-w]
-
-
-def _as_records(records, what):
-    x = np.asarray(records)
-    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 64 or x.dtype.kind not in "iuf":
-        raise InputError(f"{what}: need numeric (records, samples) with >= 2 records of >= 64 samples, "
-                         f"got shape {x.shape} dtype {x.dtype}")
-    x = x.astype(np.float64)
-    if not np.isfinite(x).all():
-        raise InputError(f"{what}: records hold NaN or infinite samples")
-    return x
 
 
 def onset_window(n_samples: int, pretrigger: int) -> tuple[float, float, float, float]:
@@ -204,7 +193,8 @@ def pulse_features(records, pretrigger: int, polarity: int | None = None) -> dic
     slope x length / sigma_bl), chi (template-fit residual / sigma_bl), chi_ratio, spike (largest
     one-sample spike, fraction of A), spike_sigma; and template (N,), polarity, pretrigger.
     """
-    x = _as_records(records, "pulse records")
+    x = as_records(records, what="pulse records", min_samples=64, min_records=2, dtype=np.float64,
+                   finite=True)
     n, big_n = x.shape
     pre = int(pretrigger)
     if not 0 < pre < big_n:
@@ -303,7 +293,8 @@ def noise_features(records, template, pretrigger: int, polarity: int = 1) -> dic
     dict of (n,) arrays: pulse_sigma (largest matched-filter amplitude / its sigma), pulse_lag
     (sample of that pulse's onset), spike_sigma, slope_sigma; and kernel (the filter's template part).
     """
-    x = _as_records(records, "noise records")
+    x = as_records(records, what="noise records", min_samples=64, min_records=2, dtype=np.float64,
+                   finite=True)
     n, big_n = x.shape
     y = int(polarity) * (x - np.median(x, axis=1, keepdims=True))
     sig = np.maximum(_detrended_sigma(y), 1e-12)
