@@ -37,7 +37,7 @@ def main(n_records: int = 4096) -> None:
     records = np.empty((n_records, N), dtype=np.float32)
     for a in range(0, n_records, 512):
         b = min(a + 512, n_records)
-        records[a:b] = noise_from_psd(psd, N, FS, rng, b - a)
+        records[a:b] = noise_from_psd(psd, N, FS, rng, size=b - a)
     records[::2] += (rng.uniform(0.01, 1.0, records[::2].shape[0])[:, None] * sev).astype(np.float32)
     of_amplitudes(of, records[:256])                       # compile / warm up
     rate_search = best_rate(lambda: of_amplitudes(of, records), n_records)

@@ -23,7 +23,7 @@ def measure(model: str, threads: int, batch: int, seconds: float) -> float:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    m = build_model(model, 13).train()
+    m = build_model(model, n_classes=13).train()
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     x, y = torch.rand(batch, 512), torch.randint(0, 13, (batch,))
 

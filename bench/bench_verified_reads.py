@@ -57,7 +57,7 @@ def records(n_channels: int, n_events: int, n: int, seed: int = 0) -> tuple[xr.D
          "trigger_amplitude": (("channel", "event"), np.zeros((n_channels, n_events))),
          "time": ("sample", t)},
         coords={"channel": [f"ch{c}" for c in range(n_channels)], "event": k},
-        attrs=provenance("records", {}, [], sample_frequency=FS, record_length=n, live_time=1.0,
+        attrs=provenance("records", parameters={}, inputs=[], sample_frequency=FS, record_length=n, live_time=1.0,
                          stream_duration=1.0, threshold=0.0))
     nps = np.full(n // 2 + 1, 2 * (10 * LSB) ** 2 / FS)
     char = xr.Dataset({"sev": (("channel", "sample"), np.tile(shape.astype(np.float32), (n_channels, 1))),
@@ -117,7 +117,7 @@ def main() -> None:
             t_plain = best(lambda: open_store(path, "records").trace.values, a.repeat)
         t_copy = best(lambda: write_store(open_store(path, "records").load(), Path(tmp) / "copy.zarr", "records"),
                       a.repeat)
-        t_job = best(lambda: features_dataset(open_store(path, "records"), char), max(1, a.repeat - 1))
+        t_job = best(lambda: features_dataset(open_store(path, "records"), characterization=char), max(1, a.repeat - 1))
     print(f"store: {a.channels} x {a.events} records of {a.samples} samples, {nbytes / 2**20:.0f} MiB compressed "
           f"({n_rec * a.samples * 4 / 2**20:.0f} MiB as float32)")
     print(f"CRC-32 of every chunk (the added work): {t_crc:.3f} s ({nbytes / t_crc / 2**30:.2f} GiB/s)")

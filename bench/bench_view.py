@@ -46,15 +46,15 @@ def make_run(run: Path, n: int, seed: int = 0, channels=("phonon", "light")) -> 
          "onset": (("channel", "event"), rng.normal(0, 1e-4, (n_ch, n)).astype(np.float32)),
          "record_kind": (("event",), kind)},
         coords=coords,
-        attrs=provenance("features", {"synthetic": True}, [], sample_frequency=25000.0, record_length=16384,
+        attrs=provenance("features", parameters={"synthetic": True}, inputs=[], sample_frequency=25000.0, record_length=16384,
                          units="{}"))
     write_store(feats, run / "features.zarr", "features", event_chunk=1 << 17)
     cuts = {"cuts": {"small_rise": {"feature": "rise_time", "max": 1.5e-3}}}
-    write_store(apply_cuts(feats, cuts), run / "labels.zarr", "labels", event_chunk=1 << 17)
+    write_store(apply_cuts(feats, cuts=cuts), run / "labels.zarr", "labels", event_chunk=1 << 17)
     score = rng.beta(2, 2, (n_ch, n)).astype(np.float32)
     pred = xr.Dataset({"score": (("channel", "event"), score), "decision": (("channel", "event"), score >= 0.5),
                        "event_clean": (("event",), (score >= 0.5).all(axis=0))}, coords=coords,
-                      attrs=provenance("predictions", {}, [], model="synthetic", cutoff=0.5))
+                      attrs=provenance("predictions", parameters={}, inputs=[], model="synthetic", cutoff=0.5))
     write_store(pred, run / "predictions" / "synthetic.zarr", "predictions", event_chunk=1 << 17)
     return run
 

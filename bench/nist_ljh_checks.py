@@ -37,7 +37,7 @@ def regress_chan1(data: Path, out: Path) -> None:
     first, more, summary = record_batches(spec)
     records = xr.concat([first, *more], "event")
     char = characterize_channel(records, CHAR_CFG, "regress_chan1")
-    f = features_dataset(records, char)
+    f = features_dataset(records, characterization=char)
     kind = records["record_kind"].values
     p = kind == "particle"
     fs = float(records.attrs["sample_frequency"])

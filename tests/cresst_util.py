@@ -141,7 +141,7 @@ def write_cresst_stream_run(out_dir, name: str = "mock_001", *, channels: Sequen
         stamp_tpa = np.concatenate([np.full(stamps_before_start, tpas[0]), stamp_tpa])
         stamp_pulse = np.concatenate([np.full(stamps_before_start, -1), stamp_pulse])
     par_path, ts_path, dig_path = (out / f"{name}{ext}" for ext in (".par", ".test_stamps", ".dig_stamps"))
-    write_test_stamps(ts_path, stamps, stamp_tpa, 0)
+    write_test_stamps(ts_path, stamps, stamp_tpa, channel=0)
     bank = bank_samples or max(n_samples // 4, 1)
     dig = dig_stamps_for_stream(n_samples, fs, start_ticks, bank, clock_frequency)
     if dig.min() < 0:

@@ -20,7 +20,7 @@ def true_psd(n):
 
 @pytest.fixture(scope="module")
 def noise():
-    return noise_from_psd(true_psd(N_NOISE), N_NOISE, FS, np.random.default_rng(11), 1000, dtype=np.float64)
+    return noise_from_psd(true_psd(N_NOISE), N_NOISE, FS, np.random.default_rng(11), size=1000, dtype=np.float64)
 
 
 # ------------------------------------------------------------------ noise power spectrum
@@ -56,7 +56,7 @@ def test_nps_hand_formula():
 
 def contaminated_noise(rng, n_clean=400, n_each=20):
     psd = true_psd(N_NOISE)
-    x = noise_from_psd(psd, N_NOISE, FS, rng, n_clean + 3 * n_each, dtype=np.float64)
+    x = noise_from_psd(psd, N_NOISE, FS, rng, size=n_clean + 3 * n_each, dtype=np.float64)
     sigma = np.sqrt(np.sum(psd) * FS / N_NOISE)
     pulse = pulse_template(N_NOISE, FS, 0.004, 0.0005, 0.02, at_over_an=0.5)
     bad = np.arange(n_clean, n_clean + 3 * n_each)
@@ -108,7 +108,7 @@ N_PULSE = 16384
 def pulse_records(rng, template, n, heights, sigma=0.01, jitter=8):
     """Noisy records of `template` with random heights and integer onset jitter (truth returned)."""
     psd = np.full(N_PULSE // 2 + 1, 2 * sigma ** 2 / FS)
-    x = noise_from_psd(psd, N_PULSE, FS, rng, n, dtype=np.float64)
+    x = noise_from_psd(psd, N_PULSE, FS, rng, size=n, dtype=np.float64)
     lags = rng.integers(-jitter, jitter + 1, n)
     for i in range(n):
         x[i] += heights[i] * np.roll(template, lags[i])

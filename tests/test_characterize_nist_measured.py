@@ -51,7 +51,7 @@ def regress_chan1():
     first, more, _ = record_batches(spec)
     records = xr.concat([first, *more], "event")
     char = characterize_channel(records, CHAR_CFG, "regress_chan1")
-    feats = features_dataset(records, char)
+    feats = features_dataset(records, characterization=char)
     return records, char, feats
 
 
@@ -110,7 +110,7 @@ def test_chi2_cut_that_follows_the_amplitude(regress_chan1):
     bound = 2 * n + 2000.0 * xs ** 2
     vertices = [[float(x), -1.0] for x in xs] + [[float(x), float(b)] for x, b in zip(xs[::-1], bound[::-1])]
     cuts = {"cuts": {"chi2_vs_amplitude": {"polygon": {"x": "of_amplitude", "y": "of_chi2", "vertices": vertices}}}}
-    out = apply_cuts(feats, cuts)
+    out = apply_cuts(feats, cuts=cuts)
     passed = out["accepted"].values[0]
     expect = (chi2 <= 2 * n + 2000.0 * amp ** 2) & (amp > -1.0) & (amp < 6.0) & (chi2 > -1.0)
     # points within a hair of the straight polygon edges may differ from the parabola

@@ -113,7 +113,7 @@ def expected_parameters(name, c):
 @pytest.mark.parametrize("n_classes", [1, 4])
 def test_model_shapes_and_parameter_counts(name, n_classes):
     torch.manual_seed(0)
-    model = build_model(name, n_classes).eval()
+    model = build_model(name, n_classes=n_classes).eval()
     with torch.inference_mode():
         out = model(torch.rand(3, 512))
     assert out.shape == (3, n_classes) and torch.isfinite(out).all()
@@ -123,7 +123,7 @@ def test_model_shapes_and_parameter_counts(name, n_classes):
 def input_samples_seen(name):
     """Indices of the 512 input samples that the model's output depends on (non-zero gradient)."""
     torch.manual_seed(0)
-    model = build_model(name, 4)
+    model = build_model(name, n_classes=4)
     x = torch.rand(64, 512, requires_grad=True)
     model(x).sum().backward()
     return np.flatnonzero(x.grad.abs().sum(0).numpy() > 0)
@@ -141,7 +141,7 @@ def test_unknown_model_and_bad_head():
     with pytest.raises(InputError, match="unknown name 'densenet'"):
         build_model("densenet")
     with pytest.raises(InputError, match="n_classes: must be >= 1"):
-        build_model("cnn", 0)
+        build_model("cnn", n_classes=0)
 
 
 def test_multiclass_score_is_summed_softmax_of_accepted():
@@ -256,7 +256,7 @@ def coded_source(n_events=350, chunk=100, select=None):
 
 
 def test_weak_shuffle_batches_from_single_chunks_cover_every_record():
-    select = split_events(350, (0.8, 0.2), seed=1)[0]
+    select = split_events(350, fractions=(0.8, 0.2), seed=1)[0]
     src, _ = coded_source(select=select)
     ds = WeakShuffleBatches(src, batch_size=64, seed=3, augment=False, multiclass=True)
     seen = {0: [], 1: []}

@@ -19,7 +19,7 @@ def test_temperature_scaling_lowers_held_out_nll_and_recovers_the_true_temperatu
     z_test, y_test = _overconfident(rng, 4000)
     t = cal.fit_temperature(z_fit, y_fit)
     assert t == pytest.approx(3.0, rel=0.1)
-    assert cal.nll(z_test, y_test, t) < cal.nll(z_test, y_test, 1.0) - 0.05
+    assert cal.nll(z_test, y_test, temperature=t) < cal.nll(z_test, y_test, temperature=1.0) - 0.05
 
 
 def test_calibrated_probability_matches_frequencies():
@@ -27,7 +27,7 @@ def test_calibrated_probability_matches_frequencies():
     z, y = _overconfident(rng, 20000, k=4, factor=0.5)   # under-confident
     t = cal.fit_temperature(z, y)
     assert t < 1
-    p = cal.calibrated_probability(z, [0, 1], t)
+    p = cal.calibrated_probability(z, [0, 1], temperature=t)
     hit = np.isin(y, [0, 1])
     for lo, hi in ((0.1, 0.3), (0.4, 0.6), (0.7, 0.9)):
         m = (p >= lo) & (p < hi)

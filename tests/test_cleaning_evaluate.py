@@ -131,7 +131,7 @@ def test_ios_reweights_log_uniform_snr_to_uniform():
 
 def test_pileup_pairs_superpose_a_second_pulse():
     rng = np.random.default_rng(3)
-    det = ev.random_detector(rng, 2048, sample_frequency=25e3)
+    det = ev.random_detector(rng, record_length=2048, sample_frequency=25e3)
     det["resolution"] = 1e-6
     ds = ev.pileup_pairs(60, det, rng, snr_range=(300.0, 300.0))
     n = det["sev"].size
@@ -142,7 +142,7 @@ def test_pileup_pairs_superpose_a_second_pulse():
     # the same records without the second pulse: pileup_pairs seeds its event_pulse simulation from rng
     # (after random_detector's draws: replay them)
     replay = np.random.default_rng(3)
-    ev.random_detector(replay, 2048, sample_frequency=25e3)
+    ev.random_detector(replay, record_length=2048, sample_frequency=25e3)
     base = simulate_detector_records({"event_pulse": 60}, det["sev"], det["nps"], det["sample_frequency"],
                                      np.random.default_rng(replay.integers(2**63)),
                                      resolution=det["resolution"], snr_range=(300.0, 300.0))

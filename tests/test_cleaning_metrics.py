@@ -18,12 +18,12 @@ def test_scalar_metrics_by_hand():
     assert metrics.balanced_accuracy(LABELS, SCORES) == pytest.approx((2 / 3 + 1 / 2) / 2)
     assert metrics.precision(LABELS, SCORES) == pytest.approx(2 / 3)
     # cutoff 0.65: accepted = [1, 0, 0, 1, 0]
-    assert metrics.recall(LABELS, SCORES, 0.65) == pytest.approx(1 / 3)
-    assert metrics.precision(LABELS, SCORES, 0.65) == pytest.approx(1 / 2)
+    assert metrics.recall(LABELS, SCORES, cutoff=0.65) == pytest.approx(1 / 3)
+    assert metrics.precision(LABELS, SCORES, cutoff=0.65) == pytest.approx(1 / 2)
 
 
 def test_score_equal_to_cutoff_is_accepted():
-    assert metrics.recall([True], [0.5], 0.5) == 1.0
+    assert metrics.recall([True], [0.5], cutoff=0.5) == 1.0
 
 
 def test_cutoff_scan_matches_scalar_metrics():
@@ -33,10 +33,10 @@ def test_cutoff_scan_matches_scalar_metrics():
     scan = metrics.cutoff_scan(y, s)
     assert scan["cutoff"][0] == pytest.approx(0.05) and scan["cutoff"][-1] == pytest.approx(0.95)
     for i, c in enumerate(scan["cutoff"]):
-        assert scan["recall"][i] == pytest.approx(metrics.recall(y, s, c))
-        assert scan["selectivity"][i] == pytest.approx(metrics.selectivity(y, s, c))
-        assert scan["balanced_accuracy"][i] == pytest.approx(metrics.balanced_accuracy(y, s, c))
-        assert scan["precision"][i] == pytest.approx(metrics.precision(y, s, c))
+        assert scan["recall"][i] == pytest.approx(metrics.recall(y, s, cutoff=c))
+        assert scan["selectivity"][i] == pytest.approx(metrics.selectivity(y, s, cutoff=c))
+        assert scan["balanced_accuracy"][i] == pytest.approx(metrics.balanced_accuracy(y, s, cutoff=c))
+        assert scan["precision"][i] == pytest.approx(metrics.precision(y, s, cutoff=c))
 
 
 def test_precision_recall_curve_ends():

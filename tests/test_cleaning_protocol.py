@@ -72,9 +72,9 @@ def test_selection_refuses_test_sets():
     with pytest.raises(InputError, match="test set"):
         pr.select_checkpoint({"good": good}, s2)
     with pytest.raises(InputError, match="test seed"):
-        pr.independent_set(pr.TEST_SEEDS["independent"][1], 1, 2, role="selection")
+        pr.independent_set(pr.TEST_SEEDS["independent"][1], n_detectors=1, n_per_class=2, role="selection")
     with pytest.raises(InputError, match="test seed"):
-        pr.own_set(pr.TEST_SEEDS["own"][0], 1, 2, role="selection")
+        pr.own_set(pr.TEST_SEEDS["own"][0], n_detectors=1, n_per_class=2, role="selection")
     assert not set(pr.SELECTION_SEEDS["independent"]) & set(pr.TEST_SEEDS["independent"])
 
 
@@ -95,7 +95,7 @@ def test_selection_set_from_arrays_and_small_independent_set():
 
 
 def test_command_reports_both_generators_two_seeds_and_the_sets(tmp_path):
-    res = cli.main(["--quick", "--independent-detectors", "1", "--own-detectors", "1", "--detector-per-class", "3",
+    res = cli.main(argv=["--quick", "--independent-detectors", "1", "--own-detectors", "1", "--detector-per-class", "3",
                     "--nist-dir", "", "--out", str(tmp_path)])
     text = (tmp_path / "protocol.md").read_text()
     assert text == res["markdown"]

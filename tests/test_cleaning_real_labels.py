@@ -82,14 +82,14 @@ def test_decisions_and_categories():
 
 def test_label_file_errors(tmp_path):
     with pytest.raises(InputError, match="no such labels file"):
-        rl.load_label_file(tmp_path / "none.json")
+        rl.load_label_file(path=tmp_path / "none.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(InputError, match="cannot read"):
-        rl.load_label_file(bad)
+        rl.load_label_file(path=bad)
     bad.write_text(json.dumps({"format": rl.LABELS_FORMAT, "files": {"a.ljh": {"n_records": 2, "event_class": ["x"]}}}))
     with pytest.raises(InputError, match="a.ljh"):
-        rl.load_label_file(bad)
+        rl.load_label_file(path=bad)
 
 
 def test_stored_labels_are_consistent():
@@ -111,8 +111,8 @@ def test_procedure_reproduces_the_stored_hand_labels():
     pytest.importorskip("cryopipe.io.ljh")
     stored = rl.load_label_file()["files"]
     dec = {k: v["decisions"] for k, v in stored.items()}
-    again = rl.label_files(NIST / "regress_chan1.ljh", NIST / "regress_noise_chan1.ljh",
-                           dec["regress_chan1.ljh"], dec["regress_noise_chan1.ljh"])
+    again = rl.label_files(NIST / "regress_chan1.ljh", noise_path=NIST / "regress_noise_chan1.ljh",
+                           pulse_decisions=dec["regress_chan1.ljh"], noise_decisions=dec["regress_noise_chan1.ljh"])
     for name, e in again.items():
         for key in ("sha256", "automatic_class", "doubtful", "event_class", "pretrigger"):
             assert e[key] == stored[name][key], (name, key)

@@ -76,7 +76,7 @@ def test_init_starts_from_a_checkpoint(tmp_path):
 
 
 def test_resnet_learns_and_embeds():
-    model = build_model("resnet", 2)
+    model = build_model("resnet", n_classes=2)
     assert 150_000 < sum(p.numel() for p in model.parameters()) < 300_000
     h, z = embed(model.eval(), torch.rand(3, 512))
     assert h.shape == (3, 192) and z.shape == (3, 2)
@@ -85,7 +85,7 @@ def test_resnet_learns_and_embeds():
 
 @pytest.mark.parametrize("n,p", [(1024, 512), (1024, 515), (500, 125), (1024, 100), (1000, 900), (16384, 4096)])
 def test_trigger_window_puts_the_trigger_at_a_quarter(n, p):
-    w = trigger_window(n, p)
+    w = trigger_window(n, pretrigger=p)
     length = w.stop - w.start
     assert 0 <= w.start and w.stop <= n
     assert p - w.start == length // 4                  # the trigger at 1/4 of the kept window
@@ -95,7 +95,7 @@ def test_trigger_window_puts_the_trigger_at_a_quarter(n, p):
 
 def test_trigger_window_rejects_a_trigger_outside_the_record():
     with pytest.raises(InputError, match="pretrigger"):
-        trigger_window(1024, 1024)
+        trigger_window(1024, pretrigger=1024)
 
 
 def test_preprocess_with_pretrigger_matches_a_quarter_trigger_record():
@@ -153,7 +153,7 @@ def test_feature_distance_is_the_smallest_mahalanobis_distance(tmp_path):
     back = load_feature_density(tmp_path / "m.pt")
     np.testing.assert_allclose(feature_distance(probe, back), want, rtol=1e-5)
     thr = np.quantile(feature_distance(f, dens), 0.99)
-    flags = is_ood(np.zeros(3), 1.0, feature_distance(probe, dens), thr)
+    flags = is_ood(np.zeros(3), 1.0, distance=feature_distance(probe, dens), distance_threshold=thr)
     np.testing.assert_array_equal(flags, [False, False, True])      # the third is far from both classes
     np.testing.assert_array_equal(is_ood(np.array([0.0, 2.0, np.nan]), 1.0), [False, True, False])
 
@@ -162,10 +162,10 @@ def test_rate_warnings_for_a_mostly_rejected_or_unfamiliar_run():
     from cryopipe.cleaning.predict import rate_warnings
 
     valid = np.ones(100, bool)
-    assert rate_warnings(np.ones(100, bool), valid, np.zeros(100, bool)) == []
+    assert rate_warnings(np.ones(100, bool), valid, ood=np.zeros(100, bool)) == []
     w = rate_warnings(np.arange(100) < 10, valid)
     assert len(w) == 1 and "rejects 90%" in w[0]
-    w = rate_warnings(np.ones(100, bool), valid, np.arange(100) < 30)
+    w = rate_warnings(np.ones(100, bool), valid, ood=np.arange(100) < 30)
     assert len(w) == 1 and "30%" in w[0] and "ood" in w[0]
 
 
@@ -174,4 +174,4 @@ def test_predict_file_without_records_is_one_clear_error(tmp_path):
 
     np.savez(tmp_path / "empty.npz", records=np.zeros((0, 1024), np.float32))
     with pytest.raises(InputError, match="empty.npz: holds no records"):
-        predict_file(tmp_path / "empty.npz", build_model("cnn", 1))
+        predict_file(tmp_path / "empty.npz", build_model("cnn", n_classes=1))

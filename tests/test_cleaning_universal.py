@@ -66,7 +66,7 @@ def test_predict_cli_on_npz(universal, fresh_set, tmp_path, shape):
     x = fresh_set["trace"].values[0, :40]
     x = x if shape == "2d" else np.stack([x[:20], x[20:]])
     np.savez(tmp_path / "in.npz", records=x)
-    assert main(["predict", str(tmp_path / "in.npz"), "--output", str(tmp_path / "out.npz"), "--batch", "7"]) == 0
+    assert main(argv=["predict", str(tmp_path / "in.npz"), "--output", str(tmp_path / "out.npz"), "--batch", "7"]) == 0
     check_output(tmp_path / "out.npz", x.shape[:-1], predict_scores(universal[0], x))
 
 
@@ -78,10 +78,10 @@ def test_predict_cli_on_cait_file_and_records_store(universal, fresh_set, tmp_pa
     with h5py.File(h5, "w") as f:
         f.create_group("events")["event"] = x
     expected = predict_scores(universal[0], x)
-    assert main(["predict", str(h5), "--output", str(tmp_path / "cait.npz"), "--model", str(universal_path())]) == 0
+    assert main(argv=["predict", str(h5), "--output", str(tmp_path / "cait.npz"), "--model", str(universal_path())]) == 0
     check_output(tmp_path / "cait.npz", (2, 15), expected)
     store = write_store(cait_records(h5), tmp_path / "run.zarr", "records")
-    assert main(["predict", str(store), "--output", str(tmp_path / "store.npz"), "--cutoff", "0.3"]) == 0
+    assert main(argv=["predict", str(store), "--output", str(tmp_path / "store.npz"), "--cutoff", "0.3"]) == 0
     out = np.load(tmp_path / "store.npz")
     np.testing.assert_allclose(out["score"], expected, atol=1e-6)
     np.testing.assert_array_equal(out["accepted"], expected >= 0.3)
@@ -91,18 +91,18 @@ def test_predict_cli_on_cait_file_and_records_store(universal, fresh_set, tmp_pa
 
 def test_predict_cli_errors_name_the_input(tmp_path, capsys):
     out = str(tmp_path / "o.npz")
-    assert main(["predict", str(tmp_path / "nope.h5"), "--output", out]) == 1
+    assert main(argv=["predict", str(tmp_path / "nope.h5"), "--output", out]) == 1
     assert "nope.h5: no such file" in capsys.readouterr().err
     (tmp_path / "text.dat").write_text("hello")
-    assert main(["predict", str(tmp_path / "text.dat"), "--output", out]) == 1
+    assert main(argv=["predict", str(tmp_path / "text.dat"), "--output", out]) == 1
     assert "text.dat: unknown input" in capsys.readouterr().err
     np.savez(tmp_path / "other.npz", x=np.zeros((3, 100)))
-    assert main(["predict", str(tmp_path / "other.npz"), "--output", out]) == 1
+    assert main(argv=["predict", str(tmp_path / "other.npz"), "--output", out]) == 1
     assert "other.npz: .npz has no array 'records'" in capsys.readouterr().err
     np.savez(tmp_path / "flat.npz", records=np.zeros(100))
-    assert main(["predict", str(tmp_path / "flat.npz"), "--output", out]) == 1
+    assert main(argv=["predict", str(tmp_path / "flat.npz"), "--output", out]) == 1
     assert "flat.npz: 'records' must be numeric" in capsys.readouterr().err
-    assert main(["predict", str(tmp_path / "flat.npz"), "--output", out, "--model", "nomodel.pt"]) == 1
+    assert main(argv=["predict", str(tmp_path / "flat.npz"), "--output", out, "--model", "nomodel.pt"]) == 1
     assert "nomodel.pt: no model checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "o.npz").exists()
 

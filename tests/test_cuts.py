@@ -67,7 +67,7 @@ def detector(request):
 
 def test_default_cuts_reproduce_truth_labels_for_every_class(detector):
     name, ds, feats = detector
-    labels = apply_cuts(feats, DEFAULT_CUTS)
+    labels = apply_cuts(feats, cuts=DEFAULT_CUTS)
     validate(labels, "labels")
     agreement = agreement_by_class(labels, ds)
     print(name, {c: round(a, 3) for c, a in agreement.items()})
@@ -78,7 +78,7 @@ def test_default_cuts_reproduce_truth_labels_for_every_class(detector):
 
 def test_saturated_pulses_are_kept():
     ds, sev, nps = simulate("slow", n_per_class=60, seed=3, saturation=0.05)   # ~220 sigma_OF ceiling
-    labels = apply_cuts(features_of(ds, sev, nps), DEFAULT_CUTS)
+    labels = apply_cuts(features_of(ds, sev, nps), cuts=DEFAULT_CUTS)
     cls, acc = ds.event_class.values, labels.accepted.values[0]
     saturated = (cls == "event_pulse") & (ds.pulse_height.values[0] > 0.05)
     assert saturated.sum() >= 10
@@ -92,13 +92,13 @@ def test_noise_records_kept_when_slope_typical():
     ds, sev, nps = simulate("fast", n_per_class=80, seed=5)
     ds = ds.sel(event=np.isin(ds.event_class.values, NO_PULSE))
     feats = features_of(ds, sev, nps, record_kind=np.full(ds.sizes["event"], "noise"))
-    labels = apply_cuts(feats, DEFAULT_CUTS)
+    labels = apply_cuts(feats, cuts=DEFAULT_CUTS)
     cls, acc = ds.event_class.values, labels.accepted.values[0]
     assert acc[cls == "noise"].mean() >= 0.95
     for c in NO_PULSE[1:]:
         assert acc[cls == c].mean() <= 0.05, c
     # the same records as triggered records: no pulse at the trigger, all rejected
-    as_particle = apply_cuts(feats.drop_vars("record_kind"), DEFAULT_CUTS)
+    as_particle = apply_cuts(feats.drop_vars("record_kind"), cuts=DEFAULT_CUTS)
     assert not as_particle.accepted.values.any()
 
 
@@ -140,7 +140,7 @@ def toy(kinds=None):
 
 
 def accepted(cuts, ds=None):
-    return apply_cuts(toy() if ds is None else ds, {"cuts": cuts}).accepted.values
+    return apply_cuts(toy() if ds is None else ds, cuts={"cuts": cuts}).accepted.values
 
 
 def test_ranges_min_max_and_nan():
@@ -150,7 +150,7 @@ def test_ranges_min_max_and_nan():
 
 
 def test_and_of_cuts_and_or_within_a_cut():
-    lab = apply_cuts(toy(), {"cuts": {"lo": {"feature": "a", "max": 7.0}, "bb": {"feature": "b", "min": 0.5}}})
+    lab = apply_cuts(toy(), cuts={"cuts": {"lo": {"feature": "a", "max": 7.0}, "bb": {"feature": "b", "min": 0.5}}})
     flags = lab.cut_flags.sel(channel="light").values
     assert lab.cut.values.tolist() == ["lo", "bb"]
     assert (lab.accepted.values == lab.cut_flags.values.all(axis=0)).all()
@@ -173,7 +173,7 @@ def test_robust_ranges_over_all_and_noise_records():
     assert got[0].tolist() == [False, True, True, True, True, False]
     kinds = ["noise", "noise", "noise", "particle", "particle", "particle"]
     # over noise records (0, 1, 2 of phonon): median 1, MAD 1 -> [1 - 1.4826, 1 + 1.4826]
-    lab = apply_cuts(toy(kinds), {"cuts": {"r": {"feature": "a", "min": -1.0, "max": 1.0, "units": "robust_sigma",
+    lab = apply_cuts(toy(kinds), cuts={"cuts": {"r": {"feature": "a", "min": -1.0, "max": 1.0, "units": "robust_sigma",
                                                  "over": "noise"}}})
     assert lab.accepted.values[0].tolist() == [True, True, True, False, False, False]
     bounds = __import__("json").loads(lab.attrs["bounds"])["r"][0]
@@ -209,7 +209,7 @@ def test_channels_and_record_kinds_select_where_a_cut_applies():
 ])
 def test_validation_errors_name_the_cut(cuts, message):
     with pytest.raises(CryopipeError, match=r"cut 'r'") as err:
-        apply_cuts(toy(), {"cuts": cuts})
+        apply_cuts(toy(), cuts={"cuts": cuts})
     assert message in str(err.value)
 
 

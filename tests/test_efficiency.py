@@ -88,7 +88,7 @@ def test_fit_threshold_on_binomial_counts():
     n = np.full(x.size, 400)
     pulls = []
     for _ in range(40):
-        k = rng.binomial(n, erf_efficiency(x, 4.0, 1.5, 0.9))
+        k = rng.binomial(n, erf_efficiency(x, 4.0, 1.5, plateau=0.9))
         r = fit_threshold(x, k, n, fit_plateau=True)
         pulls.append([(r["x50"] - 4.0) / r["x50_err"], (r["width"] - 1.5) / r["width_err"],
                       (r["plateau"] - 0.9) / r["plateau_err"]])
@@ -136,7 +136,7 @@ def test_injected_amplitudes_span_the_run_up_to_its_largest_pulse_so_big_pulse_l
     # with the channel's features store: its pulse heights (saturated records too) set the top
     feats = xr.Dataset({"record_kind": ("event", kinds),
                         "pulse_height": (("channel", "event"), [[0.01, 0.02, 0.8, 0.3, 3.0]])}, coords={"channel": ["ch0"]})
-    assert injected_amplitudes(sigma, records, cfg, feats)[-1] == pytest.approx(1.2 * 0.8)
+    assert injected_amplitudes(sigma, records, cfg, features=feats)[-1] == pytest.approx(1.2 * 0.8)
     # the injected shape: the SEV with a flat (zero) pre-trigger, unchanged from the trigger on
     noisy = sev + np.random.default_rng(3).normal(0, 0.01, sev.size)
     flat = injection_template(noisy, N // 4)

@@ -272,7 +272,7 @@ def make_records(n_channels=2, n_events=300, n=1024, fs=FS):
         "time": (("sample",), t),
     }
     coords = {"channel": [f"ch{i}" for i in range(n_channels)], "event": np.arange(n_events) + 1000}
-    attrs = provenance("records", {"threshold": 1e-3}, ["stream.csmpl"], sample_frequency=fs,
+    attrs = provenance("records", parameters={"threshold": 1e-3}, inputs=["stream.csmpl"], sample_frequency=fs,
                        record_length=n, live_time=1.0, stream_duration=1.0, threshold=[1e-3] * n_channels)
     return xr.Dataset(data, coords=coords, attrs=attrs)
 

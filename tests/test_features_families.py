@@ -27,7 +27,7 @@ def make_records(n_events=90, n_channels=2, seed=0):
     ds = xr.Dataset({"trace": (("channel", "event", "sample"), trace), "record_kind": ("event", kinds),
                      "trigger_time": ("event", np.arange(n_events) * 0.1, {"units": "s"})},
                     coords={"channel": ["a", "b"][:n_channels], "event": np.arange(n_events)},
-                    attrs=provenance("records", {}, [], sample_frequency=FS, record_length=N))
+                    attrs=provenance("records", parameters={}, inputs=[], sample_frequency=FS, record_length=N))
     nps = np.full(N // 2 + 1, 2e-6 / FS)
     char = xr.Dataset({"sev": (("channel", "sample"), np.tile(sev.astype(np.float32), (n_channels, 1))),
                        "nps": (("channel", "frequency"), np.tile(nps, (n_channels, 1)))},
@@ -47,7 +47,7 @@ def test_every_feature_name_has_one_unit_everywhere_it_is_stored():
     assert not set(selection.UNITS) & set(FEATURE_UNITS)        # the selection's features are not stored
     # a features store: variable attrs, dataset attr and the registry agree
     records, char = make_records(n_events=20)
-    ds = features_dataset(records, char, batch=8)
+    ds = features_dataset(records, characterization=char, batch=8)
     stored = json.loads(ds.attrs["units"])
     for name, var in ds.data_vars.items():
         if var.dims == ("channel", "event"):
@@ -78,7 +78,7 @@ def test_of_shift_is_in_seconds_in_both_consumers():
 
 def test_dataset_equals_families_run_directly_for_any_batch():
     records, char = make_records()
-    ds = features_dataset(records, char, batch=32)
+    ds = features_dataset(records, characterization=char, batch=32)
     assert set(ds.data_vars) >= set(FEATURE_UNITS) - set(energy.UNITS)   # energy's are added at the gather
     validate(ds, "features")
     for c, ch in enumerate(["a", "b"]):
@@ -99,7 +99,7 @@ def test_without_characterization_only_main_family():
 def test_records_with_nan_samples_get_nan_features_and_valid_flag():
     records, char = make_records(n_events=10)
     records.trace.values[1, 3, 100] = np.nan
-    ds = features_dataset(records, char)
+    ds = features_dataset(records, characterization=char)
     assert ds["valid"].values.sum() == 19 and not ds["valid"].values[1, 3]
     assert np.isnan(ds["of_snr"].values[1, 3]) and np.isfinite(ds["of_snr"].values[0, 3])
 

@@ -15,7 +15,7 @@ def records(n_events=7, n=256):
     trace = rng.normal(0, 1e-3, (2, n_events, n)).astype(np.float32)
     return xr.Dataset({"trace": (("channel", "event", "sample"), trace)},
                       coords={"channel": ["a", "b"], "event": np.arange(n_events)},
-                      attrs=provenance("records", {}, [], sample_frequency=FS, record_length=n))
+                      attrs=provenance("records", parameters={}, inputs=[], sample_frequency=FS, record_length=n))
 
 
 def write(tmp_path, text, name="my_features.py"):
@@ -118,11 +118,11 @@ def test_plugin_cannot_modify_the_traces_of_the_builtin_features(tmp_path):
     from test_features_families import make_records
     rec, char = make_records(n_events=12)
     before = rec.trace.values.copy()
-    ref = features_dataset(rec, char)
+    ref = features_dataset(rec, characterization=char)
     with pytest.raises(PluginError, match=r"mutate\.py, function scaled: tried to modify the trace.*read-only"):
-        features_dataset(rec, char, plugins=load_plugins([write(tmp_path, MUTATING, "mutate.py")]))
+        features_dataset(rec, characterization=char, plugins=load_plugins([write(tmp_path, MUTATING, "mutate.py")]))
     np.testing.assert_array_equal(rec.trace.values, before)
-    ds = features_dataset(rec, char, plugins=load_plugins([write(tmp_path, COPYING, "copy.py")]))
+    ds = features_dataset(rec, characterization=char, plugins=load_plugins([write(tmp_path, COPYING, "copy.py")]))
     np.testing.assert_allclose(ds["scaled"].values, 1000 * before.max(axis=2).astype(np.float64), rtol=1e-6)
     for name in ("of_amplitude", "mean"):  # the OF runs after the plug-ins on the same block
         np.testing.assert_array_equal(ds[name].values, ref[name].values)

@@ -40,7 +40,7 @@ def test_import_cait_round_trip_with_noise(tmp_path):
     h5 = tmp_path / "run.h5"
     event, mainpar, hours, noise = write_cait(h5, n_events=6, n_noise=3)
     out = tmp_path / "run.zarr"
-    assert main(["import-cait", str(h5), str(out), "--sample-frequency", str(FS), "--channels", "phonon,light"]) == 0
+    assert main(argv=["import-cait", str(h5), str(out), "--sample-frequency", str(FS), "--channels", "phonon,light"]) == 0
     ds = load_store(out, "records")
     with h5py.File(h5) as f:
         noise_hours = f["noise"]["hours"][:]
@@ -71,7 +71,7 @@ def test_import_cait_round_trip_with_noise(tmp_path):
 def test_trigger_times_from_time_stamps_or_index(tmp_path, times):
     h5 = tmp_path / "run.h5"
     event, _, hours, _ = write_cait(h5, n_events=5, times=times)
-    ds = cait_records(h5, FS)
+    ds = cait_records(h5, sample_frequency=FS)
     if times == "none":
         np.testing.assert_allclose(ds["trigger_time"].values, np.arange(5) * N / FS)
         np.testing.assert_array_equal(ds["trigger_sample"].values, np.arange(5) * N)
@@ -85,15 +85,15 @@ def test_channel_selection_in_any_order(tmp_path):
     h5 = tmp_path / "run.h5"
     event, *_ = write_cait(h5, n_channels=3, times="none")
     np.testing.assert_array_equal(read_cait_events(h5, channels=[2, 0]), event[[2, 0]])
-    ds = cait_records(h5, FS, channels=[2, 0])
+    ds = cait_records(h5, sample_frequency=FS, channels=[2, 0])
     assert list(ds["channel"].values) == ["ch2", "ch0"]
     with pytest.raises(InputError, match="outside"):
-        cait_records(h5, FS, channels=[3])
+        cait_records(h5, sample_frequency=FS, channels=[3])
 
 
 def test_import_errors_name_the_file(tmp_path, capsys):
     missing = tmp_path / "missing.h5"
-    assert main(["import-cait", str(missing), str(tmp_path / "o.zarr")]) == 1
+    assert main(argv=["import-cait", str(missing), str(tmp_path / "o.zarr")]) == 1
     assert "missing.h5" in capsys.readouterr().err
     bad = tmp_path / "bad.h5"
     bad.write_text("not hdf5")
@@ -106,9 +106,9 @@ def test_import_errors_name_the_file(tmp_path, capsys):
         cait_records(empty)
     h5 = tmp_path / "run.h5"
     write_cait(h5)
-    assert main(["import-cait", str(h5), str(tmp_path / "o.zarr"), "--channels", "a,b,c"]) == 1
+    assert main(argv=["import-cait", str(h5), str(tmp_path / "o.zarr"), "--channels", "a,b,c"]) == 1
     assert "3 names for 2 channels" in capsys.readouterr().err
-    assert main(["import-cait", str(h5), str(tmp_path / "o.zarr"), "--sample-frequency", "0"]) == 1
+    assert main(argv=["import-cait", str(h5), str(tmp_path / "o.zarr"), "--sample-frequency", "0"]) == 1
     assert not (tmp_path / "o.zarr").exists()
 
 
@@ -128,7 +128,7 @@ def test_import_cait_keeps_the_test_pulse_group_and_says_when_it_assumes_25_khz(
         g["testpulseamplitude"] = tpa
         g["hours"] = tp_hours
     out = tmp_path / "run.zarr"
-    assert main(["import-cait", str(h5), str(out)]) == 0
+    assert main(argv=["import-cait", str(h5), str(out)]) == 0
     captured = capsys.readouterr()
     assert "25000 Hz assumed" in captured.err and "4 test/control pulses" in captured.out
     ds = load_store(out, "records")
@@ -141,11 +141,11 @@ def test_import_cait_keeps_the_test_pulse_group_and_says_when_it_assumes_25_khz(
     assert np.all(ds["trigger_channel"].values[kinds != "particle"] == -1)
     assert ds.attrs["sample_frequency"] == 25_000.0
     # given explicitly: nothing assumed, nothing said
-    assert main(["import-cait", str(h5), str(tmp_path / "b.zarr"), "--sample-frequency", "50000"]) == 0
+    assert main(argv=["import-cait", str(h5), str(tmp_path / "b.zarr"), "--sample-frequency", "50000"]) == 0
     assert "assumed" not in capsys.readouterr().err
     # a test-pulse group without its TPA: one line naming the file
     with h5py.File(h5, "a") as f:
         del f["testpulses"]["testpulseamplitude"]
-    assert main(["import-cait", str(h5), str(tmp_path / "c.zarr")]) == 1
+    assert main(argv=["import-cait", str(h5), str(tmp_path / "c.zarr")]) == 1
     assert "run.h5: testpulses/event without testpulses/testpulseamplitude" in capsys.readouterr().err
     assert not (tmp_path / "c.zarr").exists()

@@ -195,13 +195,13 @@ def test_rdt_reads_independent_bytes(tmp, ints, dvm):
 
 def test_rdt_channel_subset_and_order(tmp):
     write_independent_rdt(tmp)
-    f = cr.open_rdt(tmp / "r.rdt", tmp / "r.par", channels=[5, 3])
+    f = cr.open_rdt(tmp / "r.rdt", par=tmp / "r.par", channels=[5, 3])
     np.testing.assert_array_equal(f.record_index, [[1, 4, 6], [0, 3, 5]])
-    f3 = cr.open_rdt(tmp / "r.rdt", cr.read_par(tmp / "r.par"), channels=[3])
+    f3 = cr.open_rdt(tmp / "r.rdt", par=cr.read_par(tmp / "r.par"), channels=[3])
     assert f3.n_events == 4 and f3.n_incomplete == 0  # the lone record is a complete 1-channel event
     np.testing.assert_array_equal(f3.tpa, np.float32([0, -1, 3.5, 20]))
     assert list(f3.record_kind) == ["particle", "noise", "testpulse", "controlpulse"]
-    f3b = cr.open_rdt(tmp / "r.rdt", tmp / "r.par", channels=[3], adc_range=10.0)
+    f3b = cr.open_rdt(tmp / "r.rdt", par=tmp / "r.par", channels=[3], adc_range=10.0)
     tr = next(f3b.iter_events())["trace"]
     assert tr[0, 0, 0] == pytest.approx(-5.0)
 
@@ -312,7 +312,7 @@ def test_con_reads_independent_bytes(tmp, ints):
         np.testing.assert_array_equal(con.mus_since_last_tp, [111, 222])
     else:
         assert con.mus_since_last_tp is None
-    cr.write_con(tmp / "w.con", [1, 2], [6.5, 4.25], [(2 << 32) + 5, 300_000_000], [0.5, 0.0], [111, 222],
+    cr.write_con(tmp / "w.con", [1, 2], [6.5, 4.25], [(2 << 32) + 5, 300_000_000], dead_time=[0.5, 0.0], mus_since_last_tp=[111, 222],
                  ints_in_header=ints, header=(1, 2, 3))
     assert (tmp / "w.con").read_bytes() == b
 
@@ -344,8 +344,8 @@ def test_stamps_read_independent_bytes(tmp):
     np.testing.assert_array_equal(dig["bank"], [1, 3])
     np.testing.assert_array_equal(dig["bank2"], [2, 4])
     assert cr.stream_start_ticks(tmp / "a.dig_stamps") == -100
-    cr.write_test_stamps(tmp / "b.test_stamps", [2**40 + 3, 9], [0.5, 20.0], [1, 0])
-    cr.write_dig_stamps(tmp / "b.dig_stamps", [100, 300], [1, 3], [2, 4])
+    cr.write_test_stamps(tmp / "b.test_stamps", [2**40 + 3, 9], [0.5, 20.0], channel=[1, 0])
+    cr.write_dig_stamps(tmp / "b.dig_stamps", [100, 300], bank=[1, 3], bank2=[2, 4])
     assert (tmp / "b.test_stamps").read_bytes() == (tmp / "a.test_stamps").read_bytes()
     assert (tmp / "b.dig_stamps").read_bytes() == (tmp / "a.dig_stamps").read_bytes()
 
@@ -376,7 +376,7 @@ def test_alignment_cait_generator_convention(tmp):
     (tmp / "m.test_stamps").write_bytes(b"".join(struct.pack("<QfI", ((e + 1) * interval - off) * r, 0.5, 0)
                                                  for e in range(30)))
     (tmp / "m.par").write_text(par_text())
-    al = cr.test_pulse_samples(tmp / "m.test_stamps", tmp / "m.dig_stamps", tmp / "m.par", n_samples=92 * fs)
+    al = cr.test_pulse_samples(tmp / "m.test_stamps", tmp / "m.dig_stamps", par=tmp / "m.par", n_samples=92 * fs)
     np.testing.assert_array_equal(al.samples, (np.arange(30) + 1) * interval)
     assert al.n_dropped == 0 and al.samples.dtype == np.int64 and al.tpa.dtype == np.float32
     assert cr.stream_start_ticks(tmp / "m.dig_stamps") == -off * r
@@ -389,7 +389,7 @@ def test_alignment_against_generated_stream(tmp):
                                     start_ticks=987_654_321, stamps_before_start=3, drift=0.3, seed=1)
     paths = truth["paths"]
     n = truth["n_samples"]
-    al = cr.test_pulse_samples(paths["test_stamps"], paths["dig_stamps"], paths["par"], n)
+    al = cr.test_pulse_samples(paths["test_stamps"], paths["dig_stamps"], par=paths["par"], n_samples=n)
     assert al.n_dropped == 3 and not al.kept[:3].any() and al.kept[3:].all()
     idx = truth["stamp_pulse"][3:]
     np.testing.assert_array_equal(al.samples, truth["samples"][idx])
@@ -420,18 +420,18 @@ def test_alignment_outside_stream(tmp):
     truth = write_cresst_stream_run(tmp, duration=4.0, stamps_before_start=2, seed=2)
     paths, n = truth["paths"], truth["n_samples"]
     with pytest.raises(InputError, match=r"mock_001.test_stamps: 2 of \d+ test stamps fall outside .*indices 0, 1\)"):
-        cr.test_pulse_samples(paths["test_stamps"], paths["dig_stamps"], paths["par"], n, outside="error")
-    short = cr.test_pulse_samples(paths["test_stamps"], paths["dig_stamps"], paths["par"], n // 2)
+        cr.test_pulse_samples(paths["test_stamps"], paths["dig_stamps"], par=paths["par"], n_samples=n, outside="error")
+    short = cr.test_pulse_samples(paths["test_stamps"], paths["dig_stamps"], par=paths["par"], n_samples=n // 2)
     assert short.n_dropped > 2 and (short.samples < n // 2).all()
     # every stamp outside: an error, whatever `outside` says
     far = cr.read_test_stamps(paths["test_stamps"])
     far["stamp"] += np.uint64(10 * 10_000_000 * 60)
-    cr.write_test_stamps(tmp / "far.test_stamps", far["stamp"], far["tpa"], far["channel"])
+    cr.write_test_stamps(tmp / "far.test_stamps", far["stamp"], far["tpa"], channel=far["channel"])
     with pytest.raises(InputError, match=r"far.test_stamps: all \d+ test stamps fall outside"):
-        cr.test_pulse_samples(tmp / "far.test_stamps", paths["dig_stamps"], paths["par"], n)
+        cr.test_pulse_samples(tmp / "far.test_stamps", paths["dig_stamps"], par=paths["par"], n_samples=n)
     with pytest.raises(InputError, match="no sample frequency"):
-        cr.test_pulse_samples(paths["test_stamps"], paths["dig_stamps"], None, n)
-    only = cr.test_pulse_samples(paths["test_stamps"], paths["dig_stamps"], None, n, 25_000.0, channels=[7])
+        cr.test_pulse_samples(paths["test_stamps"], paths["dig_stamps"], par=None, n_samples=n)
+    only = cr.test_pulse_samples(paths["test_stamps"], paths["dig_stamps"], par=None, n_samples=n, sample_frequency=25_000.0, channels=[7])
     assert len(only.samples) == 0
 
 

@@ -40,7 +40,7 @@ def synthetic(kind: str, seed: int = 0) -> xr.Dataset:
         coords["channel"] = [f"ch{i}" for i in range(SIZES["channel"])]
     if "event" in dims:
         coords["event"] = np.arange(SIZES["event"])
-    attrs = provenance(kind, {"seed": seed}, ["input"], **{a: 1.0 for a in schema.attrs})
+    attrs = provenance(kind, parameters={"seed": seed}, inputs=["input"], **{a: 1.0 for a in schema.attrs})
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
@@ -93,14 +93,14 @@ def test_damaged_chunk_is_found_and_a_rerun_repairs_it(tmp_path, kind, how, caps
     problems = verify_store(path)
     word = {"deleted": "missing", "truncated": "truncated", "overwritten": "corrupt"}[how]
     assert len(problems) == 1 and f"{name}/{key}" in problems[0] and word in problems[0]
-    assert main(["inspect", "--verify", str(path)]) == 1
+    assert main(argv=["inspect", "--verify", str(path)]) == 1
     err = capsys.readouterr().err
     assert f"{name}/{key}" in err and "--verify" in err
     if how in ("deleted", "truncated"):   # the cheap check on every open catches these
         with pytest.raises(StoreError) as exc:
             open_store(path, kind)
         assert str(path) in str(exc.value) and name in str(exc.value)
-        assert main(["inspect", str(path)]) == 1
+        assert main(argv=["inspect", str(path)]) == 1
     else:                                 # same size: caught when the chunk is decoded, as StoreError
         with pytest.raises(StoreError, match="corrupt"):
             load_store(path, kind)
@@ -116,7 +116,7 @@ def test_missing_chunk_never_reads_as_fill_values(tmp_path):
     os.remove(path / "trace" / "c" / "0" / "1" / "0")
     with pytest.raises(StoreError, match=r"incomplete: variable 'trace' lacks 1 of 6 chunk\(s\) \(c/0/1/0\)"):
         open_store(path, "records")
-    assert main(["inspect", str(path)]) == 1
+    assert main(argv=["inspect", str(path)]) == 1
 
 
 def test_missing_variable_directory_and_manifest_are_reported(tmp_path):
@@ -127,7 +127,7 @@ def test_missing_variable_directory_and_manifest_are_reported(tmp_path):
     path = _write("records", tmp_path / "r.zarr")
     (path / "trigger_sample" / MANIFEST).write_text("{broken")
     with pytest.raises(StoreError, match="manifest of variable 'trigger_sample' is corrupt"):
-        check_complete(path, "records")
+        check_complete(path, kind="records")
 
 
 def test_unexpected_chunk_file_is_reported_by_verify(tmp_path):
@@ -158,7 +158,7 @@ def test_truncated_zarr_json_is_one_line(tmp_path, capsys):
     path = _write("records", tmp_path / "r.zarr")
     text = (path / "zarr.json").read_text()
     (path / "zarr.json").write_text(text[: len(text) // 2])
-    assert main(["inspect", str(path)]) == 1
+    assert main(argv=["inspect", str(path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "zarr.json is truncated or corrupt" in err and str(path) in err
     with pytest.raises(StoreError, match="truncated or corrupt"):
@@ -170,18 +170,18 @@ def test_read_values_turns_a_decode_error_into_a_store_error(tmp_path):
     _damage(path, "trace", "c/0/0/0", "overwritten")
     trace = open_store(path, "records")["trace"]
     with pytest.raises(StoreError, match="trace/c/0/0/0 is corrupt"):   # the manifest's CRC, before decoding
-        read_values(trace[:, :CHUNK], path, "records")
+        read_values(trace[:, :CHUNK], path, kind="records")
     meta = json.loads((path / "zarr.json").read_text())                  # a store without manifests:
     del meta["attributes"][MANIFEST_ATTR]                                # the decoder's error, as StoreError
     (path / "zarr.json").write_text(json.dumps(meta))
     trace = open_store(path, "records")["trace"]
     with pytest.raises(StoreError, match="corrupt chunk in variable 'trace'"):
-        read_values(trace[:, :CHUNK], path, "records")
+        read_values(trace[:, :CHUNK], path, kind="records")
 
 
 def test_inspect_verify_reports_an_intact_store(tmp_path, capsys):
     path = _write("features", tmp_path / "f.zarr")
-    assert main(["inspect", "--verify", str(path)]) == 0
+    assert main(argv=["inspect", "--verify", str(path)]) == 0
     assert "every chunk verified" in capsys.readouterr().out
 
 
@@ -209,14 +209,14 @@ def test_swapped_chunk_of_the_same_size_fails_every_read(tmp_path, capsys):
     da, db = a.read_bytes(), b.read_bytes()
     a.write_bytes(db)
     b.write_bytes(da)
-    check_complete(path, "records")                       # sizes agree: the cheap check cannot see it
+    check_complete(path, kind="records")                       # sizes agree: the cheap check cannot see it
     with pytest.raises(StoreError) as exc:
         load_store(path, "records")
     msg = str(exc.value)
     assert "\n" not in msg and str(path) in msg and "trace/c/" in msg and "swapped" in msg
     ds = open_store(path, "records")
     with pytest.raises(StoreError, match=r"trace/c/1/0/0 is corrupt or swapped"):
-        read_values(ds.trace.isel(channel=1, event=slice(0, CHUNK)), path, "records")
+        read_values(ds.trace.isel(channel=1, event=slice(0, CHUNK)), path, kind="records")
     # a read of the intact chunks still works, and equals what was written
     np.testing.assert_array_equal(read_values(ds.trace.isel(event=slice(CHUNK, None)), path),
                                   _incompressible_records().trace.values[:, CHUNK:])

@@ -72,7 +72,7 @@ def test_volts_and_inverted(tmp_path, samples):
                           extra=["Inverted: Yes"])
     f = read_ljh(p)
     assert f.polarity == -1
-    np.testing.assert_allclose(f.volts(1, 3), samples[1:3] * (20 / 2**16), rtol=1e-6)
+    np.testing.assert_allclose(f.volts(start=1, stop=3), samples[1:3] * (20 / 2**16), rtol=1e-6)
 
 
 def test_back_to_back_gaps(tmp_path):

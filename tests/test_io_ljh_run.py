@@ -143,7 +143,7 @@ def test_characterisation_and_features_at_the_pretrigger(tmp_path):
     assert pre <= onset <= pre + 3
     assert int(char["n_pulses"].values[0]) > 100
     assert char.attrs["pretrigger"] == pre
-    feats = features_dataset(records, char)
+    feats = features_dataset(records, characterization=char)
     amp = feats["of_amplitude"].values[0, :150]
     true_v = heights * VOLTS_PER_COUNT
     slope = np.sum(amp * true_v) / np.sum(true_v ** 2)
@@ -181,16 +181,16 @@ def test_cryopipe_predict_reads_ljh(tmp_path, capsys):
     from cryopipe.io.ljh import read_ljh
 
     p, _, _ = write_pulse_ljh(tmp_path / "a.ljh", n_records=40, n=512, presamples=200, seed=5)
-    assert main(["predict", str(p), "--output", str(tmp_path / "a.npz")]) == 0
+    assert main(argv=["predict", str(p), "--output", str(tmp_path / "a.npz")]) == 0
     a = np.load(tmp_path / "a.npz")
     assert a["score"].shape == (40,) and int(a["pretrigger"]) == 200 and np.all(a["valid"])
     volts = np.asarray(read_ljh(p).records, np.float32) * np.float32(VOLTS_PER_COUNT)
     np.savez(tmp_path / "same.npz", records=volts)
-    assert main(["predict", str(tmp_path / "same.npz"), "--pretrigger", "200", "--output", str(tmp_path / "b.npz")]) == 0
+    assert main(argv=["predict", str(tmp_path / "same.npz"), "--pretrigger", "200", "--output", str(tmp_path / "b.npz")]) == 0
     np.testing.assert_allclose(a["score"], np.load(tmp_path / "b.npz")["score"], atol=1e-6)
     p.write_bytes(p.read_bytes()[:-7])
     capsys.readouterr()
-    assert main(["predict", str(p), "--output", str(tmp_path / "c.npz")]) == 1
+    assert main(argv=["predict", str(p), "--output", str(tmp_path / "c.npz")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "a.ljh: truncated last record" in err[0]
     assert not (tmp_path / "c.npz").exists()
@@ -205,7 +205,7 @@ def test_per_run_simulation_in_the_preprocessing_window(tmp_path):
 
     n, pre, fs = 1024, 512, 195312.5
     records, char, _ = characterised_ljh_run(tmp_path, n, pre, fs, (120, 40), (6, 7))
-    window = trigger_window(n, pre)
+    window = trigger_window(n, pretrigger=pre)
     sim = simulate_run_records(char, 20, seed=1, snr_range=(200.0, 400.0))
     length = window.stop - window.start
     assert sim.sizes["sample"] == length == sim.attrs["record_length"]

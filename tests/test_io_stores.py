@@ -27,7 +27,7 @@ def records(n_events=5, n_samples=64, channels=("phonon", "light")):
             "time": ("sample", (np.arange(n_samples) - n_samples // 4) / 25000.0),
         },
         coords={"channel": list(channels), "event": np.arange(n_events)},
-        attrs=provenance("records", {"trigger": {"threshold_sigma": 5}}, ["a.csmpl"], sample_frequency=25000.0,
+        attrs=provenance("records", parameters={"trigger": {"threshold_sigma": 5}}, inputs=["a.csmpl"], sample_frequency=25000.0,
                          record_length=n_samples, live_time=1.0, stream_duration=2.0, threshold=[0.1, 0.2]),
     )
 
@@ -76,7 +76,7 @@ def test_missing_variable_and_wrong_dims_are_named():
     ds = records().drop_vars("trigger_time")
     ds["trigger_sample"] = ("sample", np.zeros(64, dtype=int))
     with pytest.raises(StoreError) as err:
-        validate(ds, "records", "x.zarr")
+        validate(ds, "records", where="x.zarr")
     msg = str(err.value)
     assert "x.zarr" in msg and "trigger_time" in msg and "trigger_sample" in msg
 

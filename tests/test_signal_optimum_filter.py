@@ -29,7 +29,7 @@ def template():
 
 @pytest.fixture(scope="module")
 def noise():
-    return noise_from_psd(true_psd(N), N, FS, np.random.default_rng(7), 9000)
+    return noise_from_psd(true_psd(N), N, FS, np.random.default_rng(7), size=9000)
 
 
 @pytest.fixture(scope="module")

@@ -151,8 +151,8 @@ def test_pile_up_pulses_are_high_and_separated(name):
         x = np.sum(heights * pulse(at[:, None] - ons), axis=1) - heights[:, j] * pulse(t_peak[:, None])[:, 0]
         sat = np.isfinite(ceiling) & (ceiling > 0)
         vis = heights[:, j].copy()
-        vis[sat] = (saturation_curve(x[sat] + heights[sat, j], ceiling[sat], nu[sat])
-                    - saturation_curve(x[sat], ceiling[sat], nu[sat]))
+        vis[sat] = (saturation_curve(x[sat] + heights[sat, j], ceiling[sat], nu=nu[sat])
+                    - saturation_curve(x[sat], ceiling[sat], nu=nu[sat]))
         lowest = np.where(inside[:, j], np.minimum(lowest, vis), lowest)
     assert np.all(lowest >= PILEUP_MIN_SNR * 0.95), np.sort(lowest)[:5]
 

@@ -217,11 +217,11 @@ def test_resolution_argument_rescales_noise():
 def test_saturation_curve_shape():
     x = np.linspace(-1.0, 50.0, 20001)
     for nu in (0.5, 1.0, 2.0):
-        f = saturation_curve(x, 2.0, nu)
-        assert saturation_curve(0.0, 2.0, nu) == pytest.approx(0.0, abs=1e-12)
-        assert (saturation_curve(1e-6, 2.0, nu) - saturation_curve(-1e-6, 2.0, nu)) / 2e-6 == pytest.approx(1, 1e-6)
+        f = saturation_curve(x, 2.0, nu=nu)
+        assert saturation_curve(0.0, 2.0, nu=nu) == pytest.approx(0.0, abs=1e-12)
+        assert (saturation_curve(1e-6, 2.0, nu=nu) - saturation_curve(-1e-6, 2.0, nu=nu)) / 2e-6 == pytest.approx(1, 1e-6)
         assert np.all(np.diff(f) >= 0) and f.max() <= 2.0 and f[-1] > 1.99
-        assert saturation_curve(-1e4, 2.0, nu) == pytest.approx(-2.0 / (2 ** (1 / nu) - 1), rel=1e-6)
+        assert saturation_curve(-1e4, 2.0, nu=nu) == pytest.approx(-2.0 / (2 ** (1 / nu) - 1), rel=1e-6)
 
 
 def test_saturation_kernel_matches_curve_and_never_exceeds_ceiling():
@@ -229,7 +229,7 @@ def test_saturation_kernel_matches_curve_and_never_exceeds_ceiling():
         x = np.concatenate([np.linspace(-3.0, 30.0, 5001), np.linspace(-0.05, 0.05, 5001)])
         buf = x.copy()
         R._saturate(buf, np.empty_like(buf), 1.5, nu)
-        assert np.allclose(buf, saturation_curve(x, 1.5, nu), rtol=1e-9, atol=1e-13)
+        assert np.allclose(buf, saturation_curve(x, 1.5, nu=nu), rtol=1e-9, atol=1e-13)
         assert buf.max() <= 1.5
     ceiling = 30 * expected_resolutions(SEV, NPS, FS)
     step = ceiling / 200.3

@@ -15,7 +15,7 @@ from cryopipe.signal.pulses import proebst_pulse, pulse_template
 from cryopipe.simulate.stream import (DEFAULT_SIMULATION, FLUX_QUANTUM_LINE_HEIGHTS, PULSE_CLASSES,
                                       crossfade_overlap, saturate, simulate_stream)
 
-LSB = volts_per_adc(16, 20.0)
+LSB = volts_per_adc(adc_bits=16, adc_range=20.0)
 QUIET = {"white": 0.0, "one_over_f": 0.0, "lines": []}
 NAMES = ["phonon", "light"]
 

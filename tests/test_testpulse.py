@@ -30,7 +30,7 @@ def test_local_trend_follows_a_drift_and_ignores_a_minority_of_outliers():
     y[[10, 50, 51, 99]] += 0.5  # outliers, also at the end
     c = tp.local_trend(t, y, window=9)
     assert np.max(np.abs(c - (2.0 + 0.01 * t))) < 4e-3  # no residual from the drift (ends included), outliers 0.5
-    assert tp.local_trend(t[:1], y[:1], 9) == pytest.approx(y[0])
+    assert tp.local_trend(t[:1], y[:1], window=9) == pytest.approx(y[0])
 
 
 def test_response_band_flags_exactly_the_injected_jump():

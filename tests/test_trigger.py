@@ -133,7 +133,7 @@ def test_chunked_filter_equals_whole_array(pulse_stream, chunk):
     assert np.all(np.diff(starts) == [v.size for _, v in parts[:-1]])
     assert np.max(np.abs(y - ref)) < 1e-5 * np.max(np.abs(ref))
     # a sub-range gives the same values as the whole-stream filter (borders included)
-    sub = np.concatenate([v for _, v in filter_stream(stream, 0, s["kernel"], s["anchor"], chunk, 12_345, 54_321)])
+    sub = np.concatenate([v for _, v in filter_stream(stream, 0, s["kernel"], s["anchor"], chunk_size=chunk, start=12_345, stop=54_321)])
     assert np.max(np.abs(sub - ref[12_345:54_321])) < 1e-5 * np.max(np.abs(ref))
     with pytest.raises(InputError, match="channel 3 not in stream"):
         next(filter_stream(stream, 3, s["kernel"], s["anchor"]))
@@ -418,11 +418,11 @@ def test_merge_drops_weak_triggers_next_to_strong_ones_then_takes_the_earliest()
     Without significances: the earliest."""
     per_channel = [np.array([1000, 5000]), np.array([700, 5100])]
     sig = [np.array([300.0, 6.0]), np.array([5.5, 40.0])]
-    samples, fired = merge_triggers(per_channel, 500, sig)
+    samples, fired = merge_triggers(per_channel, 500, significance=sig)
     np.testing.assert_array_equal(samples, [1000, 5000])
     np.testing.assert_array_equal(fired, [0, 0])
     early, _ = merge_triggers(per_channel, 500)
     np.testing.assert_array_equal(early, [700, 5000])
     # a trigger 50x weaker than one 600 samples away (beyond the hold-off) stays
-    s2, _ = merge_triggers([np.array([0]), np.array([600])], 500, [np.array([1.0]), np.array([50.0])])
+    s2, _ = merge_triggers([np.array([0]), np.array([600])], 500, significance=[np.array([1.0]), np.array([50.0])])
     np.testing.assert_array_equal(s2, [0, 600])

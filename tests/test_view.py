@@ -75,7 +75,7 @@ def write_small_run(run: Path, n: int = 240, seed: int = 3) -> Path:
          "trigger_amplitude": (("channel", "event"), heights.astype(np.float32)),
          "time": (("sample",), t)},
         coords=coords,
-        attrs=provenance("records", {}, [], sample_frequency=FS, record_length=N, live_time=100.0,
+        attrs=provenance("records", parameters={}, inputs=[], sample_frequency=FS, record_length=N, live_time=100.0,
                          stream_duration=100.0, threshold=[1e-3, 1e-3]))
     write_store(_complete(records, "records"), run / "records.zarr", "records", event_chunk=128)
     base = trace[:, :, : N // 8].mean(axis=-1)
@@ -86,9 +86,9 @@ def write_small_run(run: Path, n: int = 240, seed: int = 3) -> Path:
          "decay_time": (("channel", "event"), rng.lognormal(np.log(4e-3), 0.2, (2, n))),
          "record_kind": (("event",), kind)},
         coords=coords,
-        attrs=provenance("features", {}, [], sample_frequency=FS, record_length=N, units="{}"))
+        attrs=provenance("features", parameters={}, inputs=[], sample_frequency=FS, record_length=N, units="{}"))
     write_store(_complete(features, "features"), run / "features.zarr", "features")
-    write_store(apply_cuts(features, CUTS), run / "labels.zarr", "labels")
+    write_store(apply_cuts(features, cuts=CUTS), run / "labels.zarr", "labels")
     nf = N // 2 + 1
     write_store(xr.Dataset(
         {"sev": (("channel", "sample"), np.stack([sev, sev])), "nps": (("channel", "frequency"), np.ones((2, nf))),
@@ -96,13 +96,13 @@ def write_small_run(run: Path, n: int = 240, seed: int = 3) -> Path:
          "filter_imag": (("channel", "frequency"), np.zeros((2, nf))),
          "resolution": (("channel",), np.ones(2)), "threshold": (("channel",), np.ones(2))},
         coords={"channel": list(CHANNELS)},
-        attrs=provenance("characterization", {}, [], sample_frequency=FS, record_length=N)),
+        attrs=provenance("characterization", parameters={}, inputs=[], sample_frequency=FS, record_length=N)),
         run / "characterization.zarr", "characterization")
     score = np.clip(np.where(kind == "particle", 0.8, 0.2)[None, :] + rng.normal(0, 0.2, (2, n)), 0, 1)
     write_store(xr.Dataset(
         {"score": (("channel", "event"), score.astype(np.float32)), "decision": (("channel", "event"), score >= 0.5),
          "event_clean": (("event",), (score >= 0.5).all(axis=0))}, coords=coords,
-        attrs=provenance("predictions", {}, [], model="toy", cutoff=0.5)), run / "predictions" / "toy.zarr",
+        attrs=provenance("predictions", parameters={}, inputs=[], model="toy", cutoff=0.5)), run / "predictions" / "toy.zarr",
         "predictions")
     return run
 
@@ -195,7 +195,7 @@ def test_polygon_cut_language():
         "log": {"polygon": {"x": "a", "y": "b", "x_log": True, "vertices": [[1.5, 0], [35, 0], [35, 5], [1.5, 5]]}},
         "nested": {"any_of": [{"feature": "b", "max": 1.5},
                               {"polygon": {"x": "a", "y": "b", "vertices": [[2.5, 0], [3.5, 0], [3.5, 9]]}}]}}}
-    flags = apply_cuts(f, cuts)["cut_flags"]
+    flags = apply_cuts(f, cuts=cuts)["cut_flags"]
     np.testing.assert_array_equal(flags.sel(cut="own").values, [[1, 1, 0, 0], [0, 0, 0, 0]])
     np.testing.assert_array_equal(flags.sel(cut="cross").values, [[1, 1, 0, 0], [1, 1, 0, 0]])
     np.testing.assert_array_equal(flags.sel(cut="outside").values, [[1, 1, 1, 1], [1, 1, 1, 1]])
@@ -401,7 +401,7 @@ def test_browser_workflow(small_run, tmp_path):
             cuts = load_cuts(run / "cuts.yaml")
             assert list(cuts["cuts"]) == ["small_rise", "bright_band"]
             feats = load_store(run / "features.zarr", "features")
-            lab = apply_cuts(feats, cuts)
+            lab = apply_cuts(feats, cuts=cuts)
             np.testing.assert_array_equal(lab["cut_flags"].sel(cut="bright_band").values[0], inside)
             # hand labels: the selection, then the current event
             page.locator(".cv-hand-class select").select_option("pile_up")
@@ -447,7 +447,7 @@ def _cli_one_line(capsys, argv, *words, timeout=20):
     from cryopipe.cli import main
 
     box = {}
-    t = threading.Thread(target=lambda: box.setdefault("rc", main(argv)), daemon=True)
+    t = threading.Thread(target=lambda: box.setdefault("rc", main(argv=argv)), daemon=True)
     t.start()
     t.join(timeout)
     assert not t.is_alive(), f"cryopipe {' '.join(argv)} still running (serving?) after {timeout} s"
@@ -485,7 +485,7 @@ def test_simulate_onto_an_existing_file_or_stream_is_one_line(tmp_path, capsys):
     _cli_one_line(capsys, ["simulate", str(f), "--duration", "1"], "taken", "not a directory")
     assert f.read_text() == "mine"
     out = tmp_path / "sim"
-    assert main(["simulate", str(out), "--duration", "1"]) == 0
+    assert main(argv=["simulate", str(out), "--duration", "1"]) == 0
     capsys.readouterr()
     before = (out / "ch0.csmpl").read_bytes()
     _cli_one_line(capsys, ["simulate", str(out), "--duration", "2", "--seed", "9"], "ch0.csmpl", "truth.zarr",

@@ -146,7 +146,7 @@ def test_finite_records_and_description():
     x[1, 2, 0] = np.inf
     valid = finite_records(x)
     assert valid.tolist() == [[True, False, True, True], [True, True, False, True]]
-    text = describe_invalid(valid, "r.npz")
+    text = describe_invalid(valid, what="r.npz")
     assert text.startswith("r.npz: 2 of 8 record(s) contain NaN or inf") and "(0, 1), (1, 2)" in text
     assert describe_invalid(np.ones(3, bool)) == ""
 
@@ -190,7 +190,7 @@ def test_cli_predict_reports_nan_records_and_stores_valid(tmp_path, capsys):
     x = np.random.default_rng(0).normal(0, 1e-3, (4, 2048)).astype("f4")
     x[2, 7] = np.nan
     np.savez(tmp_path / "r.npz", records=x)
-    assert main(["predict", str(tmp_path / "r.npz"), "--output", str(tmp_path / "o.npz")]) == 0
+    assert main(argv=["predict", str(tmp_path / "r.npz"), "--output", str(tmp_path / "o.npz")]) == 0
     cap = capsys.readouterr()
     assert "1 of 4 record(s) contain NaN or inf" in cap.err and "first index: 2" in cap.err
     assert "3 records scored" in cap.out and "1 not scored" in cap.out
@@ -218,7 +218,7 @@ def test_features_of_nan_records_are_nan_and_flagged(caplog):
 # --- raw tracebacks that became one line ----------------------------------------------------------
 
 def _one_line_error(capsys, argv, *needles):
-    assert main(argv) == 1
+    assert main(argv=argv) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0, err
     for n in needles:

@@ -60,4 +60,4 @@ def test_ljh_stream_is_triggered_and_records_run_to_predictions(tmp_path):
     assert view.time_axis()[0] == pytest.approx(-512 / FS)
     from cryopipe.cli import main
 
-    assert main(["inspect", str(res / "lrec" / "records.zarr")]) == 0
+    assert main(argv=["inspect", str(res / "lrec" / "records.zarr")]) == 0

@@ -250,7 +250,7 @@ def test_partition_limits_are_the_largest_node_of_the_partition():
     from cryopipe.cluster import PartitionLimits, parse_sinfo
 
     assert parse_sinfo(SINFO) == PartitionLimits("debug", 4, 21695)       # default partition: '*'
-    assert parse_sinfo(SINFO, "big") == PartitionLimits("big", 64, 512000)
+    assert parse_sinfo(SINFO, partition="big") == PartitionLimits("big", 64, 512000)
     assert parse_sinfo("debug* 2+ 1000+\n") == PartitionLimits("debug", 2, 1000)
 
 
@@ -259,7 +259,7 @@ def test_unknown_partition_names_the_ones_there_are():
     from cryopipe.errors import InputError
 
     with pytest.raises(InputError, match=r"no partition 'gpu' \(partitions: big, debug\).*CRYOPIPE_SLURM_PARTITION"):
-        parse_sinfo(SINFO, "gpu")
+        parse_sinfo(SINFO, partition="gpu")
     with pytest.raises(InputError, match="sinfo shows no default partition"):
         parse_sinfo("big 4 100\n")
 

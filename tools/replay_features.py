@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     parts = []
     for ch in [str(c) for c in records_all["channel"].values]:
         records = records_all.sel(channel=[ch])
-        ds = features_dataset(records, char, fit_truncation=feat_params.get("fit_truncation"))
+        ds = features_dataset(records, characterization=char, fit_truncation=feat_params.get("fit_truncation"))
         save(ds, f"features/{ch}.zarr")
         parts.append(ds)
         if (base / "calibration" / f"{ch}.zarr").is_dir():
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     save(feats, "features.zarr")
     if (base / "labels.zarr").is_dir():
         feats["record_kind"] = ("event", np.array([str(k) for k in feats["record_kind"].values]))
-        save(apply_cuts(feats, cuts), "labels.zarr")
+        save(apply_cuts(feats, cuts=cuts), "labels.zarr")
     return 1 if bad else 0
 
 

@@ -96,15 +96,15 @@ def _predict(args) -> None:
         args.cutoff = float(meta.get("cutoff", 0.5))
     from .cleaning.predict import describe_invalid
 
-    result = predict_file(args.input, model, args.batch, pretrigger=args.pretrigger)
-    invalid = describe_invalid(result["valid"], str(args.input))
+    result = predict_file(args.input, model, batch=args.batch, pretrigger=args.pretrigger)
+    invalid = describe_invalid(result["valid"], what=str(args.input))
     if invalid:
         print(f"cryopipe predict: warning: {invalid}", file=sys.stderr)
     with np.errstate(invalid="ignore"):
         result["accepted"] = result["score"] >= args.cutoff
     from .cleaning.predict import rate_warnings
 
-    for w in rate_warnings(result["accepted"], result["valid"], result.get("ood"), what=f"records of {args.input}"):
+    for w in rate_warnings(result["accepted"], result["valid"], ood=result.get("ood"), what=f"records of {args.input}"):
         print(f"cryopipe predict: warning: {w}", file=sys.stderr)
     result["cutoff"] = np.float64(args.cutoff)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +132,7 @@ def _import_cait(args) -> None:
         fs = 25_000.0
         print(f"{args.h5}: Cait files do not store the sample frequency; {fs:.0f} Hz assumed (--sample-frequency "
               f"to set it)", file=sys.stderr)
-    ds = cait_records(args.h5, fs, channel_names=names)
+    ds = cait_records(args.h5, sample_frequency=fs, channel_names=names)
     write_store(ds, args.output, "records")
     kinds = ds["record_kind"].values.astype(str)
     pulser = int(np.isin(kinds, ("testpulse", "controlpulse")).sum())
@@ -164,7 +164,7 @@ def _evaluate_hand_labels(args) -> None:
         from .cleaning.hand_labels import fine_tune_on_hand_labels
 
         res = fine_tune_on_hand_labels(hand, open_store(run / "records.zarr", "records"), args.fine_tune,
-                                       args.model or "universal", epochs=args.epochs)
+                                       model_spec=args.model or "universal", epochs=args.epochs)
         print(f"{res['checkpoint']}: fine-tuned on {res['n_train_records']} hand-labelled records; "
               f"{res['n_holdout_events']} labelled events held out")
         for when in ("before", "after"):
@@ -174,7 +174,7 @@ def _evaluate_hand_labels(args) -> None:
             Path(args.output).write_text(json.dumps(res, indent=1, default=float))
         return
     if args.model:
-        results = [evaluate_model_on_hand_labels(hand, open_store(run / "records.zarr", "records"), args.model,
+        results = [evaluate_model_on_hand_labels(hand, open_store(run / "records.zarr", "records"), model_spec=args.model,
                                                  cutoff=args.cutoff)]
     else:
         paths = sorted(glob.glob(str(run / "predictions" / "*.zarr")))
@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(*, argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -25,7 +25,7 @@ class PartitionLimits:
     mem_mb: int
 
 
-def parse_sinfo(text: str, partition: str | None = None) -> PartitionLimits:
+def parse_sinfo(text: str, *, partition: str | None = None) -> PartitionLimits:
     """Limits of `partition` (None or "": the default one, marked ``*``) from the output of
     ``sinfo -h -N -o "%P %c %m"`` (one line per node and partition: name, CPUs, memory in MiB).
 
@@ -53,7 +53,7 @@ def parse_sinfo(text: str, partition: str | None = None) -> PartitionLimits:
     return PartitionLimits(want, max(c for c, _ in nodes[want]), max(m for _, m in nodes[want]))
 
 
-def sinfo_nodes(timeout: float = 30.0) -> str:
+def sinfo_nodes(*, timeout: float = 30.0) -> str:
     """This cluster's ``sinfo -h -N -o "%P %c %m"`` (for `parse_sinfo`); InputError if sinfo is
     missing, hangs or fails."""
     try:

@@ -212,7 +212,7 @@ def plot_efficiency(curve, path, *, energy: bool = False, label: str = "") -> Pa
         ax.errorbar(x_v * scale, y, yerr=err, fmt="o", ms=3, color=f"C{i}", label=f"{name} efficiency")
         x50 = curve.attrs.get(f"{name}_x50", np.nan)
         if np.isfinite(x50):
-            fit = erf_efficiency(xs, x50, curve.attrs[f"{name}_width"], curve.attrs[f"{name}_plateau"])
+            fit = erf_efficiency(xs, x50, curve.attrs[f"{name}_width"], plateau=curve.attrs[f"{name}_plateau"])
             ax.plot(xs * scale, fit, color=f"C{i}", lw=1.0,
                     label=f"{name} fit: 50 % at {x50 * scale:.4g} $\\pm$ {curve.attrs[f'{name}_x50_err'] * scale:.2g} {unit}")
     if "threshold" in curve.attrs:

@@ -18,7 +18,7 @@ from .errors import CryopipeError
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 
 
-def configure_logging(log_path: str | Path | None = None, name: str = "cryopipe") -> logging.Logger:
+def configure_logging(*, log_path: str | Path | None = None, name: str = "cryopipe") -> logging.Logger:
     """Log INFO and above to `log_path` (created) and to stderr."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
@@ -33,7 +33,7 @@ def step(name: str, log_path: str | Path | None = None, threads: int | None = No
     """Context for one step: yields a logger; a CryopipeError becomes one line and exit status 1.
     `threads` (a workflow job's share of the cores) limits the step's threads (:func:`use_threads`)."""
     use_threads(threads)
-    log = configure_logging(log_path, f"cryopipe.{name}")
+    log = configure_logging(log_path=log_path, name=f"cryopipe.{name}")
     t0 = time.perf_counter()
     try:
         yield log

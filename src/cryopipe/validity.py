@@ -16,7 +16,7 @@ def finite_records(records) -> np.ndarray:
     return np.isfinite(x).all(axis=-1)
 
 
-def describe_invalid(valid, what: str = "records", *, n_first: int = 5) -> str:
+def describe_invalid(valid, *, what: str = "records", n_first: int = 5) -> str:
     """One line on the records that `valid` (bool, any shape; the last axis is the event) marks False:
     their count and first indices; empty string if all are valid."""
     valid = np.atleast_1d(np.asarray(valid, dtype=bool))

@@ -119,7 +119,7 @@ def test_row(fam, run, path, xt, yt, ct, st) -> dict:
     s = predict_scores(model, xt)   # 512 block means; min-max scaling is applied here (idempotent)
     keep = s >= cut
     pulses = (ct == "event_pulse") & (st >= 10)
-    row = {"family": fam, "model": run, "balanced_accuracy": balanced_accuracy(yt, s, cut),
+    row = {"family": fam, "model": run, "balanced_accuracy": balanced_accuracy(yt, s, cutoff=cut),
            "pulse_snr_ge_10": float(keep[pulses].mean()),
            **{f"survival {k}": v[2] for k, v in survival_rates(ct, keep).items()}}
     print(f"{fam:14s} {run:24s} BA {row['balanced_accuracy']:.4f}  pulse(SNR>=10) {row['pulse_snr_ge_10']:.3f}  "

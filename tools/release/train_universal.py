@@ -121,15 +121,15 @@ def calibrate_cutoff(model, val: ArraySource) -> tuple[float, float, float]:
     """(cutoff, validation BA, validation pile_up survival) chosen by the CUTOFF_GRID rule above."""
     scores, classes = [], []
     with torch.inference_mode():
-        for x, _, c, _, _ in ordered_batches(val, 4096):
-            scores.append(scores_from_logits(model(x), model.accepted)[0].numpy())
+        for x, _, c, _, _ in ordered_batches(val, batch_size=4096):
+            scores.append(scores_from_logits(model(x), accepted=model.accepted)[0].numpy())
             classes.append(c.numpy())
     s, c = np.concatenate(scores), np.concatenate(classes)
     labels = np.isin(c, model.accepted)
     pile = c == model.class_names.index("pile_up")
-    best = (0.5, balanced_accuracy(labels, s, 0.5), float(np.mean(s[pile] >= 0.5)))
+    best = (0.5, balanced_accuracy(labels, s, cutoff=0.5), float(np.mean(s[pile] >= 0.5)))
     for cut in CUTOFF_GRID:
-        ba, surv = balanced_accuracy(labels, s, cut), float(np.mean(s[pile] >= cut))
+        ba, surv = balanced_accuracy(labels, s, cutoff=cut), float(np.mean(s[pile] >= cut))
         if surv <= PILEUP_SURVIVAL_LIMIT and ba > best[1]:
             best = (float(cut), ba, surv)
     return best
@@ -159,7 +159,7 @@ def set_calibration(checkpoint: Path, cal: ArraySource) -> dict:
     model, meta = load_model(checkpoint)
     logits, feats, classes = [], [], []
     with torch.inference_mode():
-        for x, _, c, _, _ in ordered_batches(cal, 4096):
+        for x, _, c, _, _ in ordered_batches(cal, batch_size=4096):
             h, z = embed(model, x)
             logits.append(z.numpy())
             feats.append(h.numpy())

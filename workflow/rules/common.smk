@@ -341,7 +341,7 @@ def check_cluster_requests():
             requests.setdefault(partition, []).append(
                 (name, unit.threads, mem if isinstance(mem, (int, float)) else None))
         for partition, jobs in requests.items():
-            check_requests(jobs, parse_sinfo(text, partition or None))
+            check_requests(jobs, parse_sinfo(text, partition=partition or None))
     except CryopipeError as exc:
         sys.exit(f"Error: {exc}")
 

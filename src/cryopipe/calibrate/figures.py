@@ -13,7 +13,7 @@ def particle_mask(ds: xr.Dataset) -> np.ndarray:
     return np.array([str(k) for k in ds["record_kind"].values]) == "particle"
 
 
-def spectrum_data(features: xr.Dataset, calibration: xr.Dataset | None = None, *, channel: str,
+def spectrum_data(features: xr.Dataset, *, calibration: xr.Dataset | None = None, channel: str,
                   calibrate_cfg: dict | None = None) -> dict:
     """The particle amplitudes (V) of one channel and, with a `calibration` store, its line fit and
     keV/V.
@@ -33,7 +33,7 @@ def spectrum_data(features: xr.Dataset, calibration: xr.Dataset | None = None, *
         kev = float(calibration["kev_per_volt"].sel(channel=channel))
     amps = features[name].sel(channel=channel).values[particle]
     if calibration is not None:
-        line = find_line(amps, None, min_events=calibrate_cfg["min_line_events"],
+        line = find_line(amps, expected=None, min_events=calibrate_cfg["min_line_events"],
                          min_significance=calibrate_cfg["min_significance"], fit_range=5.0)
     return {"amplitudes": amps, "line": line, "kev_per_volt": kev}
 

@@ -116,7 +116,7 @@ def _fit_once(a, mu, sigma, fit_range, fit_bins, weights_model=None):
     return popt, pcov, edges, counts, chi2, (lambda xx, p=popt: f(xx, *p))
 
 
-def find_line(amplitudes, expected: float | None = None, *, window: float = 0.25, threshold: float | None = None,
+def find_line(amplitudes, *, expected: float | None = None, window: float = 0.25, threshold: float | None = None,
               bins: int | None = None, fit_range: float = 3.0, fit_bins: int = 30, min_events: int = 50,
               min_significance: float = 5.0, max_relative_width: float = 0.3, what: str = "amplitudes") -> dict:
     """Find and fit a Gaussian line in an amplitude spectrum.
@@ -210,7 +210,7 @@ def calibrate_lines(positions, position_errs, energies, *, through_zero: bool = 
             "offset_kev": float(coef[1]), "offset_kev_err": float(err[1])}
 
 
-def calibrate(amplitudes, line_energy, expected=None, *, through_zero: bool = True, resolution: float | None = None,
+def calibrate(amplitudes, line_energy, *, expected=None, through_zero: bool = True, resolution: float | None = None,
               what: str = "amplitudes", **find_kwargs) -> dict:
     """Amplitude -> energy calibration of one channel from one or more lines of known energy.
 
@@ -237,7 +237,7 @@ def calibrate(amplitudes, line_energy, expected=None, *, through_zero: bool = Tr
         raise InputError(f"{what}: need one expected position per line energy, got {len(hints)} for {energies.size}")
     if energies.size > 1 and expected is None:
         raise InputError(f"{what}: with several line energies give the expected position of each line")
-    lines = [find_line(amplitudes, h, what=f"{what} (line at {e:g} keV)", **find_kwargs)
+    lines = [find_line(amplitudes, expected=h, what=f"{what} (line at {e:g} keV)", **find_kwargs)
              for e, h in zip(energies, hints)]
     pos = np.array([ln["position"] for ln in lines])
     pos_err = np.array([ln["position_err"] for ln in lines])

@@ -34,7 +34,7 @@ def calibrate_channel(features: xr.Dataset, characterization: xr.Dataset, cfg: d
               ("kev_per_volt", "kev_per_volt_err", "offset_kev", "line_position", "line_position_err",
                "line_sigma", "line_sigma_err", "line_sigma_kev", "resolution", "resolution_kev", "resolution_kev_err")}
     return xr.Dataset(scalar, coords={"channel": ch},
-                      attrs=provenance("calibration", cfg, [], line_energy=float(np.ravel(cfg["line_energy"])[0]),
+                      attrs=provenance("calibration", parameters=cfg, inputs=[], line_energy=float(np.ravel(cfg["line_energy"])[0]),
                                        amplitude=cfg["amplitude"],
                                        units=json.dumps({"kev_per_volt": "keV/V", "line_position": "V",
                                                          "resolution": "V", "resolution_kev": "keV"})))
@@ -71,7 +71,7 @@ def run_plot_spectrum(*, features: str, calibration: str | None, output: str, ru
     from cryopipe.plots import plot_amplitude_spectrum
 
     cal = load_store(calibration, "calibration") if calibration else None
-    d = spectrum_data(load_store(features, "features"), cal, channel=channel, calibrate_cfg=calibrate)
+    d = spectrum_data(load_store(features, "features"), calibration=cal, channel=channel, calibrate_cfg=calibrate)
     plot_amplitude_spectrum(d["amplitudes"], output, line=d["line"], kev_per_volt=d["kev_per_volt"],
                             label=f"{run} / {channel}")
 

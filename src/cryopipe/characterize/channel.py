@@ -92,7 +92,7 @@ def characterize_records(records: xr.Dataset, *, cfg: dict, what: str) -> dict:
     noise = channel_traces(records, kind == "noise", int(cfg["max_noise_records"]), rng)
     pulses = channel_traces(records, kind == "particle", int(cfg["max_pulses"]), rng)
     if len(noise) == 0 and records.attrs.get("source") in ("ljh", "rdt"):   # records files without noise records
-        nps = pretrigger_noise_spectrum(pulses, fs, pre, n, min_records=int(cfg["min_noise_records"]),
+        nps = pretrigger_noise_spectrum(pulses, fs, pre, record_length=n, min_records=int(cfg["min_noise_records"]),
                                         what=f"{what}: pre-trigger regions")
     else:
         nps = noise_power_spectrum(noise, fs, min_records=int(cfg["min_noise_records"]), what=what)

@@ -78,7 +78,7 @@ def _pulse_features(records, n_base, width, k_edge, out):
         out[i, 7] = edges
 
 
-def pulse_features(records, smooth: int | None = None, k_edge: float = 6.0, *, batch: int = 1024) -> dict:
+def pulse_features(records, *, smooth: int | None = None, k_edge: float = 6.0, batch: int = 1024) -> dict:
     """The few per-record features the SEV selection needs.
 
     Parameters

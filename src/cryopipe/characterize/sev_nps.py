@@ -113,8 +113,8 @@ def noise_power_spectrum(records, sample_frequency: float, *, window: str = "box
     return total / use.size
 
 
-def pretrigger_noise_spectrum(records, sample_frequency: float, pretrigger: int, record_length: int | None = None,
-                              *, guard: int | None = None, min_records: int = 20,
+def pretrigger_noise_spectrum(records, sample_frequency: float, pretrigger: int, *, record_length: int | None = None,
+                              guard: int | None = None, min_records: int = 20,
                               what: str = "pre-trigger regions") -> np.ndarray:
     """One-sided NPS (V^2/Hz) at the rfft frequencies of `record_length` samples, from the pre-trigger
     regions of triggered records (for runs without noise records, e.g. LJH files without a noise file).

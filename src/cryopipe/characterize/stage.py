@@ -38,7 +38,7 @@ def characterize_channel(records: xr.Dataset, cfg: dict, what: str) -> xr.Datase
         },
         coords={"channel": records["channel"].values, "frequency": np.fft.rfftfreq(n, 1.0 / fs),
                 "time": ("sample", (np.arange(n) - pre) / fs), "parameter": list(FIT_PARAMETERS)},
-        attrs=provenance("characterization", cfg, [], sample_frequency=fs, record_length=n, pretrigger=pre,
+        attrs=provenance("characterization", parameters=cfg, inputs=[], sample_frequency=fs, record_length=n, pretrigger=pre,
                          units=json.dumps({"sev": "1", "nps": "V^2/Hz", "resolution": "V", "threshold": "V",
                                            "fit_parameters": "s (t0, tau_*), 1 (An, At)",
                                            "filter_real": "1", "frequency": "Hz", "time": "s"})),

@@ -88,7 +88,7 @@ def pile_up(records: np.ndarray, rng: np.random.Generator, *, min_separation: in
     return x + ratio[:, None] * shift_records(pulse, d), d, ratio
 
 
-def add_noise(records: np.ndarray, rng: np.random.Generator, max_relative_sigma: float = 0.1) -> np.ndarray:
+def add_noise(records: np.ndarray, rng: np.random.Generator, *, max_relative_sigma: float = 0.1) -> np.ndarray:
     """Add white Gaussian noise of std u * `max_relative_sigma` * peak-to-peak, u ~ U(0, 1) per record."""
     x = np.asarray(records, dtype=np.float32)
     sigma = rng.uniform(0.0, max_relative_sigma, size=(x.shape[0], 1)) * np.ptp(x, axis=-1, keepdims=True)
@@ -106,7 +106,7 @@ class Augmented(NamedTuple):
     shifts: np.ndarray       # (B,) int time shift (samples)
 
 
-def augment(records, labels, rng: np.random.Generator, classes=None, pileup_class: int | None = None,
+def augment(records, labels, rng: np.random.Generator, *, classes=None, pileup_class: int | None = None,
             p_pileup: float = P_PILEUP, p_noise: float = P_NOISE, max_shift: int = MAX_SHIFT,
             max_relative_sigma: float = 0.1, height_range: tuple[float, float] = (1.0, 1.0)) -> Augmented:
     """Apply pile-up (positives, prob. `p_pileup`), noise (prob. `p_noise`) and a shift (always).
@@ -135,5 +135,5 @@ def augment(records, labels, rng: np.random.Generator, classes=None, pileup_clas
         if classes is not None:
             c[piled] = pileup_class
     if noised.any():
-        x[noised] = add_noise(x[noised], rng, max_relative_sigma)
+        x[noised] = add_noise(x[noised], rng, max_relative_sigma=max_relative_sigma)
     return Augmented(shift_records(x, shifts), y, c, piled, noised, shifts)

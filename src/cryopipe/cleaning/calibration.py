@@ -50,7 +50,7 @@ def _binary(z):
     return np.concatenate([np.zeros_like(z), z], axis=1) if z.shape[1] == 1 else z
 
 
-def nll(logits, classes, temperature: float = 1.0) -> float:
+def nll(logits, classes, *, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of the true `classes` under softmax(logits / temperature)."""
     z, c = _check(logits, classes)
     lp = log_softmax(_binary(z) / float(temperature), axis=1)
@@ -60,12 +60,12 @@ def nll(logits, classes, temperature: float = 1.0) -> float:
 def fit_temperature(logits, classes) -> float:
     """The temperature minimising `nll` on a held-out set (bounded search over log T)."""
     z, c = _check(logits, classes)
-    res = minimize_scalar(lambda lt: nll(z, c, np.exp(lt)), bounds=tuple(np.log(T_BOUNDS)), method="bounded",
+    res = minimize_scalar(lambda lt: nll(z, c, temperature=np.exp(lt)), bounds=tuple(np.log(T_BOUNDS)), method="bounded",
                           options={"xatol": 1e-4})
     return float(np.exp(res.x))
 
 
-def calibrated_probability(logits, accepted, temperature: float = 1.0) -> np.ndarray:
+def calibrated_probability(logits, accepted, *, temperature: float = 1.0) -> np.ndarray:
     """Calibrated probability that a record is clean: summed softmax(logits / T) of `accepted`."""
     z, _ = _check(logits)
     if z.shape[1] == 1:
@@ -74,7 +74,7 @@ def calibrated_probability(logits, accepted, temperature: float = 1.0) -> np.nda
     return p[:, list(accepted)].sum(axis=1)
 
 
-def energy(logits, temperature: float = 1.0) -> np.ndarray:
+def energy(logits, *, temperature: float = 1.0) -> np.ndarray:
     """OOD score: free energy -T logsumexp(logits / T) (higher: less like the training data)."""
     z, _ = _check(logits)
     return -temperature * logsumexp(_binary(z) / temperature, axis=1)
@@ -86,7 +86,7 @@ def max_softmax(logits, *, temperature: float = 1.0) -> np.ndarray:
     return np.exp(np.max(log_softmax(_binary(z) / temperature, axis=1), axis=1))
 
 
-def ood_threshold(in_distribution_energy, quantile: float = OOD_QUANTILE) -> float:
+def ood_threshold(in_distribution_energy, *, quantile: float = OOD_QUANTILE) -> float:
     """Energy above which a record is flagged unfamiliar: the `quantile` of in-distribution energies."""
     e = np.asarray(in_distribution_energy, dtype=np.float64)
     e = e[np.isfinite(e)]
@@ -98,9 +98,9 @@ def ood_threshold(in_distribution_energy, quantile: float = OOD_QUANTILE) -> flo
 def calibration_meta(logits, classes) -> dict:
     """The meta entries of a model calibrated on held-out (logits, true class indices)."""
     t = fit_temperature(logits, classes)
-    return {"temperature": t, "ood_score": "energy", "ood_threshold": ood_threshold(energy(logits, t)),
-            "ood_quantile": OOD_QUANTILE, "nll_uncalibrated": nll(logits, classes, 1.0),
-            "nll_calibrated": nll(logits, classes, t), "n_calibration_records": int(np.shape(logits)[0])}
+    return {"temperature": t, "ood_score": "energy", "ood_threshold": ood_threshold(energy(logits, temperature=t)),
+            "ood_quantile": OOD_QUANTILE, "nll_uncalibrated": nll(logits, classes, temperature=1.0),
+            "nll_calibrated": nll(logits, classes, temperature=t), "n_calibration_records": int(np.shape(logits)[0])}
 
 
 # ------------------------------------------------------------------ feature distance (Mahalanobis)
@@ -158,7 +158,7 @@ def load_feature_density(checkpoint) -> dict | None:
         return {k: z[k].astype(np.float64) if k != "classes" else z[k] for k in z.files}
 
 
-def is_ood(energy_score, energy_threshold, distance=None, distance_threshold=None) -> np.ndarray:
+def is_ood(energy_score, energy_threshold, *, distance=None, distance_threshold=None) -> np.ndarray:
     """Records flagged unfamiliar: energy above its threshold, or feature distance above its own.
     NaN scores (unscored records) are never flagged."""
     with np.errstate(invalid="ignore"):

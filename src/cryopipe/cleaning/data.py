@@ -21,7 +21,7 @@ from .augment import augment as augment_batch
 from .preprocess import LENGTH, downsample, minmax_scale
 
 
-def class_indices(event_class, class_names=None) -> tuple[np.ndarray, list[str]]:
+def class_indices(event_class, *, class_names=None) -> tuple[np.ndarray, list[str]]:
     """Map event-class strings to indices into `class_names` (default: sorted unique names)."""
     names = [str(c) for c in np.asarray(event_class).ravel().tolist()]    # also numpy StringDType
     class_names = sorted(set(names)) if class_names is None else [str(c) for c in class_names]
@@ -60,7 +60,7 @@ class RecordSource:
         if event_class is None:
             self.classes, self.class_names = None, list(class_names) if class_names is not None else None
         else:
-            self.classes, self.class_names = class_indices(event_class, class_names)
+            self.classes, self.class_names = class_indices(event_class, class_names=class_names)
             if self.classes.shape != (self.n_events,):
                 raise InputError(f"event_class: {self.classes.shape[0]} entries for {self.n_events} events")
         chunk = int(chunk or EVENT_CHUNK)
@@ -113,7 +113,7 @@ class SimsetSource(RecordSource):
         return self._var[:, e0:e1].values
 
 
-def weak_shuffle_plan(source: RecordSource, batch_size: int, rng: np.random.Generator, buffer_chunks: int = 4,
+def weak_shuffle_plan(source: RecordSource, batch_size: int, rng: np.random.Generator, *, buffer_chunks: int = 4,
                       channels=None) -> list[tuple[list[int], list[tuple[int, int, np.ndarray]]]]:
     """The batches of one epoch: groups of (chunk ids to load, batches (chunk, channel, local indices)).
 
@@ -163,8 +163,8 @@ class WeakShuffleBatches(torch.utils.data.IterableDataset):
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
         src = self.source
-        for group, batches in weak_shuffle_plan(src, self.batch_size, rng, self.buffer_chunks, self.channels):
-            loaded = {k: downsample(src.read_chunk(k), self.length) for k in group}
+        for group, batches in weak_shuffle_plan(src, self.batch_size, rng, buffer_chunks=self.buffer_chunks, channels=self.channels):
+            loaded = {k: downsample(src.read_chunk(k), length=self.length) for k in group}
             for k, ch, local in batches:
                 events = src.events_in_chunk[k][local]
                 x, y = loaded[k][ch, local], src.labels[ch, events]
@@ -181,7 +181,7 @@ def _tensors(x, y, c):
         np.asarray(y, dtype=np.float32)), torch.from_numpy(np.asarray(c, dtype=np.int64))
 
 
-def ordered_batches(source: RecordSource, batch_size: int = 4096, *, channels=None, length: int = LENGTH):
+def ordered_batches(source: RecordSource, *, batch_size: int = 4096, channels=None, length: int = LENGTH):
     """All selected records in store order, preprocessed, no augmentation (for validation/testing).
 
     Yields (x (B, 512) float32 tensor, y (B,) float32 tensor, c (B,) int64 tensor, channel, events).
@@ -191,7 +191,7 @@ def ordered_batches(source: RecordSource, batch_size: int = 4096, *, channels=No
         events = source.events_in_chunk[k]
         if not events.size:
             continue
-        block = downsample(source.read_chunk(k), length)
+        block = downsample(source.read_chunk(k), length=length)
         for ch in chans:
             for i in range(0, events.size, batch_size):
                 ev = events[i:i + batch_size]
@@ -199,7 +199,7 @@ def ordered_batches(source: RecordSource, batch_size: int = 4096, *, channels=No
                 yield (*_tensors(minmax_scale(block[ch, i:i + batch_size]), source.labels[ch, ev], c), ch, ev)
 
 
-def split_events(n_events: int, fractions=(0.9, 0.1), *, seed: int = 0) -> list[np.ndarray]:
+def split_events(n_events: int, *, fractions=(0.9, 0.1), seed: int = 0) -> list[np.ndarray]:
     """Random disjoint event masks (E,) bool with the given fractions (e.g. train/validation/test)."""
     f = np.asarray(fractions, dtype=float)
     if np.any(f < 0) or f.sum() > 1 + 1e-9:

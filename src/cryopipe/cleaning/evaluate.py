@@ -62,9 +62,9 @@ RATIO_EDGES = np.array([0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0])
 
 # ------------------------------------------------------------------------------ evaluation
 
-def score_sets(model, test_sets: dict[str, xr.Dataset], batch: int = 4096) -> dict[str, np.ndarray]:
+def score_sets(model, test_sets: dict[str, xr.Dataset], *, batch: int = 4096) -> dict[str, np.ndarray]:
     """Acceptance scores (channel, event) of every set."""
-    return {name: predict_scores(model, ds["trace"].values, batch) for name, ds in test_sets.items()}
+    return {name: predict_scores(model, ds["trace"].values, batch=batch) for name, ds in test_sets.items()}
 
 
 def _flat(ds, name):
@@ -82,10 +82,10 @@ def classification(labels, scores, cutoff) -> dict:
 
 
 def _classification(labels, scores, cutoff):
-    return {"balanced_accuracy": metrics.balanced_accuracy(labels, scores, cutoff),
-            "recall": metrics.recall(labels, scores, cutoff),
-            "selectivity": metrics.selectivity(labels, scores, cutoff),
-            "precision": metrics.precision(labels, scores, cutoff), "n_records": int(np.size(labels)),
+    return {"balanced_accuracy": metrics.balanced_accuracy(labels, scores, cutoff=cutoff),
+            "recall": metrics.recall(labels, scores, cutoff=cutoff),
+            "selectivity": metrics.selectivity(labels, scores, cutoff=cutoff),
+            "precision": metrics.precision(labels, scores, cutoff=cutoff), "n_records": int(np.size(labels)),
             "scan": metrics.cutoff_scan(labels, scores), "pr_curve": metrics.precision_recall(labels, scores)}
 
 
@@ -95,11 +95,11 @@ def snr_recall(snr, accepted, *, lo=SNR_RANGE[0], hi=SNR_RANGE[1], n_bins: int =
     IOR is NaN if a bin inside [lo, hi] is empty.
     """
     edges = np.geomspace(lo, hi, n_bins + 1)
-    curve = metrics.recall_vs_snr(snr, accepted, edges)
+    curve = metrics.recall_vs_snr(snr, accepted, edges=edges)
     out = {"curve": curve, "n_records": int(np.sum(curve["counts"]))}
     for scale in ("linear", "log10"):
         try:
-            out[f"ior_{scale}"] = metrics.integral_over_recall(edges, curve["recall"], lo, hi, scale)
+            out[f"ior_{scale}"] = metrics.integral_over_recall(edges, curve["recall"], lo=lo, hi=hi, scale=scale)
         except InputError:
             out[f"ior_{scale}"] = float("nan")
     return out
@@ -122,7 +122,7 @@ def pileup_selectivity(onset_difference, height_ratio, rejected, snr=None, onset
            "selectivity": float(np.mean(rejected)) if np.size(rejected) else float("nan"),
            "snr_weighted": weights is not None}
     for key, w in (("", weights), ("_log_snr", None)):
-        m = metrics.selectivity_map(onset_difference, height_ratio, rejected, onset_edges, ratio_edges, w)
+        m = metrics.selectivity_map(onset_difference, height_ratio, rejected, onset_edges, ratio_edges, weights=w)
         try:
             ios = metrics.integral_over_selectivity(onset_edges, ratio_edges, m["selectivity"])
         except InputError:
@@ -175,7 +175,7 @@ def evaluate_model(model, meta: dict, test_sets: dict[str, xr.Dataset], out_dir,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    scores = score_sets(model, test_sets, batch)
+    scores = score_sets(model, test_sets, batch=batch)
     n_scored = sum(v.size for v in scores.values())
     throughput = n_scored / max(time.perf_counter() - t0, 1e-9)
     per_set, mixed, snr, acc_snr, pile = {}, [], [], [], []
@@ -239,7 +239,7 @@ def detector_metrics(event_class, label, snr, saturated, score, cutoff) -> dict:
     event_class = np.asarray(event_class).astype(str)
     keep = np.asarray(score) >= cutoff
     label = np.asarray(label, bool)
-    out = {"balanced_accuracy": metrics.balanced_accuracy(label, np.asarray(score), cutoff)
+    out = {"balanced_accuracy": metrics.balanced_accuracy(label, np.asarray(score), cutoff=cutoff)
            if label.any() and (~label).any() else float("nan"), "n_records": int(label.size)}
     pulses = (event_class == "event_pulse") & (np.asarray(snr) >= 10)
     sat = pulses & np.asarray(saturated, bool)
@@ -286,11 +286,11 @@ def snr_table(event_class, snr, score, cutoff, *, edges=SNR_TABLE_EDGES,
 def _score_with_uncertainty(model, records, batch):
     """Scores, and for a calibrated model (meta temperature) also the OOD flags and calibrated probabilities."""
     if getattr(model, "temperature", None) is None or model.n_classes == 1:
-        return predict_scores(model, records, batch), None
+        return predict_scores(model, records, batch=batch), None
     from .predict import predict_logits, uncertainty_from_logits
 
-    u = uncertainty_from_logits(predict_logits(model, records, batch), model.accepted, model.temperature,
-                                getattr(model, "ood_threshold", np.inf))
+    u = uncertainty_from_logits(predict_logits(model, records, batch=batch), model.accepted, temperature=model.temperature,
+                                threshold=getattr(model, "ood_threshold", np.inf))
     return u["score"], u
 
 
@@ -319,7 +319,7 @@ def independent_evaluation(model, cutoff: float, *, n_detectors: int = 24, n_per
     per, pooled = [], []
     for _ in range(int(n_detectors)):
         det = ind.draw_detector(rng)
-        d = ind.simulate(det, {c: n_per_class for c in ind.CLASSES}, rng, snr_range)
+        d = ind.simulate(det, {c: n_per_class for c in ind.CLASSES}, rng, snr_range=snr_range)
         score, u = _score_with_uncertainty(model, d["records"], batch)
         m = detector_metrics(d["event_class"], d["label"], d["snr"], d["saturated"], score, cutoff)
         _uncertainty_metrics(m, u, d["label"], score, cutoff)
@@ -340,7 +340,7 @@ def own_detectors_evaluation(model, cutoff: float, *, n_detectors: int = 20, n_p
     rng = np.random.default_rng(seed)
     per, pooled = [], []
     for i in range(int(n_detectors)):
-        det = random_detector(rng, record_length)
+        det = random_detector(rng, record_length=record_length)
         sat = det["resolution"] * float(np.exp(rng.uniform(np.log(50), np.log(3000)))) if i % 2 else None
         ds = detector_set({c: n_per_class for c in EVENT_CLASSES}, det, rng, saturation=sat)
         score, u = _score_with_uncertainty(model, ds["trace"].values[0], batch)

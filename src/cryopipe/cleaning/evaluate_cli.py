@@ -61,13 +61,13 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
-def evaluate_on_set(model, evalset: pr.EvalSet, cutoff: float, batch: int = 4096) -> dict:
+def evaluate_on_set(model, evalset: pr.EvalSet, cutoff: float, *, batch: int = 4096) -> dict:
     """Per-detector figures (`protocol.set_figures`), their summary and the pooled survival per SNR bin."""
     from .evaluate import snr_table
 
     if evalset.role != "test":
         raise InputError(f"{evalset.name}: the reported figures come from test sets only")
-    scores = pr.score_set(model, evalset, batch)
+    scores = pr.score_set(model, evalset, batch=batch)
     rows = pr.set_figures(evalset, scores, cutoff)
     cls = np.concatenate([d["event_class"] for d in evalset.detectors])
     snr = np.concatenate([d["snr"] for d in evalset.detectors])
@@ -121,7 +121,7 @@ def generator_markdown(title: str, results: list[dict], *, own: bool = False) ->
     return "\n".join(lines) + "\n"
 
 
-def real_data_section(models: dict, nist_dir: Path, labels_path=None, cut_labels=None, *, batch: int = 1024,
+def real_data_section(models: dict, nist_dir: Path, *, labels_path=None, cut_labels=None, batch: int = 1024,
                       eval_models: dict | None = None) -> dict:
     """Decisions on the NIST files (`real_eval.decision_figures`) of each model in `models`
     (name -> (model, cutoff)) and of the cut labels store `cut_labels` (regress_chan1's run).
@@ -140,7 +140,7 @@ def real_data_section(models: dict, nist_dir: Path, labels_path=None, cut_labels
     if not nist_dir.is_dir():
         md.append(f"{nist_dir}: no such folder; real-data figures skipped (`--nist-dir`).\n")
         return {"markdown": "\n".join(md), "results": out}
-    labels = rl.load_label_file(labels_path)
+    labels = rl.load_label_file(path=labels_path)
     dev = ("regress_chan1.ljh", "regress_noise_chan1.ljh")
     for name in dev:
         path = nist_dir / name
@@ -154,12 +154,12 @@ def real_data_section(models: dict, nist_dir: Path, labels_path=None, cut_labels
         out[name] = {}
         md.append(f"### {name}: hand labels ({entry['counts']}; development check, not a test set)\n")
         for mname, (model, cutoff) in models.items():
-            f = re_.evaluate_real_file(model, x, pre, entry["event_class"], cutoff, batch)
+            f = re_.evaluate_real_file(model, x, pre, entry["event_class"], cutoff, batch=batch)
             out[name][mname] = f
             md.append(re_.format_figures(f"{mname}, cutoff {cutoff}, pretrigger {pre}", f))
         if name == dev[0] and pre != x.shape[1] // 4:            # what a caller who ignores the pretrigger gets
             mname, (model, cutoff) = next(iter(models.items()))
-            f = re_.evaluate_real_file(model, x, None, entry["event_class"], cutoff, batch)
+            f = re_.evaluate_real_file(model, x, None, entry["event_class"], cutoff, batch=batch)
             out[name][f"{mname} (pretrigger not passed)"] = f
             md.append(re_.format_figures(f"{mname}, cutoff {cutoff}, pretrigger NOT passed (N/4 = {x.shape[1] // 4} "
                                          "assumed)", f))
@@ -190,7 +190,7 @@ def real_data_section(models: dict, nist_dir: Path, labels_path=None, cut_labels
                   f"{int(auto['doubtful'].sum())} doubtful left out)\n")
         out[name] = {}
         for mname, (model, cutoff) in (models if eval_models is None else eval_models).items():
-            f = re_.evaluate_real_file(model, x, pre, auto["event_class"], cutoff, batch, exclude=auto["doubtful"])
+            f = re_.evaluate_real_file(model, x, pre, auto["event_class"], cutoff, batch=batch, exclude=auto["doubtful"])
             out[name][mname] = f
             md.append(re_.format_figures(f"{mname}, cutoff {cutoff}, pretrigger {pre}", f))
     return {"markdown": "\n".join(md), "results": out}
@@ -211,7 +211,7 @@ def sets_statement(meta: dict, seeds: dict, real: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(model_spec="universal", run_model=None, cut_labels=None, nist_dir=DEFAULT_NIST, labels=None, quick=False,
+def run(*, model_spec="universal", run_model=None, cut_labels=None, nist_dir=DEFAULT_NIST, labels=None, quick=False,
         seeds=None, cutoff=None, independent_detectors=None, own_detectors=None, per_class=None, record_length=4096,
         out=None, batch=4096) -> dict:
     """Everything of the command (module doc); returns {"markdown", "independent", "own", "real"}."""
@@ -226,7 +226,7 @@ def run(model_spec="universal", run_model=None, cut_labels=None, nist_dir=DEFAUL
             continue
         m, meta = resolve_model(spec)
         label = f"{name} {meta.get('name', spec) if spec == 'universal' else spec}"
-        models[label] = (m, model_cutoff(meta, cutoff))
+        models[label] = (m, model_cutoff(meta, cutoff=cutoff))
         metas[label] = meta
     n_ind, k_ind = size["independent"]
     n_own, k_own = size["own"]
@@ -237,15 +237,15 @@ def run(model_spec="universal", run_model=None, cut_labels=None, nist_dir=DEFAUL
     k_own = k_own or size["own"][1]
     md = ["# Cleaning evaluation (issue 19 protocol)", ""]
     res = {"independent": {}, "own": {}}
-    for gen, build, n, k in (("independent", lambda s: pr.independent_set(s, n_ind, k_ind), n_ind, k_ind),
-                             ("own", lambda s: pr.own_set(s, n_own, k_own, record_length), n_own, k_own)):
+    for gen, build, n, k in (("independent", lambda s: pr.independent_set(s, n_detectors=n_ind, n_per_class=k_ind), n_ind, k_ind),
+                             ("own", lambda s: pr.own_set(s, n_detectors=n_own, n_per_class=k_own, record_length=record_length), n_own, k_own)):
         if n <= 0:
             continue
         t = time.perf_counter()
         sets = [build(s) for s in seeds[gen]]
         t_sim = time.perf_counter() - t
         for label, (m, cut) in models.items():
-            rs = [evaluate_on_set(m, s, cut, batch) for s in sets]
+            rs = [evaluate_on_set(m, s, cut, batch=batch) for s in sets]
             res[gen][label] = rs
             title = ("Independent generator (cleaning.independent_sim)" if gen == "independent"
                      else "Our simulator, random detectors (detector mode)")
@@ -255,7 +255,7 @@ def run(model_spec="universal", run_model=None, cut_labels=None, nist_dir=DEFAUL
     real = None
     if nist_dir:
         first = next(iter(models))
-        real = real_data_section(models, Path(nist_dir), labels, cut_labels, eval_models={first: models[first]})
+        real = real_data_section(models, Path(nist_dir), labels_path=labels, cut_labels=cut_labels, eval_models={first: models[first]})
         md.append(real["markdown"])
     md.append(sets_statement(next(iter(metas.values())), seeds, real is not None and bool(real["results"])))
     md.append(f"Wall time {time.perf_counter() - t0:.0f} s.")
@@ -288,7 +288,7 @@ def add_arguments(ap) -> None:
     ap.add_argument("--out", default="results/report/universal_evaluation", help="folder for protocol.md/json")
 
 
-def main(argv=None) -> dict:
+def main(*, argv=None) -> dict:
     """``python -m cryopipe.cleaning.evaluate``: the issue-19 protocol (`cleaning.evaluate_cli`): independent
     generator and our simulator (two test seeds each) and the NIST real-data figures; ``--standard`` adds
     the CRESST-style standard test sets (recall vs SNR, IOR, IOS; slow at default sizes)."""
@@ -309,7 +309,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=1000, help="standard: seed of the standard test sets")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    result = run(args.model, args.run_model, args.cut_labels, args.nist_dir, args.hand_labels, args.quick,
+    result = run(model_spec=args.model, run_model=args.run_model, cut_labels=args.cut_labels, nist_dir=args.nist_dir, labels=args.hand_labels, quick=args.quick,
                               cutoff=args.cutoff, independent_detectors=args.independent_detectors,
                               own_detectors=args.own_detectors, per_class=args.detector_per_class,
                               record_length=args.record_length, out=args.out)
@@ -319,7 +319,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     model, meta = resolve_model(args.model)
     cutoff = float(args.cutoff if args.cutoff is not None else meta.get("cutoff", CUTOFF))
-    sets = build_test_sets(args.n_per_class, args.pulses, args.pileups, args.record_length, args.seed)
+    sets = build_test_sets(args.n_per_class, args.pulses, args.pileups, record_length=args.record_length, seed=args.seed)
     t1 = time.perf_counter()
     result["standard"] = evaluate_model(model, meta, sets, args.out, cutoff=cutoff)
     print((Path(args.out) / "targets.md").read_text())

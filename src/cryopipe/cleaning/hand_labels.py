@@ -69,7 +69,7 @@ def _dataset(event, label, channel, time) -> xr.Dataset:
                "classes": list(BOX1_CLASSES)})
 
 
-def validate_hand_labels(ds: xr.Dataset, where: str = "hand labels") -> xr.Dataset:
+def validate_hand_labels(ds: xr.Dataset, *, where: str = "hand labels") -> xr.Dataset:
     """Check the layout (see module docstring); StoreError naming `where` and the problems."""
     problems = []
     for name in VARIABLES:
@@ -102,11 +102,11 @@ def read_hand_labels(path: str | Path, *, missing_ok: bool = True) -> xr.Dataset
     for name in ("label", "channel", "time"):
         if name in ds.variables:
             ds[name] = (ds[name].dims, np.array([str(v) for v in ds[name].values], dtype=str).astype("U64"))
-    return validate_hand_labels(ds, str(path))
+    return validate_hand_labels(ds, where=str(path))
 
 
-def append_hand_labels(path: str | Path, events, label: str, channel: str = ALL_CHANNELS,
-                       *, time: str | None = None) -> xr.Dataset:
+def append_hand_labels(path: str | Path, events, label: str, *, channel: str = ALL_CHANNELS,
+                       time: str | None = None) -> xr.Dataset:
     """Append one label for each of `events` to the store at `path` (created if missing), atomically.
 
     Parameters
@@ -219,8 +219,8 @@ def evaluate_hand_labels(hand: xr.Dataset, predictions: xr.Dataset) -> dict:
     return out
 
 
-def evaluate_model_on_hand_labels(hand: xr.Dataset, records: xr.Dataset, model_spec: str = "universal",
-                                  *, cutoff: float | None = None, batch: int = 1024) -> dict:
+def evaluate_model_on_hand_labels(hand: xr.Dataset, records: xr.Dataset, *, model_spec: str = "universal",
+                                  cutoff: float | None = None, batch: int = 1024) -> dict:
     """Score the hand-labelled records of a run with a model (``"universal"`` or a checkpoint path) and
     compare with the hand labels (metrics as `evaluate_hand_labels`; with a multi-class model also
     ``class_accuracy``: how often the most probable class is the hand label).
@@ -231,7 +231,7 @@ def evaluate_model_on_hand_labels(hand: xr.Dataset, records: xr.Dataset, model_s
     from .universal import model_cutoff, resolve_model
 
     model, meta = resolve_model(model_spec)
-    cut = model_cutoff(meta, cutoff)
+    cut = model_cutoff(meta, cutoff=cutoff)
     events = records["event"].values if "event" in records.coords else np.arange(records.sizes["event"])
     ev, ch, lab = labelled_pairs(hand, events, records["channel"].values if "channel" in records.coords
                                  else np.arange(records.sizes["channel"]).astype(str))
@@ -281,7 +281,7 @@ def _subset(hand: xr.Dataset, events) -> xr.Dataset:
 
 
 def fine_tune_on_hand_labels(hand: xr.Dataset, records: xr.Dataset, output: str | Path,
-                             model_spec: str = "universal", *, epochs: int = 10, lr: float = 1e-4,
+                             *, model_spec: str = "universal", epochs: int = 10, lr: float = 1e-4,
                              batch_size: int = 32, holdout: float = 0.3, seed: int = 0) -> dict:
     """Fine-tune a model on the run's own hand-labelled records and compare it with the original on
     held-out hand labels (the loop from looking to training).
@@ -329,7 +329,7 @@ def fine_tune_on_hand_labels(hand: xr.Dataset, records: xr.Dataset, output: str 
         raise InputError("no hand-labelled record left for training after the hold-out split")
     if model.n_classes > 1 and (not names or len(names) != model.n_classes):
         raise InputError("the model's meta has no class names matching its outputs")
-    xs = torch.as_tensor(preprocess(np.asarray(x), LENGTH), dtype=torch.float32)
+    xs = torch.as_tensor(preprocess(np.asarray(x), length=LENGTH), dtype=torch.float32)
     ys = torch.as_tensor(np.asarray(y), dtype=torch.long if model.n_classes > 1 else torch.float32)
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -351,6 +351,6 @@ def fine_tune_on_hand_labels(hand: xr.Dataset, records: xr.Dataset, output: str 
     out = {"checkpoint": str(path), "n_train_records": len(x), "n_holdout_events": len(held)}
     if held:
         hold = _subset(hand, held)
-        out["before"] = evaluate_model_on_hand_labels(hold, records, model_spec)
-        out["after"] = evaluate_model_on_hand_labels(hold, records, str(path))
+        out["before"] = evaluate_model_on_hand_labels(hold, records, model_spec=model_spec)
+        out["after"] = evaluate_model_on_hand_labels(hold, records, model_spec=str(path))
     return out

@@ -138,7 +138,7 @@ def _step(t_ms, t0, h, width_ms):
     return np.where(d > 0, h * (1 - np.exp(-np.maximum(d, 0) / max(width_ms, 1e-6))), 0.0)
 
 
-def simulate(det: dict, n_per_class: dict, rng: np.random.Generator, snr_range=SNR_RANGE) -> dict:
+def simulate(det: dict, n_per_class: dict, rng: np.random.Generator, *, snr_range=SNR_RANGE) -> dict:
     """Records of one detector: dict with records (E, N) float32 V, event_class (E,), label (E,),
     snr (E,), saturated (E,), slow (E,: particle pulse decays slower than a quarter window)."""
     n, fs = det["record_length"], det["sample_frequency"]

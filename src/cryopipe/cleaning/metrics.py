@@ -27,25 +27,25 @@ def _binary(labels, scores, cutoff):
     return y, s >= cutoff
 
 
-def balanced_accuracy(labels, scores, cutoff: float = 0.5) -> float:
+def balanced_accuracy(labels, scores, *, cutoff: float = 0.5) -> float:
     """(recall + selectivity) / 2 of the decisions scores >= `cutoff` against bool `labels`."""
     y, d = _binary(labels, scores, cutoff)
     return float(balanced_accuracy_score(y, d))
 
 
-def recall(labels, scores, cutoff: float = 0.5) -> float:
+def recall(labels, scores, *, cutoff: float = 0.5) -> float:
     """TP / T: share of positive records accepted (0 if no positives)."""
     y, d = _binary(labels, scores, cutoff)
     return float(recall_score(y, d, zero_division=0))
 
 
-def selectivity(labels, scores, cutoff: float = 0.5) -> float:
+def selectivity(labels, scores, *, cutoff: float = 0.5) -> float:
     """TN / N: share of negative records rejected (0 if no negatives)."""
     y, d = _binary(labels, scores, cutoff)
     return float(recall_score(~y, ~d, zero_division=0))
 
 
-def precision(labels, scores, cutoff: float = 0.5) -> float:
+def precision(labels, scores, *, cutoff: float = 0.5) -> float:
     """TP / (TP + FP): share of accepted records that are positive (0 if none accepted)."""
     y, d = _binary(labels, scores, cutoff)
     return float(precision_score(y, d, zero_division=0))
@@ -86,7 +86,7 @@ def binned_rate(values, passed, edges) -> tuple[np.ndarray, np.ndarray]:
         return np.where(n > 0, k / n, np.nan), n
 
 
-def recall_vs_snr(snr, accepted, edges=None) -> dict:
+def recall_vs_snr(snr, accepted, *, edges=None) -> dict:
     """Recall of positive (simulated pulse) records per SNR bin.
 
     snr : pulse height / baseline resolution of each positive record; accepted : its decision.
@@ -111,7 +111,7 @@ def _step_integral(edges, values, lo, hi):
     return float(np.sum(np.where(overlap > 0, v, 0.0) * overlap) / (hi - lo))
 
 
-def integral_over_recall(edges, recall_values, lo: float = 3.0, hi: float = 300.0, scale: str = "linear") -> float:
+def integral_over_recall(edges, recall_values, *, lo: float = 3.0, hi: float = 300.0, scale: str = "linear") -> float:
     """IOR (CRESST paper, Table 2 and section 4): IOR := integral_Omega R(mu) dmu.
 
     mu is the SNR and Omega = [3, 300] SNR ("We calculate the IOR for the SNR-range from three
@@ -131,10 +131,10 @@ def integral_over_recall(edges, recall_values, lo: float = 3.0, hi: float = 300.
 def ior(snr, accepted, *, edges=None, lo: float = 3.0, hi: float = 300.0, scale: str = "linear") -> float:
     """IOR of positive records with SNR `snr` and decisions `accepted` (bins: default 3..300, 33 log bins)."""
     e = np.geomspace(lo, hi, 34) if edges is None else edges
-    return integral_over_recall(e, recall_vs_snr(snr, accepted, e)["recall"], lo, hi, scale)
+    return integral_over_recall(e, recall_vs_snr(snr, accepted, edges=e)["recall"], lo=lo, hi=hi, scale=scale)
 
 
-def selectivity_map(onset_difference, height_ratio, rejected, onset_edges, ratio_edges, weights=None) -> dict:
+def selectivity_map(onset_difference, height_ratio, rejected, onset_edges, ratio_edges, *, weights=None) -> dict:
     """Selectivity (share rejected) of pile-up records over (onset difference, height ratio) bins.
 
     weights : optional per-record weights (> 0): the weighted share per bin, e.g. to reweight the

@@ -288,14 +288,14 @@ MODELS = {name: globals()[cls] for name, (cls, _) in ARCHITECTURES.items()}
 LEARNING_RATES = {name: lr for name, (_, lr) in ARCHITECTURES.items()}
 
 
-def build_model(name: str, n_classes: int = 1) -> Classifier:
+def build_model(name: str, *, n_classes: int = 1) -> Classifier:
     """A fresh model of the registry `MODELS` with `n_classes` outputs (1: binary logit)."""
     if name not in MODELS:
         raise InputError(f"model: unknown name {name!r}; choose one of {sorted(MODELS)}")
     return MODELS[name](n_classes)
 
 
-def scores_from_logits(logits: torch.Tensor, accepted=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def scores_from_logits(logits: torch.Tensor, *, accepted=None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Binary acceptance score (B,) and class probabilities (B, C) (None for a binary head).
 
     Binary head: score = sigmoid(logit). Multi-class head: probabilities = softmax(logits) and

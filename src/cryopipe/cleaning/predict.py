@@ -23,7 +23,7 @@ from .preprocess import LENGTH, preprocess
 CUTOFF = 0.5
 
 
-def predict_scores(model: Classifier, records, batch: int = 4096, *, accepted=None, with_probabilities: bool = False,
+def predict_scores(model: Classifier, records, *, batch: int = 4096, accepted=None, with_probabilities: bool = False,
                    preprocessed: bool = False, device=None, pretrigger: int | None = None):
     """Acceptance scores in [0, 1] of (..., N) raw records (V), shape (...).
 
@@ -56,8 +56,8 @@ def predict_scores(model: Classifier, records, batch: int = 4096, *, accepted=No
     probs = np.empty((flat.shape[0], model.n_classes), dtype=np.float32) if model.n_classes > 1 else None
     with torch.inference_mode():
         for a in range(0, flat.shape[0], batch):
-            xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], LENGTH, pretrigger)
-            s, p = scores_from_logits(model(torch.as_tensor(np.asarray(xb, np.float32), device=device)), accepted)
+            xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], length=LENGTH, pretrigger=pretrigger)
+            s, p = scores_from_logits(model(torch.as_tensor(np.asarray(xb, np.float32), device=device)), accepted=accepted)
             scores[a:a + batch] = s.cpu().numpy()
             if probs is not None:
                 probs[a:a + batch] = p.cpu().numpy()
@@ -70,7 +70,7 @@ def predict_scores(model: Classifier, records, batch: int = 4096, *, accepted=No
     return scores
 
 
-def predict_logits(model: Classifier, records, batch: int = 4096, *, preprocessed: bool = False,
+def predict_logits(model: Classifier, records, *, batch: int = 4096, preprocessed: bool = False,
                    device=None, pretrigger: int | None = None, with_features: bool = False):
     """Raw logits (..., n_classes) float32 of (..., N) records; NaN rows for records with NaN/inf samples.
 
@@ -91,7 +91,7 @@ def predict_logits(model: Classifier, records, batch: int = 4096, *, preprocesse
     feats = None
     with torch.inference_mode():
         for a in range(0, flat.shape[0], batch):
-            xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], LENGTH, pretrigger)
+            xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], length=LENGTH, pretrigger=pretrigger)
             xt = torch.as_tensor(np.asarray(xb, np.float32), device=device)
             if with_features:
                 h, z = embed(model, xt)
@@ -115,7 +115,7 @@ def is_calibrated(model: Classifier) -> bool:
     return model.n_classes > 1 and getattr(model, "temperature", None) is not None
 
 
-def predict_uncertainty(model: Classifier, records, batch: int = 4096, pretrigger: int | None = None) -> dict:
+def predict_uncertainty(model: Classifier, records, *, batch: int = 4096, pretrigger: int | None = None) -> dict:
     """One forward pass over (..., N) records of a calibrated model (`is_calibrated`): per record the
     score (as `predict_scores`), class_probability (..., C), the calibrated probability, ood_score
     (energy), feature_distance (NaN without a feature density) and ood (either above its threshold)."""
@@ -125,10 +125,10 @@ def predict_uncertainty(model: Classifier, records, batch: int = 4096, pretrigge
 
     density = getattr(model, "ood_density", None)
     if density is not None:
-        z, h = predict_logits(model, records, batch, pretrigger=pretrigger, with_features=True)
+        z, h = predict_logits(model, records, batch=batch, pretrigger=pretrigger, with_features=True)
     else:
-        z, h = predict_logits(model, records, batch, pretrigger=pretrigger), None
-    u = uncertainty_from_logits(z, model.accepted, model.temperature)
+        z, h = predict_logits(model, records, batch=batch, pretrigger=pretrigger), None
+    u = uncertainty_from_logits(z, model.accepted, temperature=model.temperature)
     lead = z.shape[:-1]
     dist = np.full(lead, np.nan, dtype=np.float32)
     if density is not None:
@@ -139,14 +139,14 @@ def predict_uncertainty(model: Classifier, records, batch: int = 4096, pretrigge
             d[ok] = feature_distance(flat[ok], density)
         dist = d.astype(np.float32).reshape(lead)
     u["feature_distance"] = dist
-    u["ood"] = is_ood(u["ood_score"], getattr(model, "ood_threshold", np.inf), dist if density is not None else None,
-                      getattr(model, "ood_feature_threshold", None))
+    u["ood"] = is_ood(u["ood_score"], getattr(model, "ood_threshold", np.inf), distance=dist if density is not None else None,
+                      distance_threshold=getattr(model, "ood_feature_threshold", None))
     with np.errstate(invalid="ignore"):
         u["class_probability"] = softmax(z.astype(np.float64), axis=-1).astype(np.float32)
     return u
 
 
-def uncertainty_from_logits(logits, accepted, temperature: float = 1.0, threshold: float | None = None) -> dict:
+def uncertainty_from_logits(logits, accepted, *, temperature: float = 1.0, threshold: float | None = None) -> dict:
     """Per record (leading shape of `logits`): score (uncalibrated, as `predict_scores`; the decision
     uses it), probability (temperature-calibrated P(clean)), ood_score (energy, higher = less familiar)
     and, with `threshold`, ood (ood_score > threshold). NaN logits give NaN (ood False)."""
@@ -155,17 +155,17 @@ def uncertainty_from_logits(logits, accepted, temperature: float = 1.0, threshol
     z = np.asarray(logits, dtype=np.float64)
     lead = z.shape[:-1]
     flat = z.reshape(-1, z.shape[-1])
-    s, _ = scores_from_logits(torch.as_tensor(flat.astype(np.float32)), accepted)
+    s, _ = scores_from_logits(torch.as_tensor(flat.astype(np.float32)), accepted=accepted)
     with np.errstate(invalid="ignore"):
         out = {"score": s.numpy().reshape(lead),
-               "probability": calibrated_probability(flat, accepted, temperature).astype(np.float32).reshape(lead),
-               "ood_score": energy(flat, temperature).astype(np.float32).reshape(lead)}
+               "probability": calibrated_probability(flat, accepted, temperature=temperature).astype(np.float32).reshape(lead),
+               "ood_score": energy(flat, temperature=temperature).astype(np.float32).reshape(lead)}
         if threshold is not None:
             out["ood"] = out["ood_score"] > threshold
     return out
 
 
-def decide(scores, cutoff: float = CUTOFF) -> np.ndarray:
+def decide(scores, *, cutoff: float = CUTOFF) -> np.ndarray:
     """Accept (True) records whose score >= `cutoff` (a NaN score, an unscored record, is rejected)."""
     return np.asarray(scores) >= cutoff
 
@@ -180,7 +180,7 @@ MOSTLY_REJECTED = 0.8
 MOSTLY_OOD = 0.2
 
 
-def rate_warnings(decision, valid, ood=None, *, what: str = "records") -> list[str]:
+def rate_warnings(decision, valid, *, ood=None, what: str = "records") -> list[str]:
     """Warnings for a run the model mostly rejects (> MOSTLY_REJECTED of the scored records) or
     mostly does not know (> MOSTLY_OOD flagged `ood`): the model may be wrong for this detector."""
     decision, valid = np.asarray(decision, bool), np.asarray(valid, bool)
@@ -221,22 +221,22 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
     names = ("probability", "ood_score", "feature_distance", "ood")
     extra = {k: np.empty((n_ch, n_ev), dtype=bool if k == "ood" else np.float32) for k in names} if calibrated else {}
     for e0 in range(0, n_ev, event_chunk):
-        block = read_values(trace[:, e0:e0 + event_chunk], trace.encoding.get("source", "records"), "records")
+        block = read_values(trace[:, e0:e0 + event_chunk], trace.encoding.get("source", "records"), kind="records")
         if calibrated:   # one forward pass: score as predict_scores, plus calibrated probability and OOD
-            u = predict_uncertainty(model, block, batch, pretrigger)
+            u = predict_uncertainty(model, block, batch=batch, pretrigger=pretrigger)
             score[:, e0:e0 + event_chunk] = u["score"]
             for k in extra:
                 extra[k][:, e0:e0 + event_chunk] = u[k]
         else:
-            score[:, e0:e0 + event_chunk] = predict_scores(model, block, batch, pretrigger=pretrigger)
+            score[:, e0:e0 + event_chunk] = predict_scores(model, block, batch=batch, pretrigger=pretrigger)
     valid = np.isfinite(score)
-    decision = decide(score, cutoff)
+    decision = decide(score, cutoff=cutoff)
     log = logging.getLogger("cryopipe.predict")
     if not valid.all():
         log.warning("%s", describe_invalid(valid))
     sel = (slice(None), slice(None)) if particle is None else (slice(None), np.asarray(particle, bool))
     ood = extra.get("ood")
-    warnings = rate_warnings(decision[sel], valid[sel], None if ood is None else ood[sel],
+    warnings = rate_warnings(decision[sel], valid[sel], ood=None if ood is None else ood[sel],
                              what="records" if particle is None else "particle records")
     for w in warnings:
         log.warning("%s: %s", model_name, w)
@@ -251,7 +251,7 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
          "valid": (("channel", "event"), valid), "event_clean": (("event",), clean_events(decision)),
          **{k: (("channel", "event"), v) for k, v in extra.items()}},
         coords=coords,
-        attrs=provenance("predictions", {"cutoff": cutoff, "batch": batch}, inputs, model=model_name, cutoff=cutoff,
+        attrs=provenance("predictions", parameters={"cutoff": cutoff, "batch": batch}, inputs=inputs, model=model_name, cutoff=cutoff,
                          n_invalid=int((~valid).sum()), invalid_records=describe_invalid(valid),
                          warnings=warnings, pretrigger=-1 if pretrigger is None else int(pretrigger), **ood_attrs),
     )

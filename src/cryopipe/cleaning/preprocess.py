@@ -24,7 +24,7 @@ LENGTH = 512
 PREPROCESSING = {"length": LENGTH, "downsample": "block_mean", "scale": "minmax", "trigger": "window cut to 1/4"}
 
 
-def block_edges(n_samples: int, length: int = LENGTH) -> tuple[np.ndarray, np.ndarray]:
+def block_edges(n_samples: int, *, length: int = LENGTH) -> tuple[np.ndarray, np.ndarray]:
     """First sample of each output block and the block sizes (samples) for `n_samples` -> `length`."""
     if n_samples < 1 or length < 1:
         raise InputError(f"records: cannot downsample {n_samples} samples to {length}")
@@ -33,7 +33,7 @@ def block_edges(n_samples: int, length: int = LENGTH) -> tuple[np.ndarray, np.nd
     return starts, stops - starts
 
 
-def downsample(records, length: int = LENGTH) -> np.ndarray:
+def downsample(records, *, length: int = LENGTH) -> np.ndarray:
     """Block means along the last axis: (..., N) -> (..., `length`) float32.
 
     See the module docstring for lengths not divisible by `length`.
@@ -44,7 +44,7 @@ def downsample(records, length: int = LENGTH) -> np.ndarray:
     n = x.shape[-1]
     if n % length == 0:
         return x.reshape(*x.shape[:-1], length, n // length).mean(axis=-1, dtype=np.float32)
-    starts, sizes = block_edges(n, length)
+    starts, sizes = block_edges(n, length=length)
     if n < length:
         return np.ascontiguousarray(x[..., starts])
     sums = np.add.reduceat(x, starts, axis=-1, dtype=np.float64)
@@ -61,7 +61,7 @@ def minmax_scale(records) -> np.ndarray:
     return out
 
 
-def trigger_window(n_samples: int, pretrigger: int | None = None) -> slice:
+def trigger_window(n_samples: int, *, pretrigger: int | None = None) -> slice:
     """The samples of an `n_samples` record to keep so that the trigger lands at 1/4 of the window.
 
     pretrigger : the trigger's sample index in the record (None: N//4, the whole record is kept).
@@ -79,12 +79,12 @@ def trigger_window(n_samples: int, pretrigger: int | None = None) -> slice:
     return slice(start, start + length)
 
 
-def preprocess(records, length: int = LENGTH, pretrigger: int | None = None) -> np.ndarray:
+def preprocess(records, *, length: int = LENGTH, pretrigger: int | None = None) -> np.ndarray:
     """Downsample (..., N) records to (..., `length`) block means and min-max scale them (float32).
 
     pretrigger : trigger sample of the records (None: N//4); see `trigger_window`.
     """
     x = np.asarray(records)
     if pretrigger is not None and x.ndim >= 1:
-        x = x[..., trigger_window(x.shape[-1], pretrigger)]
-    return minmax_scale(downsample(x, length))
+        x = x[..., trigger_window(x.shape[-1], pretrigger=pretrigger)]
+    return minmax_scale(downsample(x, length=length))

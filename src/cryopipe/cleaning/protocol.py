@@ -77,7 +77,7 @@ def is_test_seed(generator: str, seed) -> bool:
     return seed is not None and int(seed) in TEST_SEEDS.get(generator, ())
 
 
-def independent_set(seed: int, n_detectors: int = 24, n_per_class: int = 100, *, role: str = "test",
+def independent_set(seed: int, *, n_detectors: int = 24, n_per_class: int = 100, role: str = "test",
                     snr_range=(3.0, 1000.0)) -> EvalSet:
     """`n_detectors` detectors of the independent generator (`independent_sim`), seeded.
 
@@ -93,7 +93,7 @@ def independent_set(seed: int, n_detectors: int = 24, n_per_class: int = 100, *,
     out = EvalSet(f"independent seed {seed}", role, "independent", int(seed))
     for _ in range(int(n_detectors)):
         det = ind.draw_detector(rng)
-        d = ind.simulate(det, {c: n_per_class for c in ind.CLASSES}, rng, snr_range)
+        d = ind.simulate(det, {c: n_per_class for c in ind.CLASSES}, rng, snr_range=snr_range)
         info = {"record_length": det["record_length"], "sample_frequency": det["sample_frequency"],
                 "tau_n_ms": det["pulse"]["tau_n"], "tau_in_ms": det["pulse"]["tau_in"],
                 "tau_t_ms": det["pulse"]["tau_t"], "saturation_over_sigma": det["saturation_over_sigma"]}
@@ -102,8 +102,8 @@ def independent_set(seed: int, n_detectors: int = 24, n_per_class: int = 100, *,
     return out
 
 
-def own_set(seed: int, n_detectors: int = 20, n_per_class: int = 100, record_length: int = 4096,
-            *, role: str = "test") -> EvalSet:
+def own_set(seed: int, *, n_detectors: int = 20, n_per_class: int = 100, record_length: int = 4096,
+            role: str = "test") -> EvalSet:
     """`n_detectors` random detectors of our simulator (detector mode, every class; half of them
     saturating at 50-3000 sigma_OF), seeded. A "selection" set with a test seed is refused."""
     from ..simulate.records import EVENT_CLASSES
@@ -116,7 +116,7 @@ def own_set(seed: int, n_detectors: int = 20, n_per_class: int = 100, record_len
     rng = np.random.default_rng(seed)
     out = EvalSet(f"own simulator seed {seed}", role, "own", int(seed))
     for i in range(int(n_detectors)):
-        det = random_detector(rng, record_length)
+        det = random_detector(rng, record_length=record_length)
         sat = det["resolution"] * float(np.exp(rng.uniform(np.log(50), np.log(3000)))) if i % 2 else None
         ds = detector_set({c: n_per_class for c in EVENT_CLASSES}, det, rng, saturation=sat)
         cls = _flat(ds, "event_class").astype(str)
@@ -145,7 +145,7 @@ def selection_set_from_arrays(records, event_class, label, *, snr=None, name: st
                      "info": {}}])
 
 
-def score_set(model, evalset: EvalSet, batch: int = 4096) -> list[dict]:
+def score_set(model, evalset: EvalSet, *, batch: int = 4096) -> list[dict]:
     """Per detector: the model's score (n,) and, for a calibrated model, the OOD flag (n,) (else None)."""
     from .evaluate import _score_with_uncertainty
 
@@ -156,7 +156,7 @@ def score_set(model, evalset: EvalSet, batch: int = 4096) -> list[dict]:
     return out
 
 
-def balanced_accuracy_at(label, score, cutoff, keep=None) -> float:
+def balanced_accuracy_at(label, score, cutoff, *, keep=None) -> float:
     """BA of the decisions score >= cutoff against `label` over the records `keep` (bool; default all);
     NaN when a class is missing. BA = (TP/T + TN/N) / 2."""
     y = np.asarray(label, bool)
@@ -179,7 +179,7 @@ def set_figures(evalset: EvalSet, scores: list[dict], cutoff: float, *, min_snr:
         hi = (snr >= min_snr) | (snr == 0)
         pulses = (cls == "event_pulse") & (snr >= min_snr)
         row = {"balanced_accuracy": balanced_accuracy_at(d["label"], s["score"], cutoff),
-               "balanced_accuracy_snr_ge_10": balanced_accuracy_at(d["label"], s["score"], cutoff, hi),
+               "balanced_accuracy_snr_ge_10": balanced_accuracy_at(d["label"], s["score"], cutoff, keep=hi),
                "pulse_snr_ge_10": float(keep[pulses].mean()) if pulses.any() else float("nan"),
                "n_records": int(cls.size)}
         for c, (_, _, rate) in metrics.survival_rates(cls, keep).items():
@@ -217,7 +217,7 @@ def select_checkpoint(candidates: dict, evalset: EvalSet, *, cutoffs=CUTOFFS,
         raise InputError("select_checkpoint: no candidates")
     table = []
     for name, cand in candidates.items():
-        scores = cand if isinstance(cand, list) else score_set(cand, evalset, batch)
+        scores = cand if isinstance(cand, list) else score_set(cand, evalset, batch=batch)
         for c in cutoffs:
             rows = set_figures(evalset, scores, float(c))
             ba = float(np.nanmean([r["balanced_accuracy"] for r in rows]))

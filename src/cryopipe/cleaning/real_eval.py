@@ -21,7 +21,7 @@ from ..errors import InputError
 from .real_labels import category
 
 
-def decision_figures(event_class, kept, ood=None, predicted_class=None) -> dict:
+def decision_figures(event_class, kept, *, ood=None, predicted_class=None) -> dict:
     """Counts and fractions of the decisions against labelled classes.
 
     Parameters
@@ -62,7 +62,7 @@ def decision_figures(event_class, kept, ood=None, predicted_class=None) -> dict:
     return out
 
 
-def model_decisions(model, records, pretrigger: int | None, cutoff: float, batch: int = 1024) -> dict:
+def model_decisions(model, records, pretrigger: int | None, cutoff: float, *, batch: int = 1024) -> dict:
     """kept (n,), ood (n,) or None, predicted_class (n,) or None of a model on (n, N) records.
 
     The records' trigger sample `pretrigger` is passed to the prediction (None: N//4)."""
@@ -70,26 +70,26 @@ def model_decisions(model, records, pretrigger: int | None, cutoff: float, batch
 
     x = np.asarray(records, dtype=np.float32)
     if model.n_classes == 1:
-        s = predict_scores(model, x, batch, pretrigger=pretrigger)
+        s = predict_scores(model, x, batch=batch, pretrigger=pretrigger)
         return {"kept": s >= cutoff, "score": s, "ood": None, "predicted_class": None}
-    z = predict_logits(model, x, batch, pretrigger=pretrigger)
+    z = predict_logits(model, x, batch=batch, pretrigger=pretrigger)
     names = list(getattr(model, "class_names", None) or [str(i) for i in range(model.n_classes)])
     temp = getattr(model, "temperature", None)
-    u = uncertainty_from_logits(z, model.accepted, temp if temp is not None else 1.0,
-                                getattr(model, "ood_threshold", None) if temp is not None else None)
+    u = uncertainty_from_logits(z, model.accepted, temperature=temp if temp is not None else 1.0,
+                                threshold=getattr(model, "ood_threshold", None) if temp is not None else None)
     return {"kept": u["score"] >= cutoff, "score": u["score"], "ood": u.get("ood"),
             "predicted_class": np.asarray(names)[np.argmax(z, axis=-1)]}
 
 
-def evaluate_real_file(model, records, pretrigger: int, event_class, cutoff: float, batch: int = 1024,
-                       *, exclude=None) -> dict:
+def evaluate_real_file(model, records, pretrigger: int, event_class, cutoff: float, *, batch: int = 1024,
+                       exclude=None) -> dict:
     """`decision_figures` of a model on labelled records; `exclude` (n,) bool leaves records out
     (e.g. doubtful automatic labels). Adds predicted-class counts of a multi-class model."""
-    d = model_decisions(model, records, pretrigger, cutoff, batch)
+    d = model_decisions(model, records, pretrigger, cutoff, batch=batch)
     keep = np.ones(len(event_class), bool) if exclude is None else ~np.asarray(exclude, bool)
     pred = None if d["predicted_class"] is None else d["predicted_class"][keep]
     out = decision_figures(np.asarray(event_class)[keep], d["kept"][keep],
-                           None if d["ood"] is None else d["ood"][keep], pred)
+                           ood=None if d["ood"] is None else d["ood"][keep], predicted_class=pred)
     out["cutoff"] = float(cutoff)
     out["pretrigger"] = None if pretrigger is None else int(pretrigger)
     out["excluded"] = int((~keep).sum())

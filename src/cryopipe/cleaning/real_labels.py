@@ -125,7 +125,7 @@ def onset_window(n_samples: int, pretrigger: int) -> tuple[float, float, float, 
             pretrigger + n_samples / 8)
 
 
-def pulse_template(y, peak_index=None):
+def pulse_template(y, *, peak_index=None):
     """Median of the records scaled to peak 1 (records whose peak lies within 3 samples of the median peak)."""
     a = y.max(axis=1)
     ip = y.argmax(axis=1) if peak_index is None else peak_index
@@ -177,7 +177,7 @@ def polarity_of(records) -> int:
     return 1 if np.median((x - b).max(axis=1)) >= np.median((b - x).max(axis=1)) else -1
 
 
-def pulse_features(records, pretrigger: int, polarity: int | None = None) -> dict:
+def pulse_features(records, pretrigger: int, *, polarity: int | None = None) -> dict:
     """The features of the pulse-file procedure (module doc), one value per record.
 
     Parameters
@@ -219,7 +219,7 @@ def pulse_features(records, pretrigger: int, polarity: int | None = None) -> dic
     after = np.array([ds[i, start[i]:].max() for i in range(n)]) / sd
     before = ds[:, :max(pe - 2 * w, 1)].max(axis=1) / sd
     slope = _slope_drop(y[:, :pe]) / sig
-    template = pulse_template(y, ip)
+    template = pulse_template(y, peak_index=ip)
     chi = _template_chi(y, template, sig, pe)
     near = np.arange(1, big_n - 1)[None, :]
     spike = _one_sample_spikes(y, (near >= (t50 - w)[:, None]) & (near <= (ip + w)[:, None]))
@@ -233,7 +233,7 @@ def pulse_features(records, pretrigger: int, polarity: int | None = None) -> dic
 def label_pulse_records(records, pretrigger: int, *, polarity: int | None = None) -> dict:
     """Automatic labels of a pulse file (module doc): dict with event_class (n,) str, doubtful (n,)
     bool, reason (n,) str (the rules that fired or were near), features (`pulse_features`)."""
-    f = pulse_features(records, pretrigger, polarity)
+    f = pulse_features(records, pretrigger, polarity=polarity)
     n_samples = f["template"].size
     lo, hi, early, late = onset_window(n_samples, f["pretrigger"])
     n = f["amplitude"].size
@@ -278,7 +278,7 @@ def label_pulse_records(records, pretrigger: int, *, polarity: int | None = None
             "features": f}
 
 
-def noise_features(records, template, pretrigger: int, polarity: int = 1) -> dict:
+def noise_features(records, template, pretrigger: int, *, polarity: int = 1) -> dict:
     """The features of the noise-file procedure (module doc), one value per record.
 
     Parameters
@@ -317,9 +317,9 @@ def noise_features(records, template, pretrigger: int, polarity: int = 1) -> dic
             "pretrigger": int(pretrigger)}
 
 
-def label_noise_records(records, template, pretrigger: int, polarity: int = 1) -> dict:
+def label_noise_records(records, template, pretrigger: int, *, polarity: int = 1) -> dict:
     """Automatic labels of a noise file (module doc); the same keys as `label_pulse_records`."""
-    f = noise_features(records, template, pretrigger, polarity)
+    f = noise_features(records, template, pretrigger, polarity=polarity)
     big_n = np.asarray(records).shape[1]
     lo, hi, _, _ = onset_window(big_n, f["pretrigger"])
     n = f["pulse_sigma"].size
@@ -393,7 +393,7 @@ def stored_labels_path() -> Path:
     return Path(str(resources.files("cryopipe") / "models" / NIST_LABELS))
 
 
-def load_label_file(path: str | Path | None = None) -> dict:
+def load_label_file(*, path: str | Path | None = None) -> dict:
     """The labels file (JSON, format `LABELS_FORMAT`); default the stored NIST hand labels.
 
     Returns the parsed dict; ``files[name]["event_class"]`` is the list of per-record classes.
@@ -414,7 +414,7 @@ def load_label_file(path: str | Path | None = None) -> dict:
     return data
 
 
-def label_files(pulse_path: str | Path, noise_path: str | Path | None = None,
+def label_files(pulse_path: str | Path, *, noise_path: str | Path | None = None,
                 pulse_decisions=(), noise_decisions=()) -> dict:
     """Run the procedure on a pulse file (and its noise file) and apply eye decisions.
 
@@ -429,7 +429,7 @@ def label_files(pulse_path: str | Path, noise_path: str | Path | None = None,
     if noise_path is not None:
         xn, pre_n, _ = read_ljh_records(noise_path)
         f = auto["features"]
-        auto_n = label_noise_records(xn, f["template"], pre_n, f["polarity"])
+        auto_n = label_noise_records(xn, f["template"], pre_n, polarity=f["polarity"])
         out[Path(noise_path).name] = _entry("noise", noise_path, pre_n, auto_n, list(noise_decisions))
     return out
 
@@ -451,7 +451,7 @@ def automatic_labels(pulse_path: str | Path) -> dict:
             "reason": auto["reason"]}
 
 
-def write_label_file(path: str | Path, files: dict, notes: str = "") -> dict:
+def write_label_file(path: str | Path, files: dict, *, notes: str = "") -> dict:
     """Write a labels file (JSON, `LABELS_FORMAT`) of `label_files` entries, with the procedure
     (this module's docstring), its thresholds and `notes`; returns the written dict."""
     data = {"format": LABELS_FORMAT, "procedure": __doc__.strip(), "procedure_module": __name__,
@@ -463,7 +463,7 @@ def write_label_file(path: str | Path, files: dict, notes: str = "") -> dict:
     return data
 
 
-def main(argv=None) -> dict:
+def main(*, argv=None) -> dict:
     """``python -m cryopipe.cleaning.real_labels PULSES.ljh [NOISE.ljh] --out FILE``: (re)make a labels
     file; the eye decisions are taken from ``--decisions`` (an earlier labels file), by file name."""
     import argparse
@@ -475,11 +475,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--decisions", help="labels file whose 'decisions' are applied again")
     ap.add_argument("--notes", default="")
     args = ap.parse_args(argv)
-    old = load_label_file(args.decisions)["files"] if args.decisions else {}
+    old = load_label_file(path=args.decisions)["files"] if args.decisions else {}
     dec = {name: e.get("decisions", []) for name, e in old.items()}
-    files = label_files(args.pulses, args.noise, dec.get(Path(args.pulses).name, []),
-                        dec.get(Path(args.noise).name, []) if args.noise else [])
-    data = write_label_file(args.out, files, args.notes)
+    files = label_files(args.pulses, noise_path=args.noise, pulse_decisions=dec.get(Path(args.pulses).name, []),
+                        noise_decisions=dec.get(Path(args.noise).name, []) if args.noise else [])
+    data = write_label_file(args.out, files, notes=args.notes)
     for name, e in data["files"].items():
         print(f"{name}: {e['counts']}, {len(e['doubtful'])} doubtful, {len(e['decisions'])} eye decisions")
     return data

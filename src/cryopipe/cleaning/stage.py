@@ -12,7 +12,7 @@ from cryopipe.io.stores import provenance
 
 
 def simulate_run_records(characterization: xr.Dataset, n_per_class: int, seed: int,
-                         snr_range=(3.0, 1000.0)) -> xr.Dataset:
+                         *, snr_range=(3.0, 1000.0)) -> xr.Dataset:
     """Labelled records of every event class for each channel of a characterized run (its SEV and
     NPS), concatenated along ``event`` ("simset" store content; channel dim 'detector').
 
@@ -29,7 +29,7 @@ def simulate_run_records(characterization: xr.Dataset, n_per_class: int, seed: i
     rng = np.random.default_rng(seed)
     fs = float(characterization.attrs["sample_frequency"])
     n = int(characterization.attrs["record_length"])
-    window = trigger_window(n, record_pretrigger(characterization))
+    window = trigger_window(n, pretrigger=record_pretrigger(characterization))
     length = window.stop - window.start
     parts = []
     for ch in characterization["channel"].values:
@@ -44,7 +44,7 @@ def simulate_run_records(characterization: xr.Dataset, n_per_class: int, seed: i
         parts.append(ds.assign(source_channel=("event", np.full(ds.sizes["event"], str(ch)))))
     out = xr.concat(parts, dim="event", combine_attrs="override")
     out = out.assign_coords(event=np.arange(out.sizes["event"]))
-    out.attrs = provenance("simset", {"n_per_class": n_per_class, "seed": seed, "snr_range": list(snr_range)}, [],
+    out.attrs = provenance("simset", parameters={"n_per_class": n_per_class, "seed": seed, "snr_range": list(snr_range)}, inputs=[],
                            sample_frequency=fs, record_length=length)
     return out
 
@@ -58,7 +58,7 @@ def train_on_simset(path, architecture: str, checkpoint, cfg: dict, *, progress=
     from cryopipe.simulate.records import DEFAULT_ACCEPTED, EVENT_CLASSES
 
     probe = SimsetSource(path)
-    train_mask, val_mask = split_events(probe.n_events, (0.9, 0.1), seed=int(cfg["seed"]))
+    train_mask, val_mask = split_events(probe.n_events, fractions=(0.9, 0.1), seed=int(cfg["seed"]))
     classes = list(EVENT_CLASSES)
     train = SimsetSource(path, class_names=classes, select=train_mask)
     val = SimsetSource(path, class_names=classes, select=val_mask)
@@ -83,7 +83,7 @@ def run_simulate_records(*, characterization: str, output: str, split: str, simu
     seed = int(simulate["seed"]) + (0 if split == "train" else TEST_SEED_OFFSET)
     n = int(simulate["n_per_class"] if split == "train" else simulate["n_test_per_class"])
     ds = simulate_run_records(load_store(characterization, "characterization"), n, seed,
-                              (simulate["snr_min"], simulate["snr_max"]))
+                              snr_range=(simulate["snr_min"], simulate["snr_max"]))
     ds.attrs["inputs"] = [str(characterization)]
     log.info("%d labelled records (%d per class and channel)", ds.sizes["event"], n)
     write_store(ds, output, "simset")
@@ -116,7 +116,7 @@ def run_predict(*, records: str, model: str, output: str, model_name: str, cutof
 
     net, meta = resolve_model(model)
     recs = open_store(records, "records")
-    cut = model_cutoff(meta, cutoff)
+    cut = model_cutoff(meta, cutoff=cutoff)
     pretrigger = recs.attrs.get("pretrigger")      # the records' trigger sample (None: N/4)
     particle = recs["record_kind"].values.astype(str) == "particle"   # what the rate warnings count
     ds = predictions_dataset(net, recs["trace"], model_name, cutoff=cut, inputs=[str(records), str(model)],
@@ -136,7 +136,7 @@ def run_evaluate(*, test: str, model: str, output: str, model_name: str, cutoff:
 
     net, meta = resolve_model(model)
     result = evaluate_model(net, meta, {"detector": load_store(test, "simset")}, output,
-                            cutoff=model_cutoff(meta, cutoff))
+                            cutoff=model_cutoff(meta, cutoff=cutoff))
     c = result["classification"]
     log.info("model %s on %s: balanced accuracy %.4f, recall %.4f, precision %.4f", model_name,
              test, c["balanced_accuracy"], c["recall"], c["precision"])

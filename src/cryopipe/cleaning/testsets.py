@@ -26,7 +26,7 @@ SIMSET_CHUNK = 10_000                          # records simulated at a time bef
 def compact(ds: xr.Dataset, *, length: int = LENGTH) -> xr.Dataset:
     """The set with its traces downsampled to `length` block means (what every model sees first)."""
     out = ds.drop_vars([n for n, v in ds.variables.items() if "sample" in v.dims and n != "trace"])
-    trace = downsample(ds["trace"].values, length)
+    trace = downsample(ds["trace"].values, length=length)
     return out.assign(trace=(("channel", "event", "sample"), trace)).assign_attrs(
         downsampled_from=int(ds.sizes["sample"]))
 
@@ -50,8 +50,8 @@ def _in_chunks(n_per_class: dict, make, rng: np.random.Generator) -> xr.Dataset:
     return _concat(parts)
 
 
-def random_detector(rng: np.random.Generator, record_length: int = 4096,
-                    *, sample_frequency: float | None = None) -> dict:
+def random_detector(rng: np.random.Generator, *, record_length: int = 4096,
+                    sample_frequency: float | None = None) -> dict:
     """A random detector: SEV (Proebst model, max 1, onset N/4), NPS (white + 1/f + lines, V^2/Hz), fs (Hz).
 
     Time constants are drawn as fractions of the record duration, so any record length gives a
@@ -72,7 +72,7 @@ def random_detector(rng: np.random.Generator, record_length: int = 4096,
             "tau_n": tau_n, "tau_in": tau_in, "tau_t": tau_t}
 
 
-def detector_set(n_per_class: dict, detector: dict, rng: np.random.Generator, snr_range=(3.0, 1000.0),
+def detector_set(n_per_class: dict, detector: dict, rng: np.random.Generator, *, snr_range=(3.0, 1000.0),
                  **kwargs) -> xr.Dataset:
     """Detector-mode simset of `detector` (`random_detector`), compacted, simulated in chunks."""
     def make(counts, gen):
@@ -138,7 +138,7 @@ def _second_onsets(rng, onset1, n_samples, min_separation):
     return np.where(u < left_len, lo + u, a1 + (u - left_len))
 
 
-def build_test_sets(n_per_class: int, n_pulses: int, n_pileups: int, record_length: int = 4096,
+def build_test_sets(n_per_class: int, n_pulses: int, n_pileups: int, *, record_length: int = 4096,
                     seed: int = 1000) -> dict[str, xr.Dataset]:
     """The standard test sets: universal (seed), two random detectors (all classes), pulses and
     two-pulse pile-ups split over the two detectors. Sizes: records per class per mixed set,
@@ -147,7 +147,7 @@ def build_test_sets(n_per_class: int, n_pulses: int, n_pileups: int, record_leng
     every = {c: int(n_per_class) for c in EVENT_CLASSES}
     sets = {"universal": universal_set(every, record_length, rng)}
     for name in ("a", "b"):
-        det = random_detector(rng, record_length)
+        det = random_detector(rng, record_length=record_length)
         sets[f"detector_{name}"] = detector_set(every, det, rng)
         sets[f"pulses_{name}"] = detector_set({"event_pulse": n_pulses // 2}, det, rng, snr_range=SNR_RANGE)
         sets[f"pileups_{name}"] = pileup_pairs(n_pileups // 2, det, rng)

@@ -82,13 +82,13 @@ def _jsonable(x):
     return x.item() if isinstance(x, np.generic) else x.tolist() if isinstance(x, np.ndarray) else str(x)
 
 
-def load_model(path: str | Path, device=None) -> tuple[Classifier, dict]:
+def load_model(path: str | Path, *, device=None) -> tuple[Classifier, dict]:
     """Rebuild a model saved by `save_model` (eval mode); returns (model, meta)."""
     path = Path(path).with_suffix(".pt")
     if not path.is_file() or not path.with_suffix(".json").is_file():
         raise InputError(f"{path}: no model checkpoint (.pt with its .json meta)")
     meta = json.loads(path.with_suffix(".json").read_text())
-    model = build_model(meta["model"], meta["n_classes"])
+    model = build_model(meta["model"], n_classes=meta["n_classes"])
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     model.class_names = meta.get("class_names")
     model.accepted = meta.get("accepted")
@@ -105,7 +105,7 @@ class TrainResult:
     history: dict = field(default_factory=dict)   # train_loss (per step), val_loss, val_ba, epoch_time, best_epoch
 
 
-def evaluate(model: Classifier, source: RecordSource, weights: torch.Tensor, device, batch: int = 4096,
+def evaluate(model: Classifier, source: RecordSource, weights: torch.Tensor, device, *, batch: int = 4096,
              cutoff: float = 0.5) -> tuple[float, float]:
     """Weighted validation loss and balanced accuracy (at `cutoff`) of `model` on `source`."""
     from sklearn.metrics import balanced_accuracy_score
@@ -113,12 +113,12 @@ def evaluate(model: Classifier, source: RecordSource, weights: torch.Tensor, dev
     model.eval()
     loss_sum, n, scores, labels = 0.0, 0, [], []
     with torch.inference_mode():
-        for x, y, c, _, _ in ordered_batches(source, batch):
+        for x, y, c, _, _ in ordered_batches(source, batch_size=batch):
             logits = model(x.to(device))
             target = y if model.n_classes == 1 else c
             loss_sum += float(weighted_loss(logits, target.to(device), weights)) * len(x)
             n += len(x)
-            scores.append(scores_from_logits(logits, model.accepted)[0].cpu().numpy())
+            scores.append(scores_from_logits(logits, accepted=model.accepted)[0].cpu().numpy())
             labels.append(y.numpy() > 0.5)
     s, lab = np.concatenate(scores), np.concatenate(labels)
     return loss_sum / max(n, 1), float(balanced_accuracy_score(lab, s >= cutoff))
@@ -185,7 +185,7 @@ def train_model(name: str, train: RecordSource, val: RecordSource, checkpoint: s
     torch.manual_seed(seed)
     np.random.seed(seed)
     device = torch.device(device) if device is not None else default_device()
-    model = build_model(name, n_classes).to(device)
+    model = build_model(name, n_classes=n_classes).to(device)
     if init is not None:
         init_model, _ = load_model(init)
         model.load_state_dict(init_model.state_dict())

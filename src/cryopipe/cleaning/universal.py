@@ -22,12 +22,12 @@ from .train import load_model
 
 
 
-def load_universal(device=None) -> tuple[Classifier, dict]:
+def load_universal(*, device=None) -> tuple[Classifier, dict]:
     """The shipped universal model (eval mode) and its meta (class names, accepted classes, training config)."""
     path = universal_path()
     if not path.is_file():
         raise InputError(f"{path}: the shipped universal model is missing; run tools/release/train_universal.py")
-    return load_model(path, device)
+    return load_model(path, device=device)
 
 
 def resolve_model(spec: str | Path, *, device=None) -> tuple[Classifier, dict]:
@@ -37,11 +37,11 @@ def resolve_model(spec: str | Path, *, device=None) -> tuple[Classifier, dict]:
     ``ood_threshold``, as attributes: predictions then add calibrated probabilities and OOD scores.
     """
     if str(spec) == UNIVERSAL:
-        return _with_calibration(*load_universal(device), universal_path())
+        return _with_calibration(*load_universal(device=device), universal_path())
     path = Path(spec)
     if path.suffix not in (".pt", ""):
         raise InputError(f"{path}: a model is 'universal' or a checkpoint path x.pt (with x.json beside it)")
-    return _with_calibration(*load_model(path, device), path)
+    return _with_calibration(*load_model(path, device=device), path)
 
 
 def _with_calibration(model, meta, path=None):
@@ -58,7 +58,7 @@ def _with_calibration(model, meta, path=None):
     return model, meta
 
 
-def model_cutoff(meta: dict, cutoff: float | None = None) -> float:
+def model_cutoff(meta: dict, *, cutoff: float | None = None) -> float:
     """The cutoff to use: `cutoff` if given, else the model's own (its checkpoint meta), else 0.5."""
     if cutoff is not None:
         return float(cutoff)
@@ -66,7 +66,7 @@ def model_cutoff(meta: dict, cutoff: float | None = None) -> float:
     return 0.5 if value is None else float(value)
 
 
-def predict_file(path: str | Path, model: Classifier, batch: int = 4096, *, events_per_block: int = 8192,
+def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, events_per_block: int = 8192,
                  pretrigger: int | None = None) -> dict:
     """Scores of every record of a records store, Cait HDF5 file or .npz (see `iter_record_blocks`).
 
@@ -82,7 +82,7 @@ def predict_file(path: str | Path, model: Classifier, batch: int = 4096, *, even
 
     if pretrigger is None:
         pretrigger = input_pretrigger(path)
-    blocks = iter_record_blocks(path, events_per_block)
+    blocks = iter_record_blocks(path, events_per_block=events_per_block)
     _, lead = next(blocks)
     if int(np.prod(lead)) == 0:
         raise InputError(f"{path}: holds no records (shape {tuple(lead)}); nothing to classify")
@@ -98,12 +98,12 @@ def predict_file(path: str | Path, model: Classifier, batch: int = 4096, *, even
         if pretrigger is not None and not 0 < pretrigger < x.shape[-1] - 1:
             raise InputError(f"{path}: pretrigger {pretrigger} lies outside the records of {x.shape[-1]} samples")
         if calibrated:   # one forward pass: score, class probabilities, calibrated values and OOD
-            u = predict_uncertainty(model, x, batch, pretrigger)
+            u = predict_uncertainty(model, x, batch=batch, pretrigger=pretrigger)
             s, p = u["score"], u["class_probability"]
             for k in extra:
                 extra[k][..., sl] = u[k]
         else:
-            s, p = predict_scores(model, x, batch, with_probabilities=True, pretrigger=pretrigger)
+            s, p = predict_scores(model, x, batch=batch, with_probabilities=True, pretrigger=pretrigger)
         score[..., sl] = s
         if multi:
             probs[..., sl, :] = p

@@ -295,7 +295,7 @@ def _applies(cut_name, cut, ctx, shape):
     return ch[:, None] & ev[None, :]
 
 
-def apply_cuts(features: xr.Dataset, cuts: Mapping = DEFAULT_CUTS) -> xr.Dataset:
+def apply_cuts(features: xr.Dataset, *, cuts: Mapping = DEFAULT_CUTS) -> xr.Dataset:
     """Apply a cut set to a features Dataset (see the module docstring for the language).
 
     Parameters

@@ -13,7 +13,7 @@ def run_labels(*, features: str, testpulse: str | None, output: str, cuts: dict,
     """Rule labels: one flag per cut and ``accepted`` for every channel and event of the run's
     features store; with a "testpulse" store (None: none) its ``stable`` flag too, ANDed into
     ``accepted``."""
-    ds = apply_cuts(load_store(features, "features"), cuts)
+    ds = apply_cuts(load_store(features, "features"), cuts=cuts)
     ds.attrs["inputs"] = [str(features)]
     if testpulse:  # runs with test pulses: the stability cut, kept as a flag and ANDed in
         ds = and_stable(ds, load_store(testpulse, "testpulse")["stable"])

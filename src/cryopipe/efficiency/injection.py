@@ -46,7 +46,7 @@ __all__ = ["inject", "noise_records_from_nps", "default_features", "trigger_and_
            "fit_threshold", "erf_efficiency", "injected_amplitudes", "injection_template", "channel_curve"]
 
 
-def erf_efficiency(x, x50, width, plateau=1.0):
+def erf_efficiency(x, x50, width, *, plateau=1.0):
     """plateau / 2 * (1 + erf((x - x50) / (sqrt(2) width))): Gaussian-smeared step, 50 % of plateau at x50."""
     return 0.5 * plateau * (1.0 + scipy.special.erf((np.asarray(x, dtype=np.float64) - x50) / (np.sqrt(2.0) * width)))
 
@@ -56,10 +56,10 @@ def noise_records_from_nps(nps, n_records: int, sample_frequency: float, rng: np
     nps = np.asarray(nps, dtype=np.float64)
     if nps.ndim != 1 or nps.size < 3:
         raise InputError(f"noise power spectrum must be 1-d with >= 3 bins, got shape {nps.shape}")
-    return noise_from_psd(nps, 2 * (nps.size - 1), sample_frequency, rng, int(n_records))
+    return noise_from_psd(nps, 2 * (nps.size - 1), sample_frequency, rng, size=int(n_records))
 
 
-def inject(noise_records, sev, amplitudes, rng: np.random.Generator | None = None, *, shifts=None) -> np.ndarray:
+def inject(noise_records, sev, amplitudes, *, rng: np.random.Generator | None = None, shifts=None) -> np.ndarray:
     """Records with the SEV scaled to `amplitudes` added to noise records.
 
     Parameters
@@ -100,7 +100,7 @@ def inject(noise_records, sev, amplitudes, rng: np.random.Generator | None = Non
     return out
 
 
-def default_features(of: OptimumFilter, sample_frequency: float | None = None) -> Callable:
+def default_features(of: OptimumFilter, *, sample_frequency: float | None = None) -> Callable:
     """``features(records) -> dict``: the main and optimum-filter feature families with filter `of`."""
     fs = of.sample_frequency if sample_frequency is None else float(sample_frequency)
     ctx = ChannelContext(fs, of.record_length, of=of)
@@ -108,7 +108,7 @@ def default_features(of: OptimumFilter, sample_frequency: float | None = None) -
     return lambda records: compute_block(records, ctx, families)
 
 
-def trigger_and_cut(of: OptimumFilter, records, threshold: float, cut: Callable | None = None,
+def trigger_and_cut(of: OptimumFilter, records, threshold: float, *, cut: Callable | None = None,
                     sample_frequency: float | None = None, shift_window=None,
                     features: Callable | None = None) -> dict:
     """Trigger decision and cut decision of each record.
@@ -120,7 +120,7 @@ def trigger_and_cut(of: OptimumFilter, records, threshold: float, cut: Callable 
     cut; equal to triggered without a cut), and the trigger's OF results ``of_amplitude``,
     ``of_amplitude_shifted`` (V), ``of_shift`` (s), ``of_chi2``.
     """
-    window = cait_shift_window(of.record_length, of.onset) if shift_window is None else shift_window
+    window = cait_shift_window(of.record_length, onset=of.onset) if shift_window is None else shift_window
     r = of_amplitudes(of, records, shift_window=window)
     triggered = r["amplitude_shifted"] >= threshold
     out = {"triggered": triggered, "of_amplitude": r["amplitude"], "of_amplitude_shifted": r["amplitude_shifted"],
@@ -129,7 +129,7 @@ def trigger_and_cut(of: OptimumFilter, records, threshold: float, cut: Callable 
     idx = np.flatnonzero(triggered)
     if cut is not None and idx.size:
         sub = np.asarray(records)[idx]
-        features = default_features(of, sample_frequency) if features is None else features
+        features = default_features(of, sample_frequency=sample_frequency) if features is None else features
         passed = np.asarray(cut(sub, features(sub)), dtype=bool)
         if passed.shape != idx.shape:
             raise CryopipeError(f"cut returned shape {passed.shape}, expected ({idx.size},) for the triggered records")
@@ -187,8 +187,8 @@ def efficiency_curve(of: OptimumFilter, sev, noise_records, amplitudes, threshol
     survived = np.zeros(every.size, dtype=bool)
     for a in range(0, every.size, int(batch)):
         sl = slice(a, a + int(batch))
-        records = inject(noise_records, sev, every[sl], rng)
-        r = trigger_and_cut(of, records, threshold, cut, sample_frequency, shift_window, features)
+        records = inject(noise_records, sev, every[sl], rng=rng)
+        r = trigger_and_cut(of, records, threshold, cut=cut, sample_frequency=sample_frequency, shift_window=shift_window, features=features)
         triggered[sl], survived[sl] = r["triggered"], r["survived"]
     n_inj = np.bincount(point, minlength=amps.size)
     n_trig = np.bincount(point, weights=triggered, minlength=amps.size).astype(np.int64)
@@ -259,7 +259,7 @@ def fit_threshold(x, n_passed, n_total, *, fit_plateau: bool = False, iterations
     x50, width = _start_values(x, p, plateau0)
 
     def model(xx, *q):
-        return erf_efficiency(xx, q[0], abs(q[1]), q[2] if fit_plateau else 1.0)
+        return erf_efficiency(xx, q[0], abs(q[1]), plateau=q[2] if fit_plateau else 1.0)
 
     q = [x50, width] + ([min(plateau0, 1.0)] if fit_plateau else [])
     bounds = ([-np.inf, 1e-12 * max(np.ptp(x), 1e-300)] + [0.0] * fit_plateau, [np.inf, np.inf] + [1.0] * fit_plateau)
@@ -283,7 +283,7 @@ def fit_threshold(x, n_passed, n_total, *, fit_plateau: bool = False, iterations
             "plateau": float(q[2]) if fit_plateau else 1.0, "plateau_err": float(perr[2]) if fit_plateau else 0.0}
 
 
-def injected_amplitudes(resolution: float, records: xr.Dataset, cfg: dict, features: xr.Dataset | None = None
+def injected_amplitudes(resolution: float, records: xr.Dataset, cfg: dict, *, features: xr.Dataset | None = None
                         ) -> np.ndarray:
     """Pulse heights (V) to inject: `n_amplitudes` evenly from 0.5 to `max_resolutions` x the
     `resolution` (V; the turn-on), then `n_high_amplitudes` (default 8) spaced evenly in log up to

@@ -43,13 +43,13 @@ def efficiency_channel(records: xr.Dataset, characterization: xr.Dataset, cuts: 
     noise = channel_traces(records, kind == "noise", 2000, np.random.default_rng(1))
     threshold = float(char["threshold"].values[0])
     res = float(char["resolution"].values[0])
-    amps = injected_amplitudes(res, records, cfg, features)
+    amps = injected_amplitudes(res, records, cfg, features=features)
 
     def cut(traces, feats):
         ds = xr.Dataset({k: (("channel", "event"), np.asarray(v)[None]) for k, v in feats.items()},
                         coords={"channel": [ch]}, attrs={"sample_frequency": fs, "record_length": n})
         ds["record_kind"] = ("event", np.full(len(traces), "particle"))
-        return apply_cuts(ds, cuts)["accepted"].values[0]
+        return apply_cuts(ds, cuts=cuts)["accepted"].values[0]
 
     from cryopipe.io.stores import record_pretrigger
 
@@ -61,7 +61,7 @@ def efficiency_channel(records: xr.Dataset, characterization: xr.Dataset, cuts: 
     curve = curve.assign_coords(point=("amplitude", np.arange(curve.sizes["amplitude"]))).swap_dims(amplitude="point")
     curve = curve.reset_coords([c for c in ("amplitude", "energy") if c in curve.coords])
     curve = curve.expand_dims(channel=[ch]).transpose("channel", "point").assign(per_channel)
-    curve.attrs = provenance("efficiency", cfg, [], units="V", n_per_amplitude=int(cfg["n_per_amplitude"]))
+    curve.attrs = provenance("efficiency", parameters=cfg, inputs=[], units="V", n_per_amplitude=int(cfg["n_per_amplitude"]))
     return curve
 
 

@@ -99,7 +99,7 @@ class ChannelContext:
 
     @classmethod
     def from_stores(cls, records: xr.Dataset, characterization: xr.Dataset | None, channel,
-                    fit_truncation: float | None = None) -> "ChannelContext":
+                    *, fit_truncation: float | None = None) -> "ChannelContext":
         """Context of `channel` from a records Dataset's attrs and a characterization store (or None)."""
         from ..io.stores import record_pretrigger
 

@@ -68,7 +68,7 @@ def _compute_slice(block, start, stop, contexts, families, values, valid) -> Non
                 values[name][c, start:stop][~ok] = np.nan
 
 
-def features_dataset(records: xr.Dataset, characterization: xr.Dataset | None = None, *,
+def features_dataset(records: xr.Dataset, *, characterization: xr.Dataset | None = None, 
                      families: Sequence[Family] | None = None, plugins: Sequence[Family] = (),
                      fit_truncation: float | None = None, batch: int = 4096, progress=None) -> xr.Dataset:
     """Features of every channel and event of a records store, read in event slices.
@@ -98,7 +98,7 @@ def features_dataset(records: xr.Dataset, characterization: xr.Dataset | None = 
     trace = records["trace"]
     n_channels, n_events, _ = trace.shape
     channels = records["channel"].values if "channel" in records.coords else np.arange(n_channels)
-    contexts = [ChannelContext.from_stores(records, characterization, ch, fit_truncation) for ch in channels]
+    contexts = [ChannelContext.from_stores(records, characterization, ch, fit_truncation=fit_truncation) for ch in channels]
     if families is None:
         families = default_families(characterization is not None)
     families = list(families) + list(plugins)
@@ -108,7 +108,7 @@ def features_dataset(records: xr.Dataset, characterization: xr.Dataset | None = 
     source = records.encoding.get("source", "records")
 
     def read(start: int) -> np.ndarray:  # StoreError on a bad chunk
-        return np.asarray(read_values(trace[:, start:min(start + int(batch), n_events)], source, "records"))
+        return np.asarray(read_values(trace[:, start:min(start + int(batch), n_events)], source, kind="records"))
 
     # the next slice is read (decompressed) in the background while the families run on this one
     with ThreadPoolExecutor(1) as reader:

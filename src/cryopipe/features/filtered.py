@@ -88,7 +88,7 @@ def _filter_spectra(spectra, transfer, q, fixed_weights, inv_n, chi2_0, amp0):
         amp0[i] = a * inv_n
 
 
-def of_pass(traces: np.ndarray, of, n_workers: int | None = None, workspace=None) -> FilteredBlock:
+def of_pass(traces: np.ndarray, of, *, n_workers: int | None = None, workspace=None) -> FilteredBlock:
     """The OF pass over `traces` (B, N) float32 or float64 with the filter `of` (see module doc).
 
     workspace : optional ``workspace(name, shape, dtype) -> array`` of reusable scratch memory (a

@@ -43,7 +43,7 @@ def compute(traces: np.ndarray, ctx) -> dict[str, np.ndarray]:
         raise InputError(f"records have shape {traces.shape} ({traces.dtype}), the optimum filter needs float "
                          f"(n, {of.record_length})")
     fb = filtered_block(traces, ctx)
-    lo, hi = cait_shift_window(of.record_length, of.onset)
+    lo, hi = cait_shift_window(of.record_length, onset=of.onset)
     b = traces.shape[0]
     amp_shift, shift = np.empty(b), np.zeros(b, np.int64)
 

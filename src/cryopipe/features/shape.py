@@ -351,7 +351,7 @@ def shape_features(traces, sample_frequency: float, sev, nps, *, batch: int = FF
     if of.record_length != traces.shape[1]:
         raise InputError(f"sev: has {of.record_length} samples, the records {traces.shape[1]}")
     n_workers = filtered_workers() if workers is None else int(workers)
-    return _features(traces, of_pass(traces, of, n_workers), of, nps, n_workers)
+    return _features(traces, of_pass(traces, of, n_workers=n_workers), of, nps, n_workers)
 
 
 def compute(traces: np.ndarray, ctx) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ def run_features_channel(*, records: str, characterization, output: str, channel
 
     recs = open_store(records, "records").sel(channel=[channel])
     char = load_store(characterization, "characterization") if characterization else None
-    ds = features_dataset(recs, char, plugins=load_plugins(params.get("plugins", [])),
+    ds = features_dataset(recs, characterization=char, plugins=load_plugins(params.get("plugins", [])),
                           fit_truncation=params["fit_truncation"], batch=params["batch"],
                           progress=Progress(log, "features"))
     ds.attrs["inputs"] = [str(p) for p in inputs]

@@ -97,7 +97,7 @@ def _amplitudes(grp, idx, n_events):
     return np.full((len(idx), n_events), np.nan, dtype=np.float32)
 
 
-def cait_records(path: str | Path, sample_frequency: float = 25_000.0, *, channels=None,
+def cait_records(path: str | Path, *, sample_frequency: float = 25_000.0, channels=None,
                  channel_names=None) -> xr.Dataset:
     """A "records" Dataset of the events (and noise records) of Cait HDF5 file `path`.
 
@@ -197,7 +197,7 @@ def _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel
     if mainpar is not None:
         data["mainpar"] = (("channel", "event", "parameter"), np.asarray(mainpar, dtype=np.float32)[:, order])
         coords["parameter"] = list(MAINPAR_NAMES)
-    attrs = provenance("records", {"source": "cait", "sample_frequency": fs, "channels": idx, "time_from": source},
-                       [path.name], sample_frequency=fs, record_length=int(n_samples), live_time=duration,
+    attrs = provenance("records", parameters={"source": "cait", "sample_frequency": fs, "channels": idx, "time_from": source},
+                       inputs=[path.name], sample_frequency=fs, record_length=int(n_samples), live_time=duration,
                        stream_duration=duration, threshold=[float("nan")] * n_ch)
     return xr.Dataset(data, coords=coords, attrs=attrs)

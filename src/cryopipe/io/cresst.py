@@ -320,7 +320,7 @@ def _as_par(par, rdt_path: Path | None = None) -> ParInfo:
 # ---------------------------------------------------------------------------------------------
 # record kinds
 
-def record_kind_from_tpa(tpa, control_threshold: float = DEFAULT_CONTROL_THRESHOLD) -> np.ndarray:
+def record_kind_from_tpa(tpa, *, control_threshold: float = DEFAULT_CONTROL_THRESHOLD) -> np.ndarray:
     """Kind of each trigger from its test pulse amplitude (V).
 
     ``tpa == 0``: "particle"; ``tpa < 0`` (the DAQ writes -1): "noise"; ``0 < tpa <=
@@ -356,7 +356,7 @@ def read_dig_stamps(path) -> np.ndarray:
     return _read_records(path, DIG_STAMP_DTYPE, "dig_stamps")
 
 
-def write_test_stamps(path, stamp, tpa, channel=0) -> None:
+def write_test_stamps(path, stamp, tpa, *, channel=0) -> None:
     """Write a ``.test_stamps`` file (stamp in DAQ clock ticks, tpa in V, test pulse channel)."""
     stamp = np.asarray(stamp)
     out = np.zeros(stamp.shape[0], dtype=TEST_STAMP_DTYPE)
@@ -366,7 +366,7 @@ def write_test_stamps(path, stamp, tpa, channel=0) -> None:
     out.tofile(str(path))
 
 
-def write_dig_stamps(path, stamp, bank=0, bank2=0) -> None:
+def write_dig_stamps(path, stamp, *, bank=0, bank2=0) -> None:
     """Write a ``.dig_stamps`` file (stamp in DAQ clock ticks, two bank words)."""
     stamp = np.asarray(stamp)
     if np.any(stamp < 0):
@@ -432,8 +432,8 @@ class AlignedTestPulses(NamedTuple):
         return 0 if self.pulser is None else int((~self.pulser).sum())
 
 
-def test_pulse_samples(test_stamps, dig_stamps, par=None, n_samples: int | None = None,
-                       sample_frequency: float | None = None, *,
+def test_pulse_samples(test_stamps, dig_stamps, *, par=None, n_samples: int | None = None,
+                       sample_frequency: float | None = None, 
                        clock_frequency: float = CLOCK_FREQUENCY, channels: Sequence[int] | None = None,
                        outside: str = "drop") -> AlignedTestPulses:
     """Stream sample index of each test / control pulse stamp.
@@ -492,7 +492,7 @@ test_pulse_samples.__test__ = False  # a library function, not a pytest test
 # ---------------------------------------------------------------------------------------------
 # con
 
-def con_dtype(ints_in_header: int = 7) -> np.dtype:
+def con_dtype(*, ints_in_header: int = 7) -> np.dtype:
     """Record layout of a ``.con`` file (after its 12-byte header)."""
     fields = [("detector", "<i4"), ("pulse_height", "<f4"), ("time_low", "<u4"), ("time_high", "<u4"),
               ("dead_time", "<f4")]
@@ -530,7 +530,7 @@ def read_con(path, *, ints_in_header: int = 7, clock_frequency: float | None = N
     gives zero control pulses. clock_frequency defaults by layout (10 MHz for 7 integers,
     1.7 GHz for 6)."""
     p = _existing_file(path, "con")
-    dt = con_dtype(ints_in_header)
+    dt = con_dtype(ints_in_header=ints_in_header)
     size = p.stat().st_size
     n = _check_whole_records(p, size, dt.itemsize, CON_HEADER_BYTES)
     header = np.fromfile(p, dtype="<i4", count=3)
@@ -541,11 +541,11 @@ def read_con(path, *, ints_in_header: int = 7, clock_frequency: float | None = N
                    rec["dead_time"].copy(), rec["mus_since_last_tp"].copy() if ints_in_header == 7 else None)
 
 
-def write_con(path, channel, pulse_height, clock_ticks, dead_time=0.0, mus_since_last_tp=0,
-              *, ints_in_header: int = 7, header=(0, 0, 0)) -> None:
+def write_con(path, channel, pulse_height, clock_ticks, *, dead_time=0.0, mus_since_last_tp=0,
+              ints_in_header: int = 7, header=(0, 0, 0)) -> None:
     """Write a ``.con`` file: 12-byte header, then one record per control pulse and channel."""
     ticks = np.asarray(clock_ticks, dtype=np.uint64)
-    rec = np.zeros(ticks.shape[0], dtype=con_dtype(ints_in_header))
+    rec = np.zeros(ticks.shape[0], dtype=con_dtype(ints_in_header=ints_in_header))
     rec["detector"], rec["pulse_height"] = channel, pulse_height
     rec["time_low"] = ticks & np.uint64(0xFFFFFFFF)
     rec["time_high"] = ticks >> np.uint64(32)
@@ -560,7 +560,7 @@ def write_con(path, channel, pulse_height, clock_ticks, dead_time=0.0, mus_since
 # ---------------------------------------------------------------------------------------------
 # rdt
 
-def rdt_header_fields(ints_in_header: int = 7) -> list:
+def rdt_header_fields(*, ints_in_header: int = 7) -> list:
     """(name, dtype) of the rdt record header, in file order (without DVM values and samples)."""
     ints = ["detector", "coincide_pulses", "trig_count", "trig_delay", "abs_time_s", "abs_time_us"]
     if ints_in_header == 7:
@@ -571,9 +571,9 @@ def rdt_header_fields(ints_in_header: int = 7) -> list:
             + [("hours", "<f4"), ("dead_time", "<f4"), ("tpa", "<f4"), ("dac_output", "<f4")])
 
 
-def rdt_dtype(record_length: int, dvm_channels: int = 0, ints_in_header: int = 7) -> np.dtype:
+def rdt_dtype(record_length: int, *, dvm_channels: int = 0, ints_in_header: int = 7) -> np.dtype:
     """numpy dtype of one rdt record (header, DVM float32 values, int16 samples), little-endian."""
-    fields = rdt_header_fields(ints_in_header)
+    fields = rdt_header_fields(ints_in_header=ints_in_header)
     if dvm_channels:
         fields.append(("dvm", "<f4", (int(dvm_channels),)))
     fields.append(("samples", "<i2", (int(record_length),)))
@@ -605,7 +605,7 @@ class RdtFile:
         p = _existing_file(path, "rdt")
         self.path = p
         self.par = _as_par(par, p)
-        self.dtype = rdt_dtype(self.par.record_length, self.par.dvm_channels, self.par.ints_in_header)
+        self.dtype = rdt_dtype(self.par.record_length, dvm_channels=self.par.dvm_channels, ints_in_header=self.par.ints_in_header)
         size = p.stat().st_size
         if size < self.dtype.itemsize:
             raise InputError(f"{p}: file of {size} bytes is shorter than one record of {self.dtype.itemsize} bytes "
@@ -613,7 +613,7 @@ class RdtFile:
         n = _check_whole_records(p, size, self.dtype.itemsize)
         self.n_records = n
         self._map = np.memmap(p, dtype=self.dtype, mode="r", shape=(n,))
-        self.volts_per_adc = volts_per_adc(adc_bits, adc_range)
+        self.volts_per_adc = volts_per_adc(adc_bits=adc_bits, adc_range=adc_range)
         self.sample_frequency = sample_frequency if sample_frequency is not None else self.par.sample_frequency
         self.clock_frequency = clock_frequency or (CLOCK_FREQUENCY if self.par.ints_in_header == 7
                                                    else CLOCK_FREQUENCY_OLD)
@@ -685,9 +685,9 @@ class RdtFile:
 
     @property
     def record_kind(self) -> np.ndarray:
-        return record_kind_from_tpa(self.tpa, self.control_threshold)
+        return record_kind_from_tpa(self.tpa, control_threshold=self.control_threshold)
 
-    def iter_events(self, batch: int = 256) -> Iterator[dict]:
+    def iter_events(self, *, batch: int = 256) -> Iterator[dict]:
         """Yield events in batches of at most `batch`.
 
         Each item: ``event`` (slice of event numbers), ``trace`` float32 (channel, n,
@@ -721,7 +721,7 @@ class RdtFile:
                 "trace": trace,
                 "timestamp": head["abs_time_s"].astype(np.float64) + 1e-6 * head["abs_time_us"].astype(np.float64),
                 "tpa": tpa,
-                "record_kind": record_kind_from_tpa(tpa, self.control_threshold),
+                "record_kind": record_kind_from_tpa(tpa, control_threshold=self.control_threshold),
                 "hours": head["hours"].astype(np.float32),
                 "clock_ticks": ticks,
                 "time": ticks / float(self.clock_frequency),
@@ -736,7 +736,7 @@ class RdtFile:
             yield out
 
 
-def open_rdt(path, par=None, *, channels: Sequence[int] | None = None, **kwargs) -> RdtFile:
+def open_rdt(path, *, par=None, channels: Sequence[int] | None = None, **kwargs) -> RdtFile:
     """Open an ``.rdt`` file; `par` is a ParInfo, a path, or None for the ``.par`` beside it.
     Keyword arguments go to :class:`RdtFile` (adc_bits, adc_range, sample_frequency, ...)."""
     return RdtFile(path, par, channels, **kwargs)
@@ -764,7 +764,7 @@ def write_rdt(path, channels: Sequence[int], trace, timestamp, tpa, *, start_tim
     n_ch, n_ev, n = trace.shape
     ts = np.asarray(timestamp, dtype=np.float64).reshape(n_ev)
     dvm_n = 0 if dvm is None else np.asarray(dvm).shape[-1]
-    dt = rdt_dtype(n, dvm_n, ints_in_header)
+    dt = rdt_dtype(n, dvm_channels=dvm_n, ints_in_header=ints_in_header)
     rec = np.zeros(n_ch * n_ev, dtype=dt)
     ev = np.repeat(np.arange(n_ev), n_ch)
     ch = np.tile(np.arange(n_ch), n_ev)
@@ -786,7 +786,7 @@ def write_rdt(path, channels: Sequence[int], trace, timestamp, tpa, *, start_tim
     rec["tpa"] = np.asarray(tpa, dtype=np.float32).reshape(n_ev)[ev]
     if dvm_n:
         rec["dvm"] = np.asarray(dvm, dtype=np.float32)[ch, ev]
-    adc = trace if trace.dtype == np.int16 else volts_to_adc(trace, adc_bits, adc_range)
+    adc = trace if trace.dtype == np.int16 else volts_to_adc(trace, adc_bits=adc_bits, adc_range=adc_range)
     rec["samples"] = adc[ch, ev]
     with open(path, "ab" if append else "wb") as f:
         rec.tofile(f)

@@ -19,7 +19,7 @@ from .base import TestPulses
 BYTES_PER_SAMPLE = 2
 
 
-def volts_per_adc(adc_bits: int = 16, adc_range: float = 20.0) -> float:
+def volts_per_adc(*, adc_bits: int = 16, adc_range: float = 20.0) -> float:
     """Conversion factor from ADC counts to volts (V per count)."""
     return float(adc_range) / float(2**adc_bits)
 
@@ -121,7 +121,7 @@ class CsmplStream:
 
 
 def open_csmpl(paths: Sequence[str | Path], sample_frequency: float, record_length: int,
-               adc_bits: int = 16, adc_range: float = 20.0) -> CsmplStream:
+               *, adc_bits: int = 16, adc_range: float = 20.0) -> CsmplStream:
     """Open and validate a module's csmpl files; raise InputError naming the file and the problem."""
     if not paths:
         raise InputError("no csmpl files given")
@@ -151,13 +151,13 @@ def open_csmpl(paths: Sequence[str | Path], sample_frequency: float, record_leng
         raise InputError(f"{paths[0]}: channels of unequal length ({detail} samples)")
     maps = tuple(np.memmap(p, dtype="<i2", mode="r") for p in paths)
     return CsmplStream(tuple(map(Path, paths)), float(sample_frequency), lengths[0],
-                       volts_per_adc(adc_bits, adc_range), maps)
+                       volts_per_adc(adc_bits=adc_bits, adc_range=adc_range), maps)
 
 
-def volts_to_adc(volts: np.ndarray, adc_bits: int = 16, adc_range: float = 20.0) -> np.ndarray:
+def volts_to_adc(volts: np.ndarray, *, adc_bits: int = 16, adc_range: float = 20.0) -> np.ndarray:
     """Round volts to int16 ADC counts, clipped to the ADC range."""
     lim = 2 ** (adc_bits - 1)
-    adc = np.rint(np.asarray(volts) / volts_per_adc(adc_bits, adc_range))
+    adc = np.rint(np.asarray(volts) / volts_per_adc(adc_bits=adc_bits, adc_range=adc_range))
     return np.clip(adc, -lim, lim - 1).astype("<i2")
 
 
@@ -165,4 +165,4 @@ def write_csmpl(path: str | Path, volts: np.ndarray, *, adc_bits: int = 16, adc_
                 append: bool = False) -> None:
     """Write (or append) volts of one channel as an int16 little-endian csmpl file."""
     with open(path, "ab" if append else "wb") as f:
-        volts_to_adc(volts, adc_bits, adc_range).tofile(f)
+        volts_to_adc(volts, adc_bits=adc_bits, adc_range=adc_range).tofile(f)

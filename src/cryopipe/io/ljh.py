@@ -102,7 +102,7 @@ class LjhFile:
         """s per sample."""
         return 1.0 / self.sample_frequency
 
-    def volts(self, start: int = 0, stop: int | None = None, scale: float = volts_per_adc()) -> np.ndarray:
+    def volts(self, *, start: int = 0, stop: int | None = None, scale: float = volts_per_adc()) -> np.ndarray:
         """Records [start, stop) as float32 volts (counts * scale), (n, n_samples); no polarity."""
         out = np.empty((len(range(self.n_records)[start:stop]), self.n_samples), np.float32)
         np.multiply(self.records[start:stop], np.float32(scale), out=out, casting="unsafe")
@@ -379,7 +379,7 @@ class LjhStream:
             yield a, b, self.read(a - before, b + after, channels)
 
 
-def open_ljh_stream(paths: Sequence[str | Path], volts_per_adc_: float = volts_per_adc()) -> LjhStream:
+def open_ljh_stream(paths: Sequence[str | Path], *, volts_per_adc_: float = volts_per_adc()) -> LjhStream:
     """The LJH files of a run as a continuous stream; `InputError` naming the first gap if the
     records are not back to back."""
     run = open_ljh_run(paths)

@@ -36,7 +36,7 @@ def records_input_kind(path: str | Path) -> str:
                      f"with 'records'")
 
 
-def iter_record_blocks(path: str | Path, events_per_block: int = 8192):
+def iter_record_blocks(path: str | Path, *, events_per_block: int = 8192):
     """The records of `path` in blocks along the event axis: yields (event slice, (..., n, N) float32 block).
 
     Returns the leading shape of the whole input first: the generator's first item is
@@ -53,14 +53,14 @@ def iter_record_blocks(path: str | Path, events_per_block: int = 8192):
         yield None, (f.n_records,)
         for a in range(0, f.n_records, events_per_block):
             sl = slice(a, min(a + events_per_block, f.n_records))
-            yield sl, f.volts(sl.start, sl.stop) * np.float32(sign)
+            yield sl, f.volts(start=sl.start, stop=sl.stop) * np.float32(sign)
         return
     if kind == "records":
         trace = open_store(path, "records")["trace"]
         yield None, tuple(trace.shape[:2])
         for a in range(0, trace.shape[1], events_per_block):
             sl = slice(a, min(a + events_per_block, trace.shape[1]))
-            yield sl, np.asarray(read_values(trace[:, sl], path, "records"), dtype=np.float32)
+            yield sl, np.asarray(read_values(trace[:, sl], path, kind="records"), dtype=np.float32)
         return
     if kind == "cait":
         x = read_cait_events(path)

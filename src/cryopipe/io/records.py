@@ -26,7 +26,7 @@ def rdt_record_batches(spec: dict, *, inputs=(), batch: int = EVENT_CHUNK) -> tu
     sample_frequency, channels (names, one per detector channel of the file, ascending), polarity,
     adc_bits, adc_range. Memory is bounded by one batch.
     """
-    rdt = open_rdt(spec["rdt"], spec["par"], adc_bits=spec.get("adc_bits", 16),
+    rdt = open_rdt(spec["rdt"], par=spec["par"], adc_bits=spec.get("adc_bits", 16),
                    adc_range=spec.get("adc_range", 20.0), sample_frequency=spec["sample_frequency"])
     fs, n_rec = float(spec["sample_frequency"]), int(spec["record_length"])
     polarity = np.float32(spec.get("polarity", 1))
@@ -39,7 +39,7 @@ def rdt_record_batches(spec: dict, *, inputs=(), batch: int = EVENT_CHUNK) -> tu
         nonlocal first_time
         n = ev["trace"].shape[1]
         time = np.asarray(ev["time"], dtype=np.float64)
-        attrs = provenance("records", params, [str(i) for i in inputs], sample_frequency=fs, record_length=n_rec,
+        attrs = provenance("records", parameters=params, inputs=[str(i) for i in inputs], sample_frequency=fs, record_length=n_rec,
                            live_time=duration, stream_duration=duration, threshold=[float("nan")] * len(names),
                            source="rdt", rdt_channels=[int(c) for c in rdt.channels],
                            start_time=float(rdt.par.start_time), pretrigger=n_rec // 4,
@@ -63,7 +63,7 @@ def rdt_record_batches(spec: dict, *, inputs=(), batch: int = EVENT_CHUNK) -> tu
     if len(names) != rdt.n_channels:
         raise InputError(f"{spec['rdt']}: {rdt.n_channels} channels in the file ({rdt.channels}) but "
                          f"{len(names)} channel names in the config")
-    batches = (to_dataset(ev) for ev in rdt.iter_events(batch))
+    batches = (to_dataset(ev) for ev in rdt.iter_events(batch=batch))
     kinds, counts = np.unique(rdt.record_kind, return_counts=True)
     summary = (f"{rdt.n_events} events of {rdt.n_channels} channels read from {spec['rdt']} "
                f"({', '.join(f'{c} {k}' for k, c in zip(kinds, counts))}; {rdt.n_incomplete} incomplete skipped)")
@@ -98,7 +98,7 @@ def ljh_record_batches(spec: dict, *, inputs=(), batch: int = EVENT_CHUNK) -> tu
     if noise is not None and (noise.n_samples != n_rec or len(noise.files) != len(run.files)):
         raise InputError(f"{spec['noise_ljh'][0]}: noise records of {noise.n_samples} samples x "
                          f"{len(noise.files)} channels do not match the run's {n_rec} samples x {len(run.files)}")
-    scale = np.float32(volts_per_adc(spec.get("adc_bits", 16), spec.get("adc_range", 20.0)) * int(spec.get("polarity", 1)))
+    scale = np.float32(volts_per_adc(adc_bits=spec.get("adc_bits", 16), adc_range=spec.get("adc_range", 20.0)) * int(spec.get("polarity", 1)))
     first_frame = int(run.files[0].frame_count[0])
     start_time = float(run.files[0].timestamps[0]) - pre / fs
     n_data = run.n_records
@@ -114,7 +114,7 @@ def ljh_record_batches(spec: dict, *, inputs=(), batch: int = EVENT_CHUNK) -> tu
             np.multiply(f.records[a:b], scale, out=trace[c], casting="unsafe")
         f0 = src.files[0]
         sample = np.asarray(f0.frame_count[a:b], np.int64) - first_frame + pre
-        attrs = provenance("records", params, [str(i) for i in inputs], sample_frequency=fs, record_length=n_rec,
+        attrs = provenance("records", parameters=params, inputs=[str(i) for i in inputs], sample_frequency=fs, record_length=n_rec,
                            pretrigger=pre, live_time=duration, stream_duration=duration,
                            threshold=[float("nan")] * len(names), source="ljh", start_time=start_time,
                            ljh_version=run.files[0].version_string)

@@ -69,8 +69,8 @@ def open_stream(spec: dict) -> Stream:
     if source_format(spec) == "ljh" and is_stream(spec):
         from .ljh import open_ljh_stream
 
-        scale = volts_per_adc(spec.get("adc_bits", 16), spec.get("adc_range", 20.0)) * int(spec.get("polarity", 1))
-        stream = open_ljh_stream(spec["ljh"], scale)
+        scale = volts_per_adc(adc_bits=spec.get("adc_bits", 16), adc_range=spec.get("adc_range", 20.0)) * int(spec.get("polarity", 1))
+        stream = open_ljh_stream(spec["ljh"], volts_per_adc_=scale)
         logging.getLogger("cryopipe").info(
             "%s: LJH %s, %d records of %d samples back to back: read as one continuous stream of %.3f s "
             "(triggered by cryopipe)", spec["ljh"][0], stream.run.files[0].version_string, stream.run.n_records,
@@ -79,7 +79,7 @@ def open_stream(spec: dict) -> Stream:
     if source_format(spec) != "csmpl":
         raise InputError(f"{_first_path(spec)}: not a continuous stream ({source_format(spec)} records are read, not triggered)")
     stream = open_csmpl(spec["csmpl"], spec["sample_frequency"], spec["record_length"],
-                        spec.get("adc_bits", 16), spec.get("adc_range", 20.0))
+                        adc_bits=spec.get("adc_bits", 16), adc_range=spec.get("adc_range", 20.0))
     stream.volts_per_adc *= int(spec.get("polarity", 1))
     cresst = _cresst() if spec.get("par") or spec.get("test_stamps") else None
     if spec.get("par"):
@@ -186,7 +186,7 @@ class RunFiles:
             if key in self._run:
                 return len(self._run[key])
         if "rdt" in self._run:
-            return _cresst().open_rdt(self._run["rdt"], self._run["par"]).n_channels
+            return _cresst().open_rdt(self._run["rdt"], par=self._run["par"]).n_channels
         return None
 
 
@@ -202,8 +202,8 @@ def _stamped_test_pulses(spec: dict, n_samples: int) -> TestPulses:
     """The test stamps inside the stream (stamps outside it are dropped, as Cait does, and logged)."""
     if not spec.get("dig_stamps"):
         raise InputError(f"{spec['test_stamps']}: test stamps need the run's dig_stamps file to align the DAQ clock")
-    aligned = _cresst().test_pulse_samples(spec["test_stamps"], spec["dig_stamps"], spec.get("par"),
-                                           n_samples, spec["sample_frequency"])
+    aligned = _cresst().test_pulse_samples(spec["test_stamps"], spec["dig_stamps"], par=spec.get("par"),
+                                           n_samples=n_samples, sample_frequency=spec["sample_frequency"])
     if aligned.n_dropped:
         logging.getLogger("cryopipe").warning("%s: %d test stamps outside the stream dropped",
                                               spec["test_stamps"], aligned.n_dropped)

@@ -16,7 +16,7 @@ def raw_test_pulse_amplitudes(spec: dict) -> np.ndarray:
     if spec.get("csmpl") and spec.get("test_stamps"):
         return np.asarray(cresst.read_test_stamps(spec["test_stamps"])["tpa"])
     if spec.get("rdt"):
-        return np.asarray(cresst.open_rdt(spec["rdt"], spec.get("par")).tpa)
+        return np.asarray(cresst.open_rdt(spec["rdt"], par=spec.get("par")).tpa)
     return np.zeros(0, np.float32)
 
 

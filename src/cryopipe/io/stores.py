@@ -179,7 +179,7 @@ def record_pretrigger(ds) -> int:
     return int(value) if value is not None else n // 4
 
 
-def provenance(kind: str, parameters: dict | None = None, inputs: list | None = None, **attrs) -> dict:
+def provenance(kind: str, *, parameters: dict | None = None, inputs: list | None = None, **attrs) -> dict:
     """Deterministic attrs for a store: version, kind, parameters (JSON), input names, extras."""
     out = {
         "cryopipe_version": __version__,
@@ -211,7 +211,7 @@ def _dtype_ok(arr: xr.DataArray, kind: str) -> bool:
     return k == kind
 
 
-def validate(ds: xr.Dataset, kind: str, where: str = "dataset") -> xr.Dataset:
+def validate(ds: xr.Dataset, kind: str, *, where: str = "dataset") -> xr.Dataset:
     """Check `ds` against the schema of `kind`; raise StoreError naming `where` and the problem."""
     if kind not in STORES:
         raise StoreError(f"{where}: unknown store kind {kind!r}")
@@ -273,7 +273,7 @@ def trace_event_chunk(event_chunk: int, bytes_per_event: int) -> int:
     return max(d for d in range(1, event_chunk + 1) if event_chunk % d == 0 and d <= fits)
 
 
-def chunk_shape(dims: tuple, shape: tuple, itemsize: int, event_chunk: int = EVENT_CHUNK) -> tuple:
+def chunk_shape(dims: tuple, shape: tuple, itemsize: int, *, event_chunk: int = EVENT_CHUNK) -> tuple:
     """THE chunk layout of a stored variable (see the module docstring)."""
     sizes = dict(zip(dims, shape))
     per_event = itemsize * int(np.prod([s for d, s in sizes.items() if d not in ("event", "channel")]))
@@ -289,7 +289,7 @@ def _encoding(ds: xr.Dataset, event_chunk: int) -> dict:
         enc[name] = {"compressors": _compressors()}
         if var.dtype.kind == "O" or var.dtype.kind == "U" or var.dtype.kind == "T":
             continue
-        chunks = chunk_shape(var.dims, var.shape, var.dtype.itemsize, event_chunk)
+        chunks = chunk_shape(var.dims, var.shape, var.dtype.itemsize, event_chunk=event_chunk)
         if chunks and all(c > 0 for c in chunks):
             enc[name]["chunks"] = chunks
     return enc
@@ -322,18 +322,18 @@ def atomic_directory(path: str | Path):
 
 def write_store(ds: xr.Dataset, path: str | Path, kind: str, *, event_chunk: int = EVENT_CHUNK) -> Path:
     """Validate and write `ds` as a Zarr store at `path`, atomically (temp path, then rename)."""
-    return write_store_batches(ds, (), path, kind, event_chunk)
+    return write_store_batches(ds, (), path, kind, event_chunk=event_chunk)
 
 
 def write_store_batches(first: xr.Dataset, more, path: str | Path, kind: str,
-                        event_chunk: int = EVENT_CHUNK) -> Path:
+                        *, event_chunk: int = EVENT_CHUNK) -> Path:
     """Write a store too large for memory: `first` (a valid Dataset), then append each Dataset of
     the iterable `more` along ``event``; atomic like write_store (nothing appears until complete).
 
     Batches should hold multiples of `event_chunk` events (except the last) so chunks stay aligned.
     """
     path = Path(path)
-    validate(first, kind, str(path))
+    validate(first, kind, where=str(path))
     with atomic_directory(path) as tmp:
         first = _as_object_strings(first.copy())
         for v in first.variables.values():
@@ -397,18 +397,18 @@ def open_store(path: str | Path, kind: str) -> xr.Dataset:
         raise StoreError(f"{path}: no such {kind} store")
     if not (path / "zarr.json").is_file():
         raise StoreError(f"{path}: not a Zarr store (no zarr.json); an interrupted write? rerun the job")
-    manifests = check_complete(path, kind)
+    manifests = check_complete(path, kind=kind)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy.*")
         try:
-            ds = xr.open_zarr(verified_zarr_store(path, manifests, kind) if manifests else path,
+            ds = xr.open_zarr(verified_zarr_store(path, manifests, kind=kind) if manifests else path,
                               consolidated=False)
         except Exception as exc:  # zarr raises many types for corrupt metadata
             raise StoreError(f"{path}: cannot read {kind} store: corrupt metadata or chunk ({type(exc).__name__}: "
                              f"{exc}); `cryopipe inspect --verify {path}` names it; {_RERUN}") from None
     ds.attrs.pop(MANIFEST_ATTR, None)  # bookkeeping of this file, not of the data (see check_complete)
     ds.encoding["source"] = str(path)  # messages name the path, not the verifying store object
-    return validate(_fixed_width_strings(ds), kind, str(path))
+    return validate(_fixed_width_strings(ds), kind, where=str(path))
 
 
 def _fixed_width_strings(ds: xr.Dataset) -> xr.Dataset:
@@ -436,7 +436,7 @@ def load_store(path: str | Path, kind: str) -> xr.Dataset:
                          f"`cryopipe inspect --verify {path}` names the chunk; {_RERUN}") from None
 
 
-def read_values(arr: xr.DataArray, path: str | Path, kind: str = "store") -> np.ndarray:
+def read_values(arr: xr.DataArray, path: str | Path, *, kind: str = "store") -> np.ndarray:
     """``arr.values`` of a lazily opened store variable; StoreError naming the store and variable if a
     chunk cannot be decoded (corrupt or overwritten chunk)."""
     try:
@@ -572,7 +572,7 @@ def _names(keys, n=3) -> str:
     return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
 
 
-def check_complete(path: str | Path, kind: str = "store") -> dict:
+def check_complete(path: str | Path, *, kind: str = "store") -> dict:
     """Cheap completeness check of a store against its chunk manifests (no chunk is read).
 
     Every chunk listed at write time must be present with its size; StoreError naming the store,
@@ -607,7 +607,7 @@ def check_complete(path: str | Path, kind: str = "store") -> dict:
     return docs
 
 
-def verified_zarr_store(path: str | Path, manifests: dict, kind: str = "store"):
+def verified_zarr_store(path: str | Path, manifests: dict, *, kind: str = "store"):
     """A read-only Zarr store of the directory `path` that checks every chunk and array metadata it
     reads against the store's manifests (CRC-32 of the bytes as written): a chunk swapped in from
     elsewhere, even a valid one of the same size, raises StoreError naming the store and the chunk.

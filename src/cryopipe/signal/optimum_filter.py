@@ -65,7 +65,7 @@ class OptimumFilter:
 of_weights = spectrum_weights  # w_k: 0 at DC, 2 for 0 < k < N/2, 1 at Nyquist
 
 
-def cait_shift_window(record_length: int, onset: int | None = None) -> tuple[int, int]:
+def cait_shift_window(record_length: int, *, onset: int | None = None) -> tuple[int, int]:
     """Lag window (samples, half-open) equivalent to Cait's search range [N/8, 7N/8) of the filtered
     record, for a template whose onset (the trigger) sits at `onset` (default N//4)."""
     onset = record_length // 4 if onset is None else int(onset)
@@ -192,7 +192,7 @@ def of_amplitudes(of: OptimumFilter, records, *, shift_window: tuple[int, int] |
     """
     records = as_records(records, what="optimum filter", allow_single=True, length=of.record_length)
     n = of.record_length
-    lo, hi = cait_shift_window(n, of.onset) if shift_window is None else (int(shift_window[0]), int(shift_window[1]))
+    lo, hi = cait_shift_window(n, onset=of.onset) if shift_window is None else (int(shift_window[0]), int(shift_window[1]))
     if search and not (hi > lo and hi - lo <= n and -n < lo and hi <= n):
         raise InputError(f"shift_window {shift_window} must satisfy -N < lo < hi <= N and hi - lo <= N (N={n})")
     single = records.dtype == np.float32

@@ -45,7 +45,7 @@ def periodogram_psd(x, sample_frequency: float) -> np.ndarray:
 
 
 def noise_from_psd(psd, n_samples: int, sample_frequency: float, rng: np.random.Generator,
-                   size: int | tuple = (), *, dtype=np.float32) -> np.ndarray:
+                   *, size: int | tuple = (), dtype=np.float32) -> np.ndarray:
     """Draw Gaussian noise whose expected one-sided PSD is `psd` (V^2/Hz, length n_samples//2 + 1).
 
     Returns shape size + (n_samples,). Fourier coefficients are complex Gaussian with

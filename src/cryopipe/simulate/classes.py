@@ -598,7 +598,7 @@ CLASS_BUILDERS = {
 PILEUP_REDRAWS = 30  # rounds of redrawing pile-ups that saturation makes invisible
 
 
-def pileup_visible_heights(plan: RecordPlan, idx, shape, ceiling=None, nu=None) -> np.ndarray:
+def pileup_visible_heights(plan: RecordPlan, idx, shape, *, ceiling=None, nu=None) -> np.ndarray:
     """Visible height (sigma_OF) of each pulse of the pile-up records `idx`, (len(idx), MAX_PULSES), inf unused.
 
     The rise that pulse j adds at its own peak time through the TES saturation curve: f(x + a_j) - f(x),
@@ -627,7 +627,7 @@ def pileup_visible_heights(plan: RecordPlan, idx, shape, ceiling=None, nu=None) 
             c, v = np.asarray(ceiling, float)[idx[has]], np.asarray(nu, float)[idx[has]]
             sat = np.isfinite(c)
             vis = a.copy()
-            vis[sat] = saturation_curve(x[sat] + a[sat], c[sat], v[sat]) - saturation_curve(x[sat], c[sat], v[sat])
+            vis[sat] = saturation_curve(x[sat] + a[sat], c[sat], nu=v[sat]) - saturation_curve(x[sat], c[sat], nu=v[sat])
             out[has, j] = vis
     return out
 
@@ -663,7 +663,7 @@ def build_plan(classes: np.ndarray, shape, rng: np.random.Generator, opts: Class
         for round_ in range(PILEUP_REDRAWS + 1):
             if not idx.size:
                 break
-            idx = idx[np.min(pileup_visible_heights(plan, idx, shape, ceiling, nu), axis=1) < PILEUP_MIN_SNR]
+            idx = idx[np.min(pileup_visible_heights(plan, idx, shape, ceiling=ceiling, nu=nu), axis=1) < PILEUP_MIN_SNR]
             if idx.size and round_ < PILEUP_REDRAWS:
                 _reset_rows(plan, idx)
                 _pile_up(plan, idx, shape, rng, opts, n_samples)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def saturation_curve(x, ceiling, nu=1.0) -> np.ndarray:
+def saturation_curve(x, ceiling, *, nu=1.0) -> np.ndarray:
     """Generalised logistic TES saturation: f(0) = 0, f'(0) = 1, f(x) -> ceiling (V) as x -> inf.
 
     f(x) = K (1 + exp(-B x))^(-1/nu) - K 2^(-1/nu), K = ceiling / (1 - 2^(-1/nu)),

@@ -57,7 +57,7 @@ def channel_template(records: xr.Dataset, *, channel: int, sev: np.ndarray, cfg:
 
     chosen = cfg["template_tpa"]
     if chosen is None:
-        chosen = choose_template_tpa(tpa[idx], pulse_heights(traces), cfg["max_amplitude"], int(cfg["min_pulses"]))
+        chosen = choose_template_tpa(tpa[idx], pulse_heights(traces), max_amplitude=cfg["max_amplitude"], min_pulses=int(cfg["min_pulses"]))
     values, group = pulse_groups(tpa[idx])
     match = np.flatnonzero(np.isclose(values, chosen, rtol=0, atol=10.0 ** -3))
     if match.size == 0:
@@ -115,13 +115,13 @@ def testpulse_channel(records: xr.Dataset, characterization: xr.Dataset, *, chan
     if cfg["k_chi2"] is None:
         clean = np.isfinite(amp[pulses])
     else:
-        clean = tp.clean_pulses(times[pulses], tpa[pulses], chi2[pulses], window, float(cfg["k_chi2"]))
+        clean = tp.clean_pulses(times[pulses], tpa[pulses], chi2[pulses], window=window, k_sigma=float(cfg["k_chi2"]))
     band = {"centre": np.full(pulses.size, np.nan), "sigma": np.full(pulses.size, np.nan),
             "stable": np.zeros(pulses.size, bool)}
     for key, v in tp.response_band(times[pulses][clean], tpa[pulses][clean], amp[pulses][clean], window=window,
                                    k_sigma=float(cfg["k_sigma"]), min_sigma=expected_resolution(of)).items():
         band[key][clean] = v
-    stab = tp.stability(times[pulses][clean], band["stable"][clean], times, cfg["max_gap"])
+    stab = tp.stability(times[pulses][clean], band["stable"][clean], times, max_gap=cfg["max_gap"])
     interval_stable = np.zeros(pulses.size, bool)
     interval_stable[clean] = stab["interval_stable"]
     # calibration TPAs: stable (clean) test pulses, not excluded, median response below saturation

@@ -62,7 +62,7 @@ def pulse_groups(tpa) -> tuple[np.ndarray, np.ndarray]:
     return values, index.reshape(t.shape)
 
 
-def local_trend(times, values, window: int = 9) -> np.ndarray:
+def local_trend(times, values, *, window: int = 9) -> np.ndarray:
     """Running robust line of a series evaluated at its own points.
 
     For each point i, the `window` nearest points (the window shifted inward at both ends; all
@@ -156,14 +156,14 @@ def _group_trend(t, y, group, g, window):
     (`local_trend`), the residuals y - line, and 1.4826 MAD of the finite residuals (inf below 3)."""
     sel = np.flatnonzero(group == g)
     sel = sel[np.argsort(t[sel], kind="stable")]
-    c = local_trend(t[sel], y[sel], window)
+    c = local_trend(t[sel], y[sel], window=window)
     res = y[sel] - c
     fin = res[np.isfinite(res)]
     s = MAD_TO_SIGMA * np.median(np.abs(fin - np.median(fin))) if fin.size >= 3 else np.inf
     return sel, c, res, s
 
 
-def clean_pulses(times, tpa, chi2, window: int = 9, k_sigma: float = 5.0) -> np.ndarray:
+def clean_pulses(times, tpa, chi2, *, window: int = 9, k_sigma: float = 5.0) -> np.ndarray:
     """Test pulses fit to measure the response: per TPA, chi2_i <= c_i + k_sigma sigma with c_i the
     running robust line of chi2 (`local_trend`) and sigma = 1.4826 MAD of chi2 - c (one-sided: a
     pile-up or a glitch raises the chi2 of the optimum-filter fit, a clean pulse never does).
@@ -182,7 +182,7 @@ def clean_pulses(times, tpa, chi2, window: int = 9, k_sigma: float = 5.0) -> np.
     return ok
 
 
-def stability(pulse_times, pulse_stable, event_times, max_gap: float | None = None) -> dict:
+def stability(pulse_times, pulse_stable, event_times, *, max_gap: float | None = None) -> dict:
     """Stable intervals between consecutive pulses and the stability of events by their time.
 
     Parameters
@@ -306,7 +306,7 @@ def tpa_equivalent(amplitudes, tpas, curves) -> np.ndarray:
     return np.where(a1 > a0, out, np.nan)
 
 
-def choose_template_tpa(tpa, heights, max_amplitude: float | None = None, min_pulses: int = 10) -> float:
+def choose_template_tpa(tpa, heights, *, max_amplitude: float | None = None, min_pulses: int = 10) -> float:
     """TPA whose test pulses make the template: the largest TPA with at least `min_pulses` pulses
     whose median height stays below `max_amplitude` (V; None: no limit)."""
     values, group = pulse_groups(tpa)

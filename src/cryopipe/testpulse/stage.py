@@ -87,7 +87,7 @@ def testpulse_run(records: xr.Dataset, characterization: xr.Dataset, cfg: dict, 
              "band_sigma": "V", "calibration_tpa": "V", "timestamp": "s", "kev_per_tpa": "keV/V",
              "line_position": "V (pulser)", "line_sigma": "V (pulser)", "resolution": "V (pulser)",
              "of_resolution": "V", "template_tpa": "V", "resolution_kev": "keV"}
-    attrs = provenance("testpulse", {"testpulse": cfg, "calibrate": calibrate_cfg}, [],
+    attrs = provenance("testpulse", parameters={"testpulse": cfg, "calibrate": calibrate_cfg}, inputs=[],
                        sample_frequency=float(records.attrs["sample_frequency"]),
                        record_length=int(records.attrs["record_length"]), units=json.dumps(units),
                        line_energy=float("nan") if line_energy_of(cfg, calibrate_cfg) is None

@@ -55,7 +55,7 @@ def check_kernel(kernel, anchor) -> tuple[np.ndarray, int]:
     return k, int(anchor)
 
 
-def matched_kernel(template: np.ndarray, anchor: int | None = None) -> tuple[np.ndarray, int]:
+def matched_kernel(template: np.ndarray, *, anchor: int | None = None) -> tuple[np.ndarray, int]:
     """Zero-mean matched filter of a pulse template.
 
     k = (T - mean T) / sum((T - mean T)^2): insensitive to baseline offsets, and a template-shaped
@@ -98,7 +98,7 @@ def generic_kernel(record_length: int) -> tuple[np.ndarray, int]:
     n_post = int(above[-1]) + 1 if above.size else record_length - onset
     lo = max(onset - n_post // 3, 0)
     hi = min(onset + n_post, record_length)
-    return matched_kernel(t[lo:hi], onset - lo)
+    return matched_kernel(t[lo:hi], anchor=onset - lo)
 
 
 def characterized_kernel(characterization, *, channel: str) -> tuple[tuple[np.ndarray, int], float, tuple]:
@@ -182,7 +182,7 @@ class OverlapSave:
         return self.segments(block, n_out).reshape(-1)[:n_out]
 
 
-def filtered_segments(stream, channel: int, kernel, anchor, chunk_size: int = 2**20, start: int = 0,
+def filtered_segments(stream, channel: int, kernel, anchor, *, chunk_size: int = 2**20, start: int = 0,
                       stop: int | None = None, workers: int | None = None
                       ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Like :func:`filter_stream`, but yield (a, n, rows): rows (n_seg, step) whose flattened first
@@ -201,7 +201,7 @@ def filtered_segments(stream, channel: int, kernel, anchor, chunk_size: int = 2*
         yield a, b - a, rows
 
 
-def filter_stream(stream, channel: int, kernel, anchor, chunk_size: int = 2**20, start: int = 0,
+def filter_stream(stream, channel: int, kernel, anchor, *, chunk_size: int = 2**20, start: int = 0,
                   stop: int | None = None, workers: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Filter one channel of a stream chunk by chunk (overlap-save FFT, float32).
 
@@ -220,7 +220,7 @@ def filter_stream(stream, channel: int, kernel, anchor, chunk_size: int = 2**20,
     start, stop : sample range (default: whole stream)
     workers : scipy.fft threads (default: all usable cores)
     """
-    for a, n, rows in filtered_segments(stream, channel, kernel, anchor, chunk_size, start, stop, workers):
+    for a, n, rows in filtered_segments(stream, channel, kernel, anchor, chunk_size=chunk_size, start=start, stop=stop, workers=workers):
         yield a, rows.reshape(-1)[:n]
 
 
@@ -371,7 +371,7 @@ def noise_estimate(stream, channel, kernel, anchor, n_chunks=8, chunk_size=2**18
     ys, oks, rms = [], [], []
     n_flat = n_raw = 0
     for lo, hi in ranges:
-        y = np.concatenate([v for _, v in filter_stream(stream, channel, k, anchor, chunk_size, lo, hi, workers)])
+        y = np.concatenate([v for _, v in filter_stream(stream, channel, k, anchor, chunk_size=chunk_size, start=lo, stop=hi, workers=workers)])
         x = stream.read(lo, hi, [channel])[0]
         flat = flat_mask(x)
         n_flat += int(flat.sum())

@@ -113,8 +113,8 @@ def _select(samples, values, order, holdoff, threshold, env, env_sat, saturated,
     return accepted
 
 
-def select_triggers(samples, values, holdoff: int, threshold: float = 0.0, envelope=None,
-                    margin: float = SIDE_LOBE_MARGIN, *, saturated=None, saturated_envelope=None) -> np.ndarray:
+def select_triggers(samples, values, holdoff: int, *, threshold: float = 0.0, envelope=None,
+                    margin: float = SIDE_LOBE_MARGIN, saturated=None, saturated_envelope=None) -> np.ndarray:
     """Mask of the accepted candidates (module docstring: by descending value, none closer than
     ``holdoff`` samples to a larger one, none a side lobe of a larger one).
 
@@ -253,15 +253,15 @@ def scan_channel(stream, channel, kernel, anchor, threshold, holdoff, *, polarit
     samples : int64 trigger samples (sorted)
     amplitudes : float64 polarity x filtered value at them (V)
     """
-    samples, amplitudes = scan_candidates(stream, channel, kernel, anchor, threshold, polarity, chunk_size,
-                                          start, stop, workers)
+    samples, amplitudes = scan_candidates(stream, channel, kernel, anchor, threshold, polarity=polarity, chunk_size=chunk_size,
+                                          start=start, stop=stop, workers=workers)
     if int(holdoff) != holdoff or holdoff < 1:
         raise InputError(f"holdoff must be a positive integer number of samples, got {holdoff}")
-    keep = select_triggers(samples, amplitudes, int(holdoff), float(threshold), envelope, margin)
+    keep = select_triggers(samples, amplitudes, int(holdoff), threshold=float(threshold), envelope=envelope, margin=margin)
     return samples[keep], amplitudes[keep]
 
 
-def scan_candidates(stream, channel, kernel, anchor, threshold, polarity=1, chunk_size=2**20, start=0,
+def scan_candidates(stream, channel, kernel, anchor, threshold, *, polarity=1, chunk_size=2**20, start=0,
                     stop=None, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Maximum (sample, polarity x filtered value in V) of every excursion above `threshold` in
     [start, stop) (see :func:`scan_channel`)."""
@@ -273,7 +273,7 @@ def scan_candidates(stream, channel, kernel, anchor, threshold, polarity=1, chun
     best = np.zeros(1)
     samples, amplitudes = [], []
     thr = np.float32(threshold * polarity)
-    for a, n, rows in filtered_segments(stream, channel, kernel, anchor, chunk_size, start, stop, workers):
+    for a, n, rows in filtered_segments(stream, channel, kernel, anchor, chunk_size=chunk_size, start=start, stop=stop, workers=workers):
         mask = rows > thr if polarity == 1 else rows < thr
         above = np.flatnonzero(mask)
         above = above[above < n]            # the last row may run past the chunk
@@ -329,8 +329,8 @@ def _strong_enough(samples, values, holdoff, fraction):
     return keep
 
 
-def merge_triggers(per_channel: list[np.ndarray], holdoff: int, significance: list[np.ndarray] | None = None,
-                   *, weak_fraction: float = MERGE_WEAK_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+def merge_triggers(per_channel: list[np.ndarray], holdoff: int, *, significance: list[np.ndarray] | None = None,
+                   weak_fraction: float = MERGE_WEAK_FRACTION) -> tuple[np.ndarray, np.ndarray]:
     """Merge per-channel trigger samples into module triggers (a trigger records all channels).
 
     Triggers are taken earliest first (ties: lowest channel); one within ``holdoff`` samples after
@@ -385,7 +385,7 @@ def _within(lo: np.ndarray, hi: np.ndarray, allowed) -> tuple[np.ndarray, np.nda
 
 
 def live_time(samples: np.ndarray, holdoff: int, n_samples: int, sample_frequency: float,
-              excluded: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+              *, excluded: tuple[np.ndarray, np.ndarray] | None = None) -> float:
     """Live time (s): stream duration minus the dead time after accepted triggers.
 
     Dead time is the union of [t, t + holdoff) over trigger samples t and of the `excluded`
@@ -538,7 +538,7 @@ def records_dataset(stream, particle_samples, firing_channel, noise_samples, rec
     kind[has_flat_run(trace).any(axis=0) & np.isin(kind, ("particle", "noise"))] = "saturated"
     fs = stream.sample_frequency
     thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (n_ch,))
-    attrs = provenance("records", parameters, inputs, sample_frequency=float(fs), record_length=N,
+    attrs = provenance("records", parameters=parameters, inputs=inputs, sample_frequency=float(fs), record_length=N,
                        live_time=float(live_time), stream_duration=float(stream.n_samples / fs),
                        threshold=[float(v) for v in thr], pretrigger=N // 4)
     return xr.Dataset(
@@ -640,13 +640,13 @@ def scan_stretch(stream, *, channel: int, kernel, anchor: int, threshold: float,
     chunk = OverlapSave(kernel, anchor, int(chunk_size)).chunk
     start = max(a - 5 * reach, 0) // chunk * chunk
     stop = min(-(-(b + 5 * reach) // chunk) * chunk, stream.n_samples)
-    samples, amplitudes = scan_candidates(stream, channel, kernel, anchor, threshold, 1,
+    samples, amplitudes = scan_candidates(stream, channel, kernel, anchor, threshold, polarity=1,
                                           chunk_size=int(chunk_size), start=start, stop=stop)
     if envelope is None:
-        sel = select_triggers(samples, amplitudes, holdoff, threshold)
+        sel = select_triggers(samples, amplitudes, holdoff, threshold=threshold)
     else:
         sat = saturated_candidates(stream, channel, samples, amplitudes, threshold, max(64, len(kernel) // 16))
-        sel = select_triggers(samples, amplitudes, holdoff, threshold, envelope[0], saturated=sat,
+        sel = select_triggers(samples, amplitudes, holdoff, threshold=threshold, envelope=envelope[0], saturated=sat,
                               saturated_envelope=envelope[1])
     rejected = samples[~sel]
     rejected = rejected[(rejected >= a) & (rejected < b)]

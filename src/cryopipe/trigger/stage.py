@@ -107,7 +107,7 @@ def trigger_one_channel(stream: Stream, channel: int, stream_cfg: dict, trigger_
         chunk_size=int(trigger_cfg["chunk_size"]), segment=(a, b), sampling=sampling, envelope=envelope)
     params = {"trigger": trigger_cfg, "stream": stream_cfg, "kernel_length": len(k), "kernel_anchor": anchor,
               "sampling": sampling}
-    attrs = provenance("triggers", params, list(inputs), sample_frequency=stream.sample_frequency,
+    attrs = provenance("triggers", parameters=params, inputs=list(inputs), sample_frequency=stream.sample_frequency,
                        n_samples=stream.n_samples, channel=stream_cfg["channels"][channel],
                        threshold=float(threshold), noise_sigma=sigma, holdoff=holdoff, segment=[a, b],
                        scanned=scanned, **noise.attrs())
@@ -152,7 +152,7 @@ def record_batches(stream: Stream, triggers: list[xr.Dataset], stream_cfg: dict,
     holdoff = holdoff_samples(stream_cfg, trigger_cfg)
     per_channel = [t["trigger_sample"].values for t in triggers]
     significance = [t["trigger_amplitude"].values / float(t.attrs["threshold"]) for t in triggers]
-    samples, fired = merge_triggers(per_channel, holdoff, significance)
+    samples, fired = merge_triggers(per_channel, holdoff, significance=significance)
     pulser = stream.test_pulses
     reach = pulser_exclusion_samples(stream_cfg, trigger_cfg)
     live = live_time(samples, holdoff, stream.n_samples, stream.sample_frequency,

@@ -365,7 +365,7 @@ class RunData:
 
     # ------------------------------------------------------------------ writing: hand labels
 
-    def add_hand_labels(self, positions, label: str, channel: str = ALL_CHANNELS) -> int:
+    def add_hand_labels(self, positions, label: str, *, channel: str = ALL_CHANNELS) -> int:
         """Append `label` for the events at `positions` to hand_labels.zarr; returns the number labelled."""
         if self.hand is None:
             raise StoreError(f"{self.hand_labels_path}: unreadable; move it away to start a new one")
@@ -374,7 +374,7 @@ class RunData:
             raise CryopipeError("no events selected")
         if channel != ALL_CHANNELS and channel not in self.channels:
             raise CryopipeError(f"unknown channel {channel!r}")
-        self.hand = append_hand_labels(self.hand_labels_path, self.events[positions], label, channel)
+        self.hand = append_hand_labels(self.hand_labels_path, self.events[positions], label, channel=channel)
         return int(positions.size)
 
     # ------------------------------------------------------------------ writing: cuts
@@ -492,7 +492,7 @@ class RunData:
             used = cut_feature_names(cut)
             sub = feats[[v for v in used if v in feats.variables] +
                         (["record_kind"] if "record_kind" in feats.variables else [])].load()
-            flags = apply_cuts(sub, {"cuts": {name: cut}})["accepted"].values
+            flags = apply_cuts(sub, cuts={"cuts": {name: cut}})["accepted"].values
             passed, total = int(flags.sum()), int(flags.size)
         return path, passed, total
 
