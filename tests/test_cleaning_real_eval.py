@@ -33,6 +33,24 @@ def test_without_ood_everything_wrong_is_silent():
         **f, "excluded": 0})
 
 
+def test_cuts_on_noise_records_are_right_when_they_accept_clean_noise():
+    """On a noise file the cuts' "accepted" means a clean noise record: accepting clean noise is
+    right, accepting a spike or a pulse is wrong (counted by hand)."""
+    cls = ["noise"] * 4 + ["spike", "event_pulse", "decaying_baseline"]
+    accepted = np.array([1, 1, 1, 0, 1, 0, 0], bool)
+    f = re_.decision_figures(cls, accepted, accepted_means="clean_noise")
+    n, p, r = f["clean_noise"], f["clean_pulse"], f["rejected"]
+    assert (n["n"], n["kept"], n["wrong"]) == (4, 3, 1)          # one clean noise record lost
+    assert (p["n"], p["kept"], p["wrong"]) == (1, 0, 0)          # the pulse not accepted: right
+    assert (r["n"], r["kept"], r["wrong"]) == (2, 1, 1)          # the spike accepted: wrong
+    assert (f["right"], f["silently_wrong"]) == (5, 2)
+    text = re_.format_figures("cuts", {**f, "excluded": 0})
+    assert "clean noise kept: 3/4" in text and "of the 1 lost wrongly" in text
+    assert "clean pulses kept (wrongly): 0/1" in text
+    with pytest.raises(InputError, match="accepted_means"):
+        re_.decision_figures(cls, accepted, accepted_means="noise")
+
+
 def test_shape_mismatch_is_an_input_error():
     with pytest.raises(InputError, match="decisions"):
         re_.decision_figures(["event_pulse", "noise"], np.array([True]))

@@ -174,9 +174,11 @@ def real_data_section(models: dict, nist_dir: Path, *, labels_path=None, cut_lab
                 raise InputError(f"{cut_labels}: {acc.size} events, but {name} has {n} records")
             if acc.size < first + n:      # a run without the noise file: no cut labels for it
                 continue
-            f = re_.decision_figures(entry["event_class"], acc[first:first + n])
+            # on the noise file the cuts answer "a clean noise record?", not "a clean pulse?"
+            means = "clean_pulse" if name == dev[0] else "clean_noise"
+            f = re_.decision_figures(entry["event_class"], acc[first:first + n], accepted_means=means)
             out[name]["cut labels"] = f
-            md.append(re_.format_figures(f"cut labels ({cut_labels})", f))
+            md.append(re_.format_figures(f"cut labels ({cut_labels}; accepted = {means.replace('_', ' ')})", f))
     for name in pr.EVALUATION_ONLY_FILES:
         path = nist_dir / name
         if not path.is_file():

@@ -21,7 +21,7 @@ from ..errors import InputError
 from .real_labels import category
 
 
-def decision_figures(event_class, kept, *, ood=None, predicted_class=None) -> dict:
+def decision_figures(event_class, kept, *, ood=None, predicted_class=None, accepted_means: str = "clean_pulse") -> dict:
     """Counts and fractions of the decisions against labelled classes.
 
     Parameters
@@ -30,23 +30,29 @@ def decision_figures(event_class, kept, *, ood=None, predicted_class=None) -> di
     kept : (n,) bool, the model's (or the cuts') acceptance
     ood : (n,) bool flags of unsure records, or None (no OOD score: nothing is flagged)
     predicted_class : (n,) the model's most probable class, optional
+    accepted_means : the category an accepted record should have: "clean_pulse" (a cleaning model, or
+        the cuts on pulse records) or "clean_noise" (the cuts on noise records, where passing means
+        a clean noise record)
 
     Returns
     -------
     dict with n, and per category ("clean_pulse", "clean_noise", "rejected") a dict: n, kept,
     kept_fraction, lost_or_kept_wrongly (wrong decisions), wrong_flagged, wrong_silent (counts; for
-    clean pulses the wrong ones are those not kept, for the others those kept), flagged_fraction_of_wrong,
+    `accepted_means` the wrong ones are those not kept, for the others those kept), flagged_fraction_of_wrong,
     ood_fraction (of all records of the category), and predicted (class -> count) when given.
-    Overall: right, flagged, silently_wrong (counts), ood_available.
+    Overall: right, flagged, silently_wrong (counts), ood_available, accepted_means.
     """
+    if accepted_means not in ("clean_pulse", "clean_noise"):
+        raise InputError(f"accepted_means: 'clean_pulse' or 'clean_noise', got {accepted_means!r}")
     cls = np.asarray(event_class).astype(str)
     keep = np.asarray(kept, bool)
     if keep.shape != cls.shape:
         raise InputError(f"decisions: {keep.shape} for {cls.shape} labels")
     flag = np.zeros(cls.shape, bool) if ood is None else np.asarray(ood, bool)
     cat = np.array([category(c) for c in cls])
-    wrong = np.where(cat == "clean_pulse", ~keep, keep)
-    out = {"n": int(cls.size), "ood_available": ood is not None, "right": int(np.sum(~wrong)),
+    wrong = np.where(cat == accepted_means, ~keep, keep)
+    out = {"n": int(cls.size), "ood_available": ood is not None, "accepted_means": accepted_means,
+           "right": int(np.sum(~wrong)),
            "flagged": int(np.sum(wrong & flag)), "silently_wrong": int(np.sum(wrong & ~flag))}
     for c in ("clean_pulse", "clean_noise", "rejected"):
         m = cat == c
@@ -100,12 +106,14 @@ def format_figures(title: str, f: dict) -> str:
     """One markdown block of `decision_figures`."""
     lines = [f"**{title}** ({f['n']} records" + (f", {f['excluded']} doubtful left out" if f.get("excluded") else "")
              + ("" if f["ood_available"] else "; the model has no OOD score") + "):"]
-    for c, what in (("clean_pulse", "clean pulses kept"), ("clean_noise", "clean noise kept (wrongly)"),
-                    ("rejected", "rejected records kept (wrongly)")):
+    good = f.get("accepted_means", "clean_pulse")
+    for c, what in (("clean_pulse", "clean pulses kept"), ("clean_noise", "clean noise kept"),
+                    ("rejected", "rejected records kept")):
         r = f[c]
         if not r["n"]:
             continue
-        wrong = "lost" if c == "clean_pulse" else "kept"
+        wrong = "lost" if c == good else "kept"
+        what += "" if c == good else " (wrongly)"
         text = (f"- {what}: {r['kept']}/{r['n']} = {r['kept_fraction']:.3f}; of the {r['wrong']} {wrong} wrongly: "
                 f"{r['wrong_flagged']} flagged ood, {r['wrong_silent']} silently")
         if "predicted" in r:
