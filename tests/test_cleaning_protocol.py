@@ -105,3 +105,14 @@ def test_command_reports_both_generators_two_seeds_and_the_sets(tmp_path):
         assert all(r["per_detector"][0]["n_records"] == 3 * (12 if gen == "independent" else 13) for r in rs)
     assert "## Sets used" in text and "never used to select" in text
     assert "balanced_accuracy_snr_ge_10" in text and "survival pile_up" in text
+
+
+def test_worst_detectors_are_listed_lowest_balanced_accuracy_first_with_what_was_drawn():
+    """Per seed the detectors of lowest BA, with their drawn parameters (hand-made results)."""
+    rows = [{"balanced_accuracy": ba, "pulse_snr_ge_10": p} for ba, p in ((0.95, 1.0), (0.70, 0.5), (0.90, 0.8),
+                                                                             (0.99, 1.0))]
+    infos = [{"tau_n_ms": 1.0}, {"tau_n_ms": 0.25, "record_length": 4096}, {"tau_n_ms": 3.0}, {"tau_n_ms": 9.0}]
+    lines = cli.worst_detectors_markdown([{"seed": 7, "per_detector": rows, "detectors": infos}], n=2)
+    table = [line for line in lines if line.startswith("| 7 |")]
+    assert table == ["| 7 | 1 | 0.700 | 0.500 | tau_n_ms 0.25, record_length 4096 |",
+                     "| 7 | 2 | 0.900 | 0.800 | tau_n_ms 3 |"]

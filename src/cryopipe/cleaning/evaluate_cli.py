@@ -73,7 +73,24 @@ def evaluate_on_set(model, evalset: pr.EvalSet, cutoff: float, *, batch: int = 4
     snr = np.concatenate([d["snr"] for d in evalset.detectors])
     score = np.concatenate([s["score"] for s in scores])
     return {"set": evalset.name, "seed": evalset.seed, "generator": evalset.generator, "cutoff": cutoff,
-            "per_detector": rows, "summary": summarise(rows), "snr_table": snr_table(cls, snr, score, cutoff)}
+            "per_detector": rows, "summary": summarise(rows), "snr_table": snr_table(cls, snr, score, cutoff),
+            "detectors": [d.get("info", {}) for d in evalset.detectors]}
+
+
+def worst_detectors_markdown(results: list[dict], *, n: int = 3) -> list[str]:
+    """Markdown lines: the `n` detectors of each seed with the lowest balanced accuracy, with what the
+    generator drew for them (record length, sample frequency (Hz), pulse times (ms), saturation), so
+    that a failure can be traced to a kind of detector."""
+    lines = ["", f"Worst {n} detectors per seed (balanced accuracy; event_pulse survival at SNR >= 10; the detector):", "",
+             "| seed | detector | BA | pulses SNR >= 10 | detector drawn |", "|---|---|---|---|---|"]
+    for r in results:
+        ba = np.array([row["balanced_accuracy"] for row in r["per_detector"]], dtype=float)
+        infos = r.get("detectors") or [{}] * ba.size
+        for i in np.argsort(ba, kind="stable")[:n]:
+            info = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in infos[i].items())
+            lines.append(f"| {r['seed']} | {i} | {_fmt(ba[i])} | {_fmt(r['per_detector'][i]['pulse_snr_ge_10'])} | "
+                         f"{info or '-'} |")
+    return lines
 
 
 def _fmt(x):
@@ -118,6 +135,7 @@ def generator_markdown(title: str, results: list[dict], *, own: bool = False) ->
               "|---|" + "---|" * len(first)]
     for cls, rows in table.items():
         lines.append(f"| {cls} | " + " | ".join(f"{s / t:.3f} ({t})" if t else "-" for _, _, s, t in rows) + " |")
+    lines += worst_detectors_markdown(results)
     return "\n".join(lines) + "\n"
 
 

@@ -123,7 +123,11 @@ def own_set(seed: int, *, n_detectors: int = 20, n_per_class: int = 100, record_
         saturated = np.zeros(cls.size, bool) if sat is None else _flat(ds, "pulse_height") > 0.8 * sat
         out.detectors.append({"records": ds["trace"].values[0], "event_class": cls,
                               "label": _flat(ds, "label").astype(bool), "snr": _flat(ds, "snr").astype(float),
-                              "saturated": saturated, "info": {"saturation": sat}})
+                              "saturated": saturated,
+                              "info": {"record_length": int(record_length), "sample_frequency": det["sample_frequency"],
+                                       "tau_n_ms": det["tau_n"] * 1e3, "tau_in_ms": det["tau_in"] * 1e3,
+                                       "tau_t_ms": det["tau_t"] * 1e3, "resolution_mV": det["resolution"] * 1e3,
+                                       "saturation_mV": None if sat is None else sat * 1e3}})
     return out
 
 
