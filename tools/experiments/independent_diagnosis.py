@@ -18,7 +18,12 @@ Measured 2026-12-06, shipped model, seed 5 (2 cores; compare ~1 min, ablate ~25 
 - compare: BA 0.931 (worst 0.829), BA at SNR >= 10 0.973 (0.907), pile_up 0.083, reset 0.098.
   A retraining with the wide half's lines up to 3000 white levels (mains pickup as large as the
   baseline rms; 26.6 min at 639 records/s): BA 0.931 (0.817), pile_up 0.084, reset 0.105 -> no
-  gain, not kept.
+  gain, not kept. A second one with coherent mains pickup in a quarter of the training records
+  (50 Hz and up to 3 harmonics, 0.05-1.5 x the baseline rms; 26.8 min): BA 0.931 (0.819), pile_up
+  0.083, reset 0.094, and ablate's 50-kHz pulses 0.490 kept instead of 0.479 -> no gain, not kept.
+  A 3-10 sigma_OF pulse under a sinusoid of the baseline rms is hard to see in min-max scaled block
+  means at any amount of training; an input that removes the pickup (the optimum filter's view) is
+  what would help.
 - ablate (event_pulse survival at SNR 3-10, 50 kHz / 10-25 kHz): as generated 0.479 / 0.651;
   no drift 0.490 / 0.682; no mains 0.717 / 0.723; neither 0.781 / 0.777 (noise survival 0.02-0.05
   throughout). The 50-kHz deficit is the
