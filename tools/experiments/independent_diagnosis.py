@@ -11,8 +11,8 @@ the test seeds 1001/1011), so nothing here can be tuned on a reported figure.
   survivals, at each model's own cutoff.
 - ``ablate``: the same 24 detectors, low-SNR records only (SNR 3-10: event_pulse, noise, pile_up,
   reset), with the generator's coherent mains pickup (50/150/250 Hz, amplitude up to the baseline
-  rms) and its cubic baseline drift switched off one at a time; survival per group of sample
-  frequency (50 kHz against 10-25 kHz).
+  rms, the detector's `mains`) and its cubic baseline drift (`drift_scale`) switched off one at a
+  time; survival per group of sample frequency (50 kHz against 10-25 kHz).
 
 Measured 2026-12-06, shipped model, seed 5 (2 cores; compare ~1 min, ablate ~25 s):
 - compare: BA 0.931 (worst 0.829), BA at SNR >= 10 0.973 (0.907), pile_up 0.083, reset 0.098.
@@ -55,21 +55,6 @@ def compare(models: list[str], seed: int) -> None:
         print(f"{spec} (cutoff {cutoff}): {cells}")
 
 
-def _noise_without(drift: float, mains: float):
-    """The generator's noise (`independent_sim._noise`) with its drift and mains scaled."""
-    def noise(rng, det, m):
-        n = det["record_length"]
-        x = np.fft.irfft(np.fft.rfft(rng.standard_normal((m, n)), axis=1) * det["psd_scale"], n=n, axis=1)
-        t = np.arange(n) / det["sample_frequency"]
-        for j, a in enumerate(np.asarray(det["mains"]) * mains):
-            if a > 0:
-                x += a * det["sigma_bl"] * np.sin(2 * np.pi * 50 * (2 * j + 1) * t + rng.uniform(0, 2 * np.pi, (m, 1)))
-        u = np.linspace(-1, 1, n)
-        coef = rng.normal(0.0, 0.5 * det["sigma_bl"] * drift, (m, 4))
-        return x + coef @ np.vstack([np.ones(n), u, u ** 2, u ** 3])
-    return noise
-
-
 def ablate(model_spec: str, seed: int) -> None:
     from cryopipe.cleaning import independent_sim as ind
     from cryopipe.cleaning import protocol as pr
@@ -82,22 +67,18 @@ def ablate(model_spec: str, seed: int) -> None:
     cutoff = model_cutoff(meta)
     rng = np.random.default_rng(seed)
     detectors = [ind.draw_detector(rng) for _ in range(24)]
-    original = ind._noise
-    try:
-        for name, drift, mains in (("as generated", 1, 1), ("no drift", 0, 1), ("no mains", 1, 0), ("neither", 0, 0)):
-            ind._noise = _noise_without(drift, mains)
-            kept = collections.defaultdict(list)
-            for i, det in enumerate(detectors):
-                d = ind.simulate(det, {"event_pulse": 80, "pile_up": 40, "reset": 40, "noise": 40},
-                                 np.random.default_rng([seed, i]), snr_range=(3.0, 10.0))
-                score = predict_scores(model, d["records"])
-                keep = (score["score"] if isinstance(score, dict) else score) >= cutoff
-                group = "50 kHz" if det["sample_frequency"] == 50e3 else "10-25 kHz"
-                for c in ("event_pulse", "noise", "pile_up", "reset"):
-                    kept[(c, group)].append(keep[d["event_class"] == c].mean())
-            print(f"{name}: " + ", ".join(f"{c} {g} {np.mean(v):.3f}" for (c, g), v in sorted(kept.items())))
-    finally:
-        ind._noise = original
+    for name, drift, mains in (("as generated", 1, 1), ("no drift", 0, 1), ("no mains", 1, 0), ("neither", 0, 0)):
+        kept = collections.defaultdict(list)
+        for i, det in enumerate(detectors):
+            varied = dict(det, mains=np.asarray(det["mains"]) * mains, drift_scale=drift)
+            d = ind.simulate(varied, {"event_pulse": 80, "pile_up": 40, "reset": 40, "noise": 40},
+                             np.random.default_rng([seed, i]), snr_range=(3.0, 10.0))
+            score = predict_scores(model, d["records"])
+            keep = (score["score"] if isinstance(score, dict) else score) >= cutoff
+            group = "50 kHz" if det["sample_frequency"] == 50e3 else "10-25 kHz"
+            for c in ("event_pulse", "noise", "pile_up", "reset"):
+                kept[(c, group)].append(keep[d["event_class"] == c].mean())
+        print(f"{name}: " + ", ".join(f"{c} {g} {np.mean(v):.3f}" for (c, g), v in sorted(kept.items())))
 
 
 def main(argv=None) -> None:

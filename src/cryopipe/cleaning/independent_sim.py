@@ -10,9 +10,9 @@ Conventions (deliberately different from `cryopipe.simulate`):
   (10, 25 or 50 kHz), record length (4096-16384), a particle pulse shape and a carrier pulse shape in
   the original Proebst form, A_n (e^-t/tau_n - e^-t/tau_in) + A_t (e^-t/tau_t - e^-t/tau_n) (the thermal
   component rises with tau_n), times in ms; one noise spectrum (white + 1/f^alpha, Butterworth low-pass)
-  plus deterministic mains harmonics (50 Hz multiples, random phases), a cubic baseline drift, a
-  Richards-curve saturation (Q, nu free; slope 1 at 0), ADC rounding to a 16-bit +-10 V digitiser, and
-  sigma_OF (V) between 0.5 and 10 mV.
+  plus deterministic mains harmonics (50 Hz multiples, random phases), a cubic baseline drift (scaled by
+  the detector key `drift_scale`, default 1, for ablations), a Richards-curve saturation (Q, nu free;
+  slope 1 at 0), ADC rounding to a 16-bit +-10 V digitiser, and sigma_OF (V) between 0.5 and 10 mV.
 - Noise: white Gaussian samples shaped in the frequency domain by sqrt(PSD shape), scaled so that the
   optimum-filter resolution of the particle template (closed form over the same discrete spectrum,
   DC free: sigma^-2 = sum_{0<k<N/2} 2 |S_k|^2 / P_k) is the drawn sigma_OF.
@@ -121,7 +121,7 @@ def _noise(rng, det, m):
         if a > 0:
             x += a * det["sigma_bl"] * np.sin(2 * np.pi * 50 * (2 * j + 1) * t + rng.uniform(0, 2 * np.pi, (m, 1)))
     u = np.linspace(-1, 1, n)
-    coef = rng.normal(0.0, 0.5 * det["sigma_bl"], (m, 4))
+    coef = rng.normal(0.0, 0.5 * det["sigma_bl"] * det.get("drift_scale", 1.0), (m, 4))
     return x + coef @ np.vstack([np.ones(n), u, u ** 2, u ** 3])
 
 
