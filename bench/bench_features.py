@@ -70,7 +70,8 @@ def records_store(block: np.ndarray) -> xr.Dataset:
     """One-channel records store of `block` in memory."""
     return xr.Dataset({"trace": (("channel", "event", "sample"), block[None])},
                       coords={"channel": ["ch0"], "event": np.arange(len(block))},
-                      attrs=provenance("records", parameters={}, inputs=[], sample_frequency=FS, record_length=block.shape[1]))
+                      attrs=provenance("records", parameters={}, inputs=[], sample_frequency=FS,
+                                       record_length=block.shape[1]))
 
 
 def characterization(ctx: ChannelContext) -> xr.Dataset:
@@ -139,7 +140,8 @@ def main() -> None:
     show("ALL families (compute_block)", rates(lambda b: compute_block(b, ctx, families), block, args.repeat))
     char = characterization(ctx)
     show(f"ALL families (features_dataset, batch {args.batch})",
-         rates(lambda b: features_dataset(records_store(b), characterization=char, batch=args.batch), block, args.repeat))
+         rates(lambda b: features_dataset(records_store(b), characterization=char, batch=args.batch), block,
+               args.repeat))
     cait_rate = bench_cait(block)
     if cait_rate is None:
         print("cait: not importable, skipped")

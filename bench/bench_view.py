@@ -46,7 +46,8 @@ def make_run(run: Path, n: int, seed: int = 0, channels=("phonon", "light")) -> 
          "onset": (("channel", "event"), rng.normal(0, 1e-4, (n_ch, n)).astype(np.float32)),
          "record_kind": (("event",), kind)},
         coords=coords,
-        attrs=provenance("features", parameters={"synthetic": True}, inputs=[], sample_frequency=25000.0, record_length=16384,
+        attrs=provenance("features", parameters={"synthetic": True}, inputs=[], sample_frequency=25000.0,
+                         record_length=16384,
                          units="{}"))
     write_store(feats, run / "features.zarr", "features", event_chunk=1 << 17)
     cuts = {"cuts": {"small_rise": {"feature": "rise_time", "max": 1.5e-3}}}

@@ -10,7 +10,8 @@ def test_decision_figures_by_hand():
     cls = ["event_pulse"] * 4 + ["tail_event"] + ["noise"] * 3 + ["pile_up", "spike"]
     kept = [1, 1, 0, 0, 1, 0, 1, 0, 1, 0]
     ood = [0, 0, 1, 0, 0, 0, 1, 1, 0, 1]
-    f = re_.decision_figures(cls, np.asarray(kept, bool), ood=np.asarray(ood, bool), predicted_class=["event_pulse"] * 10)
+    f = re_.decision_figures(cls, np.asarray(kept, bool), ood=np.asarray(ood, bool),
+                             predicted_class=["event_pulse"] * 10)
     p = f["clean_pulse"]
     # clean pulses: 5, kept 3; lost 2: record 2 flagged, record 3 silent
     assert (p["n"], p["kept"], p["wrong"], p["wrong_flagged"], p["wrong_silent"]) == (5, 3, 2, 1, 1)

@@ -78,7 +78,8 @@ def test_predict_cli_on_cait_file_and_records_store(universal, fresh_set, tmp_pa
     with h5py.File(h5, "w") as f:
         f.create_group("events")["event"] = x
     expected = predict_scores(universal[0], x)
-    assert main(argv=["predict", str(h5), "--output", str(tmp_path / "cait.npz"), "--model", str(universal_path())]) == 0
+    assert main(argv=["predict", str(h5), "--output", str(tmp_path / "cait.npz"), "--model",
+                      str(universal_path())]) == 0
     check_output(tmp_path / "cait.npz", (2, 15), expected)
     store = write_store(cait_records(h5), tmp_path / "run.zarr", "records")
     assert main(argv=["predict", str(store), "--output", str(tmp_path / "store.npz"), "--cutoff", "0.3"]) == 0

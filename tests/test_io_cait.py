@@ -40,7 +40,8 @@ def test_import_cait_round_trip_with_noise(tmp_path):
     h5 = tmp_path / "run.h5"
     event, mainpar, hours, noise = write_cait(h5, n_events=6, n_noise=3)
     out = tmp_path / "run.zarr"
-    assert main(argv=["import-cait", str(h5), str(out), "--sample-frequency", str(FS), "--channels", "phonon,light"]) == 0
+    assert main(argv=["import-cait", str(h5), str(out), "--sample-frequency", str(FS), "--channels",
+                      "phonon,light"]) == 0
     ds = load_store(out, "records")
     with h5py.File(h5) as f:
         noise_hours = f["noise"]["hours"][:]

@@ -88,7 +88,8 @@ def cait_files(folder):
 
 def test_only_stamps_above_0_0001_v_are_pulser_pulses(tmp_path):
     spec, tpa, pulse_at = cait_files(tmp_path)
-    al = cr.test_pulse_samples(spec["test_stamps"], spec["dig_stamps"], par=spec["par"], n_samples=DURATION * FS, sample_frequency=FS)
+    al = cr.test_pulse_samples(spec["test_stamps"], spec["dig_stamps"], par=spec["par"], n_samples=DURATION * FS,
+                               sample_frequency=FS)
     pulser = (tpa > 1e-4) & (pulse_at < DURATION * FS)
     np.testing.assert_array_equal(al.samples, pulse_at[pulser])
     np.testing.assert_array_equal(al.tpa, tpa[pulser])

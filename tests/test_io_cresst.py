@@ -312,7 +312,8 @@ def test_con_reads_independent_bytes(tmp, ints):
         np.testing.assert_array_equal(con.mus_since_last_tp, [111, 222])
     else:
         assert con.mus_since_last_tp is None
-    cr.write_con(tmp / "w.con", [1, 2], [6.5, 4.25], [(2 << 32) + 5, 300_000_000], dead_time=[0.5, 0.0], mus_since_last_tp=[111, 222],
+    cr.write_con(tmp / "w.con", [1, 2], [6.5, 4.25], [(2 << 32) + 5, 300_000_000], dead_time=[0.5, 0.0],
+                 mus_since_last_tp=[111, 222],
                  ints_in_header=ints, header=(1, 2, 3))
     assert (tmp / "w.con").read_bytes() == b
 
@@ -431,7 +432,8 @@ def test_alignment_outside_stream(tmp):
         cr.test_pulse_samples(tmp / "far.test_stamps", paths["dig_stamps"], par=paths["par"], n_samples=n)
     with pytest.raises(InputError, match="no sample frequency"):
         cr.test_pulse_samples(paths["test_stamps"], paths["dig_stamps"], par=None, n_samples=n)
-    only = cr.test_pulse_samples(paths["test_stamps"], paths["dig_stamps"], par=None, n_samples=n, sample_frequency=25_000.0, channels=[7])
+    only = cr.test_pulse_samples(paths["test_stamps"], paths["dig_stamps"], par=None, n_samples=n,
+                                 sample_frequency=25_000.0, channels=[7])
     assert len(only.samples) == 0
 
 

@@ -186,7 +186,8 @@ def test_cryopipe_predict_reads_ljh(tmp_path, capsys):
     assert a["score"].shape == (40,) and int(a["pretrigger"]) == 200 and np.all(a["valid"])
     volts = np.asarray(read_ljh(p).records, np.float32) * np.float32(VOLTS_PER_COUNT)
     np.savez(tmp_path / "same.npz", records=volts)
-    assert main(argv=["predict", str(tmp_path / "same.npz"), "--pretrigger", "200", "--output", str(tmp_path / "b.npz")]) == 0
+    assert main(argv=["predict", str(tmp_path / "same.npz"), "--pretrigger", "200", "--output",
+                      str(tmp_path / "b.npz")]) == 0
     np.testing.assert_allclose(a["score"], np.load(tmp_path / "b.npz")["score"], atol=1e-6)
     p.write_bytes(p.read_bytes()[:-7])
     capsys.readouterr()

@@ -27,7 +27,8 @@ def records(n_events=5, n_samples=64, channels=("phonon", "light")):
             "time": ("sample", (np.arange(n_samples) - n_samples // 4) / 25000.0),
         },
         coords={"channel": list(channels), "event": np.arange(n_events)},
-        attrs=provenance("records", parameters={"trigger": {"threshold_sigma": 5}}, inputs=["a.csmpl"], sample_frequency=25000.0,
+        attrs=provenance("records", parameters={"trigger": {"threshold_sigma": 5}}, inputs=["a.csmpl"],
+                         sample_frequency=25000.0,
                          record_length=n_samples, live_time=1.0, stream_duration=2.0, threshold=[0.1, 0.2]),
     )
 

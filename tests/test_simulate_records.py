@@ -219,7 +219,8 @@ def test_saturation_curve_shape():
     for nu in (0.5, 1.0, 2.0):
         f = saturation_curve(x, 2.0, nu=nu)
         assert saturation_curve(0.0, 2.0, nu=nu) == pytest.approx(0.0, abs=1e-12)
-        assert (saturation_curve(1e-6, 2.0, nu=nu) - saturation_curve(-1e-6, 2.0, nu=nu)) / 2e-6 == pytest.approx(1, 1e-6)
+        assert (saturation_curve(1e-6, 2.0, nu=nu) - saturation_curve(-1e-6, 2.0, nu=nu)) / 2e-6 == pytest.approx(1,
+                                                                                                                  1e-6)
         assert np.all(np.diff(f) >= 0) and f.max() <= 2.0 and f[-1] > 1.99
         assert saturation_curve(-1e4, 2.0, nu=nu) == pytest.approx(-2.0 / (2 ** (1 / nu) - 1), rel=1e-6)
 

@@ -133,7 +133,8 @@ def test_chunked_filter_equals_whole_array(pulse_stream, chunk):
     assert np.all(np.diff(starts) == [v.size for _, v in parts[:-1]])
     assert np.max(np.abs(y - ref)) < 1e-5 * np.max(np.abs(ref))
     # a sub-range gives the same values as the whole-stream filter (borders included)
-    sub = np.concatenate([v for _, v in filter_stream(stream, 0, s["kernel"], s["anchor"], chunk_size=chunk, start=12_345, stop=54_321)])
+    sub = np.concatenate([v for _, v in filter_stream(stream, 0, s["kernel"], s["anchor"], chunk_size=chunk,
+                                                      start=12_345, stop=54_321)])
     assert np.max(np.abs(sub - ref[12_345:54_321])) < 1e-5 * np.max(np.abs(ref))
     with pytest.raises(InputError, match="channel 3 not in stream"):
         next(filter_stream(stream, 3, s["kernel"], s["anchor"]))

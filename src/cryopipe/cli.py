@@ -174,7 +174,8 @@ def _evaluate_hand_labels(args) -> None:
             Path(args.output).write_text(json.dumps(res, indent=1, default=float))
         return
     if args.model:
-        results = [evaluate_model_on_hand_labels(hand, open_store(run / "records.zarr", "records"), model_spec=args.model,
+        results = [evaluate_model_on_hand_labels(hand, open_store(run / "records.zarr", "records"),
+                                                 model_spec=args.model,
                                                  cutoff=args.cutoff)]
     else:
         paths = sorted(glob.glob(str(run / "predictions" / "*.zarr")))

@@ -34,7 +34,8 @@ def calibrate_channel(features: xr.Dataset, characterization: xr.Dataset, cfg: d
               ("kev_per_volt", "kev_per_volt_err", "offset_kev", "line_position", "line_position_err",
                "line_sigma", "line_sigma_err", "line_sigma_kev", "resolution", "resolution_kev", "resolution_kev_err")}
     return xr.Dataset(scalar, coords={"channel": ch},
-                      attrs=provenance("calibration", parameters=cfg, inputs=[], line_energy=float(np.ravel(cfg["line_energy"])[0]),
+                      attrs=provenance("calibration", parameters=cfg, inputs=[],
+                                       line_energy=float(np.ravel(cfg["line_energy"])[0]),
                                        amplitude=cfg["amplitude"],
                                        units=json.dumps({"kev_per_volt": "keV/V", "line_position": "V",
                                                          "resolution": "V", "resolution_kev": "keV"})))

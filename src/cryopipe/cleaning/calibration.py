@@ -60,7 +60,8 @@ def nll(logits, classes, *, temperature: float = 1.0) -> float:
 def fit_temperature(logits, classes) -> float:
     """The temperature minimising `nll` on a held-out set (bounded search over log T)."""
     z, c = _check(logits, classes)
-    res = minimize_scalar(lambda lt: nll(z, c, temperature=np.exp(lt)), bounds=tuple(np.log(T_BOUNDS)), method="bounded",
+    res = minimize_scalar(lambda lt: nll(z, c, temperature=np.exp(lt)), bounds=tuple(np.log(T_BOUNDS)),
+                          method="bounded",
                           options={"xatol": 1e-4})
     return float(np.exp(res.x))
 

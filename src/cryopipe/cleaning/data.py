@@ -163,7 +163,8 @@ class WeakShuffleBatches(torch.utils.data.IterableDataset):
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
         src = self.source
-        for group, batches in weak_shuffle_plan(src, self.batch_size, rng, buffer_chunks=self.buffer_chunks, channels=self.channels):
+        for group, batches in weak_shuffle_plan(src, self.batch_size, rng, buffer_chunks=self.buffer_chunks,
+                                                channels=self.channels):
             loaded = {k: downsample(src.read_chunk(k), length=self.length) for k in group}
             for k, ch, local in batches:
                 events = src.events_in_chunk[k][local]

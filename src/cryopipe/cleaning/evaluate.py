@@ -289,7 +289,8 @@ def _score_with_uncertainty(model, records, batch):
         return predict_scores(model, records, batch=batch), None
     from .predict import predict_logits, uncertainty_from_logits
 
-    u = uncertainty_from_logits(predict_logits(model, records, batch=batch), model.accepted, temperature=model.temperature,
+    u = uncertainty_from_logits(predict_logits(model, records, batch=batch), model.accepted,
+                                temperature=model.temperature,
                                 threshold=getattr(model, "ood_threshold", np.inf))
     return u["score"], u
 

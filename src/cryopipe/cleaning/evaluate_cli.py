@@ -81,7 +81,8 @@ def worst_detectors_markdown(results: list[dict], *, n: int = 3) -> list[str]:
     """Markdown lines: the `n` detectors of each seed with the lowest balanced accuracy, with what the
     generator drew for them (record length, sample frequency (Hz), pulse times (ms), saturation), so
     that a failure can be traced to a kind of detector."""
-    lines = ["", f"Worst {n} detectors per seed (balanced accuracy; event_pulse survival at SNR >= 10; the detector):", "",
+    lines = ["", f"Worst {n} detectors per seed (balanced accuracy; event_pulse survival at SNR >= 10; the detector):",
+             "",
              "| seed | detector | BA | pulses SNR >= 10 | detector drawn |", "|---|---|---|---|---|"]
     for r in results:
         ba = np.array([row["balanced_accuracy"] for row in r["per_detector"]], dtype=float)
@@ -210,7 +211,8 @@ def real_data_section(models: dict, nist_dir: Path, *, labels_path=None, cut_lab
                   f"{int(auto['doubtful'].sum())} doubtful left out)\n")
         out[name] = {}
         for mname, (model, cutoff) in (models if eval_models is None else eval_models).items():
-            f = re_.evaluate_real_file(model, x, pre, auto["event_class"], cutoff, batch=batch, exclude=auto["doubtful"])
+            f = re_.evaluate_real_file(model, x, pre, auto["event_class"], cutoff, batch=batch,
+                                       exclude=auto["doubtful"])
             out[name][mname] = f
             md.append(re_.format_figures(f"{mname}, cutoff {cutoff}, pretrigger {pre}", f))
     return {"markdown": "\n".join(md), "results": out}
@@ -257,8 +259,10 @@ def run(*, model_spec="universal", run_model=None, cut_labels=None, nist_dir=DEF
     k_own = k_own or size["own"][1]
     md = ["# Cleaning evaluation (issue 19 protocol)", ""]
     res = {"independent": {}, "own": {}}
-    for gen, build, n, k in (("independent", lambda s: pr.independent_set(s, n_detectors=n_ind, n_per_class=k_ind), n_ind, k_ind),
-                             ("own", lambda s: pr.own_set(s, n_detectors=n_own, n_per_class=k_own, record_length=record_length), n_own, k_own)):
+    for gen, build, n, k in (("independent", lambda s: pr.independent_set(s, n_detectors=n_ind, n_per_class=k_ind),
+                              n_ind, k_ind),
+                             ("own", lambda s: pr.own_set(s, n_detectors=n_own, n_per_class=k_own,
+                                                          record_length=record_length), n_own, k_own)):
         if n <= 0:
             continue
         t = time.perf_counter()
@@ -275,7 +279,8 @@ def run(*, model_spec="universal", run_model=None, cut_labels=None, nist_dir=DEF
     real = None
     if nist_dir:
         first = next(iter(models))
-        real = real_data_section(models, Path(nist_dir), labels_path=labels, cut_labels=cut_labels, eval_models={first: models[first]})
+        real = real_data_section(models, Path(nist_dir), labels_path=labels, cut_labels=cut_labels,
+                                 eval_models={first: models[first]})
         md.append(real["markdown"])
     md.append(sets_statement(next(iter(metas.values())), seeds, real is not None and bool(real["results"])))
     md.append(f"Wall time {time.perf_counter() - t0:.0f} s.")
@@ -329,7 +334,8 @@ def main(*, argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=1000, help="standard: seed of the standard test sets")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    result = run(model_spec=args.model, run_model=args.run_model, cut_labels=args.cut_labels, nist_dir=args.nist_dir, labels=args.hand_labels, quick=args.quick,
+    result = run(model_spec=args.model, run_model=args.run_model, cut_labels=args.cut_labels, nist_dir=args.nist_dir,
+                 labels=args.hand_labels, quick=args.quick,
                               cutoff=args.cutoff, independent_detectors=args.independent_detectors,
                               own_detectors=args.own_detectors, per_class=args.detector_per_class,
                               record_length=args.record_length, out=args.out)
@@ -339,7 +345,8 @@ def main(*, argv=None) -> dict:
     t0 = time.perf_counter()
     model, meta = resolve_model(args.model)
     cutoff = float(args.cutoff if args.cutoff is not None else meta.get("cutoff", CUTOFF))
-    sets = build_test_sets(args.n_per_class, args.pulses, args.pileups, record_length=args.record_length, seed=args.seed)
+    sets = build_test_sets(args.n_per_class, args.pulses, args.pileups, record_length=args.record_length,
+                           seed=args.seed)
     t1 = time.perf_counter()
     result["standard"] = evaluate_model(model, meta, sets, args.out, cutoff=cutoff)
     print((Path(args.out) / "targets.md").read_text())

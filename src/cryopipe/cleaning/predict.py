@@ -56,8 +56,10 @@ def predict_scores(model: Classifier, records, *, batch: int = 4096, accepted=No
     probs = np.empty((flat.shape[0], model.n_classes), dtype=np.float32) if model.n_classes > 1 else None
     with torch.inference_mode():
         for a in range(0, flat.shape[0], batch):
-            xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], length=LENGTH, pretrigger=pretrigger)
-            s, p = scores_from_logits(model(torch.as_tensor(np.asarray(xb, np.float32), device=device)), accepted=accepted)
+            xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], length=LENGTH,
+                                                                   pretrigger=pretrigger)
+            s, p = scores_from_logits(model(torch.as_tensor(np.asarray(xb, np.float32), device=device)),
+                                      accepted=accepted)
             scores[a:a + batch] = s.cpu().numpy()
             if probs is not None:
                 probs[a:a + batch] = p.cpu().numpy()
@@ -91,7 +93,8 @@ def predict_logits(model: Classifier, records, *, batch: int = 4096, preprocesse
     feats = None
     with torch.inference_mode():
         for a in range(0, flat.shape[0], batch):
-            xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], length=LENGTH, pretrigger=pretrigger)
+            xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], length=LENGTH,
+                                                                   pretrigger=pretrigger)
             xt = torch.as_tensor(np.asarray(xb, np.float32), device=device)
             if with_features:
                 h, z = embed(model, xt)
@@ -139,7 +142,8 @@ def predict_uncertainty(model: Classifier, records, *, batch: int = 4096, pretri
             d[ok] = feature_distance(flat[ok], density)
         dist = d.astype(np.float32).reshape(lead)
     u["feature_distance"] = dist
-    u["ood"] = is_ood(u["ood_score"], getattr(model, "ood_threshold", np.inf), distance=dist if density is not None else None,
+    u["ood"] = is_ood(u["ood_score"], getattr(model, "ood_threshold", np.inf),
+                      distance=dist if density is not None else None,
                       distance_threshold=getattr(model, "ood_feature_threshold", None))
     with np.errstate(invalid="ignore"):
         u["class_probability"] = softmax(z.astype(np.float64), axis=-1).astype(np.float32)
@@ -158,7 +162,8 @@ def uncertainty_from_logits(logits, accepted, *, temperature: float = 1.0, thres
     s, _ = scores_from_logits(torch.as_tensor(flat.astype(np.float32)), accepted=accepted)
     with np.errstate(invalid="ignore"):
         out = {"score": s.numpy().reshape(lead),
-               "probability": calibrated_probability(flat, accepted, temperature=temperature).astype(np.float32).reshape(lead),
+               "probability": calibrated_probability(flat, accepted,
+                                                     temperature=temperature).astype(np.float32).reshape(lead),
                "ood_score": energy(flat, temperature=temperature).astype(np.float32).reshape(lead)}
         if threshold is not None:
             out["ood"] = out["ood_score"] > threshold
@@ -251,7 +256,8 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
          "valid": (("channel", "event"), valid), "event_clean": (("event",), clean_events(decision)),
          **{k: (("channel", "event"), v) for k, v in extra.items()}},
         coords=coords,
-        attrs=provenance("predictions", parameters={"cutoff": cutoff, "batch": batch}, inputs=inputs, model=model_name, cutoff=cutoff,
+        attrs=provenance("predictions", parameters={"cutoff": cutoff, "batch": batch}, inputs=inputs, model=model_name,
+                         cutoff=cutoff,
                          n_invalid=int((~valid).sum()), invalid_records=describe_invalid(valid),
                          warnings=warnings, pretrigger=-1 if pretrigger is None else int(pretrigger), **ood_attrs),
     )

@@ -44,7 +44,8 @@ def simulate_run_records(characterization: xr.Dataset, n_per_class: int, seed: i
         parts.append(ds.assign(source_channel=("event", np.full(ds.sizes["event"], str(ch)))))
     out = xr.concat(parts, dim="event", combine_attrs="override")
     out = out.assign_coords(event=np.arange(out.sizes["event"]))
-    out.attrs = provenance("simset", parameters={"n_per_class": n_per_class, "seed": seed, "snr_range": list(snr_range)}, inputs=[],
+    out.attrs = provenance("simset", parameters={"n_per_class": n_per_class, "seed": seed,
+                                                 "snr_range": list(snr_range)}, inputs=[],
                            sample_frequency=fs, record_length=length)
     return out
 

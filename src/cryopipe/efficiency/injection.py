@@ -188,7 +188,8 @@ def efficiency_curve(of: OptimumFilter, sev, noise_records, amplitudes, threshol
     for a in range(0, every.size, int(batch)):
         sl = slice(a, a + int(batch))
         records = inject(noise_records, sev, every[sl], rng=rng)
-        r = trigger_and_cut(of, records, threshold, cut=cut, sample_frequency=sample_frequency, shift_window=shift_window, features=features)
+        r = trigger_and_cut(of, records, threshold, cut=cut, sample_frequency=sample_frequency,
+                            shift_window=shift_window, features=features)
         triggered[sl], survived[sl] = r["triggered"], r["survived"]
     n_inj = np.bincount(point, minlength=amps.size)
     n_trig = np.bincount(point, weights=triggered, minlength=amps.size).astype(np.int64)

@@ -61,7 +61,8 @@ def efficiency_channel(records: xr.Dataset, characterization: xr.Dataset, cuts: 
     curve = curve.assign_coords(point=("amplitude", np.arange(curve.sizes["amplitude"]))).swap_dims(amplitude="point")
     curve = curve.reset_coords([c for c in ("amplitude", "energy") if c in curve.coords])
     curve = curve.expand_dims(channel=[ch]).transpose("channel", "point").assign(per_channel)
-    curve.attrs = provenance("efficiency", parameters=cfg, inputs=[], units="V", n_per_amplitude=int(cfg["n_per_amplitude"]))
+    curve.attrs = provenance("efficiency", parameters=cfg, inputs=[], units="V",
+                             n_per_amplitude=int(cfg["n_per_amplitude"]))
     return curve
 
 

@@ -98,7 +98,8 @@ def features_dataset(records: xr.Dataset, *, characterization: xr.Dataset | None
     trace = records["trace"]
     n_channels, n_events, _ = trace.shape
     channels = records["channel"].values if "channel" in records.coords else np.arange(n_channels)
-    contexts = [ChannelContext.from_stores(records, characterization, ch, fit_truncation=fit_truncation) for ch in channels]
+    contexts = [ChannelContext.from_stores(records, characterization, ch,
+                                           fit_truncation=fit_truncation) for ch in channels]
     if families is None:
         families = default_families(characterization is not None)
     families = list(families) + list(plugins)

@@ -197,7 +197,8 @@ def _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel
     if mainpar is not None:
         data["mainpar"] = (("channel", "event", "parameter"), np.asarray(mainpar, dtype=np.float32)[:, order])
         coords["parameter"] = list(MAINPAR_NAMES)
-    attrs = provenance("records", parameters={"source": "cait", "sample_frequency": fs, "channels": idx, "time_from": source},
+    attrs = provenance("records", parameters={"source": "cait", "sample_frequency": fs, "channels": idx,
+                                              "time_from": source},
                        inputs=[path.name], sample_frequency=fs, record_length=int(n_samples), live_time=duration,
                        stream_duration=duration, threshold=[float("nan")] * n_ch)
     return xr.Dataset(data, coords=coords, attrs=attrs)

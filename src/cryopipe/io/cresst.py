@@ -605,7 +605,8 @@ class RdtFile:
         p = _existing_file(path, "rdt")
         self.path = p
         self.par = _as_par(par, p)
-        self.dtype = rdt_dtype(self.par.record_length, dvm_channels=self.par.dvm_channels, ints_in_header=self.par.ints_in_header)
+        self.dtype = rdt_dtype(self.par.record_length, dvm_channels=self.par.dvm_channels,
+                               ints_in_header=self.par.ints_in_header)
         size = p.stat().st_size
         if size < self.dtype.itemsize:
             raise InputError(f"{p}: file of {size} bytes is shorter than one record of {self.dtype.itemsize} bytes "

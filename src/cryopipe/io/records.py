@@ -39,7 +39,8 @@ def rdt_record_batches(spec: dict, *, inputs=(), batch: int = EVENT_CHUNK) -> tu
         nonlocal first_time
         n = ev["trace"].shape[1]
         time = np.asarray(ev["time"], dtype=np.float64)
-        attrs = provenance("records", parameters=params, inputs=[str(i) for i in inputs], sample_frequency=fs, record_length=n_rec,
+        attrs = provenance("records", parameters=params, inputs=[str(i) for i in inputs], sample_frequency=fs,
+                           record_length=n_rec,
                            live_time=duration, stream_duration=duration, threshold=[float("nan")] * len(names),
                            source="rdt", rdt_channels=[int(c) for c in rdt.channels],
                            start_time=float(rdt.par.start_time), pretrigger=n_rec // 4,
@@ -98,7 +99,8 @@ def ljh_record_batches(spec: dict, *, inputs=(), batch: int = EVENT_CHUNK) -> tu
     if noise is not None and (noise.n_samples != n_rec or len(noise.files) != len(run.files)):
         raise InputError(f"{spec['noise_ljh'][0]}: noise records of {noise.n_samples} samples x "
                          f"{len(noise.files)} channels do not match the run's {n_rec} samples x {len(run.files)}")
-    scale = np.float32(volts_per_adc(adc_bits=spec.get("adc_bits", 16), adc_range=spec.get("adc_range", 20.0)) * int(spec.get("polarity", 1)))
+    per_count = volts_per_adc(adc_bits=spec.get("adc_bits", 16), adc_range=spec.get("adc_range", 20.0))
+    scale = np.float32(per_count * int(spec.get("polarity", 1)))
     first_frame = int(run.files[0].frame_count[0])
     start_time = float(run.files[0].timestamps[0]) - pre / fs
     n_data = run.n_records
@@ -114,7 +116,8 @@ def ljh_record_batches(spec: dict, *, inputs=(), batch: int = EVENT_CHUNK) -> tu
             np.multiply(f.records[a:b], scale, out=trace[c], casting="unsafe")
         f0 = src.files[0]
         sample = np.asarray(f0.frame_count[a:b], np.int64) - first_frame + pre
-        attrs = provenance("records", parameters=params, inputs=[str(i) for i in inputs], sample_frequency=fs, record_length=n_rec,
+        attrs = provenance("records", parameters=params, inputs=[str(i) for i in inputs], sample_frequency=fs,
+                           record_length=n_rec,
                            pretrigger=pre, live_time=duration, stream_duration=duration,
                            threshold=[float("nan")] * len(names), source="ljh", start_time=start_time,
                            ljh_version=run.files[0].version_string)

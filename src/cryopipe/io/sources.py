@@ -69,7 +69,9 @@ def open_stream(spec: dict) -> Stream:
     if source_format(spec) == "ljh" and is_stream(spec):
         from .ljh import open_ljh_stream
 
-        scale = volts_per_adc(adc_bits=spec.get("adc_bits", 16), adc_range=spec.get("adc_range", 20.0)) * int(spec.get("polarity", 1))
+        scale = volts_per_adc(adc_bits=spec.get("adc_bits", 16), adc_range=spec.get("adc_range",
+                                                                                    20.0)) * int(spec.get("polarity",
+                                                                                                          1))
         stream = open_ljh_stream(spec["ljh"], volts_per_adc_=scale)
         logging.getLogger("cryopipe").info(
             "%s: LJH %s, %d records of %d samples back to back: read as one continuous stream of %.3f s "

@@ -192,7 +192,8 @@ def of_amplitudes(of: OptimumFilter, records, *, shift_window: tuple[int, int] |
     """
     records = as_records(records, what="optimum filter", allow_single=True, length=of.record_length)
     n = of.record_length
-    lo, hi = cait_shift_window(n, onset=of.onset) if shift_window is None else (int(shift_window[0]), int(shift_window[1]))
+    lo, hi = cait_shift_window(n, onset=of.onset) if shift_window is None else (int(shift_window[0]),
+                                                                                int(shift_window[1]))
     if search and not (hi > lo and hi - lo <= n and -n < lo and hi <= n):
         raise InputError(f"shift_window {shift_window} must satisfy -N < lo < hi <= N and hi - lo <= N (N={n})")
     single = records.dtype == np.float32

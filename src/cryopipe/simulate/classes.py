@@ -627,7 +627,8 @@ def pileup_visible_heights(plan: RecordPlan, idx, shape, *, ceiling=None, nu=Non
             c, v = np.asarray(ceiling, float)[idx[has]], np.asarray(nu, float)[idx[has]]
             sat = np.isfinite(c)
             vis = a.copy()
-            vis[sat] = saturation_curve(x[sat] + a[sat], c[sat], nu=v[sat]) - saturation_curve(x[sat], c[sat], nu=v[sat])
+            vis[sat] = saturation_curve(x[sat] + a[sat], c[sat], nu=v[sat]) - saturation_curve(x[sat], c[sat],
+                                                                                               nu=v[sat])
             out[has, j] = vis
     return out
 

@@ -57,7 +57,8 @@ def channel_template(records: xr.Dataset, *, channel: int, sev: np.ndarray, cfg:
 
     chosen = cfg["template_tpa"]
     if chosen is None:
-        chosen = choose_template_tpa(tpa[idx], pulse_heights(traces), max_amplitude=cfg["max_amplitude"], min_pulses=int(cfg["min_pulses"]))
+        chosen = choose_template_tpa(tpa[idx], pulse_heights(traces), max_amplitude=cfg["max_amplitude"],
+                                     min_pulses=int(cfg["min_pulses"]))
     values, group = pulse_groups(tpa[idx])
     match = np.flatnonzero(np.isclose(values, chosen, rtol=0, atol=10.0 ** -3))
     if match.size == 0:

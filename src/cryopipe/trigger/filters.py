@@ -220,7 +220,8 @@ def filter_stream(stream, channel: int, kernel, anchor, *, chunk_size: int = 2**
     start, stop : sample range (default: whole stream)
     workers : scipy.fft threads (default: all usable cores)
     """
-    for a, n, rows in filtered_segments(stream, channel, kernel, anchor, chunk_size=chunk_size, start=start, stop=stop, workers=workers):
+    for a, n, rows in filtered_segments(stream, channel, kernel, anchor, chunk_size=chunk_size, start=start, stop=stop,
+                                        workers=workers):
         yield a, rows.reshape(-1)[:n]
 
 
@@ -371,7 +372,8 @@ def noise_estimate(stream, channel, kernel, anchor, n_chunks=8, chunk_size=2**18
     ys, oks, rms = [], [], []
     n_flat = n_raw = 0
     for lo, hi in ranges:
-        y = np.concatenate([v for _, v in filter_stream(stream, channel, k, anchor, chunk_size=chunk_size, start=lo, stop=hi, workers=workers)])
+        y = np.concatenate([v for _, v in filter_stream(stream, channel, k, anchor, chunk_size=chunk_size, start=lo,
+                                                        stop=hi, workers=workers)])
         x = stream.read(lo, hi, [channel])[0]
         flat = flat_mask(x)
         n_flat += int(flat.sum())

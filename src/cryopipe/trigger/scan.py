@@ -253,11 +253,13 @@ def scan_channel(stream, channel, kernel, anchor, threshold, holdoff, *, polarit
     samples : int64 trigger samples (sorted)
     amplitudes : float64 polarity x filtered value at them (V)
     """
-    samples, amplitudes = scan_candidates(stream, channel, kernel, anchor, threshold, polarity=polarity, chunk_size=chunk_size,
+    samples, amplitudes = scan_candidates(stream, channel, kernel, anchor, threshold, polarity=polarity,
+                                          chunk_size=chunk_size,
                                           start=start, stop=stop, workers=workers)
     if int(holdoff) != holdoff or holdoff < 1:
         raise InputError(f"holdoff must be a positive integer number of samples, got {holdoff}")
-    keep = select_triggers(samples, amplitudes, int(holdoff), threshold=float(threshold), envelope=envelope, margin=margin)
+    keep = select_triggers(samples, amplitudes, int(holdoff), threshold=float(threshold), envelope=envelope,
+                           margin=margin)
     return samples[keep], amplitudes[keep]
 
 
@@ -273,7 +275,8 @@ def scan_candidates(stream, channel, kernel, anchor, threshold, *, polarity=1, c
     best = np.zeros(1)
     samples, amplitudes = [], []
     thr = np.float32(threshold * polarity)
-    for a, n, rows in filtered_segments(stream, channel, kernel, anchor, chunk_size=chunk_size, start=start, stop=stop, workers=workers):
+    for a, n, rows in filtered_segments(stream, channel, kernel, anchor, chunk_size=chunk_size, start=start, stop=stop,
+                                        workers=workers):
         mask = rows > thr if polarity == 1 else rows < thr
         above = np.flatnonzero(mask)
         above = above[above < n]            # the last row may run past the chunk

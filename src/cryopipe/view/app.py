@@ -570,7 +570,8 @@ class ViewApp:
     def hand_label(self, positions):
         d = self.data
         try:
-            n = d.add_hand_labels(np.asarray(positions, np.int64), self.hand_class.value, channel=self.hand_channel.value)
+            n = d.add_hand_labels(np.asarray(positions, np.int64), self.hand_class.value,
+                                  channel=self.hand_channel.value)
         except (CryopipeError, OSError, ValueError) as exc:
             self.hand_div.text = f"<span style='color:#b00'>not labelled: {html.escape(str(exc))}</span>"
             return
