@@ -18,9 +18,41 @@ from ..errors import InputError
 from ..io.stores import provenance, read_values
 from ..validity import describe_invalid, finite_records  # noqa: F401 (re-exported)
 from .models import Classifier, embed, scores_from_logits
-from .preprocess import LENGTH, preprocess
+from .preprocess import LENGTH, preprocess_run
+
+log = logging.getLogger(__name__)
 
 CUTOFF = 0.5
+
+
+def model_inputs(records, valid, *, preprocessed: bool = False, pretrigger: int | None = None,
+                 batch: int = 4096) -> np.ndarray:
+    """The network inputs (E, 512) float32 of (..., N) raw records, flattened over the leading axes.
+
+    Each run (the records along the last axis but one; a single record is a run of one) is
+    preprocessed as one (`preprocess.preprocess_run`): trigger-window cut, block means, the
+    coherent line pickup common to its records removed (`cleaning.lines`), min-max scaling.
+    valid : bool per flattened record (`finite_records`); invalid records become zeros and take no
+    part in finding the lines. `preprocessed`: the records are (..., 512) inputs already.
+    """
+    x = np.asarray(records)
+    n = x.shape[-1]
+    if preprocessed:
+        return np.where(valid[:, None], x.reshape(-1, n), 0.0).astype(np.float32)
+    if x.size == 0:
+        return np.zeros((0, LENGTH), np.float32)
+    runs = x.reshape(-1, x.shape[-2] if x.ndim >= 2 else 1, n)
+    valid_runs = np.asarray(valid, bool).reshape(runs.shape[:2])
+    out = []
+    for run, ok in zip(runs, valid_runs):
+        if not ok.all():
+            run = np.where(ok[:, None], run, 0.0)
+        inputs, freqs = preprocess_run(run, length=LENGTH, pretrigger=pretrigger, batch=batch, valid=ok)
+        if freqs.size:
+            log.info("cleaning: removed line pickup common to the run's %d records at %s cycles per window",
+                     run.shape[0], ", ".join(f"{f:.1f}" for f in freqs))
+        out.append(inputs)
+    return np.concatenate(out) if out else np.zeros((0, LENGTH), np.float32)
 
 
 def predict_scores(model: Classifier, records, *, batch: int = 4096, accepted=None, with_probabilities: bool = False,
@@ -35,6 +67,8 @@ def predict_scores(model: Classifier, records, *, batch: int = 4096, accepted=No
     records : (..., N) float records; downsampled and scaled here batch by batch (unless
         `preprocessed`, then (..., 512) already scaled).
     pretrigger : trigger sample of the raw records (None: N//4); see `preprocess.trigger_window`.
+        The records along the last axis but one are one run: their common line pickup is removed
+        (`model_inputs`).
     accepted : class indices whose summed softmax probability is the score (multi-class head);
         default the model's `accepted` (set by `load_model` from the checkpoint meta).
     with_probabilities : also return the class probabilities (..., n_classes) (multi-class head).
@@ -47,8 +81,7 @@ def predict_scores(model: Classifier, records, *, batch: int = 4096, accepted=No
     lead = x.shape[:-1]
     flat = x.reshape(-1, x.shape[-1])
     valid = finite_records(flat)
-    if not valid.all():
-        flat = np.where(valid[:, None], flat, 0.0)
+    inputs = model_inputs(x, valid, preprocessed=preprocessed, pretrigger=pretrigger, batch=batch)
     accepted = model.accepted if accepted is None else list(accepted)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
@@ -56,9 +89,8 @@ def predict_scores(model: Classifier, records, *, batch: int = 4096, accepted=No
     probs = np.empty((flat.shape[0], model.n_classes), dtype=np.float32) if model.n_classes > 1 else None
     with torch.inference_mode():
         for a in range(0, flat.shape[0], batch):
-            xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], length=LENGTH,
-                                                                   pretrigger=pretrigger)
-            s, p = scores_from_logits(model(torch.as_tensor(np.asarray(xb, np.float32), device=device)),
+            xb = inputs[a:a + batch]
+            s, p = scores_from_logits(model(torch.as_tensor(xb, device=device)),
                                       accepted=accepted)
             scores[a:a + batch] = s.cpu().numpy()
             if probs is not None:
@@ -85,17 +117,14 @@ def predict_logits(model: Classifier, records, *, batch: int = 4096, preprocesse
     lead = x.shape[:-1]
     flat = x.reshape(-1, x.shape[-1])
     valid = finite_records(flat)
-    if not valid.all():
-        flat = np.where(valid[:, None], flat, 0.0)
+    inputs = model_inputs(x, valid, preprocessed=preprocessed, pretrigger=pretrigger, batch=batch)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     out = np.empty((flat.shape[0], model.n_classes), dtype=np.float32)
     feats = None
     with torch.inference_mode():
         for a in range(0, flat.shape[0], batch):
-            xb = flat[a:a + batch] if preprocessed else preprocess(flat[a:a + batch], length=LENGTH,
-                                                                   pretrigger=pretrigger)
-            xt = torch.as_tensor(np.asarray(xb, np.float32), device=device)
+            xt = torch.as_tensor(inputs[a:a + batch], device=device)
             if with_features:
                 h, z = embed(model, xt)
                 if feats is None:

@@ -22,6 +22,8 @@ from ..errors import InputError
 
 LENGTH = 512
 PREPROCESSING = {"length": LENGTH, "downsample": "block_mean", "scale": "minmax", "trigger": "window cut to 1/4"}
+#: what `preprocess_run` adds at prediction (never in training): the run's coherent line pickup removed
+RUN_PREPROCESSING = "coherent lines common to the run removed (cleaning.lines)"
 
 
 def block_edges(n_samples: int, *, length: int = LENGTH) -> tuple[np.ndarray, np.ndarray]:
@@ -88,3 +90,27 @@ def preprocess(records, *, length: int = LENGTH, pretrigger: int | None = None) 
     if pretrigger is not None and x.ndim >= 1:
         x = x[..., trigger_window(x.shape[-1], pretrigger=pretrigger)]
     return minmax_scale(downsample(x, length=length))
+
+
+def preprocess_run(records, *, length: int = LENGTH, pretrigger: int | None = None, batch: int = 4096,
+                   valid=None) -> tuple[np.ndarray, np.ndarray]:
+    """`preprocess` for the records (E, N) of one run (one detector channel), with its line pickup removed.
+
+    Block means of every record (batch by batch, bounded memory), then the coherent lines common to
+    the run's `valid` records (bool (E,), default all) removed (`cleaning.lines`), then min-max
+    scaling. Returns (inputs (E, `length`) float32, line frequencies found, cycles per `length`
+    window).
+    """
+    from .lines import find_lines, remove_lines
+
+    x = np.asarray(records)
+    if x.ndim != 2:
+        raise InputError(f"records: need (E, N) records of one run, got shape {x.shape}")
+    window = trigger_window(x.shape[-1], pretrigger=pretrigger)
+    blocks = np.empty((x.shape[0], length), dtype=np.float32)
+    for a in range(0, x.shape[0], batch):
+        blocks[a:a + batch] = downsample(x[a:a + batch, window], length=length)
+    freqs = find_lines(blocks if valid is None else blocks[np.asarray(valid, bool)])
+    if freqs.size:
+        blocks = remove_lines(blocks, freqs)
+    return minmax_scale(blocks), freqs

@@ -1,0 +1,130 @@
+"""Coherent line pickup found in a run and removed before cleaning (cleaning.lines, predict.model_inputs).
+
+Ground truth: records made here from white noise, an AR(1) process and a random walk (no code of
+cryopipe), exponential pulses of known height at the trigger (N/4), and sinusoids of known
+frequency (cycles per record) with a random phase per record.
+"""
+import numpy as np
+import pytest
+
+from cryopipe.cleaning import lines
+from cryopipe.cleaning.predict import model_inputs
+from cryopipe.cleaning.preprocess import preprocess
+
+N = 512
+
+
+def noise(rng, n_records, kind="white"):
+    w = rng.standard_normal((n_records, N))
+    if kind == "white":
+        return w
+    if kind == "ar1":                       # 1/f^2 above a knee: x_t = 0.95 x_{t-1} + w_t
+        x = np.zeros_like(w)
+        for t in range(1, N):
+            x[:, t] = 0.95 * x[:, t - 1] + w[:, t]
+        return x / x.std()
+    if kind == "walk":                      # 1/f^2 everywhere
+        x = np.cumsum(w, axis=1)
+        return x / x.std()
+    raise ValueError(kind)
+
+
+def pulses(rng, n_records, heights, decay=60.0):
+    t = np.arange(N) - N // 4
+    shape = np.where(t > 0, np.exp(-np.maximum(t, 0) / decay) - np.exp(-np.maximum(t, 0) / 4.0), 0.0)
+    shape /= shape.max()
+    return heights[:, None] * shape[None, :]
+
+
+def sinusoid(rng, n_records, cycles, amplitude):
+    phase = rng.uniform(0, 2 * np.pi, (n_records, 1))
+    return amplitude * np.sin(2 * np.pi * cycles * np.arange(N) / N + phase)
+
+
+def test_line_found_and_removed_pulses_kept():
+    rng = np.random.default_rng(1)
+    m = 200
+    heights = np.where(rng.random(m) < 0.5, rng.uniform(5, 40, m), 0.0)
+    base = noise(rng, m, "ar1") + pulses(rng, m, heights, decay=200.0)   # slow: most of the window
+    line = sinusoid(rng, m, 21.3, 3.0) + sinusoid(rng, m, 63.9, 1.0)
+    found = lines.find_lines(base + line)
+    assert found.size == 2
+    assert np.allclose(np.sort(found), [21.3, 63.9], atol=0.1)
+    cleaned = lines.remove_lines(base + line, found)
+    residual = cleaned - base
+    # the residual is the fit error of the line plus the fitted offset/slope-free noise share: far
+    # below the line itself (rms 2.24) and below the noise (rms 1)
+    assert np.sqrt(np.mean(residual ** 2)) < 0.35
+    # pulse heights (peak over the pre-trigger mean) are kept within the noise
+    def height(x):
+        return x[:, N // 4:N // 4 + 40].max(axis=1) - x[:, :N // 4].mean(axis=1)
+    with_pulse = heights > 0
+    err = height(cleaned)[with_pulse] - height(base)[with_pulse]
+    assert np.median(np.abs(err)) < 0.5
+    # nothing of the pulse leaks into the fitted sinusoids: the residual does not grow with the height
+    big = heights > 25
+    assert np.sqrt(np.mean(residual[big] ** 2)) < 0.35
+
+
+def test_pickup_small_against_the_record_is_left_alone():
+    # a pulse 40x the line: the line is < MIN_SHARE of the record's range, and a saturated pulse
+    # would squash the pickup riding on it, so the record is left as it is
+    rng = np.random.default_rng(2)
+    m = 100
+    heights = np.where(np.arange(m) < 30, 400.0, 0.0)
+    x = noise(rng, m, "white") + pulses(rng, m, heights) + sinusoid(rng, m, 21.3, 3.0)
+    cleaned = lines.remove_lines(x, lines.find_lines(x))
+    assert np.array_equal(cleaned[:30], x[:30].astype(np.float32))
+    assert np.abs(cleaned[30:] - x[30:]).max() > 2.0
+
+
+@pytest.mark.parametrize("kind", ["white", "ar1", "walk"])
+def test_no_line_in_power_law_noise(kind):
+    for seed in range(5):
+        rng = np.random.default_rng([seed, 7])
+        x = noise(rng, 300, kind) + pulses(rng, 300, rng.uniform(0, 30, 300))
+        assert lines.find_lines(x).size == 0
+        assert np.array_equal(lines.remove_lines(x, []), x.astype(np.float32))
+
+
+def test_small_runs_and_slow_lines_left_alone():
+    rng = np.random.default_rng(3)
+    x = noise(rng, lines.MIN_RECORDS - 1, "white") + sinusoid(rng, lines.MIN_RECORDS - 1, 30.0, 5.0)
+    assert lines.find_lines(x).size == 0
+    # 3 cycles per record: 0.56 cycles inside the fit window (3/16 of it), too few to fit
+    y = noise(rng, 100, "white") + sinusoid(rng, 100, 3.0, 5.0)
+    assert np.array_equal(lines.remove_lines(y, [3.0]), y.astype(np.float32))
+
+
+def test_a_line_in_few_records_is_not_a_line_of_the_run():
+    rng = np.random.default_rng(4)
+    x = noise(rng, 200, "white")
+    x[:80] += sinusoid(rng, 80, 40.0, 5.0)               # 40 % of the records
+    assert lines.find_lines(x).size == 0
+
+
+def test_model_inputs_remove_the_line_per_channel():
+    rng = np.random.default_rng(5)
+    m = 120
+    heights = rng.uniform(3, 8, m)                       # small pulses: the line hides them
+    base = noise(rng, m, "white") + pulses(rng, m, heights)
+    picked = base + sinusoid(rng, m, 17.0, 4.0)
+    records = np.stack([picked, base])                   # (channel, event, sample)
+    valid = np.ones(2 * m, bool)
+    inputs = model_inputs(records, valid).reshape(2, m, N)
+    clean_view = preprocess(base)
+    # channel 0: its line removed, close to the view without pickup; channel 1: untouched
+    assert np.abs(inputs[0] - clean_view).mean() < 0.03
+    assert np.abs(preprocess(picked) - clean_view).mean() > 0.1
+    assert np.array_equal(inputs[1], clean_view)
+
+
+def test_model_inputs_ignore_invalid_records():
+    rng = np.random.default_rng(6)
+    base = noise(rng, 60, "white")
+    x = base + sinusoid(rng, 60, 25.0, 4.0)
+    x[:40] = np.nan                                      # 2/3 invalid: the line still comes from the rest
+    valid = np.all(np.isfinite(x), axis=1)
+    inputs = model_inputs(x, valid)
+    assert np.all(inputs[:40] == 0)
+    assert np.abs(inputs[40:] - preprocess(base[40:])).mean() < 0.03
