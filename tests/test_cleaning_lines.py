@@ -128,3 +128,56 @@ def test_model_inputs_ignore_invalid_records():
     inputs = model_inputs(x, valid)
     assert np.all(inputs[:40] == 0)
     assert np.abs(inputs[40:] - preprocess(base[40:])).mean() < 0.03
+
+
+def _run_with_a_line(m=45):
+    rng = np.random.default_rng(8)
+    picked = noise(rng, m, "white") + pulses(rng, m, rng.uniform(3, 8, m)) + sinusoid(rng, m, 17.0, 4.0)
+    plain = noise(rng, m, "white") + pulses(rng, m, rng.uniform(3, 8, m))
+    return np.stack([picked, plain]).astype(np.float32)        # (channel, event, sample)
+
+
+def _model():
+    import torch
+
+    from cryopipe.cleaning.models import build_model
+    torch.manual_seed(0)
+    return build_model("cnn").eval()
+
+
+def test_predictions_store_uses_the_runs_lines_in_every_chunk():
+    import xarray as xr
+
+    from cryopipe.cleaning.predict import predict_scores, predictions_dataset
+    model, records = _model(), _run_with_a_line()
+    trace = xr.DataArray(records, dims=("channel", "event", "sample"))
+    # chunks of 7 events leave a last chunk of 3 (< MIN_RECORDS): the run's lines are used there too
+    chunked = predictions_dataset(model, trace, "cnn", event_chunk=7)
+    whole = predictions_dataset(model, trace, "cnn", event_chunk=1000)
+    np.testing.assert_allclose(chunked.score.values, whole.score.values, atol=1e-6)
+    assert chunked.attrs["line_pickup"].startswith("channel 0: 17.0") and "channel 1: none" in chunked.attrs["line_pickup"]
+    untouched = predict_scores(model, records, lines=[np.zeros(0), np.zeros(0)])
+    assert not np.allclose(untouched[0], whole.score.values[0], atol=1e-4)
+    np.testing.assert_allclose(untouched[1], whole.score.values[1], atol=1e-6)
+
+
+def test_predict_file_finds_the_lines_on_the_whole_file(tmp_path):
+    from cryopipe.cleaning.universal import predict_file
+    model, records = _model(), _run_with_a_line()
+    path = tmp_path / "run.npz"
+    np.savez(path, records=records)
+    small = predict_file(path, model, events_per_block=7)
+    large = predict_file(path, model, events_per_block=8192)
+    np.testing.assert_allclose(small["score"], large["score"], atol=1e-6)
+    assert np.allclose(small["line_frequencies"], [17.0], atol=0.1) and list(small["line_channel"]) == [0]
+
+
+def test_cli_predict_says_which_lines_it_removed(tmp_path, capsys):
+    from cryopipe.cli import main
+    path, out = tmp_path / "run.npz", tmp_path / "scores.npz"
+    np.savez(path, records=_run_with_a_line())
+    assert main(argv=["predict", str(path), "--model", "universal", "--output", str(out)]) in (0, None)
+    err = capsys.readouterr().err
+    assert "line pickup found" in err and "channel 0: 17.0" in err
+    with np.load(out) as f:
+        assert np.allclose(f["line_frequencies"], [17.0], atol=0.1)

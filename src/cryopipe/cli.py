@@ -102,6 +102,10 @@ def _predict(args) -> None:
         print(f"cryopipe predict: warning: {invalid}", file=sys.stderr)
     with np.errstate(invalid="ignore"):
         result["accepted"] = result["score"] >= args.cutoff
+    if result["line_frequencies"].size:
+        print(f"cryopipe predict: line pickup found in {args.input} and removed before the network: "
+              + ", ".join(f"channel {c}: {f:.1f}" for c, f in zip(result["line_channel"], result["line_frequencies"]))
+              + " cycles per 512-sample window", file=sys.stderr)
     from .cleaning.predict import rate_warnings
 
     for w in rate_warnings(result["accepted"], result["valid"], ood=result.get("ood"), what=f"records of {args.input}"):

@@ -55,7 +55,7 @@ MIN_SHARE = 0.1
 #: bins either side compared with a candidate line (the Hann main lobe is +-2 bins wide)
 _SIDE = 3
 #: records used for the median spectrum (evenly spaced through the run)
-_MAX_RECORDS = 4096
+MAX_RUN_SAMPLE = 4096
 
 
 def _detrended(records: np.ndarray) -> np.ndarray:
@@ -69,8 +69,8 @@ def _detrended(records: np.ndarray) -> np.ndarray:
 def median_spectrum(records) -> np.ndarray:
     """Median over records (E, N) of the Hann-windowed power spectrum |rfft|^2, (N//2 + 1,), arbitrary units."""
     x = np.asarray(records)
-    if x.shape[0] > _MAX_RECORDS:
-        x = x[np.linspace(0, x.shape[0] - 1, _MAX_RECORDS).astype(int)]
+    if x.shape[0] > MAX_RUN_SAMPLE:
+        x = x[np.linspace(0, x.shape[0] - 1, MAX_RUN_SAMPLE).astype(int)]
     spec = np.abs(np.fft.rfft(_detrended(x) * np.hanning(x.shape[1]), axis=1)) ** 2
     return np.median(spec, axis=0)
 

@@ -18,7 +18,8 @@ from ..errors import InputError
 from ..io.stores import provenance, read_values
 from ..validity import describe_invalid, finite_records  # noqa: F401 (re-exported)
 from .models import Classifier, embed, scores_from_logits
-from .preprocess import LENGTH, preprocess_run
+from .lines import MAX_RUN_SAMPLE
+from .preprocess import LENGTH, evenly_spaced, preprocess_run, run_line_frequencies
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ CUTOFF = 0.5
 
 
 def model_inputs(records, valid, *, preprocessed: bool = False, pretrigger: int | None = None,
-                 batch: int = 4096) -> np.ndarray:
+                 batch: int = 4096, lines=None) -> np.ndarray:
     """The network inputs (E, 512) float32 of (..., N) raw records, flattened over the leading axes.
 
     Each run (the records along the last axis but one; a single record is a run of one) is
@@ -34,6 +35,8 @@ def model_inputs(records, valid, *, preprocessed: bool = False, pretrigger: int 
     coherent line pickup common to its records removed (`cleaning.lines`), min-max scaling.
     valid : bool per flattened record (`finite_records`); invalid records become zeros and take no
     part in finding the lines. `preprocessed`: the records are (..., 512) inputs already.
+    lines : the runs' line frequencies found beforehand on whole runs (`preprocess.run_line_frequencies`),
+        one array per run, when `records` is a block of them; None: each run's lines found here.
     """
     x = np.asarray(records)
     n = x.shape[-1]
@@ -44,11 +47,14 @@ def model_inputs(records, valid, *, preprocessed: bool = False, pretrigger: int 
     runs = x.reshape(-1, x.shape[-2] if x.ndim >= 2 else 1, n)
     valid_runs = np.asarray(valid, bool).reshape(runs.shape[:2])
     out = []
-    for run, ok in zip(runs, valid_runs):
+    if lines is not None and len(lines) != runs.shape[0]:
+        raise InputError(f"lines: need one array of line frequencies per run ({runs.shape[0]}), got {len(lines)}")
+    for i, (run, ok) in enumerate(zip(runs, valid_runs)):
         if not ok.all():
             run = np.where(ok[:, None], run, 0.0)
-        inputs, freqs = preprocess_run(run, length=LENGTH, pretrigger=pretrigger, batch=batch, valid=ok)
-        if freqs.size:
+        inputs, freqs = preprocess_run(run, length=LENGTH, pretrigger=pretrigger, batch=batch, valid=ok,
+                                       lines=None if lines is None else lines[i])
+        if freqs.size and lines is None:
             log.info("cleaning: removed line pickup common to the run's %d records at %s cycles per window",
                      run.shape[0], ", ".join(f"{f:.1f}" for f in freqs))
         out.append(inputs)
@@ -56,7 +62,7 @@ def model_inputs(records, valid, *, preprocessed: bool = False, pretrigger: int 
 
 
 def predict_scores(model: Classifier, records, *, batch: int = 4096, accepted=None, with_probabilities: bool = False,
-                   preprocessed: bool = False, device=None, pretrigger: int | None = None):
+                   preprocessed: bool = False, device=None, pretrigger: int | None = None, lines=None):
     """Acceptance scores in [0, 1] of (..., N) raw records (V), shape (...).
 
     Records with a NaN or infinite sample get score NaN (and NaN class probabilities): no score,
@@ -68,7 +74,7 @@ def predict_scores(model: Classifier, records, *, batch: int = 4096, accepted=No
         `preprocessed`, then (..., 512) already scaled).
     pretrigger : trigger sample of the raw records (None: N//4); see `preprocess.trigger_window`.
         The records along the last axis but one are one run: their common line pickup is removed
-        (`model_inputs`).
+        (`model_inputs`; `lines`: the runs' line frequencies found beforehand, see there).
     accepted : class indices whose summed softmax probability is the score (multi-class head);
         default the model's `accepted` (set by `load_model` from the checkpoint meta).
     with_probabilities : also return the class probabilities (..., n_classes) (multi-class head).
@@ -81,7 +87,7 @@ def predict_scores(model: Classifier, records, *, batch: int = 4096, accepted=No
     lead = x.shape[:-1]
     flat = x.reshape(-1, x.shape[-1])
     valid = finite_records(flat)
-    inputs = model_inputs(x, valid, preprocessed=preprocessed, pretrigger=pretrigger, batch=batch)
+    inputs = model_inputs(x, valid, preprocessed=preprocessed, pretrigger=pretrigger, batch=batch, lines=lines)
     accepted = model.accepted if accepted is None else list(accepted)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
@@ -105,7 +111,7 @@ def predict_scores(model: Classifier, records, *, batch: int = 4096, accepted=No
 
 
 def predict_logits(model: Classifier, records, *, batch: int = 4096, preprocessed: bool = False,
-                   device=None, pretrigger: int | None = None, with_features: bool = False):
+                   device=None, pretrigger: int | None = None, with_features: bool = False, lines=None):
     """Raw logits (..., n_classes) float32 of (..., N) records; NaN rows for records with NaN/inf samples.
 
     pretrigger : trigger sample of the raw records (None: N//4); see `preprocess.trigger_window`.
@@ -117,7 +123,7 @@ def predict_logits(model: Classifier, records, *, batch: int = 4096, preprocesse
     lead = x.shape[:-1]
     flat = x.reshape(-1, x.shape[-1])
     valid = finite_records(flat)
-    inputs = model_inputs(x, valid, preprocessed=preprocessed, pretrigger=pretrigger, batch=batch)
+    inputs = model_inputs(x, valid, preprocessed=preprocessed, pretrigger=pretrigger, batch=batch, lines=lines)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     out = np.empty((flat.shape[0], model.n_classes), dtype=np.float32)
@@ -147,7 +153,8 @@ def is_calibrated(model: Classifier) -> bool:
     return model.n_classes > 1 and getattr(model, "temperature", None) is not None
 
 
-def predict_uncertainty(model: Classifier, records, *, batch: int = 4096, pretrigger: int | None = None) -> dict:
+def predict_uncertainty(model: Classifier, records, *, batch: int = 4096, pretrigger: int | None = None,
+                        lines=None) -> dict:
     """One forward pass over (..., N) records of a calibrated model (`is_calibrated`): per record the
     score (as `predict_scores`), class_probability (..., C), the calibrated probability, ood_score
     (energy), feature_distance (NaN without a feature density) and ood (either above its threshold)."""
@@ -157,9 +164,9 @@ def predict_uncertainty(model: Classifier, records, *, batch: int = 4096, pretri
 
     density = getattr(model, "ood_density", None)
     if density is not None:
-        z, h = predict_logits(model, records, batch=batch, pretrigger=pretrigger, with_features=True)
+        z, h = predict_logits(model, records, batch=batch, pretrigger=pretrigger, with_features=True, lines=lines)
     else:
-        z, h = predict_logits(model, records, batch=batch, pretrigger=pretrigger), None
+        z, h = predict_logits(model, records, batch=batch, pretrigger=pretrigger, lines=lines), None
     u = uncertainty_from_logits(z, model.accepted, temperature=model.temperature)
     lead = z.shape[:-1]
     dist = np.full(lead, np.nan, dtype=np.float32)
@@ -234,6 +241,13 @@ def rate_warnings(decision, valid, *, ood=None, what: str = "records") -> list[s
     return out
 
 
+def describe_lines(lines) -> str:
+    """The line pickup removed per channel, e.g. "channel 0: 8.2, 24.6 cycles per 512-sample window; channel 1: none"."""
+    parts = [f"channel {c}: " + (", ".join(f"{f:.1f}" for f in freqs) + " cycles per 512-sample window"
+                                 if len(freqs) else "none") for c, freqs in enumerate(lines)]
+    return "; ".join(parts)
+
+
 def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str, *, cutoff: float = CUTOFF,
                         batch: int = 4096, event_chunk: int = 1024, inputs=None,
                         pretrigger: int | None = None, particle=None) -> xr.Dataset:
@@ -241,8 +255,10 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
 
     Variables: score, decision, valid (channel, event), event_clean (event); for a calibrated model
     also probability, ood_score, feature_distance and ood (channel, event). Attrs model, cutoff,
-    n_invalid, warnings (`rate_warnings`, also logged). Records with NaN/inf samples have valid
-    False, score NaN and decision False; the attr ``invalid_records`` describes them.
+    n_invalid, warnings (`rate_warnings`, also logged), line_pickup (`describe_lines`: the coherent
+    line pickup found in the whole run per channel and removed before the network, `cleaning.lines`).
+    Records with NaN/inf samples have valid False, score NaN and decision False; the attr
+    ``invalid_records`` describes them.
     pretrigger : trigger sample of the records (None: N//4).
     particle : (event,) bool, the particle records the rate warnings count (None: every record);
         noise triggers and test pulses are rejected by design.
@@ -254,18 +270,26 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
     calibrated = is_calibrated(model)
     names = ("probability", "ood_score", "feature_distance", "ood")
     extra = {k: np.empty((n_ch, n_ev), dtype=bool if k == "ood" else np.float32) for k in names} if calibrated else {}
+    source = trace.encoding.get("source", "records")
+    sample = read_values(trace.isel(event=evenly_spaced(n_ev, MAX_RUN_SAMPLE)), source, kind="records")
+    lines = run_line_frequencies(sample, pretrigger=pretrigger)     # per channel, from the whole run
+    log = logging.getLogger("cryopipe.predict")
+    for c, freqs in enumerate(lines):
+        if freqs.size:
+            log.info("%s: channel %d: line pickup removed at %s cycles per window", model_name, c,
+                     ", ".join(f"{f:.1f}" for f in freqs))
     for e0 in range(0, n_ev, event_chunk):
-        block = read_values(trace[:, e0:e0 + event_chunk], trace.encoding.get("source", "records"), kind="records")
+        block = read_values(trace[:, e0:e0 + event_chunk], source, kind="records")
         if calibrated:   # one forward pass: score as predict_scores, plus calibrated probability and OOD
-            u = predict_uncertainty(model, block, batch=batch, pretrigger=pretrigger)
+            u = predict_uncertainty(model, block, batch=batch, pretrigger=pretrigger, lines=lines)
             score[:, e0:e0 + event_chunk] = u["score"]
             for k in extra:
                 extra[k][:, e0:e0 + event_chunk] = u[k]
         else:
-            score[:, e0:e0 + event_chunk] = predict_scores(model, block, batch=batch, pretrigger=pretrigger)
+            score[:, e0:e0 + event_chunk] = predict_scores(model, block, batch=batch, pretrigger=pretrigger,
+                                                           lines=lines)
     valid = np.isfinite(score)
     decision = decide(score, cutoff=cutoff)
-    log = logging.getLogger("cryopipe.predict")
     if not valid.all():
         log.warning("%s", describe_invalid(valid))
     sel = (slice(None), slice(None)) if particle is None else (slice(None), np.asarray(particle, bool))
@@ -288,5 +312,6 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
         attrs=provenance("predictions", parameters={"cutoff": cutoff, "batch": batch}, inputs=inputs, model=model_name,
                          cutoff=cutoff,
                          n_invalid=int((~valid).sum()), invalid_records=describe_invalid(valid),
+                         line_pickup=describe_lines(lines),
                          warnings=warnings, pretrigger=-1 if pretrigger is None else int(pretrigger), **ood_attrs),
     )

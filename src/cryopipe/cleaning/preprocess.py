@@ -93,13 +93,14 @@ def preprocess(records, *, length: int = LENGTH, pretrigger: int | None = None) 
 
 
 def preprocess_run(records, *, length: int = LENGTH, pretrigger: int | None = None, batch: int = 4096,
-                   valid=None) -> tuple[np.ndarray, np.ndarray]:
+                   valid=None, lines=None) -> tuple[np.ndarray, np.ndarray]:
     """`preprocess` for the records (E, N) of one run (one detector channel), with its line pickup removed.
 
     Block means of every record (batch by batch, bounded memory), then the coherent lines common to
     the run's `valid` records (bool (E,), default all) removed (`cleaning.lines`), then min-max
-    scaling. Returns (inputs (E, `length`) float32, line frequencies found, cycles per `length`
-    window).
+    scaling. `lines`: the run's line frequencies (cycles per window) found beforehand on the whole
+    run (`run_line_frequencies`), when these records are only a block of it; None: found here.
+    Returns (inputs (E, `length`) float32, line frequencies used).
     """
     from .lines import find_lines, remove_lines
 
@@ -110,7 +111,37 @@ def preprocess_run(records, *, length: int = LENGTH, pretrigger: int | None = No
     blocks = np.empty((x.shape[0], length), dtype=np.float32)
     for a in range(0, x.shape[0], batch):
         blocks[a:a + batch] = downsample(x[a:a + batch, window], length=length)
-    freqs = find_lines(blocks if valid is None else blocks[np.asarray(valid, bool)])
+    if lines is None:
+        freqs = find_lines(blocks if valid is None else blocks[np.asarray(valid, bool)])
+    else:
+        freqs = np.asarray(lines, dtype=float).reshape(-1)
     if freqs.size:
         blocks = remove_lines(blocks, freqs)
     return minmax_scale(blocks), freqs
+
+
+def run_line_frequencies(sample, *, length: int = LENGTH, pretrigger: int | None = None) -> list[np.ndarray]:
+    """Line frequencies (cycles per `length` window) of each run in `sample` (..., E, N): the records
+    along the last axis but one are one run (e.g. one channel); one array per run, in the order
+    of the flattened leading axes. Records with NaN/inf samples take no part.
+
+    `sample` may be a subset of a run's events (e.g. evenly spaced, `lines.MAX_RUN_SAMPLE` of them):
+    the lines are a property of the run, found once and used for each block it is predicted in.
+    """
+    from .lines import find_lines
+
+    x = np.asarray(sample)
+    if x.ndim < 2 or x.size == 0:
+        return [np.zeros(0)] * max(1, int(np.prod(x.shape[:-2])) if x.ndim >= 2 else 1)
+    runs = x.reshape(-1, x.shape[-2], x.shape[-1])
+    window = trigger_window(x.shape[-1], pretrigger=pretrigger)
+    out = []
+    for run in runs:
+        blocks = downsample(run[:, window], length=length)
+        out.append(find_lines(blocks[np.all(np.isfinite(blocks), axis=1)]))
+    return out
+
+
+def evenly_spaced(n: int, k: int) -> np.ndarray:
+    """min(n, k) indices spread evenly over range(n) (int)."""
+    return np.unique(np.linspace(0, n - 1, min(n, k)).astype(int)) if n > 0 else np.zeros(0, int)

@@ -66,6 +66,30 @@ def model_cutoff(meta: dict, *, cutoff: float | None = None) -> float:
     return 0.5 if value is None else float(value)
 
 
+def file_line_frequencies(path: str | Path, *, events_per_block: int = 8192,
+                          pretrigger: int | None = None) -> list[np.ndarray]:
+    """The coherent line pickup of each run (channel) of a records input, found on up to
+    `lines.MAX_RUN_SAMPLE` evenly spaced records of the whole file (one pass over its blocks).
+    InputError for a file without records."""
+    from .lines import MAX_RUN_SAMPLE
+    from .preprocess import evenly_spaced, run_line_frequencies
+
+    blocks = iter_record_blocks(path, events_per_block=events_per_block)
+    _, lead = next(blocks)
+    if int(np.prod(lead)) == 0:
+        raise InputError(f"{path}: holds no records (shape {tuple(lead)}); nothing to classify")
+    keep = evenly_spaced(int(lead[-1]), MAX_RUN_SAMPLE)
+    parts = []
+    for sl, x in blocks:
+        if x.shape[-1] < 2:
+            raise InputError(f"{path}: records of {x.shape[-1]} sample(s) cannot be classified")
+        if pretrigger is not None and not 0 < pretrigger < x.shape[-1] - 1:
+            raise InputError(f"{path}: pretrigger {pretrigger} lies outside the records of {x.shape[-1]} samples")
+        inside = keep[(keep >= sl.start) & (keep < sl.stop)] - sl.start
+        parts.append(x[..., inside, :])
+    return run_line_frequencies(np.concatenate(parts, axis=-2), pretrigger=pretrigger)
+
+
 def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, events_per_block: int = 8192,
                  pretrigger: int | None = None) -> dict:
     """Scores of every record of a records store, Cait HDF5 file or .npz (see `iter_record_blocks`).
@@ -77,15 +101,16 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
     are not scored), valid (leading shape, bool: False for those records) and, for a multi-class
     head, class_probability (leading shape + (n_classes,)) and class_names; a calibrated model adds
     probability, ood_score, feature_distance and ood (see `predict.predict_uncertainty`).
+    line_frequencies (cycles per 512-sample window) and line_channel: the coherent line pickup found
+    in the whole file and removed before the network (`cleaning.lines`); empty where none.
     """
     from .predict import is_calibrated, predict_scores, predict_uncertainty
 
     if pretrigger is None:
         pretrigger = input_pretrigger(path)
+    lines = file_line_frequencies(path, events_per_block=events_per_block, pretrigger=pretrigger)
     blocks = iter_record_blocks(path, events_per_block=events_per_block)
     _, lead = next(blocks)
-    if int(np.prod(lead)) == 0:
-        raise InputError(f"{path}: holds no records (shape {tuple(lead)}); nothing to classify")
     score = np.empty(lead, dtype=np.float32)
     multi = model.n_classes > 1
     probs = np.empty((*lead, model.n_classes), dtype=np.float32) if multi else None
@@ -98,17 +123,19 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
         if pretrigger is not None and not 0 < pretrigger < x.shape[-1] - 1:
             raise InputError(f"{path}: pretrigger {pretrigger} lies outside the records of {x.shape[-1]} samples")
         if calibrated:   # one forward pass: score, class probabilities, calibrated values and OOD
-            u = predict_uncertainty(model, x, batch=batch, pretrigger=pretrigger)
+            u = predict_uncertainty(model, x, batch=batch, pretrigger=pretrigger, lines=lines)
             s, p = u["score"], u["class_probability"]
             for k in extra:
                 extra[k][..., sl] = u[k]
         else:
-            s, p = predict_scores(model, x, batch=batch, with_probabilities=True, pretrigger=pretrigger)
+            s, p = predict_scores(model, x, batch=batch, with_probabilities=True, pretrigger=pretrigger, lines=lines)
         score[..., sl] = s
         if multi:
             probs[..., sl, :] = p
     out = {"score": score, "valid": np.isfinite(score), **extra}
     out["pretrigger"] = np.int64(-1 if pretrigger is None else pretrigger)
+    out["line_frequencies"] = np.asarray([f for run in lines for f in run], dtype=np.float64)
+    out["line_channel"] = np.asarray([c for c, run in enumerate(lines) for _ in run], dtype=np.int64)
     if calibrated:
         out["temperature"] = np.float64(model.temperature)
         out["ood_threshold"] = np.float64(model.ood_threshold)

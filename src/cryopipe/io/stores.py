@@ -156,7 +156,8 @@ STORES = {
         optional={"energy": (("channel", "event"), "f")},   # keV, with calibrate.line_energy
     ),
 
-    # network predictions of a run (predict stage)
+    # network predictions of a run (predict stage); attrs also n_invalid, invalid_records, warnings and
+    # line_pickup (the line pickup removed per channel before the network, cleaning.predict.describe_lines)
     "predictions": StoreSchema(
         "predictions",
         {"score": (("channel", "event"), "f"), "decision": (("channel", "event"), "b"),
