@@ -167,6 +167,12 @@ def test_rate_warnings_for_a_mostly_rejected_or_unfamiliar_run():
     assert len(w) == 1 and "rejects 90%" in w[0]
     w = rate_warnings(np.ones(100, bool), valid, ood=np.arange(100) < 30)
     assert len(w) == 1 and "30%" in w[0] and "ood" in w[0]
+    # what the rejected records are taken for: 80 of the 90 rejected called noise -> a noise file?
+    called = np.where(np.arange(100) < 20, "pile_up", "noise")
+    w = rate_warnings(np.arange(100) < 10, valid, called=called)
+    assert "89% of them as noise: as expected for empty baselines" in w[0]
+    w = rate_warnings(np.arange(100) < 10, valid, called=np.where(np.arange(100) < 60, "pile_up", "noise"))
+    assert "56% of them as pile_up" in w[0] and "empty baselines" not in w[0]
 
 
 def test_predict_file_without_records_is_one_clear_error(tmp_path):

@@ -108,7 +108,12 @@ def _predict(args) -> None:
               + " cycles per 512-sample window", file=sys.stderr)
     from .cleaning.predict import rate_warnings
 
-    for w in rate_warnings(result["accepted"], result["valid"], ood=result.get("ood"), what=f"records of {args.input}"):
+    called = None
+    if "class_probability" in result:
+        top = np.argmax(np.nan_to_num(result["class_probability"], nan=-1.0), axis=-1)
+        called = np.asarray(result["class_names"])[top]
+    for w in rate_warnings(result["accepted"], result["valid"], ood=result.get("ood"), what=f"records of {args.input}",
+                           called=called):
         print(f"cryopipe predict: warning: {w}", file=sys.stderr)
     result["cutoff"] = np.float64(args.cutoff)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -221,9 +221,12 @@ MOSTLY_REJECTED = 0.8
 MOSTLY_OOD = 0.2
 
 
-def rate_warnings(decision, valid, *, ood=None, what: str = "records") -> list[str]:
+def rate_warnings(decision, valid, *, ood=None, what: str = "records", called=None) -> list[str]:
     """Warnings for a run the model mostly rejects (> MOSTLY_REJECTED of the scored records) or
-    mostly does not know (> MOSTLY_OOD flagged `ood`): the model may be wrong for this detector."""
+    mostly does not know (> MOSTLY_OOD flagged `ood`): the model may be wrong for this detector.
+
+    called : the model's most probable class name per record (multi-class head), to say what the
+        rejected records are taken for; mostly "noise" is what a file of empty baselines gives."""
     decision, valid = np.asarray(decision, bool), np.asarray(valid, bool)
     n = int(valid.sum())
     out = []
@@ -231,7 +234,15 @@ def rate_warnings(decision, valid, *, ood=None, what: str = "records") -> list[s
         return [f"no {what} could be scored"]
     rejected = float(np.mean(~decision[valid]))
     if rejected > MOSTLY_REJECTED:
-        out.append(f"the model rejects {rejected:.0%} of {n} {what}: check that it suits this detector "
+        taken, advice = "", "check that it suits this detector"
+        if called is not None:
+            names, counts = np.unique(np.asarray(called)[valid & ~decision], return_counts=True)
+            top, share = names[np.argmax(counts)], counts.max() / counts.sum()
+            taken = f", {share:.0%} of them as {top}"
+            if top == "noise" and share >= 0.5:
+                advice = ("as expected for empty baselines (noise triggers); if these are particle records, "
+                          "check that the model suits this detector")
+        out.append(f"the model rejects {rejected:.0%} of {n} {what}{taken}: {advice} "
                    f"(trigger position, record length, pulse shape) before trusting the cleaned data")
     if ood is not None:
         share = float(np.mean(np.asarray(ood, bool)[valid]))
