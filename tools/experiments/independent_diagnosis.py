@@ -2,6 +2,7 @@
 
     python tools/experiments/independent_diagnosis.py compare [--seed 5] MODEL [MODEL ...]
     python tools/experiments/independent_diagnosis.py ablate [--seed 5] [--model universal]
+    python tools/experiments/independent_diagnosis.py lines [--seeds 5 6 ...] [--model universal]
 
 Only selection seeds of `cleaning.independent_sim` are accepted (`protocol.independent_set` refuses
 the test seeds 1001/1011), so nothing here can be tuned on a reported figure.
@@ -9,6 +10,8 @@ the test seeds 1001/1011), so nothing here can be tuned on a reported figure.
 - ``compare``: each model (``universal`` or a checkpoint) on 24 detectors x 100 records per class:
   mean (worst detector) of BA, BA at SNR >= 10, pulse survival at SNR >= 10 and the artefact
   survivals, at each model's own cutoff.
+- ``lines``: BA per selection seed with and without the run's line pickup removed before the
+  network (`cleaning.lines`, on in prediction since commit 9040e75).
 - ``ablate``: the same 24 detectors, low-SNR records only (SNR 3-10: event_pulse, noise, pile_up,
   reset), with the generator's coherent mains pickup (50/150/250 Hz, amplitude up to the baseline
   rms, the detector's `mains`) and its cubic baseline drift (`drift_scale`) switched off one at a
@@ -84,6 +87,30 @@ def ablate(model_spec: str, seed: int) -> None:
         print(f"{name}: " + ", ".join(f"{c} {g} {np.mean(v):.3f}" for (c, g), v in sorted(kept.items())))
 
 
+def line_removal(model_spec: str, seeds: list[int]) -> None:
+    """BA per selection seed with and without the run's line pickup removed (`cleaning.lines`)."""
+    from cryopipe.cleaning import protocol as pr
+    from cryopipe.cleaning.predict import predict_scores
+    from cryopipe.cleaning.universal import model_cutoff, resolve_model
+
+    model, meta = resolve_model(model_spec)
+    cutoff = model_cutoff(meta)
+    rows = []
+    for seed in seeds:
+        evalset = pr.independent_set(seed, role="selection")
+        ba = {}
+        for name, lines in (("with", None), ("without", [np.zeros(0)])):
+            scores = [{"score": predict_scores(model, d["records"], lines=lines), "ood": None}
+                      for d in evalset.detectors]
+            ba[name] = np.array([r["balanced_accuracy"] for r in pr.set_figures(evalset, scores, cutoff)])
+        rows.append((ba["with"].mean(), ba["with"].min(), ba["without"].mean(), ba["without"].min()))
+        print(f"seed {seed}: with lines removed BA {rows[-1][0]:.4f} (worst {rows[-1][1]:.3f}), without "
+              f"{rows[-1][2]:.4f} (worst {rows[-1][3]:.3f}); largest loss on one detector "
+              f"{-(ba['with'] - ba['without']).min():.3f}", flush=True)
+    r = np.array(rows).mean(axis=0)
+    print(f"mean over seeds: with {r[0]:.4f} (worst {r[1]:.3f}), without {r[2]:.4f} (worst {r[3]:.3f})")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -93,6 +120,9 @@ def main(argv=None) -> None:
     a = sub.add_parser("ablate", help="low-SNR survival with mains / drift switched off")
     a.add_argument("--model", default="universal")
     a.add_argument("--seed", type=int, default=5)
+    ln = sub.add_parser("lines", help="BA with and without the run's line pickup removed")
+    ln.add_argument("--model", default="universal")
+    ln.add_argument("--seeds", type=int, nargs="+", default=[5, 6, 7, 8, 9, 10, 11])
     args = ap.parse_args(argv)
     import torch
 
@@ -102,6 +132,8 @@ def main(argv=None) -> None:
     try:
         if args.command == "compare":
             compare(args.models, args.seed)
+        elif args.command == "lines":
+            line_removal(args.model, args.seeds)
         else:
             ablate(args.model, args.seed)
     except CryopipeError as err:

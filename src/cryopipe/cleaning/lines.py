@@ -24,8 +24,8 @@ and 0.72 without). The run tells where the lines are; each record tells their ph
    `MIN_FIT_CYCLES` periods in the fit window are kept.
 
 Measured with the shipped universal model (2 cores; selection seeds 5-11 of the independent
-generator, 24 detectors each; `tools/experiments/independent_diagnosis.py compare universal` gives
-one seed): balanced accuracy, mean over the seeds of the mean over detectors 0.9297 -> 0.9358, of
+generator, 24 detectors each; `python tools/experiments/independent_diagnosis.py lines`): balanced
+accuracy, mean over the seeds of the mean over detectors 0.9297 -> 0.9358, of
 the worst detector 0.822 -> 0.835; better on 5 of the 7 seeds' worst detectors, the largest loss on
 one detector 0.039 (slow or saturating pulses, where the model's decisions on moderate pulses move
 with the noise texture). Without `MIN_SHARE` the mean was the same and saturated detectors lost up
