@@ -30,7 +30,7 @@ the worst detector 0.822 -> 0.835; better on 5 of the 7 seeds' worst detectors, 
 one detector 0.039 (slow or saturating pulses, where the model's decisions on moderate pulses move
 with the noise texture). Without `MIN_SHARE` the mean was the same and saturated detectors lost up
 to 0.2 of their pulses. Our own simulator (no coherent lines): no line found, decisions
-unchanged. NIST regress_chan1: one line found (168.9 cycles per window, ~25 kHz) and removed;
+unchanged. NIST regress_chan1: one line found (168.9 cycles per 682-sample window, 48 kHz) and removed;
 299 of its 299 hand-labelled clean pulses kept, as without.
 
 Frequencies are in cycles per record (the sample frequency is not needed); the functions work on
