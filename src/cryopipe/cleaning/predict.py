@@ -70,8 +70,9 @@ def predict_scores(model: Classifier, records, *, batch: int = 4096, accepted=No
 
     Parameters
     ----------
-    records : (..., N) float records; downsampled and scaled here batch by batch (unless
-        `preprocessed`, then (..., 512) already scaled).
+    records : (..., N) float records; made into network inputs here (`model_inputs`: block means
+        batch by batch, the run's line pickup removed, min-max scaled) unless `preprocessed`, then
+        (..., 512) already scaled.
     pretrigger : trigger sample of the raw records (None: N//4); see `preprocess.trigger_window`.
         The records along the last axis but one are one run: their common line pickup is removed
         (`model_inputs`; `lines`: the runs' line frequencies found beforehand, see there).
