@@ -46,14 +46,14 @@ def test_line_found_and_removed_pulses_kept():
     m = 200
     heights = np.where(rng.random(m) < 0.5, rng.uniform(5, 40, m), 0.0)
     base = noise(rng, m, "ar1") + pulses(rng, m, heights, decay=200.0)   # slow: most of the window
-    line = sinusoid(rng, m, 21.3, 3.0) + sinusoid(rng, m, 63.9, 1.0)
+    line = sinusoid(rng, m, 21.3, 6.0) + sinusoid(rng, m, 63.9, 2.0)
     found = lines.find_lines(base + line)
     assert found.size == 2
     assert np.allclose(np.sort(found), [21.3, 63.9], atol=0.1)
     cleaned = lines.remove_lines(base + line, found)
     residual = cleaned - base
     # the residual is the fit error of the line plus the fitted offset/slope-free noise share: far
-    # below the line itself (rms 2.24) and below the noise (rms 1)
+    # below the line itself (rms 4.5) and below the noise (rms 1)
     assert np.sqrt(np.mean(residual ** 2)) < 0.35
     # pulse heights (peak over the pre-trigger mean) are kept within the noise
     def height(x):

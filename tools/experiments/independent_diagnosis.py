@@ -33,8 +33,9 @@ Measured 2026-12-06, shipped model, seed 5 (2 cores; compare ~1 min, ablate ~25 
   mains pickup: at 50 kHz the baseline rms (per sample) is large against sigma_OF, and so is a
   sinusoid scaled to it, while the block means that the network sees keep all of it.
 - Since then (commit 9040e75) prediction removes the coherent line pickup common to a run
-  (`cleaning.lines`): compare BA 0.937 (worst 0.829), pile_up 0.075, reset 0.095; ablate as
-  generated 0.662 / 0.712 (without mains 0.717 / 0.723).
+  (`cleaning.lines`): compare BA 0.936 (worst 0.829), pile_up 0.080, reset 0.098; ablate as
+  generated 0.662 / 0.712 (without mains 0.717 / 0.723); `lines` (seeds 5-11): BA 0.9297 -> 0.9365,
+  worst 0.822 -> 0.843.
 """
 from __future__ import annotations
 
