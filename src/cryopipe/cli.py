@@ -102,11 +102,13 @@ def _predict(args) -> None:
         print(f"cryopipe predict: warning: {invalid}", file=sys.stderr)
     with np.errstate(invalid="ignore"):
         result["accepted"] = result["score"] >= args.cutoff
+    from .cleaning.predict import describe_lines, rate_warnings
+
     if result["line_frequencies"].size:
+        n_runs = result["score"].shape[0] if result["score"].ndim == 2 else 1
+        per_run = [result["line_frequencies"][result["line_channel"] == c] for c in range(n_runs)]
         print(f"cryopipe predict: line pickup found in {args.input} and removed before the network: "
-              + ", ".join(f"channel {c}: {f:.1f}" for c, f in zip(result["line_channel"], result["line_frequencies"]))
-              + " cycles per 512-sample window", file=sys.stderr)
-    from .cleaning.predict import rate_warnings
+              f"{describe_lines(per_run)}", file=sys.stderr)
 
     called = None
     if "class_probability" in result:

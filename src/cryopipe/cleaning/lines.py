@@ -39,6 +39,7 @@ any record length, in `cleaning.predict` on the 512 block means after the trigge
 from __future__ import annotations
 
 import numpy as np
+import scipy.signal
 
 #: a line's median power over the geometric mean of the powers 3 bins either side
 LINE_RATIO = 6.0
@@ -59,20 +60,13 @@ _SIDE = 3
 MAX_RUN_SAMPLE = 4096
 
 
-def _detrended(records: np.ndarray) -> np.ndarray:
-    """Records (E, N) less their mean and least-squares slope (float64)."""
-    x = np.asarray(records, dtype=np.float64)
-    x = x - x.mean(axis=1, keepdims=True)
-    u = np.linspace(-1.0, 1.0, x.shape[1])
-    return x - np.outer(x @ u / (u @ u), u)
-
-
 def median_spectrum(records) -> np.ndarray:
-    """Median over records (E, N) of the Hann-windowed power spectrum |rfft|^2, (N//2 + 1,), arbitrary units."""
-    x = np.asarray(records)
+    """Median over records (E, N) of the Hann-windowed power spectrum of each record less its
+    least-squares line, (N//2 + 1,), arbitrary units."""
+    x = np.asarray(records, dtype=np.float64)
     if x.shape[0] > MAX_RUN_SAMPLE:
         x = x[np.linspace(0, x.shape[0] - 1, MAX_RUN_SAMPLE).astype(int)]
-    spec = np.abs(np.fft.rfft(_detrended(x) * np.hanning(x.shape[1]), axis=1)) ** 2
+    _, spec = scipy.signal.periodogram(x, window="hann", detrend="linear", scaling="spectrum", axis=1)
     return np.median(spec, axis=0)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from .lines import find_lines, remove_lines
 
 LENGTH = 512
 PREPROCESSING = {"length": LENGTH, "downsample": "block_mean", "scale": "minmax", "trigger": "window cut to 1/4"}
@@ -102,15 +103,10 @@ def preprocess_run(records, *, length: int = LENGTH, pretrigger: int | None = No
     run (`run_line_frequencies`), when these records are only a block of it; None: found here.
     Returns (inputs (E, `length`) float32, line frequencies used).
     """
-    from .lines import find_lines, remove_lines
-
     x = np.asarray(records)
     if x.ndim != 2:
         raise InputError(f"records: need (E, N) records of one run, got shape {x.shape}")
-    window = trigger_window(x.shape[-1], pretrigger=pretrigger)
-    blocks = np.empty((x.shape[0], length), dtype=np.float32)
-    for a in range(0, x.shape[0], batch):
-        blocks[a:a + batch] = downsample(x[a:a + batch, window], length=length)
+    blocks = window_block_means(x, length=length, pretrigger=pretrigger, batch=batch)
     if lines is None:
         freqs = find_lines(blocks if valid is None else blocks[np.asarray(valid, bool)])
     else:
@@ -128,18 +124,22 @@ def run_line_frequencies(sample, *, length: int = LENGTH, pretrigger: int | None
     `sample` may be a subset of a run's events (e.g. evenly spaced, `lines.MAX_RUN_SAMPLE` of them):
     the lines are a property of the run, found once and used for each block it is predicted in.
     """
-    from .lines import find_lines
-
     x = np.asarray(sample)
     if x.ndim < 2 or x.size == 0:
         return [np.zeros(0)] * max(1, int(np.prod(x.shape[:-2])) if x.ndim >= 2 else 1)
     runs = x.reshape(-1, x.shape[-2], x.shape[-1])
+    return [find_lines(window_block_means(run, length=length, pretrigger=pretrigger)) for run in runs]
+
+
+def window_block_means(records, *, length: int = LENGTH, pretrigger: int | None = None,
+                       batch: int = 4096) -> np.ndarray:
+    """Block means (E, `length`) float32 of records (E, N) after the trigger-window cut, batch by batch."""
+    x = np.asarray(records)
     window = trigger_window(x.shape[-1], pretrigger=pretrigger)
-    out = []
-    for run in runs:
-        blocks = downsample(run[:, window], length=length)
-        out.append(find_lines(blocks[np.all(np.isfinite(blocks), axis=1)]))
-    return out
+    blocks = np.empty((x.shape[0], length), dtype=np.float32)
+    for a in range(0, x.shape[0], batch):
+        blocks[a:a + batch] = downsample(x[a:a + batch, window], length=length)
+    return blocks
 
 
 def evenly_spaced(n: int, k: int) -> np.ndarray:

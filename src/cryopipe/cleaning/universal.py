@@ -70,7 +70,7 @@ def file_line_frequencies(path: str | Path, *, events_per_block: int = 8192,
                           pretrigger: int | None = None) -> list[np.ndarray]:
     """The coherent line pickup of each run (channel) of a records input, found on up to
     `lines.MAX_RUN_SAMPLE` evenly spaced records of the whole file (one pass over its blocks).
-    InputError for a file without records."""
+    InputError for a file without records, records of fewer than 2 samples or a pretrigger outside them."""
     from .lines import MAX_RUN_SAMPLE
     from .preprocess import evenly_spaced, run_line_frequencies
 
@@ -117,11 +117,7 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
     calibrated = is_calibrated(model)
     names = ("probability", "ood_score", "feature_distance", "ood")
     extra = {k: np.empty(lead, dtype=bool if k == "ood" else np.float32) for k in names} if calibrated else {}
-    for sl, x in blocks:
-        if x.shape[-1] < 2:
-            raise InputError(f"{path}: records of {x.shape[-1]} sample(s) cannot be classified")
-        if pretrigger is not None and not 0 < pretrigger < x.shape[-1] - 1:
-            raise InputError(f"{path}: pretrigger {pretrigger} lies outside the records of {x.shape[-1]} samples")
+    for sl, x in blocks:   # the record length and pretrigger were checked by file_line_frequencies
         if calibrated:   # one forward pass: score, class probabilities, calibrated values and OOD
             u = predict_uncertainty(model, x, batch=batch, pretrigger=pretrigger, lines=lines)
             s, p = u["score"], u["class_probability"]
