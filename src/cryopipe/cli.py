@@ -110,6 +110,14 @@ def _predict(args) -> None:
         print(f"cryopipe predict: line pickup found in {args.input} and removed before the network: "
               f"{describe_lines(per_run)}", file=sys.stderr)
 
+    from .cleaning.trigger_check import trigger_mismatch
+
+    declared = None if int(result["pretrigger"]) < 0 else int(result["pretrigger"])
+    for c, rise in enumerate(result["rise_sample"]):
+        run = f"{args.input}" + (f" (channel {c})" if len(result["rise_sample"]) > 1 else "")
+        w = trigger_mismatch(None if np.isnan(rise) else float(rise), int(result["n_samples"]), declared, what=run)
+        if w:
+            print(f"cryopipe predict: warning: {w}", file=sys.stderr)
     called = None
     if "class_probability" in result:
         top = np.argmax(np.nan_to_num(result["class_probability"], nan=-1.0), axis=-1)

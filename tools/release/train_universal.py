@@ -247,7 +247,7 @@ def provenance_meta(argv: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    global WIDE_PARTS
+    global WIDE_PARTS, SEED
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT)
@@ -257,6 +257,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies N_PER_CLASS and N_VAL_PER_CLASS")
     ap.add_argument("--wide-parts", type=int, default=WIDE_PARTS,
                     help="pieces (of PARTS) per set from the wide distribution (0: the issue-5 set)")
+    ap.add_argument("--seed", type=int, default=SEED,
+                    help="seed of the training, validation and calibration sets and of the weights (another "
+                         "seed gives another member of the same recipe, e.g. for an ensemble)")
     ap.add_argument("--calibrate", type=Path, help="only calibrate the cutoff of this existing checkpoint")
     ap.add_argument("--init", type=Path, help="start from this checkpoint's weights (fine-tuning)")
     ap.add_argument("--calibrate-temperature", type=Path,
@@ -267,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--print-recipe", action="store_true",
                     help="print the training configuration these options give (JSON) and exit")
     args = ap.parse_args(argv)
-    WIDE_PARTS = args.wide_parts
+    WIDE_PARTS, SEED = args.wide_parts, args.seed
     if args.print_recipe:
         print(json.dumps(recipe(args.model, args.epochs, args.max_lr, args.scale, args.wide_parts, args.init),
                          sort_keys=True, default=list))

@@ -66,13 +66,14 @@ def model_cutoff(meta: dict, *, cutoff: float | None = None) -> float:
     return 0.5 if value is None else float(value)
 
 
-def file_line_frequencies(path: str | Path, *, events_per_block: int = 8192,
-                          pretrigger: int | None = None) -> list[np.ndarray]:
-    """The coherent line pickup of each run (channel) of a records input, found on up to
-    `lines.MAX_RUN_SAMPLE` evenly spaced records of the whole file (one pass over its blocks).
-    InputError for a file without records, records of fewer than 2 samples or a pretrigger outside them."""
+def file_run_sample(path: str | Path, *, events_per_block: int = 8192,
+                    pretrigger: int | None = None) -> np.ndarray:
+    """Up to `lines.MAX_RUN_SAMPLE` evenly spaced records (..., k, N) of every run (channel) of a
+    records input, read in one pass over its blocks: what is looked at once per run (line pickup,
+    where the pulses rise). InputError for a file without records, records of fewer than 2 samples
+    or a pretrigger outside them."""
     from .lines import MAX_RUN_SAMPLE
-    from .preprocess import evenly_spaced, run_line_frequencies
+    from .preprocess import evenly_spaced
 
     blocks = iter_record_blocks(path, events_per_block=events_per_block)
     _, lead = next(blocks)
@@ -87,7 +88,18 @@ def file_line_frequencies(path: str | Path, *, events_per_block: int = 8192,
             raise InputError(f"{path}: pretrigger {pretrigger} lies outside the records of {x.shape[-1]} samples")
         inside = keep[(keep >= sl.start) & (keep < sl.stop)] - sl.start
         parts.append(x[..., inside, :])
-    return run_line_frequencies(np.concatenate(parts, axis=-2), pretrigger=pretrigger)
+    return np.concatenate(parts, axis=-2)
+
+
+def run_rise_samples(sample) -> np.ndarray:
+    """Per run of `sample` (..., k, N): the sample where most of its pulses rise
+    (`trigger_check.run_rise_sample`), NaN where unknown."""
+    from .trigger_check import run_rise_sample
+
+    x = np.asarray(sample)
+    runs = x.reshape(-1, x.shape[-2], x.shape[-1])
+    values = [run_rise_sample(r[np.all(np.isfinite(r), axis=-1)]) for r in runs]
+    return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, events_per_block: int = 8192,
@@ -103,12 +115,17 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
     probability, ood_score, feature_distance and ood (see `predict.predict_uncertainty`).
     line_frequencies (cycles per 512-sample window) and line_channel: the coherent line pickup found
     in the whole file and removed before the network (`cleaning.lines`); empty where none.
+    rise_sample (per run, NaN where unknown): where most of the run's pulses rise
+    (`trigger_check`), to check the trigger sample against; n_samples: the record length N.
     """
     from .predict import is_calibrated, predict_scores, predict_uncertainty
 
     if pretrigger is None:
         pretrigger = input_pretrigger(path)
-    lines = file_line_frequencies(path, events_per_block=events_per_block, pretrigger=pretrigger)
+    from .preprocess import run_line_frequencies
+
+    sample = file_run_sample(path, events_per_block=events_per_block, pretrigger=pretrigger)
+    lines = run_line_frequencies(sample, pretrigger=pretrigger)
     blocks = iter_record_blocks(path, events_per_block=events_per_block)
     _, lead = next(blocks)
     score = np.empty(lead, dtype=np.float32)
@@ -117,7 +134,7 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
     calibrated = is_calibrated(model)
     names = ("probability", "ood_score", "feature_distance", "ood")
     extra = {k: np.empty(lead, dtype=bool if k == "ood" else np.float32) for k in names} if calibrated else {}
-    for sl, x in blocks:   # the record length and pretrigger were checked by file_line_frequencies
+    for sl, x in blocks:   # the record length and pretrigger were checked by file_run_sample
         if calibrated:   # one forward pass: score, class probabilities, calibrated values and OOD
             u = predict_uncertainty(model, x, batch=batch, pretrigger=pretrigger, lines=lines)
             s, p = u["score"], u["class_probability"]
@@ -132,6 +149,8 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
     out["pretrigger"] = np.int64(-1 if pretrigger is None else pretrigger)
     out["line_frequencies"] = np.asarray([f for run in lines for f in run], dtype=np.float64)
     out["line_channel"] = np.asarray([c for c, run in enumerate(lines) for _ in run], dtype=np.int64)
+    out["rise_sample"] = run_rise_samples(sample)
+    out["n_samples"] = np.int64(sample.shape[-1])
     if calibrated:
         out["temperature"] = np.float64(model.temperature)
         out["ood_threshold"] = np.float64(model.ood_threshold)

@@ -94,8 +94,8 @@ def npz_records(path: Path) -> np.ndarray:
 
 
 def input_pretrigger(path: str | Path) -> int | None:
-    """The trigger sample an input declares: a records store's ``pretrigger`` attr or an LJH file's
-    Presamples; None (N//4) for inputs that declare none."""
+    """The trigger sample an input declares: a records store's ``pretrigger`` attr, an LJH file's
+    Presamples or an .npz's integer scalar ``pretrigger``; None (N//4) for inputs that declare none."""
     path = Path(path)
     kind = records_input_kind(path)
     if kind == "records":
@@ -103,4 +103,22 @@ def input_pretrigger(path: str | Path) -> int | None:
         return None if value is None or int(value) < 0 else int(value)
     if kind == "ljh":
         return int(read_ljh(path).pretrigger)
+    if kind == "npz":
+        return npz_pretrigger(path)
     return None
+
+
+def npz_pretrigger(path: Path) -> int | None:
+    """The .npz's ``pretrigger`` (an integer scalar, samples), None where it has none; InputError for
+    anything else."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "pretrigger" not in z:
+                return None
+            value = np.asarray(z["pretrigger"])
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise InputError(f"{path}: cannot read 'pretrigger' ({type(exc).__name__}: {exc})") from None
+    if value.ndim != 0 or not np.issubdtype(value.dtype, np.integer) or int(value) < 0:
+        raise InputError(f"{path}: 'pretrigger' must be a non-negative integer scalar (the trigger's sample index), "
+                         f"got shape {value.shape} dtype {value.dtype}")
+    return int(value)
