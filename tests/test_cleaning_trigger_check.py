@@ -7,7 +7,7 @@ noise only; pulses at random positions. The CLI is run as a user would, on an .n
 import numpy as np
 import pytest
 
-from cryopipe.cleaning.trigger_check import run_rise_sample, trigger_mismatch
+from cryopipe.cleaning.trigger_check import polarity_warning, run_polarity, run_rise_sample, trigger_mismatch
 
 
 def noise(rng, m, n, kind):
@@ -131,3 +131,33 @@ def test_measured_nist_pulses_without_their_pretrigger(tmp_path, capsys):
     err = capsys.readouterr().err
     suggested = int(err.split("--pretrigger ", 1)[1].split()[0])
     assert abs(suggested - f.pretrigger) <= 8
+
+
+@pytest.mark.parametrize("kind", ["white", "ar1", "walk"])
+def test_polarity_of_a_run(kind):
+    rng = np.random.default_rng([11, len(kind)])
+    run = pulse_run(rng, 150, 1024, 256, kind=kind)
+    assert run_polarity(run) == 1 and run_polarity(-run) == -1
+    slow = pulse_run(rng, 150, 1024, 256, kind=kind, rise=40.0, decay=300.0)   # slow rise, still < decay
+    assert run_polarity(slow) == 1 and run_polarity(-slow) == -1
+    assert run_polarity(noise(rng, 300, 1024, kind)) is None
+    mixed = np.concatenate([run[:60], -run[60:120]])            # half up, half down: no call
+    assert run_polarity(mixed) is None
+    assert polarity_warning(1) is None and polarity_warning(None) is None
+    assert "--invert" in polarity_warning(-1, what="y.npz") and "y.npz" in polarity_warning(-1, what="y.npz")
+
+
+def test_cli_says_pulses_go_down_and_invert_keeps_them(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    path = tmp_path / "down.npz"
+    np.savez(path, records=-pulse_run(rng, 200, 2048, 512, heights=(50.0, 500.0), rise=4.0, decay=150.0))
+    _cli(path, tmp_path / "a.npz")
+    err = capsys.readouterr().err
+    assert "go down from the baseline" in err and "--invert" in err and "rise near sample" not in err
+    with np.load(tmp_path / "a.npz") as f:
+        assert f["accepted"].mean() < 0.1 and list(f["pulse_polarity"]) == [-1]
+        assert abs(f["rise_sample"][0] - 512) <= 12          # found on the inverted records
+    _cli(path, tmp_path / "b.npz", "--invert")
+    assert "go down" not in capsys.readouterr().err
+    with np.load(tmp_path / "b.npz") as f:
+        assert f["accepted"].mean() > 0.9 and list(f["pulse_polarity"]) == [1]

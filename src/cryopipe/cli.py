@@ -96,7 +96,7 @@ def _predict(args) -> None:
         args.cutoff = float(meta.get("cutoff", 0.5))
     from .cleaning.predict import describe_invalid
 
-    result = predict_file(args.input, model, batch=args.batch, pretrigger=args.pretrigger)
+    result = predict_file(args.input, model, batch=args.batch, pretrigger=args.pretrigger, invert=args.invert)
     invalid = describe_invalid(result["valid"], what=str(args.input))
     if invalid:
         print(f"cryopipe predict: warning: {invalid}", file=sys.stderr)
@@ -110,13 +110,14 @@ def _predict(args) -> None:
         print(f"cryopipe predict: line pickup found in {args.input} and removed before the network: "
               f"{describe_lines(per_run)}", file=sys.stderr)
 
-    from .cleaning.trigger_check import trigger_mismatch
+    from .cleaning.trigger_check import polarity_warning, trigger_mismatch
 
     declared = None if int(result["pretrigger"]) < 0 else int(result["pretrigger"])
-    for c, rise in enumerate(result["rise_sample"]):
+    for c, (sign, rise) in enumerate(zip(result["pulse_polarity"], result["rise_sample"])):
         run = f"{args.input}" + (f" (channel {c})" if len(result["rise_sample"]) > 1 else "")
-        w = trigger_mismatch(None if np.isnan(rise) else float(rise), int(result["n_samples"]), declared, what=run)
-        if w:
+        said = [polarity_warning(int(sign), what=run),
+                trigger_mismatch(None if np.isnan(rise) else float(rise), int(result["n_samples"]), declared, what=run)]
+        for w in filter(None, said):
             print(f"cryopipe predict: warning: {w}", file=sys.stderr)
     called = None
     if "class_probability" in result:
@@ -242,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pretrigger", type=int, default=None,
                    help="trigger sample of the records (default: the input's own, e.g. an LJH file's Presamples "
                         "or a records store's attr; else N/4)")
+    s.add_argument("--invert", action="store_true",
+                   help="multiply the records by -1 first: for negative-going pulses (the networks know positive "
+                        "ones; an LJH file's 'Inverted' header is applied already)")
     s.set_defaults(func=_predict)
 
     s = sub.add_parser("import-cait", help="import a Cait HDF5 file's events into a records store")

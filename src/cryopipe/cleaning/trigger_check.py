@@ -14,7 +14,8 @@ rising by > `MIN_RISE_SIGMA` are "clear" pulses; the run's rise is the median po
 clear records in the densest window of `CLUSTER_WIDTH` of the record, when it holds >=
 `MIN_CLUSTER_SHARE` of them and >= `MIN_CLEAR` records (else no position: a run of noise or of
 pulses everywhere). The steepest rise of a TES pulse (rise time < decay time) is at its onset,
-blurred by the smoothing: the position is the onset within a few bins.
+blurred by the smoothing: the position is the onset within a few bins. The same steepest rises
+and falls tell a run of negative-going pulses (`run_polarity`): the networks know positive ones only.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ MIN_RISE_SIGMA = 8.0       # clear pulse: steepest rise > this many robust noise
 MIN_CLEAR = 16             # clear pulses needed for a position
 CLUSTER_WIDTH = 1 / 32     # fraction of the record: the window the clear pulses' rises must share
 MIN_CLUSTER_SHARE = 0.5    # of the clear pulses
+MIN_POLARITY_SHARE = 0.75  # of the clear pulses going one way, to call a run's polarity
 #: accepted onsets lie within N/4 +- N/16 of the trigger in the training labels (onset jitter plus
 #: shift augmentation, `simulate.classes`); early/late ones >= N/8 away. A rise further than
 #: EARLY_TOLERANCE before or LATE_TOLERANCE after the trigger is said (the late side leaves room
@@ -74,6 +76,34 @@ def run_rise_sample(records) -> float | None:
     if len(inside) < max(MIN_CLEAR, MIN_CLUSTER_SHARE * len(pos)):
         return None
     return float(np.median(inside)) * x.shape[1] / n_bins
+
+
+def run_polarity(records) -> int | None:
+    """+1 where most clear pulses of a run (records (E, N)) go up, -1 where most go down, None where
+    fewer than `MIN_CLEAR` records hold a clear pulse or neither sign holds `MIN_POLARITY_SHARE` of
+    them. A pulse's onset is steeper than its decay (a TES pulse rises faster than it falls), so a
+    record goes down where its steepest fall is steeper than its steepest rise."""
+    x = np.asarray(records, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] < 2 * SMOOTH + 2:
+        return None
+    _, up = steepest_rises(x)
+    _, down = steepest_rises(-x)
+    clear = np.maximum(up, down) > MIN_RISE_SIGMA
+    if clear.sum() < MIN_CLEAR:
+        return None
+    share_down = float(np.mean(down[clear] > up[clear]))
+    if share_down >= MIN_POLARITY_SHARE:
+        return -1
+    return 1 if 1.0 - share_down >= MIN_POLARITY_SHARE else None
+
+
+def polarity_warning(polarity: int | None, *, what: str = "records") -> str | None:
+    """A warning where a run's pulses go down (the networks know positive pulses only); None otherwise."""
+    if polarity != -1:
+        return None
+    return (f"most pulses of {what} go down from the baseline (their steepest fall is steeper than their steepest "
+            f"rise); the networks know positive-going pulses only and reject or flag these. If the pulses are "
+            f"negative-going, pass --invert")
 
 
 def trigger_mismatch(rise_sample: float | None, n_samples: int, pretrigger: int | None, *,

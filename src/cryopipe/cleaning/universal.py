@@ -66,8 +66,16 @@ def model_cutoff(meta: dict, *, cutoff: float | None = None) -> float:
     return 0.5 if value is None else float(value)
 
 
+def signed_record_blocks(path: str | Path, *, events_per_block: int = 8192, invert: bool = False):
+    """`iter_record_blocks`, times -1 where `invert`."""
+    blocks = iter_record_blocks(path, events_per_block=events_per_block)
+    yield next(blocks)
+    for sl, x in blocks:
+        yield sl, (-x if invert else x)
+
+
 def file_run_sample(path: str | Path, *, events_per_block: int = 8192,
-                    pretrigger: int | None = None) -> np.ndarray:
+                    pretrigger: int | None = None, invert: bool = False) -> np.ndarray:
     """Up to `lines.MAX_RUN_SAMPLE` evenly spaced records (..., k, N) of every run (channel) of a
     records input, read in one pass over its blocks: what is looked at once per run (line pickup,
     where the pulses rise). InputError for a file without records, records of fewer than 2 samples
@@ -75,7 +83,7 @@ def file_run_sample(path: str | Path, *, events_per_block: int = 8192,
     from .lines import MAX_RUN_SAMPLE
     from .preprocess import evenly_spaced
 
-    blocks = iter_record_blocks(path, events_per_block=events_per_block)
+    blocks = signed_record_blocks(path, events_per_block=events_per_block, invert=invert)
     _, lead = next(blocks)
     if int(np.prod(lead)) == 0:
         raise InputError(f"{path}: holds no records (shape {tuple(lead)}); nothing to classify")
@@ -91,19 +99,25 @@ def file_run_sample(path: str | Path, *, events_per_block: int = 8192,
     return np.concatenate(parts, axis=-2)
 
 
-def run_rise_samples(sample) -> np.ndarray:
-    """Per run of `sample` (..., k, N): the sample where most of its pulses rise
-    (`trigger_check.run_rise_sample`), NaN where unknown."""
-    from .trigger_check import run_rise_sample
+def run_pulse_checks(sample) -> tuple[np.ndarray, np.ndarray]:
+    """Per run of `sample` (..., k, N): (polarity of its pulses (+1, -1; 0 where unknown,
+    `trigger_check.run_polarity`), the sample where most of them rise (NaN where unknown,
+    `trigger_check.run_rise_sample`; found on the records times the polarity))."""
+    from .trigger_check import run_polarity, run_rise_sample
 
     x = np.asarray(sample)
-    runs = x.reshape(-1, x.shape[-2], x.shape[-1])
-    values = [run_rise_sample(r[np.all(np.isfinite(r), axis=-1)]) for r in runs]
-    return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    polarity, rise = [], []
+    for run in x.reshape(-1, x.shape[-2], x.shape[-1]):
+        run = run[np.all(np.isfinite(run), axis=-1)]
+        sign = run_polarity(run)
+        value = run_rise_sample(run if sign != -1 else -run)
+        polarity.append(sign or 0)
+        rise.append(np.nan if value is None else value)
+    return np.asarray(polarity, dtype=np.int64), np.asarray(rise, dtype=np.float64)
 
 
 def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, events_per_block: int = 8192,
-                 pretrigger: int | None = None) -> dict:
+                 pretrigger: int | None = None, invert: bool = False) -> dict:
     """Scores of every record of a records store, Cait HDF5 file or .npz (see `iter_record_blocks`).
 
     pretrigger : trigger sample of the records (None: the input's own, i.e. a records store's
@@ -115,8 +129,11 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
     probability, ood_score, feature_distance and ood (see `predict.predict_uncertainty`).
     line_frequencies (cycles per 512-sample window) and line_channel: the coherent line pickup found
     in the whole file and removed before the network (`cleaning.lines`); empty where none.
-    rise_sample (per run, NaN where unknown): where most of the run's pulses rise
-    (`trigger_check`), to check the trigger sample against; n_samples: the record length N.
+    pulse_polarity (per run: +1, -1, 0 where unknown) and rise_sample (per run, NaN where unknown):
+    which way most of the run's pulses go and where they rise (`trigger_check`), to check the
+    records against what the networks expect; n_samples: the record length N.
+    invert : multiply the records by -1 first (negative-going pulses; an LJH file's ``Inverted``
+        header is applied already).
     """
     from .predict import is_calibrated, predict_scores, predict_uncertainty
 
@@ -124,9 +141,9 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
         pretrigger = input_pretrigger(path)
     from .preprocess import run_line_frequencies
 
-    sample = file_run_sample(path, events_per_block=events_per_block, pretrigger=pretrigger)
+    sample = file_run_sample(path, events_per_block=events_per_block, pretrigger=pretrigger, invert=invert)
     lines = run_line_frequencies(sample, pretrigger=pretrigger)
-    blocks = iter_record_blocks(path, events_per_block=events_per_block)
+    blocks = signed_record_blocks(path, events_per_block=events_per_block, invert=invert)
     _, lead = next(blocks)
     score = np.empty(lead, dtype=np.float32)
     multi = model.n_classes > 1
@@ -149,7 +166,7 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
     out["pretrigger"] = np.int64(-1 if pretrigger is None else pretrigger)
     out["line_frequencies"] = np.asarray([f for run in lines for f in run], dtype=np.float64)
     out["line_channel"] = np.asarray([c for c, run in enumerate(lines) for _ in run], dtype=np.int64)
-    out["rise_sample"] = run_rise_samples(sample)
+    out["pulse_polarity"], out["rise_sample"] = run_pulse_checks(sample)
     out["n_samples"] = np.int64(sample.shape[-1])
     if calibrated:
         out["temperature"] = np.float64(model.temperature)
