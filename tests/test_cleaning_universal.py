@@ -70,6 +70,16 @@ def test_predict_cli_on_npz(universal, fresh_set, tmp_path, shape):
     check_output(tmp_path / "out.npz", x.shape[:-1], predict_scores(universal[0], x))
 
 
+@pytest.mark.parametrize("shape", ["2d", "3d"])
+def test_predict_cli_on_npy(universal, fresh_set, tmp_path, shape):
+    """One array of records saved with np.save (read memory-mapped): the same scores as in memory."""
+    x = fresh_set["trace"].values[0, :40]
+    x = x if shape == "2d" else np.stack([x[:20], x[20:]])
+    np.save(tmp_path / "in.npy", x)
+    assert main(argv=["predict", str(tmp_path / "in.npy"), "--output", str(tmp_path / "out.npz"), "--batch", "7"]) == 0
+    check_output(tmp_path / "out.npz", x.shape[:-1], predict_scores(universal[0], x))
+
+
 def test_predict_cli_on_cait_file_and_records_store(universal, fresh_set, tmp_path):
     from cryopipe.io.cait import cait_records
 
@@ -103,6 +113,16 @@ def test_predict_cli_errors_name_the_input(tmp_path, capsys):
     np.savez(tmp_path / "flat.npz", records=np.zeros(100))
     assert main(argv=["predict", str(tmp_path / "flat.npz"), "--output", out]) == 1
     assert "flat.npz: 'records' must be numeric" in capsys.readouterr().err
+    np.save(tmp_path / "objects.npy", np.array([1, None]), allow_pickle=True)
+    assert main(argv=["predict", str(tmp_path / "objects.npy"), "--output", out]) == 1
+    assert "objects.npy: an object (pickled) array" in capsys.readouterr().err
+    np.save(tmp_path / "whole.npy", np.zeros((50, 256), np.float32))
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "whole.npy").read_bytes()[:20000])
+    assert main(argv=["predict", str(tmp_path / "cut.npy"), "--output", out]) == 1
+    assert "cut.npy: truncated .npy" in capsys.readouterr().err
+    np.save(tmp_path / "complex.npy", np.zeros((5, 64), complex))
+    assert main(argv=["predict", str(tmp_path / "complex.npy"), "--output", out]) == 1
+    assert "complex.npy: the array must be numeric" in capsys.readouterr().err
     assert main(argv=["predict", str(tmp_path / "flat.npz"), "--output", out, "--model", "nomodel.pt"]) == 1
     assert "nomodel.pt: no model checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "o.npz").exists()

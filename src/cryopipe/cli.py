@@ -233,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channels", help="comma-separated channel names")
     s.set_defaults(func=_simulate)
 
-    s = sub.add_parser("predict", help="cleaning scores of records (records store, Cait HDF5, LJH or .npz)")
-    s.add_argument("input", help="records store (Zarr), Cait HDF5 file (events/event), NIST LJH file or .npz with 'records'")
+    s = sub.add_parser("predict", help="cleaning scores of records (records store, Cait HDF5, LJH, .npz or .npy)")
+    s.add_argument("input", help="records store (Zarr), Cait HDF5 file (events/event), NIST LJH file, .npz with 'records' "
+                        "or .npy array of records")
     s.add_argument("--model", default="universal", help="'universal' (shipped) or a checkpoint path x.pt")
     s.add_argument("--output", required=True, help="OUT.npz: score, accepted, class_probability, class_names")
     s.add_argument("--cutoff", type=float, default=None,

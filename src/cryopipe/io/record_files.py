@@ -15,8 +15,9 @@ from .stores import open_store, read_values
 
 
 def records_input_kind(path: str | Path) -> str:
-    """'records' (a Zarr records store), 'cait' (HDF5), 'npz' or 'ljh' (NIST LJH, by its first header
-    line), from the file itself; InputError otherwise."""
+    """'records' (a Zarr records store), 'cait' (HDF5), 'npz', 'npy' (one array of records, read
+    memory-mapped) or 'ljh' (NIST LJH, by its first header line), from the file itself; InputError
+    otherwise."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or store")
@@ -32,8 +33,10 @@ def records_input_kind(path: str | Path) -> str:
         return "cait"
     if head[:4] == b"PK\x03\x04":
         return "npz"
-    raise InputError(f"{path}: unknown input; need a records store, a Cait HDF5 file, an LJH file or an .npz "
-                     f"with 'records'")
+    if head[:6] == b"\x93NUMPY":
+        return "npy"
+    raise InputError(f"{path}: unknown input; need a records store, a Cait HDF5 file, an LJH file, an .npz "
+                     f"with 'records' or an .npy array of records")
 
 
 def iter_record_blocks(path: str | Path, *, events_per_block: int = 8192):
@@ -65,15 +68,30 @@ def iter_record_blocks(path: str | Path, *, events_per_block: int = 8192):
     if kind == "cait":
         x = read_cait_events(path)
     else:
-        x = npz_records(path)
+        x = npy_records(path) if kind == "npy" else npz_records(path)
         if (x.ndim not in (2, 3) or x.shape[-1] < 1 or not np.issubdtype(x.dtype, np.number)
                 or np.issubdtype(x.dtype, np.complexfloating)):
-            raise InputError(f"{path}: 'records' must be numeric (events, samples) or (channels, events, samples), "
+            name = "the array" if kind == "npy" else "'records'"
+            raise InputError(f"{path}: {name} must be numeric (events, samples) or (channels, events, samples), "
                              f"got shape {x.shape} dtype {x.dtype}")
     yield None, tuple(x.shape[:-1])
     for a in range(0, x.shape[-2], events_per_block):
         sl = slice(a, min(a + events_per_block, x.shape[-2]))
         yield sl, np.asarray(x[..., sl, :], dtype=np.float32)
+
+
+def npy_records(path: Path) -> np.ndarray:
+    """The array of an .npy file, memory-mapped (read block by block); InputError for anything unreadable."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc) or "object" in str(exc):
+            raise InputError(f"{path}: an object (pickled) array; need a numeric array of records") from None
+        if "mmap length" in str(exc):
+            raise InputError(f"{path}: truncated .npy (the file is shorter than its header says)") from None
+        raise InputError(f"{path}: cannot read the .npy array ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path}: corrupt or truncated .npy ({type(exc).__name__}: {exc})") from None
 
 
 def npz_records(path: Path) -> np.ndarray:
