@@ -3,6 +3,7 @@
     python tools/experiments/independent_diagnosis.py compare [--seed 5] MODEL [MODEL ...]
     python tools/experiments/independent_diagnosis.py ablate [--seed 5] [--model universal]
     python tools/experiments/independent_diagnosis.py lines [--seeds 5 6 ...] [--model universal]
+    python tools/experiments/independent_diagnosis.py ensemble [--seeds 5 6 ...] MODEL MODEL [...]
 
 Only selection seeds of `cleaning.independent_sim` are accepted (`protocol.independent_set` refuses
 the test seeds 1001/1011), so nothing here can be tuned on a reported figure.
@@ -112,6 +113,33 @@ def line_removal(model_spec: str, seeds: list[int]) -> None:
     print(f"mean over seeds: with {r[0]:.4f} (worst {r[1]:.3f}), without {r[2]:.4f} (worst {r[3]:.3f})")
 
 
+def ensemble(models: list[str], seeds: list[int]) -> None:
+    """BA per selection seed of each model and of their ensemble (the mean of their binary scores,
+    i.e. of their accepted-class probabilities), each at cutoff 0.5."""
+    from cryopipe.cleaning import protocol as pr
+    from cryopipe.cleaning.predict import predict_scores
+    from cryopipe.cleaning.universal import resolve_model
+
+    members = [resolve_model(spec)[0] for spec in models]
+    names = [*models, "ensemble"]
+    rows = collections.defaultdict(list)
+    for seed in seeds:
+        evalset = pr.independent_set(seed, role="selection")
+        per_model = [[predict_scores(m, d["records"]) for d in evalset.detectors] for m in members]
+        per_model.append([np.mean(s, axis=0) for s in zip(*per_model)])
+        for name, scores in zip(names, per_model):
+            figs = pr.set_figures(evalset, [{"score": s, "ood": None} for s in scores], 0.5)
+            ba = np.array([f["balanced_accuracy"] for f in figs])
+            surv = {k: np.mean([f[f"survival {k}"] for f in figs]) for k in ("pile_up", "reset", "noise")}
+            rows[name].append((ba.mean(), ba.min(), *surv.values()))
+            print(f"seed {seed} {name}: BA {ba.mean():.4f} (worst {ba.min():.3f}), pile_up {surv['pile_up']:.3f}, "
+                  f"reset {surv['reset']:.3f}, noise {surv['noise']:.3f}", flush=True)
+    for name in names:
+        r = np.mean(rows[name], axis=0)
+        print(f"mean over seeds {name}: BA {r[0]:.4f} (worst {r[1]:.3f}), pile_up {r[2]:.3f}, reset {r[3]:.3f}, "
+              f"noise {r[4]:.3f}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -124,6 +152,9 @@ def main(argv=None) -> None:
     ln = sub.add_parser("lines", help="BA with and without the run's line pickup removed")
     ln.add_argument("--model", default="universal")
     ln.add_argument("--seeds", type=int, nargs="+", default=[5, 6, 7, 8, 9, 10, 11])
+    en = sub.add_parser("ensemble", help="models and the mean of their scores, per selection seed")
+    en.add_argument("models", nargs="+", help="'universal' or checkpoint paths")
+    en.add_argument("--seeds", type=int, nargs="+", default=[5, 6, 7, 8, 9, 10, 11])
     args = ap.parse_args(argv)
     import torch
 
@@ -135,6 +166,8 @@ def main(argv=None) -> None:
             compare(args.models, args.seed)
         elif args.command == "lines":
             line_removal(args.model, args.seeds)
+        elif args.command == "ensemble":
+            ensemble(args.models, args.seeds)
         else:
             ablate(args.model, args.seed)
     except CryopipeError as err:
