@@ -100,6 +100,8 @@ def test_real_data_section_with_a_stub_model_and_cut_labels(tmp_path):
     assert n["clean_noise"]["kept"] == stored["regress_noise_chan1.ljh"]["counts"]["clean_noise"]
     assert "cut labels" not in res["results"]["regress_noise_chan1.ljh"]     # this store has no noise records
     assert "AUTOMATIC labels" in res["markdown"] and "pretrigger NOT passed" in res["markdown"]
+    said = c1["keep all (pretrigger not passed)"]["run_warning"]      # the trigger is at 512 of 1024
+    assert said and "pass --pretrigger 5" in said and "N/4 assumed" in said
     # a run with noise_ljh: the labels store holds the pulse file's records, then the noise file's
     both = np.zeros((1, 600), bool)
     both[0, :300] = acc[0]

@@ -182,6 +182,11 @@ def real_data_section(models: dict, nist_dir: Path, *, labels_path=None, cut_lab
             out[name][f"{mname} (pretrigger not passed)"] = f
             md.append(re_.format_figures(f"{mname}, cutoff {cutoff}, pretrigger NOT passed (N/4 = {x.shape[1] // 4} "
                                          "assumed)", f))
+            from .trigger_check import run_rise_sample, trigger_mismatch
+
+            said = trigger_mismatch(run_rise_sample(x), x.shape[1], None, what=name)
+            f["run_warning"] = said
+            md.append(f"- the run's warning (`cryopipe predict`, `cleaning.trigger_check`): {said or 'none'}\n")
         if cut_labels is not None:
             # the run's labels store holds regress_chan1's records, then (noise_ljh) the noise file's
             from ..io.stores import open_store
