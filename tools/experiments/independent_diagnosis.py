@@ -37,6 +37,12 @@ Measured 2026-12-06, shipped model, seed 5 (2 cores; compare ~1 min, ablate ~25 
   (`cleaning.lines`): compare BA 0.936 (worst 0.829), pile_up 0.080, reset 0.098; ablate as
   generated 0.662 / 0.712 (without mains 0.717 / 0.723); `lines` (seeds 5-11): BA 0.9297 -> 0.9365,
   worst 0.822 -> 0.843.
+- ensemble (2026-12-07; seeds 5-11, cutoff 0.5, line removal on): the shipped model, a second member
+  of the same recipe (`python tools/release/train_universal.py --seed 3`, 39.1 min at 435 records/s,
+  validation BA 0.9496) and the mean of their scores: BA 0.9364 (worst 0.843) / 0.9378 (0.837) /
+  0.9391 (0.844); pile_up 0.071 / 0.071 / 0.070, reset 0.094 / 0.091 / 0.091, noise 0.030 / 0.031 /
+  0.027. +0.003 for twice the inference time: below the rule fixed beforehand (>= +0.005 without a
+  worse worst detector), so no ensemble is shipped.
 """
 from __future__ import annotations
 
