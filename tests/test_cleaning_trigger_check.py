@@ -161,3 +161,27 @@ def test_cli_says_pulses_go_down_and_invert_keeps_them(tmp_path, capsys):
     assert "go down" not in capsys.readouterr().err
     with np.load(tmp_path / "b.npz") as f:
         assert f["accepted"].mean() > 0.9 and list(f["pulse_polarity"]) == [1]
+
+
+def test_each_channel_of_a_3d_input_is_checked_on_its_own(tmp_path, capsys):
+    rng = np.random.default_rng(6)
+    at_quarter = pulse_run(rng, 100, 2048, 512, heights=(50.0, 500.0), rise=4.0, decay=150.0)
+    at_half = pulse_run(rng, 100, 2048, 1024, heights=(50.0, 500.0), rise=4.0, decay=150.0)
+    path = tmp_path / "two.npz"
+    np.savez(path, records=np.stack([at_quarter, -at_half]))
+    _cli(path, tmp_path / "o.npz")
+    err = capsys.readouterr().err
+    assert "two.npz (channel 1)" in err and "two.npz (channel 0)" not in err
+    with np.load(tmp_path / "o.npz") as f:
+        assert list(f["pulse_polarity"]) == [1, -1]
+        assert abs(f["rise_sample"][0] - 512) <= 12 and abs(f["rise_sample"][1] - 1024) <= 12
+
+
+def test_modest_pulses_count_as_clear_against_a_robust_noise_scale():
+    """Pulses 4-8 sigma per sample (rise 20, decay 800 of 4096 samples): the noise scale of the
+    differences must not grow with the pulse (the median absolute difference, not the std)."""
+    from cryopipe.cleaning.trigger_check import MIN_RISE_SIGMA, steepest_rises
+    rng = np.random.default_rng(9)
+    run = pulse_run(rng, 200, 4096, 1024, heights=(4.0, 8.0), rise=20.0, decay=800.0)
+    _, sig = steepest_rises(run)
+    assert np.mean(sig > MIN_RISE_SIGMA) > 0.35
