@@ -21,7 +21,7 @@ Operating point and uncertainty, never chosen on a test set:
   universal set (seed [SEED, 2]).
 
 Usage: python tools/release/train_universal.py [--out src/cryopipe/models/universal.pt] [--epochs N] [--scale F]
-                                       [--stop-after-minutes M] [--resume]
+                                       [--stop-after-minutes M] [--resume] [--seed S]
        python tools/release/train_universal.py --calibrate CHECKPOINT.pt   (only re-choose the cutoff)
        python tools/release/train_universal.py --calibrate-temperature CHECKPOINT.pt   (only the OOD/temperature)
 (--scale multiplies every N_PER_CLASS entry: 0.1 for a quick smoke run).
