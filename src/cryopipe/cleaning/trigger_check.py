@@ -38,23 +38,35 @@ EARLY_TOLERANCE = 1 / 16
 LATE_TOLERANCE = 3 / 32
 
 
-def steepest_rises(records) -> tuple[np.ndarray, np.ndarray]:
-    """Per record (E, N): (bin (float) of the steepest rise in min(N, `RISE_LENGTH`) bins (int), its significance
-    (rise / robust noise scale of the differences; 0 for flat or non-finite records))."""
+def smoothed_differences(records) -> tuple[np.ndarray, np.ndarray]:
+    """Per record (E, N): the first difference of the `SMOOTH`-bin moving average of its block means
+    (min(N, `RISE_LENGTH`) bins), i.e. (x[i + SMOOTH] - x[i]) / SMOOTH, and its robust noise scale
+    (1.4826 x the median absolute deviation; symmetric, so it serves rises and falls alike)."""
     x = np.asarray(records, dtype=np.float32)
     x = downsample(x, length=min(RISE_LENGTH, x.shape[-1])).astype(np.float64)
-    kernel = np.ones(SMOOTH) / SMOOTH
-    smooth = np.apply_along_axis(np.convolve, -1, x, kernel, mode="valid") if x.shape[-1] >= SMOOTH else x
-    d = np.diff(smooth, axis=-1)
+    k = SMOOTH if x.shape[-1] > SMOOTH else 1
+    d = (x[:, k:] - x[:, :-k]) / k
+    scale = 1.4826 * np.median(np.abs(d - np.median(d, axis=-1, keepdims=True)), axis=-1) if d.size else np.zeros(len(x))
+    return d, scale
+
+
+def steepest(d, scale) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of differences `d` (E, M) with noise `scale` (E,): (bin (float) of the steepest rise,
+    its significance (rise / scale; 0 for flat or non-finite records))."""
     if d.shape[-1] == 0:
-        return np.zeros(len(x), int), np.zeros(len(x))
-    scale = 1.4826 * np.median(np.abs(d - np.median(d, axis=-1, keepdims=True)), axis=-1)
+        return np.zeros(len(d)), np.zeros(len(d))
     idx = np.argmax(np.nan_to_num(d, nan=-np.inf), axis=-1)
     rise = np.take_along_axis(d, idx[:, None], axis=-1)[:, 0]
-    sig = np.zeros(len(x))
+    sig = np.zeros(len(d))
     ok = np.isfinite(rise) & np.isfinite(scale) & (scale > 0)
     sig[ok] = rise[ok] / scale[ok]
     return idx + (SMOOTH - 1) / 2 + 0.5, sig   # the centre of the (SMOOTH + 1)-bin difference
+
+
+def steepest_rises(records) -> tuple[np.ndarray, np.ndarray]:
+    """Per record (E, N): (bin (float) of the steepest rise in min(N, `RISE_LENGTH`) bins, its
+    significance over the robust noise scale of the differences)."""
+    return steepest(*smoothed_differences(records))
 
 
 def run_rise_sample(records) -> float | None:
@@ -86,8 +98,9 @@ def run_polarity(records) -> int | None:
     x = np.asarray(records, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] < 2 * SMOOTH + 2:
         return None
-    _, up = steepest_rises(x)
-    _, down = steepest_rises(-x)
+    d, scale = smoothed_differences(x)
+    _, up = steepest(d, scale)
+    _, down = steepest(-d, scale)
     clear = np.maximum(up, down) > MIN_RISE_SIGMA
     if clear.sum() < MIN_CLEAR:
         return None
