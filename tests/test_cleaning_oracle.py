@@ -81,3 +81,17 @@ def test_oracle_survival_at_threshold_snr_follows_the_gaussian_tail(diagnosis):
     assert 0.62 < at3 < 0.99
     ba_low = acc["BA model + oracle below SNR 10"][0]
     assert acc["BA model"][0] < ba_low < acc["BA ceiling"][0] + 1e-9
+
+
+def test_block_means_view_keeps_a_pulse_at_its_height_and_scales_the_lags(diagnosis):
+    """1024 samples -> 512 block means of 2: the max-1 template stays max 1, sample frequency and
+    lag window halve (rounded up, plus one), records <= 512 samples pass unchanged."""
+    sev = template()
+    x = records_with(np.full(3, 50.0), np.random.default_rng(3), sigma=0.0)
+    bx, (bt,), bn, fs, jitter = diagnosis._to_block_means(x, [sev], x[:2], FS, 8)
+    assert bx.shape == (3, 512) and bn.shape == (2, 512)
+    assert bt.max() == pytest.approx(1.0) and fs == FS / 2 and jitter == 5
+    np.testing.assert_allclose(bx / bx.max(axis=1, keepdims=True), np.broadcast_to(bt, bx.shape), rtol=1e-5)
+    np.testing.assert_allclose(bx[0, ::64], 0.5 * (x[0, ::128] + x[0, 1::128]), rtol=1e-5)
+    same = diagnosis._to_block_means(bx, [bt], bn, fs, jitter)
+    assert same[0] is bx and same[3] == fs and same[4] == jitter
