@@ -4,7 +4,7 @@
     python tools/experiments/independent_diagnosis.py ablate [--seed 5] [--model universal]
     python tools/experiments/independent_diagnosis.py lines [--seeds 5 6 ...] [--model universal]
     python tools/experiments/independent_diagnosis.py ensemble [--seeds 5 6 ...] MODEL MODEL [...]
-    python tools/experiments/independent_diagnosis.py oracle [--generator independent|own] [--seeds 5 ...] [--block-means]
+    python tools/experiments/independent_diagnosis.py oracle [--generator independent|own] [--seeds ...] [--block-means]
     python tools/experiments/independent_diagnosis.py oracle-rescue [--generator independent|own] [--seeds 5 6]
 
 Only selection seeds of `cleaning.independent_sim` are accepted (`protocol.independent_set` refuses
@@ -192,7 +192,7 @@ def _oracle_detector(x, templates, noise, fs: float, jitter: int, keep, d: dict,
     records the model's noise survival (decisions `keep`). Adds survivals and BAs to `acc`."""
     from cryopipe.cleaning.metrics import balanced_accuracy
 
-    z, _ = _oracle_z(x, templates, noise, fs, jitter)
+    z = _oracle_z(x, templates, noise, fs, jitter)
     cls, snr, label = d["event_class"], np.asarray(d["snr"], float), np.asarray(d["label"], bool)
     sat = np.asarray(d["saturated"], bool)
     is_noise = cls == "noise"
@@ -230,23 +230,17 @@ def oracle(model_spec: str, seeds: list[int], *, generator: str = "independent",
     `block_means`: the oracle sees what the model sees, the 512 block means of records, shapes and
     noise (`preprocess.downsample`), instead of the full-resolution records.
     """
-    from cryopipe.cleaning import protocol as pr
     from cryopipe.cleaning.predict import predict_scores
-    from cryopipe.cleaning.preprocess import downsample
     from cryopipe.cleaning.universal import model_cutoff, resolve_model
 
     model, meta = resolve_model(model_spec)
     cutoff = model_cutoff(meta)
     acc, ratio = collections.defaultdict(list), []
     for seed in seeds:
-        if pr.is_test_seed(generator, seed):
-            raise SystemExit(f"seed {seed} is a test seed of the {generator} generator; use another")
-        draws = _independent_draws(seed, n_noise) if generator == "independent" else _own_draws(seed, n_noise)
-        for x, templates, noise, fs, jitter, d, r in draws:
-            keep = predict_scores(model, downsample(x)) >= cutoff
-            if block_means:
-                x, templates, noise, fs, jitter = _to_block_means(x, templates, noise, fs, jitter)
-            _oracle_detector(x, templates, noise, fs, jitter, keep, d, acc)
+        for x, templates, noise, fs, jitter, d, r in _draws(generator, seed, n_noise):
+            view = _to_block_means(x, templates, noise, fs, jitter)
+            keep = predict_scores(model, view[0]) >= cutoff
+            _oracle_detector(*(view if block_means else (x, templates, noise, fs, jitter)), keep, d, acc)
             ratio += [r] if r is not None else []
         print(f"seed {seed} done", flush=True)
     if ratio:
@@ -261,52 +255,49 @@ def oracle(model_spec: str, seeds: list[int], *, generator: str = "independent",
 
 def _to_block_means(x, templates, noise, fs: float, jitter: int):
     """A draw as the model sees it: 512 block means of records, shapes (max 1 again) and noise."""
-    from cryopipe.cleaning.preprocess import downsample
+    from cryopipe.cleaning.preprocess import LENGTH, downsample
 
-    if x.shape[-1] <= 512:
+    if x.shape[-1] <= LENGTH:
         return x, templates, noise, fs, jitter
-    factor = x.shape[-1] / 512
+    factor = x.shape[-1] / LENGTH
     return (downsample(x), [t / t.max() for t in downsample(np.asarray(templates))], downsample(noise),
             fs / factor, int(np.ceil(jitter / factor)) + 1)
 
 
-def _oracle_z(x, templates, noise, fs: float, jitter: int):
-    """Largest over `templates` of the lag-searched OF amplitude over its resolution, for `x` and `noise`."""
-    from cryopipe.signal.optimum_filter import build_optimum_filter, of_amplitudes
+def _oracle_z(x, templates, noise, fs: float, jitter: int, *, with_noise: bool = False):
+    """Largest over `templates` of the lag-searched OF amplitude over its measured resolution, for `x`
+    (and, `with_noise`, for the `noise` records too, as a second value)."""
+    from cryopipe.signal.optimum_filter import build_optimum_filter, measured_resolution, of_amplitudes
     from cryopipe.signal.spectra import periodogram_psd
 
     nps = periodogram_psd(noise, fs)
     z, z_noise = [], []
     for sev in templates:
         of = build_optimum_filter(sev, nps, fs)
-        sig = np.std(of_amplitudes(of, noise, search=False)["amplitude"], ddof=1)
+        sig = measured_resolution(of, noise)
         z.append(of_amplitudes(of, x, shift_window=(-jitter, jitter + 1))["amplitude_shifted"] / sig)
-        z_noise.append(of_amplitudes(of, noise, shift_window=(-jitter, jitter + 1))["amplitude_shifted"] / sig)
-    return np.max(z, axis=0), np.max(z_noise, axis=0)
-
+        if with_noise:
+            z_noise.append(of_amplitudes(of, noise, shift_window=(-jitter, jitter + 1))["amplitude_shifted"] / sig)
+    return (np.max(z, axis=0), np.max(z_noise, axis=0)) if with_noise else np.max(z, axis=0)
 
 def oracle_rescue(model_spec: str, seeds: list[int], *, generator: str = "independent",
                   quantiles=(0.0, 0.005, 0.01, 0.02), n_noise: int = 400) -> None:
     """The oracle (true shapes, on the 512 block means) as a second opinion: a record the model rejects
     and calls noise is accepted where its z exceeds the (1 - q) quantile of z on extra noise records.
     Printed per q: BA, event_pulse survival at SNR >= 10, noise / pile_up / reset / spike survival."""
-    from cryopipe.cleaning import protocol as pr
     from cryopipe.cleaning.metrics import balanced_accuracy
     from cryopipe.cleaning.predict import predict_scores
-    from cryopipe.cleaning.preprocess import downsample
     from cryopipe.cleaning.universal import model_cutoff, resolve_model
 
     model, meta = resolve_model(model_spec)
     cutoff, noise_class = model_cutoff(meta), list(meta["class_names"]).index("noise")
     res = collections.defaultdict(list)
     for seed in seeds:
-        if pr.is_test_seed(generator, seed):
-            raise SystemExit(f"seed {seed} is a test seed of the {generator} generator; use another")
-        draws = _independent_draws(seed, n_noise) if generator == "independent" else _own_draws(seed, n_noise)
-        for x, templates, noise, fs, jitter, d, _ in draws:
-            score, probs = predict_scores(model, downsample(x), with_probabilities=True)
+        for x, templates, noise, fs, jitter, d, _ in _draws(generator, seed, n_noise):
+            view = _to_block_means(x, templates, noise, fs, jitter)
+            score, probs = predict_scores(model, view[0], with_probabilities=True)
             keep, called_noise = score >= cutoff, probs.argmax(axis=1) == noise_class
-            z, z_noise = _oracle_z(*_to_block_means(x, templates, noise, fs, jitter))
+            z, z_noise = _oracle_z(*view, with_noise=True)
             label, cls = np.asarray(d["label"], bool), d["event_class"]
             strong = (cls == "event_pulse") & (np.asarray(d["snr"]) >= 10)
             for q in quantiles:
@@ -318,6 +309,15 @@ def oracle_rescue(model_spec: str, seeds: list[int], *, generator: str = "indepe
         print(f"seed {seed} done", flush=True)
     for q in quantiles:
         print(f"q {q}: " + ", ".join(f"{k} {np.mean(v):.4f}" for (k, qq), v in res.items() if qq == q))
+
+
+def _draws(generator: str, seed: int, n_noise: int):
+    """The detectors of a selection seed of `generator` ("independent" or "own"), see `oracle`."""
+    from cryopipe.cleaning import protocol as pr
+
+    if pr.is_test_seed(generator, seed):
+        raise SystemExit(f"seed {seed} is a test seed of the {generator} generator; use another")
+    return _independent_draws(seed, n_noise) if generator == "independent" else _own_draws(seed, n_noise)
 
 
 def _independent_draws(seed: int, n_noise: int):
