@@ -82,6 +82,21 @@ Measured 2026-12-06, shipped model, seed 5 (2 cores; compare ~1 min, ablate ~25 
   particle pulses, aligned; spectrum from those it takes for noise) accepting records the model
   calls noise above k of its resolution: +0.002 BA on seed 5 at k = 3.5-4, with noise survival
   0.037 -> 0.043-0.069 and spikes 0.004 -> 0.016-0.025.
+- A template fit as the second opinion (2026-12-07, one-off, not kept; seed 5, the TRUE shapes on
+  the 512 block means): each record fitted by amplitude x shape (particle or carrier, lag +-jitter,
+  amplitude > 0) + a cubic baseline; residual rms over sqrt(noise residual rms^2 + (0.03 amplitude)^2)
+  as the goodness of fit (median: noise 1.00, event_pulse 0.91, carrier 0.92, tail 1.04, pile_up
+  1.81, dbwep 2.12, reset 3.93) and, for pile-up, the largest positive matched-filter response of the
+  residual to a second copy of the shape (threshold at a 90-99 % quantile of the noise records').
+  Accepting the records the model calls pile_up / a decaying baseline / reset / early-late /
+  temperature rise where the fit is good (< 1.1-1.6), the amplitude > 10 noise sigma and no second
+  pulse: event_pulse survival at SNR >= 10 0.973 -> 0.983, but pile_up 0.080 -> 0.083-0.13, dbwep
+  0.010 -> 0.07-0.15 (pulses on the generator's drift are labelled rejected), BA 0.9362 -> 0.927-0.936.
+  Rejecting accepted records with a poor fit (> 3-5): BA 0.926-0.936 (the accepted resets and
+  pile-ups fit as well as pulses; pulses of high SNR fit worse than that). No gain either way.
+  Accepted resets by SNR (seed 5, shipped model; all are the "pulse then drop" kind): 73/258 at
+  SNR 3-10, 76/215 at 10-30, 55/240 at 30-100, 32/481 above: a drop of 0.3-0.9 of the height on a
+  slowly decaying pulse looks like a pulse of a faster detector unless the detector's shape is known.
 """
 from __future__ import annotations
 
