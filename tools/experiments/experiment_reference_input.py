@@ -76,6 +76,7 @@ PICK_PROBABILITY = 0.9
 PICK_QUANTILES = (0.1, 0.6)
 MIN_PICKS = 8
 CLASS_NAMES = sorted(EVENT_CLASSES)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------------------ the network
@@ -343,6 +344,46 @@ def evaluate(checkpoint: Path, seeds, own_seeds, role: str) -> None:
             print(f"{f:36s}" + "".join(f"{figs[k][f]:14.4f}" for k in figs), flush=True)
 
 
+def real_check(checkpoint: Path, nist_dir: Path) -> None:
+    """The NIST files: shipped vs reference model (cutoff 0.5); each file's reference estimated from the
+    pulse file of its channel (regress_chan1 for both chan1 files, regress_chan3 for itself)."""
+    from cryopipe.cleaning import real_labels as rl
+
+    torch.set_num_threads(1)
+    shipped, _ = load_universal()
+    model = ReferenceResNet(len(CLASS_NAMES))
+    model.load_state_dict(torch.load(checkpoint, weights_only=True))
+    labels = rl.load_label_file()
+    refs = {}
+    for name, pulse_file in (("regress_chan1.ljh", "regress_chan1.ljh"), ("regress_noise_chan1.ljh", "regress_chan1.ljh"),
+                             ("regress_chan3.ljh", "regress_chan3.ljh")):
+        if pulse_file not in refs:
+            x, pre, _ = rl.read_ljh_records(nist_dir / pulse_file)
+            inputs = model_inputs(x, np.ones(len(x), bool), pretrigger=pre)
+            s0, p0 = scores_from_logits(torch.from_numpy(logits_of(shipped, inputs)), accepted=shipped.accepted)
+            cand = (p0.argmax(1).numpy() == CLASS_NAMES.index("event_pulse")) & (s0.numpy() >= PICK_PROBABILITY)
+            from cryopipe.cleaning.preprocess import window_block_means
+            refs[pulse_file] = estimate_reference(inputs, window_block_means(x, pretrigger=pre), cand)
+        x, pre, _ = rl.read_ljh_records(nist_dir / name)
+        if name in labels["files"]:
+            cls, doubtful = np.asarray(labels["files"][name]["event_class"]).astype(str), np.zeros(len(x), bool)
+        else:
+            auto = rl.automatic_labels(nist_dir / name)
+            cls, doubtful = auto["event_class"].astype(str), np.asarray(auto["doubtful"], bool)
+        cat = np.array([rl.category(c) for c in cls])
+        inputs = model_inputs(x, np.ones(len(x), bool), pretrigger=pre)
+        k0 = scores_from_logits(torch.from_numpy(logits_of(shipped, inputs)), accepted=shipped.accepted)[0].numpy() >= 0.5
+        k1 = score_with(model, inputs, refs[pulse_file]) >= 0.5
+        k2 = score_with(model, inputs, np.zeros(LENGTH, np.float32)) >= 0.5
+        print(f"{name} (reference from {pulse_file}, found: {bool(refs[pulse_file].any())}; {int(doubtful.sum())} doubtful "
+              f"left out): kept shipped / reference / no reference")
+        for c in ("clean_pulse", "clean_noise", "rejected"):
+            m = (cat == c) & ~doubtful
+            if m.any():
+                print(f"  {c:12s} {int(k0[m].sum()):5d} {int(k1[m].sum()):5d} {int(k2[m].sum()):5d}  of {int(m.sum())}",
+                      flush=True)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("/tmp/ref_input"))
@@ -354,8 +395,12 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", type=int, nargs="*", default=[5, 6, 7, 8], help="independent generator seeds")
     ap.add_argument("--own-seeds", type=int, nargs="*", default=[5, 6], help="own simulator seeds")
     ap.add_argument("--role", default="selection", choices=["selection", "test"])
+    ap.add_argument("--real", type=Path, help="a trained reference.pt: the NIST files instead")
+    ap.add_argument("--nist-dir", type=Path, default=ROOT.parent / "shared" / "data" / "real" / "nist_mass")
     args = ap.parse_args(argv)
-    if args.evaluate is not None:
+    if args.real is not None:
+        real_check(args.real, args.nist_dir)
+    elif args.evaluate is not None:
         evaluate(args.evaluate, args.seeds, args.own_seeds, args.role)
     else:
         train(args.out, args.epochs, args.max_lr, args.scale, args.resume)
