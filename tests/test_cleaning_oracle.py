@@ -1,22 +1,16 @@
 """The oracle of tools/experiments/independent_diagnosis.py on records whose truth is written here:
 white noise, a known double-exponential pulse, heights in units of the filter's resolution."""
 import collections
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tool_util import load_tool
 
 
 @pytest.fixture(scope="module")
 def diagnosis():
-    spec = importlib.util.spec_from_file_location(
-        "independent_diagnosis", ROOT / "tools" / "experiments" / "independent_diagnosis.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("tools/experiments/independent_diagnosis.py")
 
 
 N, FS = 1024, 10e3

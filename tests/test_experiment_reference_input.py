@@ -1,23 +1,18 @@
 """tools/experiments/experiment_reference_input.py on truth written here: a known pulse shape,
 shifted and scaled copies of it, a second pulse, the Proebst formula for the rendered references."""
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from tool_util import load_tool
+
 L = 512
 
 
 @pytest.fixture(scope="module")
 def ex():
-    spec = importlib.util.spec_from_file_location(
-        "experiment_reference_input", ROOT / "tools" / "experiments" / "experiment_reference_input.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("tools/experiments/experiment_reference_input.py")
 
 
 def pulse(onset=128, rise=3.0, decay=40.0):
