@@ -90,3 +90,25 @@ def test_rendered_references_follow_the_proebst_formula(ex):
         blocks = p.reshape(L, n // L).mean(axis=1)
         expected = (blocks - blocks.min()) / (blocks.max() - blocks.min())
         np.testing.assert_allclose(refs[i], expected, atol=2e-3)
+
+
+@pytest.mark.slow
+def test_the_documented_commands_run_at_a_tiny_scale(ex, tmp_path, capsys):
+    """Training (--scale, --epochs), a resumed rerun, --evaluate and --real (where the NIST files are) end to end."""
+    from real_data import NIST_DIR
+
+    out = tmp_path / "ref"
+    ex.main(["--out", str(out), "--scale", "0.004", "--epochs", "1"])
+    assert (out / "reference.pt").is_file() and (out / "state.pt").is_file()
+    ex.main(["--out", str(out), "--scale", "0.004", "--epochs", "1", "--resume"])
+    assert "resumed after epoch 1" in capsys.readouterr().out
+    ex.main(["--evaluate", str(out / "reference.pt"), "--seeds", "5", "--own-seeds", "5", "--detectors", "2",
+             "--per-class", "8"])
+    text = capsys.readouterr().out
+    assert "independent seed 5 (selection)" in text and "own simulator seed 5 (selection)" in text
+    assert all(arm in text for arm in ("shipped", "ref estimated", "ref true", "no ref"))
+    with pytest.raises(Exception, match="test seed"):
+        ex.main(["--evaluate", str(out / "reference.pt"), "--seeds", "1001", "--own-seeds", "--detectors", "1"])
+    if (NIST_DIR / "regress_chan1.ljh").is_file():
+        ex.main(["--real", str(out / "reference.pt"), "--nist-dir", str(NIST_DIR)])
+        assert "regress_chan1.ljh (reference from regress_chan1.ljh" in capsys.readouterr().out

@@ -36,7 +36,7 @@ same estimate over the run's truly clean event pulses at SNR >= 10) and with non
 Usage:
   nice -n 10 python tools/experiments/experiment_reference_input.py --out /tmp/ref_input [--epochs 6] [--resume]
   python tools/experiments/experiment_reference_input.py --evaluate /tmp/ref_input/reference.pt \
-      [--seeds 5 6 7 8] [--own-seeds 5 6] [--role selection|test]
+      [--seeds 5 6 7 8] [--own-seeds 5 6] [--role selection|test] [--detectors N] [--per-class K]
   python tools/experiments/experiment_reference_input.py --real /tmp/ref_input/reference.pt   (NIST files)
 
 Measured 2026-12-07 (2 CPU cores, 1 torch thread). Rule fixed before any figure of the trained model:
@@ -303,7 +303,8 @@ def summary(evalset, scores) -> dict:
            "BA snr>=10": float(np.nanmean([r["balanced_accuracy_snr_ge_10"] for r in rows])),
            "pulse snr>=10": float(np.nanmean([r["pulse_snr_ge_10"] for r in rows]))}
     for c in CLASS_NAMES:
-        out[c] = float(np.nanmean([r.get(f"survival {c}", np.nan) for r in rows]))
+        rates = np.array([r.get(f"survival {c}", np.nan) for r in rows], float)
+        out[c] = float(np.nanmean(rates)) if np.isfinite(rates).any() else float("nan")   # class absent
     return out
 
 
@@ -313,7 +314,7 @@ RUN_MIX = {"event_pulse": 200, "carrier_event": 10, "tail_event": 20, "noise": 4
            "squid_jump": 5, "reset": 5}
 
 
-def detectors_of(generator: str, seed: int, n_detectors: int):
+def detectors_of(generator: str, seed: int, n_detectors: int, n_per_class: int = 100):
     """The detectors (and, for own, saturation) of `protocol.independent_set` / `own_set`, drawn in the same order."""
     from cryopipe.cleaning import independent_sim as ind
     from cryopipe.cleaning.testsets import detector_set, random_detector
@@ -323,12 +324,12 @@ def detectors_of(generator: str, seed: int, n_detectors: int):
     for i in range(n_detectors):
         if generator == "independent":
             det = ind.draw_detector(rng)
-            ind.simulate(det, {c: 100 for c in ind.CLASSES}, rng, snr_range=(3.0, 1000.0))
+            ind.simulate(det, {c: n_per_class for c in ind.CLASSES}, rng, snr_range=(3.0, 1000.0))
             out.append((det, None))
         else:
             det = random_detector(rng, record_length=4096)
             sat = det["resolution"] * float(np.exp(rng.uniform(np.log(50), np.log(3000)))) if i % 2 else None
-            detector_set({c: 100 for c in EVENT_CLASSES}, det, rng, saturation=sat)
+            detector_set({c: n_per_class for c in EVENT_CLASSES}, det, rng, saturation=sat)
             out.append((det, sat))
     return out
 
@@ -364,7 +365,8 @@ def score_with(model, inputs, ref) -> np.ndarray:
     return scores_from_logits(z, accepted=acc)[0].numpy()
 
 
-def evaluate(checkpoint: Path, seeds, own_seeds, role: str) -> None:
+def evaluate(checkpoint: Path, seeds, own_seeds, role: str, n_detectors: int | None = None,
+             n_per_class: int = 100) -> None:
     """Shipped model vs the reference model with the estimated, the true and no reference, per set."""
     torch.set_num_threads(1)
     shipped, _ = load_universal()
@@ -372,8 +374,10 @@ def evaluate(checkpoint: Path, seeds, own_seeds, role: str) -> None:
     model.load_state_dict(torch.load(checkpoint, weights_only=True))
     jobs = [("independent", s) for s in seeds] + [("own", s) for s in own_seeds]
     for generator, seed in jobs:
-        es = (protocol.independent_set if generator == "independent" else protocol.own_set)(seed, role=role)
-        dets = detectors_of(generator, seed, len(es.detectors))
+        draw = protocol.independent_set if generator == "independent" else protocol.own_set
+        sizes = {"n_per_class": n_per_class, **({} if n_detectors is None else {"n_detectors": n_detectors})}
+        es = draw(seed, role=role, **sizes)
+        dets = detectors_of(generator, seed, len(es.detectors), n_per_class)
         arms = {"shipped": [], "ref estimated": [], "ref true": [], "no ref": []}
         found = 0
         for i, (d, (det, sat)) in enumerate(zip(es.detectors, dets)):
@@ -443,13 +447,15 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", type=int, nargs="*", default=[5, 6, 7, 8], help="independent generator seeds")
     ap.add_argument("--own-seeds", type=int, nargs="*", default=[5, 6], help="own simulator seeds")
     ap.add_argument("--role", default="selection", choices=["selection", "test"])
+    ap.add_argument("--detectors", type=int, default=None, help="detectors per set (default: the protocol's)")
+    ap.add_argument("--per-class", type=int, default=100, help="records per class and detector")
     ap.add_argument("--real", type=Path, help="a trained reference.pt: the NIST files instead")
     ap.add_argument("--nist-dir", type=Path, default=ROOT.parent / "shared" / "data" / "real" / "nist_mass")
     args = ap.parse_args(argv)
     if args.real is not None:
         real_check(args.real, args.nist_dir)
     elif args.evaluate is not None:
-        evaluate(args.evaluate, args.seeds, args.own_seeds, args.role)
+        evaluate(args.evaluate, args.seeds, args.own_seeds, args.role, args.detectors, args.per_class)
     else:
         train(args.out, args.epochs, args.max_lr, args.scale, args.resume)
 
