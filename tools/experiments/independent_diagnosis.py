@@ -7,6 +7,8 @@
     python tools/experiments/independent_diagnosis.py oracle [--generator independent|own] [--seeds ...] [--block-means]
     python tools/experiments/independent_diagnosis.py oracle-rescue [--generator independent|own] [--seeds 5 6]
 
+Top-level options before the subcommand, `--detectors N --per-class K`, draw smaller sets (the
+first N detectors of a seed; defaults: the protocol's sizes, as measured below).
 Only selection seeds of `cleaning.independent_sim` are accepted (`protocol.independent_set` refuses
 the test seeds 1001/1011), so nothing here can be tuned on a reported figure.
 
@@ -105,6 +107,21 @@ import collections
 
 import numpy as np
 
+#: set sizes of every subcommand (top-level options --detectors, --per-class; None: the protocol's 24 / 20)
+SIZES = {"n_detectors": None, "n_per_class": 100}
+
+
+def _independent_set(seed: int):
+    from cryopipe.cleaning import protocol as pr
+
+    return pr.independent_set(seed, role="selection", n_per_class=SIZES["n_per_class"],
+                              **({} if SIZES["n_detectors"] is None else {"n_detectors": SIZES["n_detectors"]}))
+
+
+def _n_detectors(default: int) -> int:
+    return default if SIZES["n_detectors"] is None else int(SIZES["n_detectors"])
+
+
 KEYS = ("balanced_accuracy", "balanced_accuracy_snr_ge_10", "pulse_snr_ge_10", "survival pile_up",
         "survival reset", "survival noise", "survival spike", "survival temperature_rise")
 
@@ -114,7 +131,7 @@ def compare(models: list[str], seed: int) -> None:
     from cryopipe.cleaning import protocol as pr
     from cryopipe.cleaning.universal import model_cutoff, resolve_model
 
-    evalset = pr.independent_set(seed, role="selection")
+    evalset = _independent_set(seed)
     for spec in models:
         model, meta = resolve_model(spec)
         cutoff = model_cutoff(meta)
@@ -134,12 +151,14 @@ def ablate(model_spec: str, seed: int) -> None:
     model, meta = resolve_model(model_spec)
     cutoff = model_cutoff(meta)
     rng = np.random.default_rng(seed)
-    detectors = [ind.draw_detector(rng) for _ in range(24)]
+    detectors = [ind.draw_detector(rng) for _ in range(_n_detectors(24))]
     for name, drift, mains in (("as generated", 1, 1), ("no drift", 0, 1), ("no mains", 1, 0), ("neither", 0, 0)):
         kept = collections.defaultdict(list)
         for i, det in enumerate(detectors):
             varied = dict(det, mains=np.asarray(det["mains"]) * mains, drift_scale=drift)
-            d = ind.simulate(varied, {"event_pulse": 80, "pile_up": 40, "reset": 40, "noise": 40},
+            k = SIZES["n_per_class"]
+            d = ind.simulate(varied, {"event_pulse": 4 * k // 5, "pile_up": 2 * k // 5, "reset": 2 * k // 5,
+                                      "noise": 2 * k // 5},
                              np.random.default_rng([seed, i]), snr_range=(3.0, 10.0))
             score = predict_scores(model, d["records"])
             keep = (score["score"] if isinstance(score, dict) else score) >= cutoff
@@ -159,7 +178,7 @@ def line_removal(model_spec: str, seeds: list[int]) -> None:
     cutoff = model_cutoff(meta)
     rows = []
     for seed in seeds:
-        evalset = pr.independent_set(seed, role="selection")
+        evalset = _independent_set(seed)
         ba = {}
         for name, lines in (("with", None), ("without", [np.zeros(0)])):
             scores = [{"score": predict_scores(model, d["records"], lines=lines), "ood": None}
@@ -184,7 +203,7 @@ def ensemble(models: list[str], seeds: list[int]) -> None:
     names = [*models, "ensemble"]
     rows = collections.defaultdict(list)
     for seed in seeds:
-        evalset = pr.independent_set(seed, role="selection")
+        evalset = _independent_set(seed)
         per_model = [[predict_scores(m, d["records"]) for d in evalset.detectors] for m in members]
         per_model.append([np.mean(s, axis=0) for s in zip(*per_model)])
         for name, scores in zip(names, per_model):
@@ -332,16 +351,18 @@ def _draws(generator: str, seed: int, n_noise: int):
 
     if pr.is_test_seed(generator, seed):
         raise SystemExit(f"seed {seed} is a test seed of the {generator} generator; use another")
-    return _independent_draws(seed, n_noise) if generator == "independent" else _own_draws(seed, n_noise)
+    if generator == "independent":
+        return _independent_draws(seed, n_noise)
+    return _own_draws(seed, n_noise, n_detectors=_n_detectors(20))
 
 
 def _independent_draws(seed: int, n_noise: int):
     from cryopipe.cleaning import independent_sim as ind
 
     rng = np.random.default_rng(seed)          # the draws of protocol.independent_set(seed)
-    for i in range(24):
+    for i in range(_n_detectors(24)):
         det = ind.draw_detector(rng)
-        d = ind.simulate(det, {c: 100 for c in ind.CLASSES}, rng)
+        d = ind.simulate(det, {c: SIZES["n_per_class"] for c in ind.CLASSES}, rng)
         n, fs = det["record_length"], det["sample_frequency"]
         t = (np.arange(n) - n // 4) / fs * 1e3
         templates = []
@@ -369,7 +390,7 @@ def _own_draws(seed: int, n_noise: int, *, n_detectors: int = 20, record_length:
         det = random_detector(rng, record_length=record_length)
         sat = det["resolution"] * float(np.exp(rng.uniform(np.log(50), np.log(3000)))) if i % 2 else None
         with full:
-            ds = detector_set({c: 100 for c in EVENT_CLASSES}, det, rng, saturation=sat)
+            ds = detector_set({c: SIZES["n_per_class"] for c in EVENT_CLASSES}, det, rng, saturation=sat)
             extra = detector_set({"noise": n_noise}, det, np.random.default_rng([seed, i, 99]))
         cls = _flat(ds, "event_class").astype(str)
         d = {"event_class": cls, "label": _flat(ds, "label").astype(bool), "snr": _flat(ds, "snr").astype(float),
@@ -388,6 +409,8 @@ def _resolution(template, noise, fs: float) -> float:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--detectors", type=int, default=None, help="detectors per seed (default: the protocol's 24 / 20)")
+    ap.add_argument("--per-class", type=int, default=100, help="records per class and detector (ablate: 0.8x / 0.4x)")
     sub = ap.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compare", help="models on a selection seed")
     c.add_argument("models", nargs="+", help="'universal' or checkpoint paths")
@@ -411,6 +434,7 @@ def main(argv=None) -> None:
     r.add_argument("--seeds", type=int, nargs="+", default=[5, 6])
     r.add_argument("--generator", choices=("independent", "own"), default="independent")
     args = ap.parse_args(argv)
+    SIZES.update(n_detectors=args.detectors, n_per_class=args.per_class)
     import torch
 
     from cryopipe.errors import CryopipeError
