@@ -69,7 +69,7 @@ noise records kept in the noise file.
   in front of the network, does not separate the remaining pile-ups, resets and lost pulses; with
   the oracle optimum filter and the template fit (independent_diagnosis.py) this is the third
   measurement saying the shape knowledge is not what is missing.
-- Ensembles (a one-off script with this module's `detectors_of`, `run_references`, `summary`: mean of
+- Ensembles (a one-off script with this module's `run_references`, `summary`: mean of
   the members' class probabilities, cutoff 0.5, selection seeds; rule fixed before: independent BA
   >= shipped + 0.005 with no worse worst detector, own BA not lower, noise not higher by > 0.005).
   Members: the shipped model, the `--scale 2` recipe run (train_universal.py's comments; checkpoint
@@ -107,7 +107,7 @@ from cryopipe.cleaning.augment import augment, shift_records  # noqa: E402
 from cryopipe.cleaning.metrics import balanced_accuracy  # noqa: E402
 from cryopipe.cleaning.models import ResNet1D, scores_from_logits  # noqa: E402
 from cryopipe.cleaning.predict import model_inputs  # noqa: E402
-from cryopipe.cleaning.preprocess import LENGTH, downsample, minmax_scale  # noqa: E402
+from cryopipe.cleaning.preprocess import LENGTH, downsample, minmax_scale, window_block_means  # noqa: E402
 from cryopipe.cleaning.train import balanced_weights, weighted_loss  # noqa: E402
 from cryopipe.cleaning.universal import load_universal  # noqa: E402
 from cryopipe.simulate.classes import WIDE_OPTIONS, ClassOptions, ModelShape  # noqa: E402
@@ -124,6 +124,7 @@ PICK_PROBABILITY = 0.9
 PICK_QUANTILES = (0.1, 0.6)
 MIN_PICKS = 8
 CLASS_NAMES = sorted(EVENT_CLASSES)
+ACCEPTED = [CLASS_NAMES.index(c) for c in sorted(DEFAULT_ACCEPTED)]   # class indices of the accepted classes
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -239,9 +240,7 @@ def logits_of(model, inputs: np.ndarray, batch: int = 4096) -> np.ndarray:
 
 
 def validation_ba(model, rec, ref, labels) -> float:
-    z = torch.from_numpy(logits_of(model, np.concatenate([minmax_scale(rec), ref], axis=1)))
-    acc = [CLASS_NAMES.index(c) for c in sorted(DEFAULT_ACCEPTED)]
-    return float(balanced_accuracy(labels, scores_from_logits(z, accepted=acc)[0].numpy(), cutoff=0.5))
+    return float(balanced_accuracy(labels, score_with(model, minmax_scale(rec), ref), cutoff=0.5))
 
 
 def train(out: Path, epochs: int, max_lr: float, scale: float, resume: bool) -> None:
@@ -314,28 +313,9 @@ RUN_MIX = {"event_pulse": 200, "carrier_event": 10, "tail_event": 20, "noise": 4
            "squid_jump": 5, "reset": 5}
 
 
-def detectors_of(generator: str, seed: int, n_detectors: int, n_per_class: int = 100):
-    """The detectors (and, for own, saturation) of `protocol.independent_set` / `own_set`, drawn in the same order."""
-    from cryopipe.cleaning import independent_sim as ind
-    from cryopipe.cleaning.testsets import detector_set, random_detector
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n_detectors):
-        if generator == "independent":
-            det = ind.draw_detector(rng)
-            ind.simulate(det, {c: n_per_class for c in ind.CLASSES}, rng, snr_range=(3.0, 1000.0))
-            out.append((det, None))
-        else:
-            det = random_detector(rng, record_length=4096)
-            sat = det["resolution"] * float(np.exp(rng.uniform(np.log(50), np.log(3000)))) if i % 2 else None
-            detector_set({c: n_per_class for c in EVENT_CLASSES}, det, rng, saturation=sat)
-            out.append((det, sat))
-    return out
-
-
-def run_records(generator: str, det, sat, rng):
-    """(records (E, N), event_class (E,), snr (E,)) of a run of RUN_MIX from one detector."""
+def run_records(generator: str, det: dict, rng):
+    """(records (E, N), event_class (E,), snr (E,)) of a run of RUN_MIX from one detector (an evaluation
+    set entry's `detector`)."""
     from cryopipe.cleaning import independent_sim as ind
     from cryopipe.cleaning.evaluate import _flat
     from cryopipe.cleaning.testsets import detector_set
@@ -343,54 +323,62 @@ def run_records(generator: str, det, sat, rng):
     if generator == "independent":
         d = ind.simulate(det, {c: k for c, k in RUN_MIX.items() if c in ind.CLASSES}, rng, snr_range=(3.0, 1000.0))
         return d["records"], d["event_class"].astype(str), d["snr"]
-    ds = detector_set(RUN_MIX, det, rng, saturation=sat)
+    ds = detector_set(RUN_MIX, det, rng, saturation=det["saturation"])
     return ds["trace"].values[0], _flat(ds, "event_class").astype(str), _flat(ds, "snr").astype(float)
 
 
-def run_references(shipped, generator, det, sat, rng) -> tuple[np.ndarray, np.ndarray]:
+def clean_pulse_candidates(shipped, inputs: np.ndarray) -> np.ndarray:
+    """(E,) bool: records the shipped model calls event_pulse (most probable class) with an acceptance
+    score >= PICK_PROBABILITY."""
+    score, probs = scores_from_logits(torch.from_numpy(logits_of(shipped, inputs)), accepted=shipped.accepted)
+    return (probs.argmax(1).numpy() == CLASS_NAMES.index("event_pulse")) & (score.numpy() >= PICK_PROBABILITY)
+
+
+def load_reference_model(checkpoint: Path) -> ReferenceResNet:
+    model = ReferenceResNet(len(CLASS_NAMES))
+    model.load_state_dict(torch.load(checkpoint, weights_only=True))
+    return model
+
+
+def run_references(shipped, generator, det, rng) -> tuple[np.ndarray, np.ndarray]:
     """(estimated, true) reference of a detector from a RUN_MIX run: estimated from the records the shipped
     model takes for clean particle pulses (`estimate_reference`); true from the truly clean event pulses."""
-    records, cls, snr = run_records(generator, det, sat, rng)
+    records, cls, snr = run_records(generator, det, rng)
     inputs = model_inputs(records, np.ones(len(records), bool))
-    s0, p0 = scores_from_logits(torch.from_numpy(logits_of(shipped, inputs)), accepted=shipped.accepted)
-    candidates = (p0.argmax(1).numpy() == CLASS_NAMES.index("event_pulse")) & (s0.numpy() >= PICK_PROBABILITY)
     blocks = downsample(records)
-    return (estimate_reference(inputs, blocks, candidates),
+    return (estimate_reference(inputs, blocks, clean_pulse_candidates(shipped, inputs)),
             estimate_reference(inputs, blocks, (cls == "event_pulse") & (snr >= 10)))
 
 
 def score_with(model, inputs, ref) -> np.ndarray:
-    acc = [CLASS_NAMES.index(c) for c in sorted(DEFAULT_ACCEPTED)]
-    z = torch.from_numpy(logits_of(model, np.concatenate([inputs, np.broadcast_to(ref, inputs.shape)], axis=1)))
-    return scores_from_logits(z, accepted=acc)[0].numpy()
+    """Acceptance scores (E,) of `model` on inputs (E, 512); `ref` the reference, (512,) for all of them or
+    (E, 512) per record (None: a plain model of input 512, e.g. the shipped one)."""
+    x = inputs if ref is None else np.concatenate([inputs, np.broadcast_to(ref, inputs.shape)], axis=1)
+    return scores_from_logits(torch.from_numpy(logits_of(model, x)), accepted=ACCEPTED)[0].numpy()
 
 
 def evaluate(checkpoint: Path, seeds, own_seeds, role: str, n_detectors: int | None = None,
              n_per_class: int = 100) -> None:
     """Shipped model vs the reference model with the estimated, the true and no reference, per set."""
     torch.set_num_threads(1)
-    shipped, _ = load_universal()
-    model = ReferenceResNet(len(CLASS_NAMES))
-    model.load_state_dict(torch.load(checkpoint, weights_only=True))
+    shipped, model = load_universal()[0], load_reference_model(checkpoint)
+    sizes = {"n_per_class": n_per_class, **({} if n_detectors is None else {"n_detectors": n_detectors})}
     jobs = [("independent", s) for s in seeds] + [("own", s) for s in own_seeds]
     for generator, seed in jobs:
         draw = protocol.independent_set if generator == "independent" else protocol.own_set
-        sizes = {"n_per_class": n_per_class, **({} if n_detectors is None else {"n_detectors": n_detectors})}
         es = draw(seed, role=role, **sizes)
-        dets = detectors_of(generator, seed, len(es.detectors), n_per_class)
         arms = {"shipped": [], "ref estimated": [], "ref true": [], "no ref": []}
         found = 0
-        for i, (d, (det, sat)) in enumerate(zip(es.detectors, dets)):
-            est, true = run_references(shipped, generator, det, sat, np.random.default_rng([seed, 77, i]))
+        for i, d in enumerate(es.detectors):
+            est, true = run_references(shipped, generator, d["detector"], np.random.default_rng([seed, 77, i]))
             found += bool(np.any(est))
             inputs = model_inputs(d["records"], np.ones(len(d["records"]), bool))
-            arms["shipped"].append(scores_from_logits(torch.from_numpy(logits_of(shipped, inputs)),
-                                                      accepted=shipped.accepted)[0].numpy())
+            arms["shipped"].append(score_with(shipped, inputs, None))
             arms["ref estimated"].append(score_with(model, inputs, est))
             arms["ref true"].append(score_with(model, inputs, true))
             arms["no ref"].append(score_with(model, inputs, np.zeros(LENGTH, np.float32)))
         figs = {k: summary(es, v) for k, v in arms.items()}
-        print(f"\n{es.name} ({role}): estimated references found for {found}/{len(dets)} detectors", flush=True)
+        print(f"\n{es.name} ({role}): estimated references found for {found}/{len(es.detectors)} detectors", flush=True)
         print(f"{'figure':36s}" + "".join(f"{k:>14s}" for k in figs))
         for f in figs["shipped"]:
             print(f"{f:36s}" + "".join(f"{figs[k][f]:14.4f}" for k in figs), flush=True)
@@ -402,9 +390,7 @@ def real_check(checkpoint: Path, nist_dir: Path) -> None:
     from cryopipe.cleaning import real_labels as rl
 
     torch.set_num_threads(1)
-    shipped, _ = load_universal()
-    model = ReferenceResNet(len(CLASS_NAMES))
-    model.load_state_dict(torch.load(checkpoint, weights_only=True))
+    shipped, model = load_universal()[0], load_reference_model(checkpoint)
     labels = rl.load_label_file()
     refs = {}
     for name, pulse_file in (("regress_chan1.ljh", "regress_chan1.ljh"), ("regress_noise_chan1.ljh", "regress_chan1.ljh"),
@@ -412,10 +398,8 @@ def real_check(checkpoint: Path, nist_dir: Path) -> None:
         if pulse_file not in refs:
             x, pre, _ = rl.read_ljh_records(nist_dir / pulse_file)
             inputs = model_inputs(x, np.ones(len(x), bool), pretrigger=pre)
-            s0, p0 = scores_from_logits(torch.from_numpy(logits_of(shipped, inputs)), accepted=shipped.accepted)
-            cand = (p0.argmax(1).numpy() == CLASS_NAMES.index("event_pulse")) & (s0.numpy() >= PICK_PROBABILITY)
-            from cryopipe.cleaning.preprocess import window_block_means
-            refs[pulse_file] = estimate_reference(inputs, window_block_means(x, pretrigger=pre), cand)
+            refs[pulse_file] = estimate_reference(inputs, window_block_means(x, pretrigger=pre),
+                                                  clean_pulse_candidates(shipped, inputs))
         x, pre, _ = rl.read_ljh_records(nist_dir / name)
         if name in labels["files"]:
             cls, doubtful = np.asarray(labels["files"][name]["event_class"]).astype(str), np.zeros(len(x), bool)
@@ -424,7 +408,7 @@ def real_check(checkpoint: Path, nist_dir: Path) -> None:
             cls, doubtful = auto["event_class"].astype(str), np.asarray(auto["doubtful"], bool)
         cat = np.array([rl.category(c) for c in cls])
         inputs = model_inputs(x, np.ones(len(x), bool), pretrigger=pre)
-        k0 = scores_from_logits(torch.from_numpy(logits_of(shipped, inputs)), accepted=shipped.accepted)[0].numpy() >= 0.5
+        k0 = score_with(shipped, inputs, None) >= 0.5
         k1 = score_with(model, inputs, refs[pulse_file]) >= 0.5
         k2 = score_with(model, inputs, np.zeros(LENGTH, np.float32)) >= 0.5
         print(f"{name} (reference from {pulse_file}, found: {bool(refs[pulse_file].any())}; {int(doubtful.sum())} doubtful "

@@ -114,8 +114,7 @@ SIZES = {"n_detectors": None, "n_per_class": 100}
 def _independent_set(seed: int):
     from cryopipe.cleaning import protocol as pr
 
-    return pr.independent_set(seed, role="selection", n_per_class=SIZES["n_per_class"],
-                              **({} if SIZES["n_detectors"] is None else {"n_detectors": SIZES["n_detectors"]}))
+    return pr.independent_set(seed, role="selection", n_detectors=_n_detectors(24), n_per_class=SIZES["n_per_class"])
 
 
 def _n_detectors(default: int) -> int:
@@ -152,11 +151,11 @@ def ablate(model_spec: str, seed: int) -> None:
     cutoff = model_cutoff(meta)
     rng = np.random.default_rng(seed)
     detectors = [ind.draw_detector(rng) for _ in range(_n_detectors(24))]
+    k = SIZES["n_per_class"]
     for name, drift, mains in (("as generated", 1, 1), ("no drift", 0, 1), ("no mains", 1, 0), ("neither", 0, 0)):
         kept = collections.defaultdict(list)
         for i, det in enumerate(detectors):
             varied = dict(det, mains=np.asarray(det["mains"]) * mains, drift_scale=drift)
-            k = SIZES["n_per_class"]
             d = ind.simulate(varied, {"event_pulse": 4 * k // 5, "pile_up": 2 * k // 5, "reset": 2 * k // 5,
                                       "noise": 2 * k // 5},
                              np.random.default_rng([seed, i]), snr_range=(3.0, 10.0))

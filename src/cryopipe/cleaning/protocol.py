@@ -56,8 +56,9 @@ class EvalSet:
     generator : "independent", "own" or "held-out"
     seed : the generator's seed (None for arrays)
     detectors : list of dicts with records ((n, 512) float32 block means, or raw (n, N)), event_class
-        (n,) str, label (n,) bool, snr (n,) float (0 where no particle pulse), and `info` (detector
-        parameters)
+        (n,) str, label (n,) bool, snr (n,) float (0 where no particle pulse), `info` (detector
+        parameters) and, for the generators, `detector` (what was drawn: the generator's detector dict;
+        own: `random_detector`'s, with its `saturation` in V or None), to simulate more of the same detector
     """
 
     name: str
@@ -98,7 +99,8 @@ def independent_set(seed: int, *, n_detectors: int = 24, n_per_class: int = 100,
                 "tau_n_ms": det["pulse"]["tau_n"], "tau_in_ms": det["pulse"]["tau_in"],
                 "tau_t_ms": det["pulse"]["tau_t"], "saturation_over_sigma": det["saturation_over_sigma"]}
         out.detectors.append({"records": downsample(d["records"]), "event_class": d["event_class"].astype(str),
-                              "label": d["label"], "snr": d["snr"], "saturated": d["saturated"], "info": info})
+                              "label": d["label"], "snr": d["snr"], "saturated": d["saturated"], "info": info,
+                              "detector": det})
     return out
 
 
@@ -127,7 +129,8 @@ def own_set(seed: int, *, n_detectors: int = 20, n_per_class: int = 100, record_
                               "info": {"record_length": int(record_length), "sample_frequency": det["sample_frequency"],
                                        "tau_n_ms": det["tau_n"] * 1e3, "tau_in_ms": det["tau_in"] * 1e3,
                                        "tau_t_ms": det["tau_t"] * 1e3, "resolution_mV": det["resolution"] * 1e3,
-                                       "saturation_mV": None if sat is None else sat * 1e3}})
+                                       "saturation_mV": None if sat is None else sat * 1e3},
+                              "detector": {**det, "saturation": sat}})
     return out
 
 
