@@ -76,3 +76,53 @@ def test_richards_curve_slope_one_and_ceiling():
     assert y[0] == pytest.approx(0.0, abs=1e-12)
     assert y[1] / 1e-6 == pytest.approx(1.0, rel=1e-3)
     assert y[2] == pytest.approx(2.0, rel=1e-9)
+
+
+def _unsaturated(det):
+    return {**det, "ceiling": np.inf}
+
+
+def test_pileup_visibility_by_hand():
+    """Label rule 2 as the independent generator reports it: heights and gaps computed by hand."""
+    det = _unsaturated(ind.draw_detector(np.random.default_rng(21)))
+    p, sig = det["pulse"], det["sigma_of"]
+    far = 3 * p["t_peak"] + 5 * p["tau_t"]          # the first pulse has decayed to < e^-5 there
+    # two pulses far apart, 8 and 20 sigma: each adds its own height at its own peak
+    low, sep = ind.pileup_visibility(det, [0.0, far], [8 * sig, 20 * sig])
+    assert low == pytest.approx(8.0, rel=0.02) and sep == pytest.approx(far / p["t_peak"])
+    # a 4 sigma second pulse is below PILEUP_MIN_SNR; onsets one onset-to-peak time apart are too close
+    assert ind.pileup_visibility(det, [0.0, far], [50 * sig, 4 * sig])[0] < ind.PILEUP_MIN_SNR
+    assert ind.pileup_visibility(det, [0.0, p["t_peak"]], [50 * sig, 50 * sig])[1] == pytest.approx(1.0)
+
+
+def test_pileup_visibility_through_saturation():
+    """On a saturated pulse a second pulse adds almost nothing: sat(a + b) - sat(a), by hand."""
+    det = ind.draw_detector(np.random.default_rng(21))
+    det.update(ceiling=20 * det["sigma_of"], sat_q=1.0, sat_nu=1.0)
+    p, sig = det["pulse"], det["sigma_of"]
+    gap = 2 * p["t_peak"]
+    low, _ = ind.pileup_visibility(det, [0.0, gap], [1000 * sig, 50 * sig])
+    first_at_second = 1000 * sig * ind.proebst(np.array([gap + p["t_peak"]]), 0.0, p["an"], p["at"], p["tau_n"],
+                                               p["tau_in"], p["tau_t"])[0]
+    sat = lambda y: ind.richards(y, det["ceiling"], 1.0, 1.0)
+    expected_second = (sat(first_at_second + 50 * sig) - sat(first_at_second)) / sig
+    assert expected_second < ind.PILEUP_MIN_SNR          # hidden: the detector is still saturated there
+    main = sat(1000 * sig) / sig                          # the second pulse starts after the first one's peak
+    assert low == pytest.approx(min(expected_second, main), rel=1e-6)
+
+
+def test_pileup_visible_truth_and_rule_constants():
+    """Generated pile-ups carry the flag (both kinds occur), other classes are True; the rule's numbers
+    are the training simulator's (one definition)."""
+    from cryopipe.simulate import classes
+
+    assert (ind.PILEUP_MIN_SNR, ind.PILEUP_MIN_RISES) == (classes.PILEUP_MIN_SNR, classes.PILEUP_MIN_RISES)
+    rng = np.random.default_rng(5)
+    flags = []
+    for _ in range(4):
+        det = ind.draw_detector(rng)
+        d = ind.simulate(det, {"pile_up": 25, "noise": 5}, rng)
+        assert d["pileup_visible"].shape == d["label"].shape and d["pileup_visible"][d["event_class"] == "noise"].all()
+        flags.append(d["pileup_visible"][d["event_class"] == "pile_up"])
+    flags = np.concatenate(flags)
+    assert flags.any() and not flags.all()

@@ -116,3 +116,18 @@ def test_worst_detectors_are_listed_lowest_balanced_accuracy_first_with_what_was
     table = [line for line in lines if line.startswith("| 7 |")]
     assert table == ["| 7 | 1 | 0.700 | 0.500 | tau_n_ms 0.25, record_length 4096 |",
                      "| 7 | 2 | 0.900 | 0.800 | tau_n_ms 3 |"]
+
+
+def test_visible_pileup_survival_counts_only_visible_pileups():
+    # pile-ups: visible kept (0.9), visible rejected (0.1), invisible kept (0.8) -> visible 1/2, all 2/3
+    d, s = detector(["pile_up"] * 3 + ["event_pulse"], [0, 0, 0, 1], [20, 20, 20, 20], [0.9, 0.1, 0.8, 0.9])
+    d["pileup_visible"] = np.array([True, True, False, True])
+    rows = pr.set_figures(pr.EvalSet("hand", "selection", "independent", None, [d]), [s], 0.5)
+    assert rows[0]["survival pile_up"] == pytest.approx(2 / 3)
+    assert rows[0]["survival pile_up (visible)"] == pytest.approx(1 / 2)
+    # a set without the flag (our simulator draws only visible pile-ups): all of them count
+    del d["pileup_visible"]
+    rows = pr.set_figures(pr.EvalSet("hand", "selection", "own", None, [d]), [s], 0.5)
+    assert rows[0]["survival pile_up (visible)"] == pytest.approx(2 / 3)
+    assert cli.summarise(rows)["survival pile_up (visible)"]["worst"] == pytest.approx(2 / 3)
+    assert cli.ISSUE_TARGETS["survival pile_up (visible)"] == ("<=", 0.05)

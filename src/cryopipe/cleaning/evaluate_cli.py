@@ -6,7 +6,9 @@ Reported, for the model (``--model``: "universal" or a checkpoint) and a per-run
 
 - the independent generator (`independent_sim`), two seeds (`protocol.TEST_SEEDS`): per-detector
   balanced accuracy (mean and worst), BA at SNR >= 10, pulse survival at SNR >= 10, pile-up
-  survival (its pile-ups are visible by construction: second pulses >= 5 sigma_OF, >= N/64 apart),
+  survival of all its pile-ups and of the visible ones (the target's figure: label rule 2, every pulse
+  adds >= 5 sigma_OF at its peak through the saturation and onsets >= 1.5 onset-to-peak times apart;
+  the generator draws extra pulses >= 5 sigma_OF and >= N/64 apart, 73 % of them visible by the rule),
   the survival of every other class, and survival per SNR bin (pooled);
 - our own simulator, 20 random detectors, two seeds: the same figures (its pile_up class follows the
   simulator's label rules);
@@ -35,7 +37,7 @@ ISSUE_TARGETS = {
     "balanced_accuracy": (">=", 0.95),
     "balanced_accuracy_snr_ge_10": (">=", 0.98),
     "pulse_snr_ge_10": (">=", 0.98),
-    "survival pile_up": ("<=", 0.05),
+    "survival pile_up (visible)": ("<=", 0.05),
 }
 WORST_BA_TARGET = 0.85
 OWN_BA_TARGET = 0.97
@@ -104,7 +106,8 @@ def generator_markdown(title: str, results: list[dict], *, own: bool = False) ->
              "cells: mean over detectors / worst detector.", "",
              "| figure | " + " | ".join(f"seed {r['seed']}" for r in results) + " | target |",
              "|---|" + "---|" * (len(results) + 1)]
-    keys = ["balanced_accuracy", "balanced_accuracy_snr_ge_10", "pulse_snr_ge_10", "survival pile_up"]
+    keys = ["balanced_accuracy", "balanced_accuracy_snr_ge_10", "pulse_snr_ge_10", "survival pile_up (visible)",
+            "survival pile_up"]
     keys += sorted(k for k in results[0]["summary"] if k.startswith("survival ") and k not in keys)
     keys += [k for k in ("ood_fraction",) if k in results[0]["summary"]]
     for k in keys:
@@ -116,8 +119,10 @@ def generator_markdown(title: str, results: list[dict], *, own: bool = False) ->
             goal = f">= {OWN_BA_TARGET} mean" if own else f">= 0.95 mean, >= {WORST_BA_TARGET} worst"
         elif k in ISSUE_TARGETS and not own:
             goal = " ".join(map(str, ISSUE_TARGETS[k]))
-        elif k == "survival pile_up":
+        elif k == "survival pile_up (visible)":
             goal = "<= 0.05"
+        elif k == "survival pile_up":
+            goal = "(all drawn; the target is on the visible ones)"
         elif k.startswith("survival ") and k.split(" ", 1)[1] not in pr.ACCEPTED:
             goal = f"<= {ARTEFACT_TARGET}"
         else:

@@ -22,6 +22,14 @@ Classes (names of `cryopipe.simulate.records.EVENT_CLASSES`; accepted: event_pul
 tail_event). Per record the truth holds snr (height of the record's main particle pulse / sigma_OF, also for
 early_or_late_trigger and pile_up; 0 where the record has none), saturated (the unsaturated peak exceeds 80 % of the
 ceiling) and the detector parameters.
+
+Visible pile-up (issue 19's label rule 2, the same numbers as the training simulator's
+`cryopipe.simulate.classes`, checked equal by a test): this generator draws its pile-ups its own way
+(extra pulses >= max(5, SNR/10) sigma_OF, onsets >= N/64 apart) and does not redraw them, but it
+reports per record `pileup_visible`: every pulse adds >= `PILEUP_MIN_SNR` sigma_OF at its peak through
+the saturation curve (noise-free signal; the peak taken at the window end where it lies beyond) and
+any two onsets are >= `PILEUP_MIN_RISES` onset-to-peak times of the particle pulse apart. The target
+"pile-up survival (visible pile-up)" counts only those; True for every other class.
 """
 from __future__ import annotations
 
@@ -33,6 +41,10 @@ CLASSES = ("event_pulse", "carrier_event", "tail_event", "noise", "spike", "squi
 ACCEPTED = ("event_pulse", "carrier_event", "tail_event")
 ADC_STEP = 20.0 / 2 ** 16          # V
 SNR_RANGE = (3.0, 1000.0)
+#: smallest height (sigma_OF) every pulse of a visible pile-up adds at its peak (label rule 2)
+PILEUP_MIN_SNR = 5.0
+#: smallest onset distance of a visible pile-up, in onset-to-peak times of the particle pulse (label rule 2)
+PILEUP_MIN_RISES = 1.5
 
 
 def _logu(rng, lo, hi, size=None):
@@ -138,14 +150,36 @@ def _step(t_ms, t0, h, width_ms):
     return np.where(d > 0, h * (1 - np.exp(-np.maximum(d, 0) / max(width_ms, 1e-6))), 0.0)
 
 
+def pileup_visibility(det: dict, onsets_ms, heights_v) -> tuple[float, float]:
+    """(smallest visible height / sigma_OF, smallest onset distance / onset-to-peak time) of the
+    particle pulses at `onsets_ms` (ms, trigger at 0) with unsaturated heights `heights_v` (V):
+    each pulse's visible height is what it adds at its peak (or the window end) through this
+    detector's saturation, noise-free: sat(all pulses) - sat(all others)."""
+    on = np.asarray(onsets_ms, float)
+    hv = np.asarray(heights_v, float)
+    n, fs = det["record_length"], det["sample_frequency"]
+    p = det["pulse"]
+    t_end = (n - 1 - n // 4) / fs * 1e3
+    tp = np.minimum(on + p["t_peak"], t_end)                        # (k,) where each pulse is judged
+    comp = np.array([_pulse(det, "pulse", tp, o, h) for o, h in zip(on, hv)])   # comp[j, i]: pulse j at tp[i]
+    total = comp.sum(axis=0)
+    sat = (lambda y: np.where(y > 0, richards(y, det["ceiling"], det["sat_q"], det["sat_nu"]), y)) \
+        if np.isfinite(det["ceiling"]) else (lambda y: y)
+    added = sat(total) - sat(total - np.diag(comp))
+    gaps = np.diff(np.sort(on))
+    sep = float(gaps.min() / p["t_peak"]) if gaps.size else np.inf
+    return float(added.min() / det["sigma_of"]), sep
+
+
 def simulate(det: dict, n_per_class: dict, rng: np.random.Generator, *, snr_range=SNR_RANGE) -> dict:
     """Records of one detector: dict with records (E, N) float32 V, event_class (E,), label (E,),
-    snr (E,), saturated (E,), slow (E,: particle pulse decays slower than a quarter window)."""
+    snr (E,), saturated (E,), slow (E,: particle pulse decays slower than a quarter window),
+    pileup_visible (E,: label rule 2, see the module doc; True for other classes)."""
     n, fs = det["record_length"], det["sample_frequency"]
     t = (np.arange(n) - n // 4) / fs * 1e3     # ms, trigger at 0
     dur = det["duration_ms"]
     sig, sbl = det["sigma_of"], det["sigma_bl"]
-    rows, classes, snrs, sat = [], [], [], []
+    rows, classes, snrs, sat, visible = [], [], [], [], []
     for cls in CLASSES:
         m = int(n_per_class.get(cls, 0))
         if m == 0:
@@ -154,6 +188,7 @@ def simulate(det: dict, n_per_class: dict, rng: np.random.Generator, *, snr_rang
         clean = np.zeros((m, n))          # pre-saturation signal
         post = np.zeros((m, n))           # read-out effects after the TES (spikes, SQUID jumps, resets)
         snr = np.zeros(m)
+        vis = np.ones(m, bool)
         for i in range(m):
             t0 = rng.uniform(-det["jitter_ms"], det["jitter_ms"])
             h = _logu(rng, *snr_range) * sig
@@ -203,13 +238,16 @@ def simulate(det: dict, n_per_class: dict, rng: np.random.Generator, *, snr_rang
                 k = int(rng.choice([2, 3, 4, 5], p=[0.4, 0.3, 0.2, 0.1]))
                 clean[i] += _pulse(det, "pulse", t, t0, h)
                 snr[i] = h / sig
-                placed = [t0]
+                placed, heights = [t0], [h]
                 while len(placed) < k:
                     tp = rng.uniform(-dur / 4, 0.65 * dur)
                     if min(abs(tp - q) for q in placed) < dur / 64:
                         continue
                     placed.append(tp)
-                    clean[i] += _pulse(det, "pulse", t, tp, _logu(rng, max(5.0, 0.1 * h / sig), 3 * h / sig) * sig)
+                    heights.append(_logu(rng, max(5.0, 0.1 * h / sig), 3 * h / sig) * sig)
+                    clean[i] += _pulse(det, "pulse", t, tp, heights[-1])
+                low, sep = pileup_visibility(det, placed, heights)
+                vis[i] = low >= PILEUP_MIN_SNR and sep >= PILEUP_MIN_RISES
             if cls == "early_or_late_trigger":
                 tp = (rng.uniform(-dur / 4 + dur / 64, -dur / 8) if rng.random() < 0.5
                       else rng.uniform(dur / 8, dur / 2))
@@ -223,9 +261,11 @@ def simulate(det: dict, n_per_class: dict, rng: np.random.Generator, *, snr_rang
         rows.append(y.astype(np.float32))
         classes += [cls] * m
         snrs.append(snr)
+        visible.append(vis)
         sat.append(np.isfinite(det["ceiling"]) & (peak > 0.8 * det["ceiling"]) & (snr > 0))
     classes = np.array(classes)
     p = det["pulse"]
     return {"records": np.concatenate(rows), "event_class": classes, "label": np.isin(classes, ACCEPTED),
             "snr": np.concatenate(snrs), "saturated": np.concatenate(sat),
-            "slow": np.full(len(classes), p["tau_t"] > dur / 4 or p["tau_in"] > dur / 100)}
+            "slow": np.full(len(classes), p["tau_t"] > dur / 4 or p["tau_in"] > dur / 100),
+            "pileup_visible": np.concatenate(visible)}

@@ -100,7 +100,7 @@ def independent_set(seed: int, *, n_detectors: int = 24, n_per_class: int = 100,
                 "tau_t_ms": det["pulse"]["tau_t"], "saturation_over_sigma": det["saturation_over_sigma"]}
         out.detectors.append({"records": downsample(d["records"]), "event_class": d["event_class"].astype(str),
                               "label": d["label"], "snr": d["snr"], "saturated": d["saturated"], "info": info,
-                              "detector": det})
+                              "pileup_visible": d["pileup_visible"], "detector": det})
     return out
 
 
@@ -125,7 +125,7 @@ def own_set(seed: int, *, n_detectors: int = 20, n_per_class: int = 100, record_
         saturated = np.zeros(cls.size, bool) if sat is None else _flat(ds, "pulse_height") > 0.8 * sat
         out.detectors.append({"records": ds["trace"].values[0], "event_class": cls,
                               "label": _flat(ds, "label").astype(bool), "snr": _flat(ds, "snr").astype(float),
-                              "saturated": saturated,
+                              "saturated": saturated, "pileup_visible": np.ones(cls.size, bool),
                               "info": {"record_length": int(record_length), "sample_frequency": det["sample_frequency"],
                                        "tau_n_ms": det["tau_n"] * 1e3, "tau_in_ms": det["tau_in"] * 1e3,
                                        "tau_t_ms": det["tau_t"] * 1e3, "resolution_mV": det["resolution"] * 1e3,
@@ -178,7 +178,9 @@ def balanced_accuracy_at(label, score, cutoff, *, keep=None) -> float:
 def set_figures(evalset: EvalSet, scores: list[dict], cutoff: float, *, min_snr: float = 10.0) -> list[dict]:
     """Per detector: balanced_accuracy (all records), balanced_accuracy_snr_ge_10 (records with
     SNR >= `min_snr` or without a particle pulse, SNR 0), pulse_snr_ge_10 (event_pulse survival at
-    SNR >= `min_snr`), survival of every class (``survival <class>``), n_records."""
+    SNR >= `min_snr`), survival of every class (``survival <class>``), the survival of the visible
+    pile-ups (``survival pile_up (visible)``, label rule 2; a detector's `pileup_visible`, all pile-ups
+    where it has none: our simulator draws only visible ones), n_records."""
     rows = []
     for d, s in zip(evalset.detectors, scores):
         keep = s["score"] >= cutoff
@@ -191,6 +193,9 @@ def set_figures(evalset: EvalSet, scores: list[dict], cutoff: float, *, min_snr:
                "n_records": int(cls.size)}
         for c, (_, _, rate) in metrics.survival_rates(cls, keep).items():
             row[f"survival {c}"] = float(rate)
+        visible = (cls == "pile_up") & np.asarray(d.get("pileup_visible", np.ones(cls.size, bool)), bool)
+        if visible.any():
+            row["survival pile_up (visible)"] = float(keep[visible].mean())
         if s.get("ood") is not None:
             row["ood_fraction"] = float(np.mean(s["ood"]))
         rows.append(row)
