@@ -8,7 +8,7 @@ Reported, for the model (``--model``: "universal" or a checkpoint) and a per-run
   balanced accuracy (mean and worst), BA at SNR >= 10, pulse survival at SNR >= 10, pile-up
   survival of all its pile-ups and of the visible ones (the target's figure: label rule 2, every pulse
   adds >= 5 sigma_OF at its peak through the saturation and onsets >= 1.5 onset-to-peak times apart;
-  the generator draws extra pulses >= 5 sigma_OF and >= N/64 apart, 73 % of them visible by the rule),
+  the generator draws extra pulses >= 5 sigma_OF and >= N/64 apart, 69-85 % of them visible by seed),
   the survival of every other class, and survival per SNR bin (pooled);
 - our own simulator, 20 random detectors, two seeds: the same figures (its pile_up class follows the
   simulator's label rules);
