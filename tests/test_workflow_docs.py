@@ -5,8 +5,10 @@ Commands come from README.md (```bash blocks, and inline `snakemake ...` / `cryo
 scratch copy of the project, in document order, on small data written here by independent code
 (numpy pulses and noise, CRESST files from their public layout), not by the pipeline's simulator.
 Set-up lines (`pip install`, `pytest`) are run by CI itself; `--workflow-profile profiles/slurm`
-runs in tests/test_workflow_slurm.py; the hour-long model benchmarks (`python -m cryopipe.cleaning.evaluate`,
-`python bench/...`, `python tools/...`) are started with `--help` only.
+runs in tests/test_workflow_slurm.py; the documented benchmarks and model commands (`python bench/...`,
+`python tools/...`, `python -m cryopipe.cleaning.evaluate`), hours long at their documented sizes, run here
+as documented with the options of `SMALL_SCALE` appended (argparse keeps the last value of a repeated
+option), or, where `RUN_ELSEWHERE` names a test file, there.
 """
 from __future__ import annotations
 
@@ -63,6 +65,22 @@ def test_extraction_finds_the_documented_commands():
     found = config_commands()
     assert any("--configfile=config/mock.yaml" in c for c in found)
     assert any("--configfile=config/cresst.yaml" in c for c in found)
+
+
+def test_every_documented_benchmark_has_a_small_run():
+    """Each documented `python bench/...`, `python tools/...`, `python -m ...` command runs here at a small
+    scale or in the test file RUN_ELSEWHERE names (which runs that script); none is only `--help`ed."""
+    keys = {_program_key(c.split()) for c in readme_commands((REPO / "README.md").read_text()) + config_commands()}
+    keys.discard(None)
+    assert "bench/bench_pipeline.py" in keys and "-m cryopipe.cleaning.evaluate" in keys
+    for key in keys:
+        assert key in SMALL_SCALE or key in RUN_ELSEWHERE, key
+        if key in RUN_ELSEWHERE:
+            assert Path(key).name in (REPO / RUN_ELSEWHERE[key]).read_text(), key
+    run = _runnable("python bench/bench_pipeline.py --hours 1 4 24 --default-job", Path("/s"))
+    assert run.endswith("--hours 1 4 24 --default-job --hours 0.25 --compare-hours 0 --channels 1 "
+                        "--workdir /s/bench_pipeline")
+    assert "[" not in _runnable("python -m cryopipe.cleaning.evaluate [--model M] [--quick]", Path("/s"))
 
 
 def test_documented_commands_never_put_a_target_after_a_spaced_configfile():
@@ -168,14 +186,50 @@ def _serve_and_stop(cmd: str, cwd: Path, env: dict) -> None:
         proc.wait(timeout=30)
 
 
-def _runnable(cmd: str) -> str | None:
+#: documented benchmark / model commands -> options appended to run them small ({nist}: the NIST files,
+#: {tmp}: a scratch folder); "" runs the command as documented
+SMALL_SCALE = {
+    "bench/nist_ljh_checks.py": "--data {nist} --out {tmp}/nist_checks",
+    "bench/bench_ljh_run.py": "--ljh {nist}/regress_chan1.ljh --noise {nist}/regress_noise_chan1.ljh",
+    "bench/bench_train.py": "--models cnn resnet --threads 1 --batch 64 --seconds 0.5",
+    "bench/bench_view.py": "--events 20000",
+    "bench/bench_trigger.py": "--hours 0.02 --workers 1",
+    # 0.25 h: the shortest stream whose calibration line has enough events to be found
+    "bench/bench_pipeline.py": "--hours 0.25 --compare-hours 0 --channels 1 --workdir {tmp}/bench_pipeline",
+    "tools/release/train_universal.py": "--scale 0.003 --epochs 1 --out {tmp}/universal",
+    "-m cryopipe.cleaning.evaluate": "--quick --nist-dir {nist} --out {tmp}/evaluate",
+    "-m cryopipe.cleaning.real_labels": "",
+}
+#: documented commands that another test runs (at a small scale), with that test's file
+RUN_ELSEWHERE = {"tools/experiments/leave_one_family_out.py": "tests/test_cleaning_experiment_tools.py"}
+
+
+def _program_key(words: list[str]) -> str | None:
+    """'bench/x.py', 'tools/.../x.py' or '-m module' for a documented python command, else None."""
+    if words[0] != "python" or len(words) < 2:
+        return None
+    if words[1] == "-m":
+        return " ".join(words[1:3])
+    return words[1] if words[1].startswith(("bench/", "tools/")) else None
+
+
+def _runnable(cmd: str, scratch: Path | None = None) -> str | None:
     """The command as the test runs it (None: run elsewhere)."""
     words = cmd.split()
     if words[0] in ("pip", "pytest") or "profiles/slurm" in cmd:
         return None
-    if words[0] == "python" and (words[1:2] == ["-m"] or words[1].startswith(("bench/", "tools/"))):
-        return f"{sys.executable} {' '.join(words[1:3] if words[1] == '-m' else words[1:2])} --help"
-    return cmd
+    key = _program_key(words)
+    if key is None:
+        return cmd
+    if key in RUN_ELSEWHERE:
+        return None
+    if key not in SMALL_SCALE:
+        raise AssertionError(f"`{cmd}`: a documented command without a small-scale run (add it to SMALL_SCALE)")
+    from real_data import NIST_DIR
+
+    documented = re.sub(r"\[[^\]]*\]", "", " ".join(words[1:]))     # optional [--x X] parts left out
+    extra = SMALL_SCALE[key].format(nist=NIST_DIR, tmp=scratch or Path("/tmp"))
+    return f"{sys.executable} {documented} {extra}".strip()
 
 
 @pytest.fixture(scope="module")
@@ -196,8 +250,9 @@ def test_every_documented_command_runs(project):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     commands = readme_commands((REPO / "README.md").read_text()) + config_commands()
     ran = []
+    (project.parent / "scratch").mkdir(exist_ok=True)
     for cmd in commands:
-        run = _runnable(cmd)
+        run = _runnable(cmd, project.parent / "scratch")
         if run is None:
             continue
         if run.startswith("cryopipe view"):
