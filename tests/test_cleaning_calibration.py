@@ -54,3 +54,11 @@ def test_calibration_meta_and_errors():
         cal.nll(np.zeros(3), [0, 1, 2])
     with pytest.raises(InputError, match="classes: need"):
         cal.nll(np.zeros((3, 2)), [0, 1])
+
+
+def test_unsure_band_by_hand():
+    from cryopipe.cleaning.calibration import UNSURE_BAND, is_unsure
+
+    assert UNSURE_BAND == (0.2, 0.8)
+    p = np.array([0.1, 0.2, 0.5, 0.8, 0.81, np.nan])
+    assert is_unsure(p).tolist() == [False, True, True, True, False, False]

@@ -131,3 +131,13 @@ def test_visible_pileup_survival_counts_only_visible_pileups():
     assert rows[0]["survival pile_up (visible)"] == pytest.approx(2 / 3)
     assert cli.summarise(rows)["survival pile_up (visible)"]["worst"] == pytest.approx(2 / 3)
     assert cli.ISSUE_TARGETS["survival pile_up (visible)"] == ("<=", 0.05)
+
+
+def test_unsure_fraction_and_share_of_wrong_by_hand():
+    # kept at 0.5: 0.9, 0.6 (pulses), 0.7 (pile_up, wrong); lost: 0.4 (pulse, wrong), 0.1 (noise)
+    d, s = detector(["event_pulse"] * 3 + ["pile_up", "noise"], [1, 1, 1, 0, 0], [20] * 4 + [0],
+                    [0.9, 0.6, 0.4, 0.7, 0.1])
+    s["unsure"] = np.array([False, True, True, False, False])
+    rows = pr.set_figures(pr.EvalSet("hand", "selection", "independent", None, [d]), [s], 0.5)
+    assert rows[0]["unsure_fraction"] == pytest.approx(2 / 5)
+    assert rows[0]["unsure_share_of_wrong"] == pytest.approx(1 / 2)     # wrong: 0.4 (unsure), 0.7 (not)

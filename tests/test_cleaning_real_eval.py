@@ -27,6 +27,21 @@ def test_decision_figures_by_hand():
     assert f["ood_available"]
 
 
+def test_unsure_flags_count_as_flagged():
+    # pulses: lost unsure (flagged), lost ood (flagged), lost neither (silent), kept unsure (right, unsure)
+    cls = ["event_pulse"] * 4 + ["noise"]
+    kept = np.array([0, 0, 0, 1, 1], bool)
+    ood = np.array([0, 1, 0, 0, 0], bool)
+    unsure = np.array([1, 0, 0, 1, 1], bool)
+    f = re_.decision_figures(cls, kept, ood=ood, unsure=unsure)
+    p = f["clean_pulse"]
+    assert (p["wrong"], p["wrong_flagged"], p["wrong_ood"], p["wrong_unsure"], p["wrong_silent"]) == (3, 2, 1, 1, 1)
+    assert (f["right"], f["right_unsure"], f["flagged"], f["silently_wrong"]) == (1, 1, 3, 1)
+    assert f["clean_pulse"]["ood_fraction"] == pytest.approx(0.25)
+    text = re_.format_figures("hand", {**f, "excluded": 0})
+    assert "2 flagged (ood 1, unsure 1), 1 silently" in text and "1 of them flagged unsure" in text
+
+
 def test_without_ood_everything_wrong_is_silent():
     f = re_.decision_figures(["event_pulse", "noise"], np.array([False, True]))
     assert not f["ood_available"] and f["flagged"] == 0 and f["silently_wrong"] == 2

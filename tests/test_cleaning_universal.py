@@ -154,6 +154,9 @@ def test_calibrated_model_reports_probability_and_ood(tmp_path, fresh_set):
     ood = out["ood_score"]
     assert np.median(ood[len(familiar):]) > np.median(ood[: len(familiar)])
     assert np.array_equal(out["ood"], ood > -1.0)
+    # unsure: the calibrated probability inside the band [0.2, 0.8], both ends included
+    p = out["probability"]
+    assert np.array_equal(out["unsure"], (p >= 0.2) & (p <= 0.8))
 
 
 def test_predictions_store_of_a_calibrated_model(tmp_path, fresh_set):
@@ -178,3 +181,6 @@ def test_predictions_store_of_a_calibrated_model(tmp_path, fresh_set):
     back = open_store(tmp_path / "p.zarr", "predictions")
     s = unfamiliar_summary(back, np.arange(40))
     assert s["unfamiliar"] == int((back["ood_score"].values[0] > -2.0).sum())
+    p = back["probability"].values[0]
+    assert ds.attrs["unsure_band"] == [0.2, 0.8]
+    assert s["unsure"] == int(((p >= 0.2) & (p <= 0.8)).sum()) and back["unsure"].dtype == bool

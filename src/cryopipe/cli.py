@@ -82,6 +82,7 @@ def _simulate(args) -> None:
 def _predict(args) -> None:
     import numpy as np
 
+    from .cleaning.calibration import UNSURE_BAND
     from .cleaning.universal import predict_file, resolve_model
 
     if args.batch < 1:
@@ -133,11 +134,14 @@ def _predict(args) -> None:
     tmp.replace(out)
     n, k, bad = result["score"].size, int(result["accepted"].sum()), int((~result["valid"]).sum())
     unscored = f" ({bad} not scored: NaN/inf samples, valid = False)" if bad else ""
-    ood = result.get("ood")
-    unsure = (f"; {int(ood.sum())} flagged ood (unlike the training data; {int((ood & ~result['accepted']).sum())} "
-              f"of them rejected)" if ood is not None else "")
+    ood, unsure = result.get("ood"), result.get("unsure")
+    flags = (f"; {int(ood.sum())} flagged ood (unlike the training data; {int((ood & ~result['accepted']).sum())} "
+             f"of them rejected)" if ood is not None else "")
+    if unsure is not None:
+        lo, hi = UNSURE_BAND
+        flags += f"; {int(unsure.sum())} unsure (calibrated P(clean) {lo}-{hi})"
     print(f"{out}: {n - bad} records scored with {meta.get('name', args.model)}{unscored}; "
-          f"{k} accepted at cutoff {args.cutoff}{unsure}")
+          f"{k} accepted at cutoff {args.cutoff}{flags}")
 
 
 def _import_cait(args) -> None:

@@ -16,6 +16,11 @@
   threshold the same high quantile of the calibration set's distances. A record is flagged `ood`
   when either score exceeds its threshold (`is_ood`).
 
+- Unsure: a decision whose temperature-calibrated P(clean) lies in `UNSURE_BAND` = [0.2, 0.8] is
+  flagged ``unsure`` (`is_unsure`): by the model's own calibrated odds it is wrong at least one time
+  in five. `ood` says the record is unfamiliar; `unsure` says it is familiar but ambiguous (a
+  low-SNR pulse, a small second pulse). The band was fixed before any figure of it was looked at.
+
 Everything here works on numpy arrays; the model's meta stores ``temperature``,
 ``ood_threshold`` and ``ood_score`` ("energy"), and with a feature density
 ``ood_feature_threshold``; the class means and precision matrix lie beside the checkpoint in
@@ -30,6 +35,8 @@ from scipy.special import log_softmax, logsumexp
 from ..errors import InputError
 
 OOD_QUANTILE = 0.99
+#: calibrated P(clean) range of an unsure decision (inclusive)
+UNSURE_BAND = (0.2, 0.8)
 T_BOUNDS = (0.05, 20.0)
 
 
@@ -157,6 +164,13 @@ def load_feature_density(checkpoint) -> dict | None:
         return None
     with np.load(path) as z:
         return {k: z[k].astype(np.float64) if k != "classes" else z[k] for k in z.files}
+
+
+def is_unsure(probability, *, band=UNSURE_BAND) -> np.ndarray:
+    """Decisions the calibrated P(clean) calls ambiguous: band[0] <= probability <= band[1]; NaN: False."""
+    p = np.asarray(probability, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return (p >= band[0]) & (p <= band[1])
 
 
 def is_ood(energy_score, energy_threshold, *, distance=None, distance_threshold=None) -> np.ndarray:

@@ -57,7 +57,8 @@ def summarise(rows: list[dict]) -> dict:
         ok = np.isfinite(v)
         if not ok.any():
             continue
-        higher_is_worse = k.startswith("survival ") and k.split(" ", 1)[1] not in pr.ACCEPTED or k == "ood_fraction"
+        rejected_survival = k.startswith("survival ") and k.split(" ", 1)[1] not in pr.ACCEPTED
+        higher_is_worse = rejected_survival or k in ("ood_fraction", "unsure_fraction")
         i = int(np.nanargmax(v) if higher_is_worse else np.nanargmin(v))
         out[k] = {"mean": float(np.mean(v[ok])), "worst": float(v[i]), "worst_detector": i, "n": int(ok.sum())}
     return out
@@ -109,7 +110,7 @@ def generator_markdown(title: str, results: list[dict], *, own: bool = False) ->
     keys = ["balanced_accuracy", "balanced_accuracy_snr_ge_10", "pulse_snr_ge_10", "survival pile_up (visible)",
             "survival pile_up"]
     keys += sorted(k for k in results[0]["summary"] if k.startswith("survival ") and k not in keys)
-    keys += [k for k in ("ood_fraction",) if k in results[0]["summary"]]
+    keys += [k for k in ("ood_fraction", "unsure_fraction", "unsure_share_of_wrong") if k in results[0]["summary"]]
     for k in keys:
         cells = []
         for r in results:

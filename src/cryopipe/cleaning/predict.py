@@ -17,6 +17,7 @@ import xarray as xr
 from ..errors import InputError
 from ..io.stores import provenance, read_values
 from ..validity import describe_invalid, finite_records  # noqa: F401 (re-exported)
+from .calibration import UNSURE_BAND
 from .models import Classifier, embed, scores_from_logits
 from .lines import MAX_RUN_SAMPLE
 from .preprocess import LENGTH, evenly_spaced, preprocess_run, run_line_frequencies
@@ -158,10 +159,11 @@ def predict_uncertainty(model: Classifier, records, *, batch: int = 4096, pretri
                         lines=None) -> dict:
     """One forward pass over (..., N) records of a calibrated model (`is_calibrated`): per record the
     score (as `predict_scores`), class_probability (..., C), the calibrated probability, ood_score
-    (energy), feature_distance (NaN without a feature density) and ood (either above its threshold)."""
+    (energy), feature_distance (NaN without a feature density), ood (either above its threshold)
+    and unsure (calibrated probability inside `calibration.UNSURE_BAND`)."""
     from scipy.special import softmax
 
-    from .calibration import feature_distance, is_ood
+    from .calibration import feature_distance, is_ood, is_unsure
 
     density = getattr(model, "ood_density", None)
     if density is not None:
@@ -182,6 +184,7 @@ def predict_uncertainty(model: Classifier, records, *, batch: int = 4096, pretri
     u["ood"] = is_ood(u["ood_score"], getattr(model, "ood_threshold", np.inf),
                       distance=dist if density is not None else None,
                       distance_threshold=getattr(model, "ood_feature_threshold", None))
+    u["unsure"] = is_unsure(u["probability"])
     with np.errstate(invalid="ignore"):
         u["class_probability"] = softmax(z.astype(np.float64), axis=-1).astype(np.float32)
     return u
@@ -280,8 +283,9 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
     n_ch, n_ev = trace.shape[:2]
     score = np.empty((n_ch, n_ev), dtype=np.float32)
     calibrated = is_calibrated(model)
-    names = ("probability", "ood_score", "feature_distance", "ood")
-    extra = {k: np.empty((n_ch, n_ev), dtype=bool if k == "ood" else np.float32) for k in names} if calibrated else {}
+    names = ("probability", "ood_score", "feature_distance", "ood", "unsure")
+    extra = {k: np.empty((n_ch, n_ev), dtype=bool if k in ("ood", "unsure") else np.float32)
+             for k in names} if calibrated else {}
     source = trace.encoding.get("source", "records")
     sample = read_values(trace.isel(event=evenly_spaced(n_ev, MAX_RUN_SAMPLE)), source, kind="records")
     lines = run_line_frequencies(sample, pretrigger=pretrigger)     # per channel, from the whole run
@@ -314,6 +318,7 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
     ood_attrs = {}
     if calibrated:
         ood_attrs = {"temperature": float(model.temperature), "ood_score": "energy",
+                     "unsure_band": [float(b) for b in UNSURE_BAND],
                      "ood_threshold": float(getattr(model, "ood_threshold", np.nan)),
                      "ood_feature_threshold": float(getattr(model, "ood_feature_threshold", None) or np.nan)}
     return xr.Dataset(

@@ -153,13 +153,16 @@ def selection_set_from_arrays(records, event_class, label, *, snr=None, name: st
 
 
 def score_set(model, evalset: EvalSet, *, batch: int = 4096) -> list[dict]:
-    """Per detector: the model's score (n,) and, for a calibrated model, the OOD flag (n,) (else None)."""
+    """Per detector: the model's score (n,) and, for a calibrated model, the OOD and unsure flags (n,)
+    (else None)."""
+    from .calibration import is_unsure
     from .evaluate import _score_with_uncertainty
 
     out = []
     for d in evalset.detectors:
         score, u = _score_with_uncertainty(model, d["records"], batch)
-        out.append({"score": np.asarray(score, float), "ood": None if u is None else np.asarray(u["ood"], bool)})
+        out.append({"score": np.asarray(score, float), "ood": None if u is None else np.asarray(u["ood"], bool),
+                    "unsure": None if u is None else is_unsure(u["probability"])})
     return out
 
 
@@ -180,7 +183,8 @@ def set_figures(evalset: EvalSet, scores: list[dict], cutoff: float, *, min_snr:
     SNR >= `min_snr` or without a particle pulse, SNR 0), pulse_snr_ge_10 (event_pulse survival at
     SNR >= `min_snr`), survival of every class (``survival <class>``), the survival of the visible
     pile-ups (``survival pile_up (visible)``, label rule 2; a detector's `pileup_visible`, all pile-ups
-    where it has none: our simulator draws only visible ones), n_records."""
+    where it has none: our simulator draws only visible ones), n_records; with flags ood_fraction,
+    unsure_fraction and unsure_share_of_wrong (the wrong decisions flagged unsure)."""
     rows = []
     for d, s in zip(evalset.detectors, scores):
         keep = s["score"] >= cutoff
@@ -198,6 +202,10 @@ def set_figures(evalset: EvalSet, scores: list[dict], cutoff: float, *, min_snr:
             row["survival pile_up (visible)"] = float(keep[visible].mean())
         if s.get("ood") is not None:
             row["ood_fraction"] = float(np.mean(s["ood"]))
+        if s.get("unsure") is not None:
+            wrong = keep != np.asarray(d["label"], bool)
+            row["unsure_fraction"] = float(np.mean(s["unsure"]))
+            row["unsure_share_of_wrong"] = float(np.mean(s["unsure"][wrong])) if wrong.any() else float("nan")
         rows.append(row)
     return rows
 

@@ -101,7 +101,8 @@ def cleaning_report(records: xr.Dataset, features: xr.Dataset, labels: xr.Datase
 
 def unfamiliar_summary(predictions: xr.Dataset, events) -> dict:
     """Particle events the model has not learned (issue 15): some channel flagged `ood` (energy or
-    feature distance above its threshold); and the predictions' rate warnings (mostly rejected or
+    feature distance above its threshold); those it decides unsure (some channel `unsure`, where the
+    store has it); and the predictions' rate warnings (mostly rejected or
     mostly unfamiliar, `predict.rate_warnings`). Empty for an uncalibrated model without warnings."""
     thr = predictions.attrs.get("ood_threshold")
     warnings = {"warnings": list(np.atleast_1d(predictions.attrs.get("warnings", [])))}
@@ -113,5 +114,9 @@ def unfamiliar_summary(predictions: xr.Dataset, events) -> dict:
         return warnings if warnings["warnings"] else {}
     flagged = ood.any(axis=0)
     n = int(flagged.size)
-    return {"unfamiliar": int(flagged.sum()), "unfamiliar_fraction": float(flagged.mean()) if n else float("nan"),
-            "ood_threshold": float(thr), **warnings}
+    out = {"unfamiliar": int(flagged.sum()), "unfamiliar_fraction": float(flagged.mean()) if n else float("nan"),
+           "ood_threshold": float(thr), **warnings}
+    if "unsure" in predictions:       # calibrated P(clean) in calibration.UNSURE_BAND on some channel
+        unsure = np.asarray(predictions["unsure"].isel(event=events).values, dtype=bool).any(axis=0)
+        out.update(unsure=int(unsure.sum()), unsure_fraction=float(unsure.mean()) if n else float("nan"))
+    return out

@@ -126,7 +126,7 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
     Returns score (leading shape, float32 in [0, 1]; NaN for records with NaN/inf samples, which
     are not scored), valid (leading shape, bool: False for those records) and, for a multi-class
     head, class_probability (leading shape + (n_classes,)) and class_names; a calibrated model adds
-    probability, ood_score, feature_distance and ood (see `predict.predict_uncertainty`).
+    probability, ood_score, feature_distance, ood and unsure (see `predict.predict_uncertainty`).
     line_frequencies (cycles per 512-sample window) and line_channel: the coherent line pickup found
     in the whole file and removed before the network (`cleaning.lines`); empty where none.
     pulse_polarity (per run: +1, -1, 0 where unknown) and rise_sample (per run, NaN where unknown):
@@ -149,8 +149,8 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
     multi = model.n_classes > 1
     probs = np.empty((*lead, model.n_classes), dtype=np.float32) if multi else None
     calibrated = is_calibrated(model)
-    names = ("probability", "ood_score", "feature_distance", "ood")
-    extra = {k: np.empty(lead, dtype=bool if k == "ood" else np.float32) for k in names} if calibrated else {}
+    names = ("probability", "ood_score", "feature_distance", "ood", "unsure")
+    extra = {k: np.empty(lead, dtype=bool if k in ("ood", "unsure") else np.float32) for k in names} if calibrated else {}
     for sl, x in blocks:   # the record length and pretrigger were checked by file_run_sample
         if calibrated:   # one forward pass: score, class probabilities, calibrated values and OOD
             u = predict_uncertainty(model, x, batch=batch, pretrigger=pretrigger, lines=lines)
