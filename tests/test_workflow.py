@@ -120,6 +120,8 @@ def test_tiny_run_writes_valid_stores_that_find_the_simulated_pulses(tiny_run):
         assert summary["events"] == particle.sum()
         assert summary["after_model"] == pred["event_clean"].values[particle].sum()
         assert summary["after_cuts"] == labels["accepted"].values[:, particle].all(axis=0).sum()
+        if model == "universal":   # calibrated: the report counts the events with an unsure channel
+            assert summary["unsure"] == pred["unsure"].values[:, particle].any(axis=0).sum()
     assert len(list((work / "results" / "report" / "sim").glob("*.png"))) >= 9
     # every bright, isolated particle event of the truth has a particle record within a few samples
     onsets = truth["onset_sample"].values

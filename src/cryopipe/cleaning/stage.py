@@ -172,3 +172,6 @@ def run_cleaning_report(*, records: str, features: str, labels: str, predictions
         log.warning("%s on %s: %s", model, run, w)
     log.info("%s on %s: %d particle events, %d pass the cuts, %d the model, %d both (agreement %.3f)",
              model, run, s["events"], s["after_cuts"], s["after_model"], s["after_both"], s["agreement"])
+    if "unsure" in s:
+        log.info("%s on %s: %d particle events flagged ood (unfamiliar), %d unsure (calibrated P(clean) 0.2-0.8)",
+                 model, run, s["unfamiliar"], s["unsure"])
