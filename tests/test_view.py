@@ -101,7 +101,9 @@ def write_small_run(run: Path, n: int = 240, seed: int = 3) -> Path:
     score = np.clip(np.where(kind == "particle", 0.8, 0.2)[None, :] + rng.normal(0, 0.2, (2, n)), 0, 1)
     write_store(xr.Dataset(
         {"score": (("channel", "event"), score.astype(np.float32)), "decision": (("channel", "event"), score >= 0.5),
-         "event_clean": (("event",), (score >= 0.5).all(axis=0))}, coords=coords,
+         "event_clean": (("event",), (score >= 0.5).all(axis=0)),
+         "ood": (("channel", "event"), score > 0.95), "unsure": (("channel", "event"), (score >= 0.4) & (score <= 0.6))},
+        coords=coords,
         attrs=provenance("predictions", parameters={}, inputs=[], model="toy",
                          cutoff=0.5)), run / "predictions" / "toy.zarr",
         "predictions")
@@ -156,6 +158,15 @@ def test_run_data_columns_colourings_traces(small_run):
     assert info["event"] == 3 and info["record kind"] == "particle"
     assert dict(info["rows"])["toy score"][0] == pytest.approx(float(
         xr.open_zarr(small_run / "predictions/toy.zarr", consolidated=False)["score"][0, 3]))
+    # a calibrated model's flags: ood wins over unsure, per channel
+    pred = xr.open_zarr(small_run / "predictions/toy.zarr", consolidated=False)
+    ood, unsure = pred["ood"].values[1], pred["unsure"].values[1]
+    flags = d.colouring(f"toy flags{SEP}light")
+    assert flags.factors == ["sure", "unsure", "ood"]
+    np.testing.assert_array_equal(flags.values, np.where(ood, 2, np.where(unsure, 1, 0)))
+    assert (flags.values == 1).any() and (flags.values == 2).any()
+    e = int(np.flatnonzero(unsure & ~ood)[0])
+    assert dict(d.event_info(e)["rows"])["toy flags"][1] == "unsure"
 
 
 def test_missing_and_broken_stores_are_messages(tmp_path):

@@ -32,6 +32,8 @@ MEAN_MAX_EVENTS = 256       # events averaged for a selection's mean trace (a pr
 MEAN_TIME_BUDGET = 1.0      # s of chunk reading for one mean trace
 CHUNK_CACHE = 3             # decoded record chunks kept in memory
 CUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: per-channel flags of a calibrated model's decision (colouring and event details)
+FLAG_NAMES = ("sure", "unsure", "ood")
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,9 @@ class RunData:
                 out.append(f"{m} score{SEP}{ch}")
             for ch in self.channels:
                 out.append(f"{m} decision{SEP}{ch}")
+            if {"ood", "unsure"} & set(self.stores[store].variables):
+                for ch in self.channels:
+                    out.append(f"{m} flags{SEP}{ch}")
             out.append(f"{m} clean event")
         out.append("hand label")
         return out
@@ -252,6 +257,8 @@ class RunData:
         c = self.channels.index(ch)
         if quantity == "score":
             return Colouring(np.asarray(ds["score"][c].values, np.float32), None, name)
+        if quantity == "flags":
+            return Colouring(self._flag_codes(f"predictions/{model}")[c].astype(np.float32), list(FLAG_NAMES), name)
         v = np.asarray(ds["decision"][c].values, bool)
         return Colouring(np.where(v, 0, 1).astype(np.float32), ["accepted", "rejected"], name)
 
@@ -354,8 +361,19 @@ class RunData:
             m = store.split("/")[-1]
             score = self._cached_var(store, "score")
             rows.append((f"{m} score", [float(score[c, i]) for c in range(len(self.channels))]))
+            if {"ood", "unsure"} & set(self.stores[store].variables):
+                codes = self._flag_codes(store)
+                rows.append((f"{m} flags", [FLAG_NAMES[int(codes[c, i])] for c in range(len(self.channels))]))
         out["rows"] = rows
         return out
+
+    def _flag_codes(self, store) -> np.ndarray:
+        """(channel, event) index into FLAG_NAMES: ood wins over unsure (cleaning.calibration)."""
+        ds = self.stores[store]
+        shape = ds["score"].shape
+        ood = self._cached_var(store, "ood").astype(bool) if "ood" in ds.variables else np.zeros(shape, bool)
+        unsure = self._cached_var(store, "unsure").astype(bool) if "unsure" in ds.variables else np.zeros(shape, bool)
+        return np.where(ood, 2, np.where(unsure, 1, 0))
 
     def _cached_var(self, store, var):
         key = ("var", store, var)
