@@ -102,7 +102,8 @@ def write_small_run(run: Path, n: int = 240, seed: int = 3) -> Path:
     write_store(xr.Dataset(
         {"score": (("channel", "event"), score.astype(np.float32)), "decision": (("channel", "event"), score >= 0.5),
          "event_clean": (("event",), (score >= 0.5).all(axis=0)),
-         "ood": (("channel", "event"), score > 0.95), "unsure": (("channel", "event"), (score >= 0.4) & (score <= 0.6))},
+         "ood": (("channel", "event"), score > 0.95),
+         "unsure": (("channel", "event"), (score >= 0.4) & (score <= 0.6))},
         coords=coords,
         attrs=provenance("predictions", parameters={}, inputs=[], model="toy",
                          cutoff=0.5)), run / "predictions" / "toy.zarr",

@@ -248,7 +248,7 @@ def compare(dirs: list[Path]) -> str:
                 real = (data[n].get("real") or {}).get(fname)
                 f = first(real)[part] if real else None
                 cells.append("-" if not f or not f["n"] else
-                             f"{f['kept']}/{f['n']} kept ({f['wrong_flagged']} of {f['wrong']} wrong flagged ood or unsure)")
+                             f"{f['kept']}/{f['n']} kept ({f['wrong_flagged']} of {f['wrong']} wrong flagged)")
             if any(c != "-" for c in cells):
                 lines.append(f"| {fname}: {part} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

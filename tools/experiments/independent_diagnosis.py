@@ -130,7 +130,8 @@ def _n_detectors(default: int) -> int:
     return default if SIZES["n_detectors"] is None else int(SIZES["n_detectors"])
 
 
-KEYS = ("balanced_accuracy", "balanced_accuracy_snr_ge_10", "pulse_snr_ge_10", "survival pile_up (visible)", "survival pile_up",
+KEYS = ("balanced_accuracy", "balanced_accuracy_snr_ge_10", "pulse_snr_ge_10", "survival pile_up (visible)",
+        "survival pile_up",
         "survival reset", "survival noise", "survival spike", "survival temperature_rise")
 
 

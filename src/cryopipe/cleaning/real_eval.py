@@ -39,8 +39,9 @@ def decision_figures(event_class, kept, *, ood=None, unsure=None, predicted_clas
     Returns
     -------
     dict with n, and per category ("clean_pulse", "clean_noise", "rejected") a dict: n, kept,
-    kept_fraction, lost_or_kept_wrongly (wrong decisions), wrong_flagged, wrong_ood, wrong_unsure, wrong_silent (counts; for
-    `accepted_means` the wrong ones are those not kept, for the others those kept), flagged_fraction_of_wrong,
+    kept_fraction, lost_or_kept_wrongly (wrong decisions), wrong_flagged (ood or unsure), wrong_ood,
+    wrong_unsure, wrong_silent (counts; for `accepted_means` the wrong ones are those not kept, for the
+    others those kept), flagged_fraction_of_wrong,
     ood_fraction (of all records of the category), and predicted (class -> count) when given.
     Overall: right, flagged, silently_wrong, right_unsure (right decisions flagged unsure) (counts),
     ood_available, accepted_means.

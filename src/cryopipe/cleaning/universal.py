@@ -150,7 +150,8 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
     probs = np.empty((*lead, model.n_classes), dtype=np.float32) if multi else None
     calibrated = is_calibrated(model)
     names = ("probability", "ood_score", "feature_distance", "ood", "unsure")
-    extra = {k: np.empty(lead, dtype=bool if k in ("ood", "unsure") else np.float32) for k in names} if calibrated else {}
+    extra = {k: np.empty(lead, dtype=bool if k in ("ood", "unsure") else np.float32)
+             for k in names} if calibrated else {}
     for sl, x in blocks:   # the record length and pretrigger were checked by file_run_sample
         if calibrated:   # one forward pass: score, class probabilities, calibrated values and OOD
             u = predict_uncertainty(model, x, batch=batch, pretrigger=pretrigger, lines=lines)

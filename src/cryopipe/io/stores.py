@@ -168,7 +168,7 @@ STORES = {
                   "ood_score": (("channel", "event"), "f"),     # energy; higher = less like the training data
                   "feature_distance": (("channel", "event"), "f"),  # Mahalanobis distance of the embedding (issue 19)
                   "ood": (("channel", "event"), "b"),           # energy or feature distance above its threshold
-                  "unsure": (("channel", "event"), "b")},       # calibrated P(clean) in cleaning.calibration.UNSURE_BAND
+                  "unsure": (("channel", "event"), "b")},       # calibrated P(clean) in calibration.UNSURE_BAND
     ),
 }
 
