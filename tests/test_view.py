@@ -103,7 +103,7 @@ def write_small_run(run: Path, n: int = 240, seed: int = 3) -> Path:
         {"score": (("channel", "event"), score.astype(np.float32)), "decision": (("channel", "event"), score >= 0.5),
          "event_clean": (("event",), (score >= 0.5).all(axis=0)),
          "ood": (("channel", "event"), score > 0.95),
-         "unsure": (("channel", "event"), (score >= 0.4) & (score <= 0.6))},
+         "unsure": (("channel", "event"), ((score >= 0.4) & (score <= 0.6)) | (score > 0.97))},   # some both
         coords=coords,
         attrs=provenance("predictions", parameters={}, inputs=[], model="toy",
                          cutoff=0.5)), run / "predictions" / "toy.zarr",
@@ -165,7 +165,7 @@ def test_run_data_columns_colourings_traces(small_run):
     flags = d.colouring(f"toy flags{SEP}light")
     assert flags.factors == ["sure", "unsure", "ood"]
     np.testing.assert_array_equal(flags.values, np.where(ood, 2, np.where(unsure, 1, 0)))
-    assert (flags.values == 1).any() and (flags.values == 2).any()
+    assert (flags.values == 1).any() and (flags.values == 2).any() and (ood & unsure).any()
     e = int(np.flatnonzero(unsure & ~ood)[0])
     assert dict(d.event_info(e)["rows"])["toy flags"][1] == "unsure"
 

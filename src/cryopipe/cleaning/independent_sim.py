@@ -90,6 +90,13 @@ def richards(x, ceiling, q, nu):
         return k * ((1 + q * np.exp(-b * x)) ** (-1 / nu) - (1 + q) ** (-1 / nu))
 
 
+def _saturate(det: dict, y):
+    """The detector's saturation of a TES signal y (V): Richards curve above 0, none below or without a ceiling."""
+    if not np.isfinite(det["ceiling"]):
+        return y
+    return np.where(y > 0, richards(y, det["ceiling"], det["sat_q"], det["sat_nu"]), y)
+
+
 def draw_detector(rng: np.random.Generator) -> dict:
     """A random virtual detector (see module doc); all parameters in a plain dict."""
     fs = float(rng.choice([10e3, 25e3, 50e3]))
@@ -163,9 +170,7 @@ def pileup_visibility(det: dict, onsets_ms, heights_v) -> tuple[float, float]:
     tp = np.minimum(on + p["t_peak"], t_end)                        # (k,) where each pulse is judged
     comp = np.array([_pulse(det, "pulse", tp, o, h) for o, h in zip(on, hv)])   # comp[j, i]: pulse j at tp[i]
     total = comp.sum(axis=0)
-    sat = (lambda y: np.where(y > 0, richards(y, det["ceiling"], det["sat_q"], det["sat_nu"]), y)) \
-        if np.isfinite(det["ceiling"]) else (lambda y: y)
-    added = sat(total) - sat(total - np.diag(comp))
+    added = _saturate(det, total) - _saturate(det, total - np.diag(comp))
     gaps = np.diff(np.sort(on))
     sep = float(gaps.min() / p["t_peak"]) if gaps.size else np.inf
     return float(added.min() / det["sigma_of"]), sep
@@ -254,9 +259,7 @@ def simulate(det: dict, n_per_class: dict, rng: np.random.Generator, *, snr_rang
                 clean[i] += _pulse(det, "pulse", t, tp, h)
                 snr[i] = h / sig
         peak = clean.max(axis=1)
-        y = x + clean
-        if np.isfinite(det["ceiling"]):
-            y = np.where(y > 0, richards(y, det["ceiling"], det["sat_q"], det["sat_nu"]), y)
+        y = _saturate(det, x + clean)
         y = np.round((y + post) / ADC_STEP) * ADC_STEP
         rows.append(y.astype(np.float32))
         classes += [cls] * m

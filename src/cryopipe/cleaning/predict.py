@@ -163,7 +163,7 @@ def predict_uncertainty(model: Classifier, records, *, batch: int = 4096, pretri
     and unsure (calibrated probability inside `calibration.UNSURE_BAND`)."""
     from scipy.special import softmax
 
-    from .calibration import feature_distance, is_ood, is_unsure
+    from .calibration import feature_distance, is_ood
 
     density = getattr(model, "ood_density", None)
     if density is not None:
@@ -184,7 +184,6 @@ def predict_uncertainty(model: Classifier, records, *, batch: int = 4096, pretri
     u["ood"] = is_ood(u["ood_score"], getattr(model, "ood_threshold", np.inf),
                       distance=dist if density is not None else None,
                       distance_threshold=getattr(model, "ood_feature_threshold", None))
-    u["unsure"] = is_unsure(u["probability"])
     with np.errstate(invalid="ignore"):
         u["class_probability"] = softmax(z.astype(np.float64), axis=-1).astype(np.float32)
     return u
@@ -192,9 +191,10 @@ def predict_uncertainty(model: Classifier, records, *, batch: int = 4096, pretri
 
 def uncertainty_from_logits(logits, accepted, *, temperature: float = 1.0, threshold: float | None = None) -> dict:
     """Per record (leading shape of `logits`): score (uncalibrated, as `predict_scores`; the decision
-    uses it), probability (temperature-calibrated P(clean)), ood_score (energy, higher = less familiar)
-    and, with `threshold`, ood (ood_score > threshold). NaN logits give NaN (ood False)."""
-    from .calibration import calibrated_probability, energy
+    uses it), probability (temperature-calibrated P(clean)), unsure (probability inside
+    `calibration.UNSURE_BAND`), ood_score (energy, higher = less familiar) and, with `threshold`, ood
+    (ood_score > threshold). NaN logits give NaN (ood and unsure False)."""
+    from .calibration import calibrated_probability, energy, is_unsure
 
     z = np.asarray(logits, dtype=np.float64)
     lead = z.shape[:-1]
@@ -205,6 +205,7 @@ def uncertainty_from_logits(logits, accepted, *, temperature: float = 1.0, thres
                "probability": calibrated_probability(flat, accepted,
                                                      temperature=temperature).astype(np.float32).reshape(lead),
                "ood_score": energy(flat, temperature=temperature).astype(np.float32).reshape(lead)}
+        out["unsure"] = is_unsure(out["probability"])
         if threshold is not None:
             out["ood"] = out["ood_score"] > threshold
     return out

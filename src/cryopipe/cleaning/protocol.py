@@ -155,14 +155,13 @@ def selection_set_from_arrays(records, event_class, label, *, snr=None, name: st
 def score_set(model, evalset: EvalSet, *, batch: int = 4096) -> list[dict]:
     """Per detector: the model's score (n,) and, for a calibrated model, the OOD and unsure flags (n,)
     (else None)."""
-    from .calibration import is_unsure
     from .evaluate import _score_with_uncertainty
 
     out = []
     for d in evalset.detectors:
         score, u = _score_with_uncertainty(model, d["records"], batch)
         out.append({"score": np.asarray(score, float), "ood": None if u is None else np.asarray(u["ood"], bool),
-                    "unsure": None if u is None else is_unsure(u["probability"])})
+                    "unsure": None if u is None else np.asarray(u["unsure"], bool)})
     return out
 
 

@@ -80,7 +80,6 @@ def model_decisions(model, records, pretrigger: int | None, cutoff: float, *, ba
     """kept (n,), ood (n,) or None, unsure (n,) or None, predicted_class (n,) or None of a model on (n, N) records.
 
     The records' trigger sample `pretrigger` is passed to the prediction (None: N//4)."""
-    from .calibration import is_unsure
     from .predict import predict_logits, predict_scores, uncertainty_from_logits
 
     x = np.asarray(records, dtype=np.float32)
@@ -92,8 +91,8 @@ def model_decisions(model, records, pretrigger: int | None, cutoff: float, *, ba
     temp = getattr(model, "temperature", None)
     u = uncertainty_from_logits(z, model.accepted, temperature=temp if temp is not None else 1.0,
                                 threshold=getattr(model, "ood_threshold", None) if temp is not None else None)
-    unsure = is_unsure(u["probability"]) if temp is not None else None
-    return {"kept": u["score"] >= cutoff, "score": u["score"], "ood": u.get("ood"), "unsure": unsure,
+    return {"kept": u["score"] >= cutoff, "score": u["score"], "ood": u.get("ood"),
+            "unsure": u["unsure"] if temp is not None else None,
             "predicted_class": np.asarray(names)[np.argmax(z, axis=-1)]}
 
 

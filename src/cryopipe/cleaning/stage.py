@@ -150,6 +150,7 @@ def run_cleaning_report(*, records: str, features: str, labels: str, predictions
     import json
     from pathlib import Path
 
+    from cryopipe.cleaning.calibration import UNSURE_BAND
     from cryopipe.cleaning.report import cleaning_report
     from cryopipe.io.stores import open_store
     from cryopipe.plots import plot_cleaning_spectra, plot_pca_manifold
@@ -173,5 +174,5 @@ def run_cleaning_report(*, records: str, features: str, labels: str, predictions
     log.info("%s on %s: %d particle events, %d pass the cuts, %d the model, %d both (agreement %.3f)",
              model, run, s["events"], s["after_cuts"], s["after_model"], s["after_both"], s["agreement"])
     if "unsure" in s:
-        log.info("%s on %s: %d particle events flagged ood (unfamiliar), %d unsure (calibrated P(clean) 0.2-0.8)",
-                 model, run, s["unfamiliar"], s["unsure"])
+        log.info("%s on %s: %d particle events flagged ood (unfamiliar), %d unsure (calibrated P(clean) %g-%g)",
+                 model, run, s["unfamiliar"], s["unsure"], *UNSURE_BAND)

@@ -368,12 +368,16 @@ class RunData:
         return out
 
     def _flag_codes(self, store) -> np.ndarray:
-        """(channel, event) index into FLAG_NAMES: ood wins over unsure (cleaning.calibration)."""
-        ds = self.stores[store]
-        shape = ds["score"].shape
-        ood = self._cached_var(store, "ood").astype(bool) if "ood" in ds.variables else np.zeros(shape, bool)
-        unsure = self._cached_var(store, "unsure").astype(bool) if "unsure" in ds.variables else np.zeros(shape, bool)
-        return np.where(ood, 2, np.where(unsure, 1, 0))
+        """(channel, event) index into FLAG_NAMES: ood wins over unsure (cleaning.calibration); computed once."""
+        key = ("flags", store)
+        if key not in self._cache:
+            ds = self.stores[store]
+            shape = ds["score"].shape
+            ood = self._cached_var(store, "ood").astype(bool) if "ood" in ds.variables else np.zeros(shape, bool)
+            unsure = (self._cached_var(store, "unsure").astype(bool) if "unsure" in ds.variables
+                      else np.zeros(shape, bool))
+            self._cache[key] = np.where(ood, 2, np.where(unsure, 1, 0)).astype(np.int8)
+        return self._cache[key]
 
     def _cached_var(self, store, var):
         key = ("var", store, var)
