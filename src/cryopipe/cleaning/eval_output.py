@@ -1,5 +1,5 @@
-"""Tables and figures of the cleaning evaluation: targets (markdown, CSV, JSON), the many-detector
-markdown, and the evaluation figures (matplotlib, Agg)."""
+"""Tables and figures of the cleaning evaluation: targets (markdown, CSV, JSON) and the evaluation
+figures (matplotlib, Agg)."""
 from __future__ import annotations
 
 import csv
@@ -7,36 +7,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-
-def generalisation_markdown(result: dict, title: str) -> str:
-    """Markdown of a many-detector evaluation: targets (mean, std, worst) and the per-SNR table."""
-    lines = [f"## {title}", "", f"{len(result['per_detector'])} detectors, {result['n_per_class']} records per "
-             f"class each, seed {result['seed']}, cutoff {result['cutoff']}. Targets apply to the mean.", "",
-             "| figure | mean | std | worst (detector) | goal | pass |", "|---|---|---|---|---|---|"]
-    for r in result["summary"]:
-        lines.append(f"| {r['target']} | {r['mean']:.4f} | {r['std']:.4f} | {r['worst']:.4f} ({r['worst_detector']}) "
-                     f"| {r['comparison']} {r['threshold']} | {'yes' if r['passed'] else 'NO'} |")
-    unc = [k for k in ("ood_fraction", "ood_fraction_of_errors", "ood_fraction_of_correct", "binary_nll_calibrated",
-                       "brier_calibrated") if any(k in d for d in result["per_detector"])]
-    if unc:
-        lines += ["", "Uncertainty (mean over detectors): " + ", ".join(
-            f"{k} {np.nanmean([d.get(k, np.nan) for d in result['per_detector']]):.4f}" for k in unc) + "."]
-    lines += ["", "Survival per SNR bin (pooled):", "",
-              "| class | " + " | ".join(f"{lo:g}-{hi:g}" for lo, hi, _, _ in next(iter(result['snr_table'].values())))
-              + " |", "|---|" + "---|" * len(next(iter(result['snr_table'].values())))]
-    for cls, rows in result["snr_table"].items():
-        lines.append(f"| {cls} | " + " | ".join(f"{s / t:.3f} ({t})" if t else "-" for _, _, s, t in rows) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def write_generalisation(results: list[tuple[str, dict]], out: Path) -> str:
-    """generalisation.md and generalisation.json in `out`; returns the markdown."""
-    out.mkdir(parents=True, exist_ok=True)
-    text = "# Generalisation over many detectors\n\n" + "\n".join(generalisation_markdown(r, t) for t, r in results)
-    (out / "generalisation.md").write_text(text)
-    (out / "generalisation.json").write_text(json.dumps({t: r for t, r in results}, indent=1, default=float))
-    return text
 
 
 def write_tables(result: dict, out: Path, meta: dict) -> None:

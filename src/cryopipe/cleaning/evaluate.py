@@ -26,7 +26,7 @@ import torch
 import xarray as xr
 
 from . import metrics
-from .eval_output import generalisation_markdown, plot_all, write_generalisation, write_tables  # noqa: F401
+from .eval_output import plot_all, write_tables  # noqa: F401
 from .predict import CUTOFF, predict_scores
 from .testsets import (  # noqa: F401 (re-exported)
     PILEUP_MIN_SEPARATION,
@@ -44,7 +44,6 @@ from .testsets import (  # noqa: F401 (re-exported)
     universal_set,
 )
 from ..errors import InputError
-from ..simulate.records import EVENT_CLASSES
 
 #: name -> (comparison, threshold). Survival targets apply per class: accepted classes (event_pulse,
 #: carrier_event, tail_event) >= 98 %, pile_up <= 4 %, every other (artifact) class <= 1 %.
@@ -212,59 +211,9 @@ def evaluate_model(model, meta: dict, test_sets: dict[str, xr.Dataset], out_dir,
     return result
 
 
+# ------------------------------------------------------------------------------ per-SNR survival
 
-# ------------------------------------------------------------------------------ generalisation (issue 15)
-
-#: Targets on many random detectors (issue 15); they apply to the mean over detectors.
-#: key -> (comparison, threshold); survival keys are per event class.
-GENERALISATION_TARGETS = {
-    "balanced_accuracy": (">=", 0.97),
-    "pulse_snr_ge_10": (">=", 0.98),
-    "saturated_pulse_snr_ge_10": (">=", 0.98),
-    "survival tail_event": (">=", 0.97),
-    "survival carrier_event": (">=", 0.97),
-    "survival pile_up": ("<=", 0.05),
-    "survival spike": ("<=", 0.01),
-    "survival squid_jump": ("<=", 0.01),
-    "survival reset": ("<=", 0.01),
-    "survival decaying_baseline": ("<=", 0.01),
-    "survival noise": ("<=", 0.01),
-}
 SNR_TABLE_EDGES = (3.0, 5.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
-
-
-def detector_metrics(event_class, label, snr, saturated, score, cutoff) -> dict:
-    """Per-detector figures: BA (particle pulse vs rest), pulse survival at SNR >= 10 (all and
-    saturated), survival per class (NaN where a class or subset is empty)."""
-    event_class = np.asarray(event_class).astype(str)
-    keep = np.asarray(score) >= cutoff
-    label = np.asarray(label, bool)
-    out = {"balanced_accuracy": metrics.balanced_accuracy(label, np.asarray(score), cutoff=cutoff)
-           if label.any() and (~label).any() else float("nan"), "n_records": int(label.size)}
-    pulses = (event_class == "event_pulse") & (np.asarray(snr) >= 10)
-    sat = pulses & np.asarray(saturated, bool)
-    out["pulse_snr_ge_10"] = float(keep[pulses].mean()) if pulses.any() else float("nan")
-    out["saturated_pulse_snr_ge_10"] = float(keep[sat].mean()) if sat.any() else float("nan")
-    out["n_saturated_pulses"] = int(sat.sum())
-    for cls, (_, _, rate) in metrics.survival_rates(event_class, keep).items():
-        out[f"survival {cls}"] = float(rate)
-    return out
-
-
-def summarise_detectors(per_detector: list[dict], *, targets: dict = GENERALISATION_TARGETS) -> list[dict]:
-    """Mean, standard deviation and worst detector of every target figure, with pass/fail on the mean."""
-    rows = []
-    for key, (op, thr) in targets.items():
-        v = np.array([d.get(key, np.nan) for d in per_detector], dtype=float)
-        ok = np.isfinite(v)
-        if not ok.any():
-            continue
-        worst_i = int(np.nanargmin(v) if op == ">=" else np.nanargmax(v))
-        mean = float(np.mean(v[ok]))
-        rows.append({"target": key, "mean": mean, "std": float(np.std(v[ok])), "worst": float(v[worst_i]),
-                     "worst_detector": worst_i, "n_detectors": int(ok.sum()), "comparison": op, "threshold": thr,
-                     "passed": bool(mean >= thr if op == ">=" else mean <= thr)})
-    return rows
 
 
 def snr_table(event_class, snr, score, cutoff, *, edges=SNR_TABLE_EDGES,
@@ -293,66 +242,6 @@ def _score_with_uncertainty(model, records, batch):
                                 temperature=model.temperature,
                                 threshold=getattr(model, "ood_threshold", np.inf))
     return u["score"], u
-
-
-def _uncertainty_metrics(m: dict, u, label, score, cutoff) -> None:
-    """OOD flag rate, its rate among wrong decisions, and the calibration (NLL, Brier) of P(clean)."""
-    if u is None:
-        return
-    wrong = (np.asarray(score) >= cutoff) != np.asarray(label, bool)
-    p = np.clip(u["probability"].astype(float), 1e-7, 1 - 1e-7)
-    y = np.asarray(label, float)
-    m["ood_fraction"] = float(np.mean(u["ood"]))
-    m["ood_fraction_of_errors"] = float(np.mean(u["ood"][wrong])) if wrong.any() else float("nan")
-    m["ood_fraction_of_correct"] = float(np.mean(u["ood"][~wrong])) if (~wrong).any() else float("nan")
-    m["binary_nll_calibrated"] = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-    m["brier_calibrated"] = float(np.mean((p - y) ** 2))
-
-
-def independent_evaluation(model, cutoff: float, *, n_detectors: int = 24, n_per_class: int = 100, seed: int = 2000,
-                           snr_range=(3.0, 1000.0), batch: int = 4096) -> dict:
-    """The model on `n_detectors` virtual detectors of the independent test generator
-    (`cleaning.independent_sim`, shares no code with the training simulator): per-detector figures,
-    mean / spread / worst (`summarise_detectors`) and the pooled per-SNR survival table."""
-    from . import independent_sim as ind
-
-    rng = np.random.default_rng(seed)
-    per, pooled = [], []
-    for _ in range(int(n_detectors)):
-        det = ind.draw_detector(rng)
-        d = ind.simulate(det, {c: n_per_class for c in ind.CLASSES}, rng, snr_range=snr_range)
-        score, u = _score_with_uncertainty(model, d["records"], batch)
-        m = detector_metrics(d["event_class"], d["label"], d["snr"], d["saturated"], score, cutoff)
-        _uncertainty_metrics(m, u, d["label"], score, cutoff)
-        m.update(record_length=det["record_length"], sample_frequency=det["sample_frequency"],
-                 tau_n_ms=det["pulse"]["tau_n"], tau_in_ms=det["pulse"]["tau_in"], tau_t_ms=det["pulse"]["tau_t"],
-                 saturation_over_sigma=det["saturation_over_sigma"])
-        per.append(m)
-        pooled.append((d["event_class"], d["snr"], score))
-    cls, snr, score = (np.concatenate(v) for v in zip(*pooled))
-    return {"generator": "independent", "cutoff": cutoff, "per_detector": per, "summary": summarise_detectors(per),
-            "snr_table": snr_table(cls, snr, score, cutoff), "seed": seed, "n_per_class": n_per_class}
-
-
-def own_detectors_evaluation(model, cutoff: float, *, n_detectors: int = 20, n_per_class: int = 100,
-                             record_length: int = 4096, seed: int = 3000, batch: int = 4096) -> dict:
-    """The model on `n_detectors` random detectors of our own simulator (`random_detector`, half of
-    them saturating at 50-3000 sigma_OF), every class: the same figures as `independent_evaluation`."""
-    rng = np.random.default_rng(seed)
-    per, pooled = [], []
-    for i in range(int(n_detectors)):
-        det = random_detector(rng, record_length=record_length)
-        sat = det["resolution"] * float(np.exp(rng.uniform(np.log(50), np.log(3000)))) if i % 2 else None
-        ds = detector_set({c: n_per_class for c in EVENT_CLASSES}, det, rng, saturation=sat)
-        score, u = _score_with_uncertainty(model, ds["trace"].values[0], batch)
-        cls, snr = _flat(ds, "event_class").astype(str), _flat(ds, "snr")
-        saturated = np.zeros(cls.size, bool) if sat is None else _flat(ds, "pulse_height") > 0.8 * sat
-        per.append(detector_metrics(cls, _flat(ds, "label"), snr, saturated, score, cutoff))
-        _uncertainty_metrics(per[-1], u, _flat(ds, "label"), score, cutoff)
-        pooled.append((cls, snr, score))
-    cls, snr, score = (np.concatenate(v) for v in zip(*pooled))
-    return {"generator": "own", "cutoff": cutoff, "per_detector": per, "summary": summarise_detectors(per),
-            "snr_table": snr_table(cls, snr, score, cutoff), "seed": seed, "n_per_class": n_per_class}
 
 
 if __name__ == "__main__":  # `python -m cryopipe.cleaning.evaluate`: the command line of evaluate_cli

@@ -4,7 +4,7 @@ A model's checkpoint and cutoff are chosen on a *selection* set, never on a *tes
 test figures cannot flatter it:
 
 - test sets: the independent generator (`cleaning.independent_sim`) and our own simulator
-  (`evaluate.random_detector`, detector mode), each drawn with the seeds of `TEST_SEEDS`; the real
+  (`testsets.random_detector`, detector mode), each drawn with the seeds of `TEST_SEEDS`; the real
   file ``regress_chan3.ljh`` (`EVALUATION_ONLY_FILES`) is a test file too;
 - selection sets: the independent generator drawn with other seeds (`SELECTION_SEEDS` or any seed
   not in `TEST_SEEDS`), or a held-out part of the training simulation (`selection_set_from_arrays`).
