@@ -106,7 +106,16 @@ def test_predict_cli_errors_name_the_input(tmp_path, capsys):
     assert "nope.h5: no such file" in capsys.readouterr().err
     (tmp_path / "text.dat").write_text("hello")
     assert main(argv=["predict", str(tmp_path / "text.dat"), "--output", out]) == 1
-    assert "text.dat: unknown input" in capsys.readouterr().err
+    assert "text.dat: unknown input (it begins with b'hello')" in capsys.readouterr().err
+    (tmp_path / "empty.ljh").write_bytes(b"")
+    assert main(argv=["predict", str(tmp_path / "empty.ljh"), "--output", out]) == 1
+    assert "empty.ljh: the file is empty (0 bytes)" in capsys.readouterr().err
+    (tmp_path / "renamed.ljh").write_text("time,value\n0,1\n")   # a CSV saved under an LJH name
+    assert main(argv=["predict", str(tmp_path / "renamed.ljh"), "--output", out]) == 1
+    assert "renamed.ljh: not a valid LJH file: it begins with b'time,val'" in capsys.readouterr().err
+    (tmp_path / "renamed.h5").write_text("time,value\n0,1\n")
+    assert main(argv=["predict", str(tmp_path / "renamed.h5"), "--output", out]) == 1
+    assert "renamed.h5: not a valid HDF5 file" in capsys.readouterr().err
     np.savez(tmp_path / "other.npz", x=np.zeros((3, 100)))
     assert main(argv=["predict", str(tmp_path / "other.npz"), "--output", out]) == 1
     assert "other.npz: .npz has no array 'records'" in capsys.readouterr().err
@@ -184,3 +193,23 @@ def test_predictions_store_of_a_calibrated_model(tmp_path, fresh_set):
     p = back["probability"].values[0]
     assert ds.attrs["unsure_band"] == [0.2, 0.8]
     assert s["unsure"] == int(((p >= 0.2) & (p <= 0.8)).sum()) and back["unsure"].dtype == bool
+
+
+def test_predict_cli_warns_of_constant_and_very_short_records(tmp_path, capsys):
+    """Flat records (a dead channel) and records far shorter than any training record are named;
+    ordinary noisy records of a trained length get neither warning."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.0, 1.0, (6, 1024)).astype(np.float32)
+    x[[1, 4]] = 7.0                                   # two flat records
+    np.save(tmp_path / "flat.npy", x)
+    out = str(tmp_path / "o.npz")
+    assert main(argv=["predict", str(tmp_path / "flat.npy"), "--output", out]) == 0
+    err = capsys.readouterr().err
+    assert "2 of 6 records of" in err and "are constant" in err and "first flat index: 1, 4" in err
+    assert "far fewer than any the model was trained on" not in err
+    np.testing.assert_array_equal(np.load(out)["constant"], [False, True, False, False, True, False])
+    np.save(tmp_path / "short.npy", rng.normal(0.0, 1.0, (6, 64)).astype(np.float32))
+    assert main(argv=["predict", str(tmp_path / "short.npy"), "--output", out]) == 0
+    err = capsys.readouterr().err
+    assert "have 64 samples, far fewer than any the model was trained on (512-8192)" in err
+    assert "are constant" not in err

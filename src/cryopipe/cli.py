@@ -103,7 +103,12 @@ def _predict(args) -> None:
         print(f"cryopipe predict: warning: {invalid}", file=sys.stderr)
     with np.errstate(invalid="ignore"):
         result["accepted"] = result["score"] >= args.cutoff
-    from .cleaning.predict import describe_lines, rate_warnings
+    from .cleaning.predict import describe_lines, rate_warnings, record_warnings
+
+    for w in record_warnings(int(result["n_samples"]), result["constant"],
+                             trained_lengths=(meta.get("training") or {}).get("record_lengths"),
+                             what=f"records of {args.input}"):
+        print(f"cryopipe predict: warning: {w}", file=sys.stderr)
 
     if result["line_frequencies"].size:
         n_runs = result["score"].shape[0] if result["score"].ndim == 2 else 1

@@ -257,6 +257,26 @@ def rate_warnings(decision, valid, *, ood=None, what: str = "records", called=No
     return out
 
 
+def record_warnings(n_samples: int, constant, *, trained_lengths=None, what: str = "records") -> list[str]:
+    """Warnings about the records themselves: records shorter than a quarter of the shortest length
+    the model was trained on (`trained_lengths`, samples; the network then sees each sample
+    stretched over several of its 512 inputs), and records whose samples are all equal (`constant`,
+    bool per record: no noise at all, a dead channel or a read-out stuck at its rail)."""
+    out = []
+    if trained_lengths:
+        shortest = int(min(trained_lengths))
+        if int(n_samples) < shortest // 4:
+            out.append(f"{what} have {int(n_samples)} samples, far fewer than any the model was trained on "
+                       f"({shortest}-{int(max(trained_lengths))}): its decisions on them are untested")
+    constant = np.asarray(constant, bool)
+    if constant.any():
+        first = ", ".join(str(int(i)) for i in np.flatnonzero(constant.ravel())[:5])
+        out.append(f"{int(constant.sum())} of {constant.size} {what} are constant (every sample equal; first "
+                   f"flat index: {first}): a dead channel or a read-out stuck at its rail? They hold no pulse "
+                   f"and no noise to classify")
+    return out
+
+
 def describe_lines(lines) -> str:
     """The line pickup removed per channel, e.g. "channel 0: 8.2, 24.6 cycles per 512-sample window; channel 1: none"."""
     parts = [f"channel {c}: " + (", ".join(f"{f:.1f}" for f in freqs) + " cycles per 512-sample window"

@@ -131,7 +131,8 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
     in the whole file and removed before the network (`cleaning.lines`); empty where none.
     pulse_polarity (per run: +1, -1, 0 where unknown) and rise_sample (per run, NaN where unknown):
     which way most of the run's pulses go and where they rise (`trigger_check`), to check the
-    records against what the networks expect; n_samples: the record length N.
+    records against what the networks expect; n_samples: the record length N; constant (leading
+    shape, bool): records whose samples are all equal (`predict.record_warnings`).
     invert : multiply the records by -1 first (negative-going pulses; an LJH file's ``Inverted``
         header is applied already).
     """
@@ -146,6 +147,7 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
     blocks = signed_record_blocks(path, events_per_block=events_per_block, invert=invert)
     _, lead = next(blocks)
     score = np.empty(lead, dtype=np.float32)
+    constant = np.zeros(lead, dtype=bool)
     multi = model.n_classes > 1
     probs = np.empty((*lead, model.n_classes), dtype=np.float32) if multi else None
     calibrated = is_calibrated(model)
@@ -161,9 +163,10 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
         else:
             s, p = predict_scores(model, x, batch=batch, with_probabilities=True, pretrigger=pretrigger, lines=lines)
         score[..., sl] = s
+        constant[..., sl] = np.all(x == x[..., :1], axis=-1)
         if multi:
             probs[..., sl, :] = p
-    out = {"score": score, "valid": np.isfinite(score), **extra}
+    out = {"score": score, "valid": np.isfinite(score), "constant": constant, **extra}
     out["pretrigger"] = np.int64(-1 if pretrigger is None else pretrigger)
     out["line_frequencies"] = np.asarray([f for run in lines for f in run], dtype=np.float64)
     out["line_channel"] = np.asarray([c for c, run in enumerate(lines) for _ in run], dtype=np.int64)

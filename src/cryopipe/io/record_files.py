@@ -35,8 +35,20 @@ def records_input_kind(path: str | Path) -> str:
         return "npz"
     if head[:6] == b"\x93NUMPY":
         return "npy"
-    raise InputError(f"{path}: unknown input; need a records store, a Cait HDF5 file, an LJH file, an .npz "
-                     f"with 'records' or an .npy array of records")
+    if not head:
+        raise InputError(f"{path}: the file is empty (0 bytes)")
+    expected = _EXPECTED_START.get(path.suffix.lower())
+    found = f"it begins with {head[:8]!r}"
+    if expected is not None:
+        raise InputError(f"{path}: not a valid {expected[0]} file: {found}, not {expected[1]}")
+    raise InputError(f"{path}: unknown input ({found}); need a records store, a Cait HDF5 file, an LJH file, "
+                     f"an .npz with 'records' or an .npy array of records")
+
+
+#: suffix -> (format, how its files begin): named in the error for a file whose content does not match
+_EXPECTED_START = {".ljh": ("LJH", "'#LJH Memorial File Format'"), ".h5": ("HDF5", "the HDF5 signature"),
+                   ".hdf5": ("HDF5", "the HDF5 signature"), ".npz": (".npz", "a zip archive ('PK')"),
+                   ".npy": (".npy", "the numpy signature ('\\x93NUMPY')")}
 
 
 def iter_record_blocks(path: str | Path, *, events_per_block: int = 8192):
