@@ -75,20 +75,24 @@ def channel_template(records: xr.Dataset, *, channel: int, sev: np.ndarray, cfg:
 
 
 def channel_amplitudes(records: xr.Dataset, of, *, channel: int, max_shift: int, batch: int = 4096):
-    """(shift-searched amplitude, fixed-lag amplitude (V), chi2 at the searched lag) of every record
-    of channel index `channel`, optimum filter `of`, lag searched within +-`max_shift` samples;
-    `batch` records read at a time."""
+    """(shift-searched amplitude, fixed-lag amplitude (V), chi2 at the searched lag, pre-trigger
+    drift (V, `response.pretrigger_drift`)) of every record of channel index `channel`, optimum
+    filter `of`, lag searched within +-`max_shift` samples; `batch` records read at a time."""
+    from cryopipe.io.stores import record_pretrigger
     from cryopipe.signal.optimum_filter import of_amplitudes
+    from cryopipe.testpulse.response import pretrigger_drift
 
     n_ev = records.sizes["event"]
-    shifted, fixed, chi2 = np.empty(n_ev), np.empty(n_ev), np.empty(n_ev)
+    pretrigger = record_pretrigger(records)
+    shifted, fixed, chi2, drift = np.empty(n_ev), np.empty(n_ev), np.empty(n_ev), np.empty(n_ev)
     for a in range(0, n_ev, batch):
         x = records["trace"].isel(channel=channel, event=slice(a, a + batch)).values.astype(np.float32)
         r = of_amplitudes(of, x, shift_window=(-max_shift, max_shift + 1), search=max_shift > 0)
         fixed[a:a + len(x)] = r["amplitude"]
         shifted[a:a + len(x)] = r["amplitude_shifted"] if max_shift > 0 else r["amplitude"]
         chi2[a:a + len(x)] = r["chi2_shifted"] if max_shift > 0 else r["chi2"]
-    return shifted, fixed, chi2
+        drift[a:a + len(x)] = pretrigger_drift(x, pretrigger)
+    return shifted, fixed, chi2, drift
 
 
 def testpulse_channel(records: xr.Dataset, characterization: xr.Dataset, *, channel: int, cfg: dict,
@@ -107,16 +111,18 @@ def testpulse_channel(records: xr.Dataset, characterization: xr.Dataset, *, chan
     template, template_tpa = channel_template(records, channel=channel, sev=char["sev"].values, cfg=cfg, what=what)
     of = build_optimum_filter(template, char["nps"].values, fs, what=what)
     max_shift = int(round(float(cfg["max_shift"]) * fs))
-    amp, amp_fixed, chi2 = channel_amplitudes(records, of, channel=channel, max_shift=max_shift)
+    amp, amp_fixed, chi2, drift = channel_amplitudes(records, of, channel=channel, max_shift=max_shift)
     kind = records["record_kind"].values.astype(str)
     tpa = records["tpa"].values.astype(np.float64)
     times = records["timestamp"].values.astype(np.float64)
     pulses = np.flatnonzero(np.isin(kind, PULSE_KINDS))
     window = int(cfg["window"])
-    if cfg["k_chi2"] is None:
-        clean = np.isfinite(amp[pulses])
-    else:
-        clean = tp.clean_pulses(times[pulses], tpa[pulses], chi2[pulses], window=window, k_sigma=float(cfg["k_chi2"]))
+    clean = np.isfinite(amp[pulses])
+    if cfg["k_chi2"] is not None:
+        clean &= tp.clean_pulses(times[pulses], tpa[pulses], chi2[pulses], window=window, k_sigma=float(cfg["k_chi2"]))
+    if cfg.get("k_drift") is not None:
+        clean &= tp.flat_pretrigger(times[pulses], tpa[pulses], drift[pulses], window=window,
+                                    k_sigma=float(cfg["k_drift"]))
     band = {"centre": np.full(pulses.size, np.nan), "sigma": np.full(pulses.size, np.nan),
             "stable": np.zeros(pulses.size, bool)}
     for key, v in tp.response_band(times[pulses][clean], tpa[pulses][clean], amp[pulses][clean], window=window,
@@ -161,7 +167,7 @@ def testpulse_channel(records: xr.Dataset, characterization: xr.Dataset, *, chan
     out.update(line)
     if log is not None:
         n_tp = int(np.sum(kind == "testpulse"))
-        log.info("channel %s: template from %s; %d test and %d control pulses, %d not clean (chi2), "
+        log.info("channel %s: template from %s; %d test and %d control pulses, %d not clean (chi2 or pre-trigger drift), "
                  "%d outside their band; "
                  "%d of %d events stable; calibration TPAs %s; TPE resolution %.3g V; line %.5g +- %.2g V (TPE)",
                  ch, "the SEV" if np.isnan(template_tpa) else f"TPA {template_tpa:g} V", n_tp, len(pulses) - n_tp,

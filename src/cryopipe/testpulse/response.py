@@ -28,6 +28,13 @@ Clean pulses (`clean_pulses`)
     pulses whose optimum-filter chi2 lies above its own running band (same running line, one-sided)
     are left out of the band, the stability and the calibration.
 
+Flat pre-trigger (`pretrigger_drift`, `flat_pretrigger`)
+    A test pulse on the tail of an earlier particle pulse sits on a falling baseline, which biases
+    its amplitude while its chi2 may stay in band. Its record's drift (least-squares slope of the
+    pre-trigger samples [0, pretrigger - N/64) times their number, V) is compared with the running
+    robust line of the drifts of its TPA (two-sided: a rising or a falling baseline): pulses beyond
+    k_sigma robust sigmas are not clean either.
+
 Stability (`stability`)
     All clean pulses of all TPAs (test and control pulses) in time order t_0 < ... < t_{n-1}. The
     interval (t_j, t_{j+1}) is stable when both its pulses are stable and t_{j+1} - t_j <=
@@ -49,7 +56,7 @@ import numpy as np
 from cryopipe.errors import CryopipeError, InputError
 from cryopipe.signal.robust import MAD_TO_SIGMA
 
-__all__ = ["pulse_groups", "local_trend", "clean_pulses", "response_band", "stability", "unstable_intervals",
+__all__ = ["pulse_groups", "local_trend", "clean_pulses", "pretrigger_drift", "flat_pretrigger", "response_band", "stability", "unstable_intervals",
            "response_curves", "tpa_equivalent", "choose_template_tpa", "TPA_DECIMALS"]
 
 TPA_DECIMALS = 4  # TPAs equal to 1e-4 V are one setting (the files store float32)
@@ -179,6 +186,33 @@ def clean_pulses(times, tpa, chi2, *, window: int = 9, k_sigma: float = 5.0) -> 
         sel, _, res, s = _group_trend(t, x, group, g, window)
         with np.errstate(invalid="ignore"):
             ok[sel] = np.isfinite(res) & (res <= k_sigma * max(s, np.finfo(float).tiny))
+    return ok
+
+
+def pretrigger_drift(traces, pretrigger: int) -> np.ndarray:
+    """Baseline drift (V) of each (n, N) record: the least-squares slope of its pre-trigger samples
+    [0, pretrigger - N/64) (at least 2) times their number; NaN for records with non-finite samples."""
+    x = np.asarray(traces, dtype=np.float64)
+    m = max(int(pretrigger) - x.shape[-1] // 64, 2)
+    if m > x.shape[-1]:
+        raise InputError(f"pretrigger {pretrigger} lies outside the records of {x.shape[-1]} samples")
+    i = np.arange(m) - (m - 1) / 2.0
+    y = x[..., :m]
+    return (y - y.mean(axis=-1, keepdims=True)) @ i / np.sum(i * i) * m
+
+
+def flat_pretrigger(times, tpa, drift, *, window: int = 9, k_sigma: float = 5.0) -> np.ndarray:
+    """Pulses whose pre-trigger drift lies within k_sigma robust sigmas of the running robust line
+    of their TPA's drifts (two-sided; see module docstring). Returns (n,) bool; non-finite drift is
+    not flat."""
+    t = np.asarray(times, dtype=np.float64)
+    d = np.asarray(drift, dtype=np.float64)
+    values, group = pulse_groups(tpa)
+    ok = np.zeros(t.size, dtype=bool)
+    for g in range(values.size):
+        sel, _, res, s = _group_trend(t, d, group, g, window)
+        with np.errstate(invalid="ignore"):
+            ok[sel] = np.isfinite(res) & (np.abs(res) <= k_sigma * max(s, np.finfo(float).tiny))
     return ok
 
 
