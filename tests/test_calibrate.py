@@ -90,3 +90,31 @@ def test_errors_name_the_problem():
         calibrate(spectrum(6), 5.9, through_zero=False)
     with pytest.raises(InputError, match="kev_per_volt"):
         to_energy([1.0], {})
+
+
+def _one_channel_features(amplitudes, name="phonon"):
+    import xarray as xr
+
+    n = amplitudes.size
+    feats = xr.Dataset({"of_amplitude_shifted": (("channel", "event"), amplitudes[None, :]),
+                        "record_kind": ("event", np.array(["particle"] * n))}, coords={"channel": [name]})
+    char = xr.Dataset({"resolution": ("channel", [0.004])}, coords={"channel": [name]})
+    return feats, char
+
+
+@pytest.mark.parametrize("expected, found", [(None, 1.0), (0.3, 0.3), ({"phonon": 0.3}, 0.3),
+                                             ({"light": 0.3}, 1.0)])
+def test_calibrate_channel_takes_the_configured_line_hint(expected, found):
+    """Two lines: without a hint the more prominent one (1 V, 2000 events) is the line; a hint for
+    every channel or for this channel's name picks the other (0.3 V, 600 events); a hint for
+    another channel does not apply."""
+    from cryopipe.calibrate.stage import calibrate_channel
+
+    rng = np.random.default_rng(9)
+    amps = np.concatenate([spectrum(8), rng.normal(0.3, 0.006, 600)])
+    feats, char = _one_channel_features(amps)
+    cfg = {"line_energy": 5.9, "expected": expected, "amplitude": "of_amplitude_shifted", "min_line_events": 20,
+           "min_significance": 3.0}
+    ds = calibrate_channel(feats, char, cfg, what="test")
+    assert float(ds["line_position"][0]) == pytest.approx(found, rel=0.01)
+    assert float(ds["kev_per_volt"][0]) == pytest.approx(5.9 / found, rel=0.01)

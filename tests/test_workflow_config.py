@@ -48,6 +48,19 @@ def test_per_run_sections_override_global_values_key_by_key(tmp_path):
 
 def test_no_calibration_line_by_default(tmp_path):
     assert resolved(user_run(tmp_path))["mine"]["calibrate"]["line_energy"] is None
+    assert resolved(user_run(tmp_path))["mine"]["calibrate"]["expected"] is None
+
+
+@pytest.mark.parametrize("expected", [0.3, {"phonon": 0.3, "light": 0.02}])
+def test_calibration_line_hint_is_one_value_or_one_per_channel(tmp_path, expected):
+    run = resolved(user_run(tmp_path, calibrate={"line_energy": 5.9, "expected": expected}))["mine"]
+    assert run["calibrate"]["expected"] == expected
+
+
+@pytest.mark.parametrize("expected", [-0.3, 0, {"phonon": -1}, "0.3 V"])
+def test_a_bad_calibration_line_hint_is_a_config_error(tmp_path, expected):
+    with pytest.raises(ConfigError, match="expected"):
+        resolved(user_run(tmp_path, calibrate={"line_energy": 5.9, "expected": expected}))
 
 
 def test_equal_values_resolve_equal(tmp_path):

@@ -14,6 +14,14 @@ import xarray as xr
 from cryopipe.io.stores import gather_channel_stores, provenance
 
 
+def expected_position(expected, features: xr.Dataset):
+    """The line hint (V) of the channel of one-channel `features`: `expected` itself, or its entry
+    for the channel's name where it is a {channel name: V} mapping (None where it has none)."""
+    if isinstance(expected, dict):
+        return expected.get(str(features["channel"].values[0]))
+    return expected
+
+
 def calibrate_channel(features: xr.Dataset, characterization: xr.Dataset, cfg: dict, what: str) -> xr.Dataset:
     """Amplitude -> energy conversion of one channel from a line of known energy.
 
@@ -25,7 +33,7 @@ def calibrate_channel(features: xr.Dataset, characterization: xr.Dataset, cfg: d
     kind = np.array([str(k) for k in features["record_kind"].values])
     amp = features[cfg["amplitude"]].isel(channel=0).values[kind == "particle"]
     res = float(characterization["resolution"].isel(channel=0))
-    cal = calibrate(amp, cfg["line_energy"], expected=cfg.get("expected"), resolution=res,
+    cal = calibrate(amp, cfg["line_energy"], expected=expected_position(cfg.get("expected"), features), resolution=res,
                     min_events=int(cfg["min_line_events"]), min_significance=float(cfg["min_significance"]),
                     fit_range=5.0,  # room for the background on both sides of a sparse line
                     what=what)
