@@ -293,3 +293,19 @@ def test_unknown_config_key_is_one_short_paragraph():
         check({"runs": {}, "bogus_key": 1}, schema)
     msg = str(err.value)
     assert "bogus_key" in msg and len(msg) < 600 and msg.count("\n") == 0   # before: ~700 lines of schema
+
+
+def test_cli_output_into_a_closed_pipe_is_no_traceback():
+    """`cryopipe schema | head -1`: the reader stops early; the command ends quietly (rc 0)."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)                                   # nobody reads: every write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cryopipe.cli", "schema"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr

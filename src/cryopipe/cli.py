@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -292,6 +293,10 @@ def main(*, argv: list[str] | None = None) -> int:
     except CryopipeError as exc:
         print(f"cryopipe {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:   # e.g. `cryopipe schema | head`: the reader stopped; not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())   # Python's own flush at exit must not fail again
+        return 0
     return 0
 
 
