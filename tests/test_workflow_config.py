@@ -46,6 +46,13 @@ def test_per_run_sections_override_global_values_key_by_key(tmp_path):
     assert run["characterize"]["enabled"] is True and run["channels"] == ["ch0"]
 
 
+def test_one_csmpl_file_may_be_a_string(tmp_path):
+    cfg = user_run(tmp_path)
+    listed = resolved(cfg)["mine"]
+    cfg["runs"]["mine"]["csmpl"] = cfg["runs"]["mine"]["csmpl"][0]
+    assert resolved(cfg)["mine"]["csmpl"] == listed["csmpl"] == [str(tmp_path / "a.csmpl")]
+
+
 def test_no_calibration_line_by_default(tmp_path):
     assert resolved(user_run(tmp_path))["mine"]["calibrate"]["line_energy"] is None
     assert resolved(user_run(tmp_path))["mine"]["calibrate"]["expected"] is None

@@ -97,7 +97,7 @@ def _resolve_run(name: str, run: dict, config: dict, schema: dict) -> dict:
         except ConfigError as exc:
             raise ConfigError(str(exc).replace("config: at ", f"config: run {name!r}, {section}: at ", 1)) from None
         out[section] = merged
-    for key in ("ljh", "noise_ljh"):
+    for key in ("csmpl", "ljh", "noise_ljh"):
         if isinstance(out.get(key), str):
             out[key] = [out[key]]
     for key in PATH_KEYS:
