@@ -4,6 +4,8 @@ Ground truth: records made here from white noise, an AR(1) process and a random 
 cryopipe), exponential pulses of known height at the trigger (N/4), and sinusoids of known
 frequency (cycles per record) with a random phase per record.
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -156,6 +158,11 @@ def test_predictions_store_uses_the_runs_lines_in_every_chunk():
     whole = predictions_dataset(model, trace, "cnn", event_chunk=1000)
     np.testing.assert_allclose(chunked.score.values, whole.score.values, atol=1e-6)
     assert chunked.attrs["line_pickup"].startswith("channel 0: 17.0") and "channel 1: none" in chunked.attrs["line_pickup"]
+    assert "Hz" not in chunked.attrs["line_pickup"]          # no sample frequency given
+    # at 25.6 kHz the 512-sample window lasts 20 ms: 17 cycles are 850 Hz
+    timed = predictions_dataset(model, trace, "cnn", sample_frequency=25_600.0)
+    hz = re.match(r"channel 0: 17\.0 cycles per 512-sample window \(([0-9.]+) Hz\)", timed.attrs["line_pickup"])
+    assert hz and float(hz.group(1)) == pytest.approx(850.0, rel=0.005)
     untouched = predict_scores(model, records, lines=[np.zeros(0), np.zeros(0)])
     assert not np.allclose(untouched[0], whole.score.values[0], atol=1e-4)
     np.testing.assert_allclose(untouched[1], whole.score.values[1], atol=1e-6)
@@ -181,3 +188,16 @@ def test_cli_predict_says_which_lines_it_removed(tmp_path, capsys):
     assert "line pickup found" in err and "channel 0: 17.0" in err
     with np.load(out) as f:
         assert np.allclose(f["line_frequencies"], [17.0], atol=0.1)
+
+
+def test_inputs_declare_their_sample_frequency(tmp_path):
+    """LJH: 1 / Timebase (written by an independent writer); .npz declares none."""
+    from ljh_util import write_ljh_by_hand
+
+    from cryopipe.io.record_files import input_sample_frequency
+    samples = np.full((3, 64), 1000, np.uint16)
+    path = write_ljh_by_hand(tmp_path / "a.ljh", "2.2.0", samples, timebase=5.12e-6, row_counts=[0, 10, 20],
+                             posix_usec=[0, 100, 200])
+    assert input_sample_frequency(path) == pytest.approx(195312.5)
+    np.savez(tmp_path / "r.npz", records=samples.astype(float))
+    assert input_sample_frequency(tmp_path / "r.npz") is None

@@ -115,7 +115,7 @@ def _predict(args) -> None:
         n_runs = result["score"].shape[0] if result["score"].ndim == 2 else 1
         per_run = [result["line_frequencies"][result["line_channel"] == c] for c in range(n_runs)]
         print(f"cryopipe predict: line pickup found in {args.input} and removed before the network: "
-              f"{describe_lines(per_run)}", file=sys.stderr)
+              f"{describe_lines(per_run, window_seconds=_window_seconds(args.input, result))}", file=sys.stderr)
 
     from .cleaning.trigger_check import polarity_warning, trigger_mismatch
 
@@ -148,6 +148,21 @@ def _predict(args) -> None:
         flags += f"; {int(unsure.sum())} unsure (calibrated P(clean) {lo}-{hi})"
     print(f"{out}: {n - bad} records scored with {meta.get('name', args.model)}{unscored}; "
           f"{k} accepted at cutoff {args.cutoff}{flags}")
+
+
+def _window_seconds(path, result) -> float | None:
+    """Duration (s) of the records' window the network sees (the trigger window of `predict_file`'s
+    result), where the input declares its sample frequency; else None."""
+    from .cleaning.preprocess import trigger_window
+    from .io.record_files import input_sample_frequency
+
+    fs = input_sample_frequency(path)
+    if not fs:
+        return None
+    n = int(result["n_samples"])
+    pre = None if int(result["pretrigger"]) < 0 else int(result["pretrigger"])
+    window = trigger_window(n, pretrigger=pre)
+    return (window.stop - window.start) / fs
 
 
 def _import_cait(args) -> None:

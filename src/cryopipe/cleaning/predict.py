@@ -20,7 +20,7 @@ from ..validity import describe_invalid, finite_records  # noqa: F401 (re-export
 from .calibration import UNSURE_BAND
 from .models import Classifier, embed, scores_from_logits
 from .lines import MAX_RUN_SAMPLE
-from .preprocess import LENGTH, evenly_spaced, preprocess_run, run_line_frequencies
+from .preprocess import LENGTH, evenly_spaced, preprocess_run, run_line_frequencies, trigger_window
 
 log = logging.getLogger(__name__)
 
@@ -277,16 +277,23 @@ def record_warnings(n_samples: int, constant, *, trained_lengths=None, what: str
     return out
 
 
-def describe_lines(lines) -> str:
-    """The line pickup removed per channel, e.g. "channel 0: 8.2, 24.6 cycles per 512-sample window; channel 1: none"."""
-    parts = [f"channel {c}: " + (", ".join(f"{f:.1f}" for f in freqs) + " cycles per 512-sample window"
-                                 if len(freqs) else "none") for c, freqs in enumerate(lines)]
-    return "; ".join(parts)
+def describe_lines(lines, *, window_seconds: float | None = None) -> str:
+    """The line pickup removed per channel, e.g. "channel 0: 8.2, 24.6 cycles per 512-sample window;
+    channel 1: none"; with `window_seconds` (the duration of the records' window the network sees, s)
+    also in Hz, e.g. "8.2, 24.6 cycles per 512-sample window (50, 150 Hz)"."""
+    def one(freqs):
+        if not len(freqs):
+            return "none"
+        hz = f" ({', '.join(f'{f / window_seconds:.4g}' for f in freqs)} Hz)" if window_seconds else ""
+        return ", ".join(f"{f:.1f}" for f in freqs) + " cycles per 512-sample window" + hz
+
+    return "; ".join(f"channel {c}: {one(freqs)}" for c, freqs in enumerate(lines))
 
 
 def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str, *, cutoff: float = CUTOFF,
                         batch: int = 4096, event_chunk: int = 1024, inputs=None,
-                        pretrigger: int | None = None, particle=None) -> xr.Dataset:
+                        pretrigger: int | None = None, particle=None,
+                        sample_frequency: float | None = None) -> xr.Dataset:
     """A "predictions" store Dataset for a (channel, event, sample) trace, read `event_chunk` events at a time.
 
     Variables: score, decision, valid (channel, event), event_clean (event); for a calibrated model
@@ -311,10 +318,12 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
     sample = read_values(trace.isel(event=evenly_spaced(n_ev, MAX_RUN_SAMPLE)), source, kind="records")
     lines = run_line_frequencies(sample, pretrigger=pretrigger)     # per channel, from the whole run
     log = logging.getLogger("cryopipe.predict")
-    for c, freqs in enumerate(lines):
-        if freqs.size:
-            log.info("%s: channel %d: line pickup removed at %s cycles per window", model_name, c,
-                     ", ".join(f"{f:.1f}" for f in freqs))
+    window_seconds = None
+    if sample_frequency:   # the duration of the window the network sees, to give the lines in Hz
+        window = trigger_window(trace.shape[-1], pretrigger=pretrigger)
+        window_seconds = (window.stop - window.start) / float(sample_frequency)
+    if any(len(freqs) for freqs in lines):
+        log.info("%s: line pickup removed: %s", model_name, describe_lines(lines, window_seconds=window_seconds))
     for e0 in range(0, n_ev, event_chunk):
         block = read_values(trace[:, e0:e0 + event_chunk], source, kind="records")
         if calibrated:   # one forward pass: score as predict_scores, plus calibrated probability and OOD
@@ -350,6 +359,6 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
         attrs=provenance("predictions", parameters={"cutoff": cutoff, "batch": batch}, inputs=inputs, model=model_name,
                          cutoff=cutoff,
                          n_invalid=int((~valid).sum()), invalid_records=describe_invalid(valid),
-                         line_pickup=describe_lines(lines),
+                         line_pickup=describe_lines(lines, window_seconds=window_seconds),
                          warnings=warnings, pretrigger=-1 if pretrigger is None else int(pretrigger), **ood_attrs),
     )

@@ -121,7 +121,8 @@ def run_predict(*, records: str, model: str, output: str, model_name: str, cutof
     pretrigger = recs.attrs.get("pretrigger")      # the records' trigger sample (None: N/4)
     particle = recs["record_kind"].values.astype(str) == "particle"   # what the rate warnings count
     ds = predictions_dataset(net, recs["trace"], model_name, cutoff=cut, inputs=[str(records), str(model)],
-                             pretrigger=pretrigger, particle=particle)
+                             pretrigger=pretrigger, particle=particle,
+                             sample_frequency=recs.attrs.get("sample_frequency"))
     ds = ds.assign(record_kind=recs["record_kind"])
     log.info("model %s: %d of %d events clean (all channels accepted)", model_name,
              int(ds["event_clean"].sum()), ds.sizes["event"])

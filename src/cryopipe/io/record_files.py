@@ -138,6 +138,19 @@ def input_pretrigger(path: str | Path) -> int | None:
     return None
 
 
+def input_sample_frequency(path: str | Path) -> float | None:
+    """The sample frequency (Hz) an input declares: a records store's ``sample_frequency`` attr or an
+    LJH file's 1 / Timebase; None for inputs that declare none (Cait HDF5, .npz, .npy)."""
+    path = Path(path)
+    kind = records_input_kind(path)
+    if kind == "records":
+        value = open_store(path, "records").attrs.get("sample_frequency")
+        return None if value is None else float(value)
+    if kind == "ljh":
+        return float(read_ljh(path).sample_frequency)
+    return None
+
+
 def npz_pretrigger(path: Path) -> int | None:
     """The .npz's ``pretrigger`` (an integer scalar, samples), None where it has none; InputError for
     anything else."""
