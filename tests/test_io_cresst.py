@@ -6,6 +6,8 @@ behind its own (symmetric) writers.
 """
 from __future__ import annotations
 
+import re
+import shutil
 import struct
 
 import numpy as np
@@ -247,8 +249,13 @@ def test_rdt_run_round_trip(tmp):
 def test_rdt_truncated(tmp):
     write_independent_rdt(tmp, extra=b"\x00" * 10)
     rec = 4 * 14 + 2 * 8
-    with pytest.raises(InputError, match=f"r.rdt: truncated record at byte {7 * rec}"):
+    with pytest.raises(InputError, match=f"r.rdt: truncated record at byte {7 * rec}") as err:
         cr.open_rdt(tmp / "r.rdt")
+    # the message's remedy works: a copy cut to the bytes it names holds the 7 whole records
+    cut = int(re.search(r"truncate -s (\d+) COPY", str(err.value)).group(1))
+    (tmp / "cut.rdt").write_bytes((tmp / "r.rdt").read_bytes()[:cut])
+    shutil.copy(tmp / "r.par", tmp / "cut.par")
+    assert cr.open_rdt(tmp / "cut.rdt").n_records == 7
 
 
 def test_rdt_par_record_length_mismatch(tmp):

@@ -6,6 +6,7 @@ millisecond counter, uint16 samples. regress_chan3.ljh is evaluation data: never
 """
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -93,9 +94,14 @@ def _write_ok(tmp_path, **kw):
 
 def test_truncated_last_record(tmp_path):
     p = _write_ok(tmp_path)
+    whole = read_ljh(p).n_records
     p.write_bytes(p.read_bytes()[:-5])
-    with pytest.raises(InputError, match=r"e\.ljh: truncated last record"):
+    with pytest.raises(InputError, match=r"e\.ljh: truncated last record") as err:
         read_ljh(p)
+    # the message's remedy works: a copy cut to the bytes it names holds the whole records
+    cut = int(re.search(r"truncate -s (\d+) COPY", str(err.value)).group(1))
+    (tmp_path / "cut.ljh").write_bytes(p.read_bytes()[:cut])
+    assert read_ljh(tmp_path / "cut.ljh").n_records == whole - 1
 
 
 def test_header_disagrees_with_size(tmp_path):

@@ -10,6 +10,13 @@ from typing import Iterator, Protocol, Sequence
 import numpy as np
 
 
+def whole_records_hint(whole_bytes: int) -> str:
+    """What to do with a file whose writer stopped inside its last record: read a copy cut to its
+    first `whole_bytes` bytes (the whole records)."""
+    return (f"if the writer stopped inside the last record, a copy cut to the whole records reads: "
+            f"cp FILE COPY && truncate -s {whole_bytes} COPY")
+
+
 @dataclass(frozen=True)
 class TestPulses:
     """Test and control pulses injected by the DAQ into a stream.

@@ -40,6 +40,7 @@ import numpy as np
 
 from ..errors import InputError
 from .stores import RECORD_KINDS
+from .base import whole_records_hint
 from .csmpl import volts_per_adc, volts_to_adc
 
 CLOCK_FREQUENCY = 10_000_000
@@ -87,7 +88,8 @@ def _check_whole_records(p: Path, size: int, itemsize: int, offset: int = 0, wha
     n, rest = divmod(body, itemsize)
     if rest:
         raise InputError(f"{p}: truncated {what} at byte {offset + n * itemsize}: {rest} trailing bytes "
-                         f"(file size {size} is not {offset} + a multiple of the {itemsize}-byte {what})")
+                         f"(file size {size} is not {offset} + a multiple of the {itemsize}-byte {what}); "
+                         f"{whole_records_hint(offset + n * itemsize)}")
     return n
 
 

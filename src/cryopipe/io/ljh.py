@@ -35,7 +35,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import InputError
-from .base import TestPulses
+from .base import TestPulses, whole_records_hint
 from .csmpl import volts_per_adc
 
 END_OF_HEADER = b"#End of Header"
@@ -207,7 +207,7 @@ def read_ljh(path: str | Path) -> LjhFile:
                              f"not whole records of {dtype.itemsize} bytes (version {version_string}, "
                              f"{n_samples} samples){fits}")
         raise InputError(f"{p}: truncated last record: {binary} bytes of records = {n_rec} records of "
-                         f"{dtype.itemsize} bytes + {rest} bytes")
+                         f"{dtype.itemsize} bytes + {rest} bytes; {whole_records_hint(start + n_rec * dtype.itemsize)}")
     if n_rec == 0:
         raise InputError(f"{p}: LJH file holds no records")
     raw = np.memmap(p, dtype=dtype, mode="r", offset=start, shape=(n_rec,))
