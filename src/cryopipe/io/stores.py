@@ -138,9 +138,10 @@ STORES = {
     # tpa_point: the calibration TPAs (NaN-padded per channel). amplitude: OF amplitude with the
     # test-pulse template (every record); tpa_equivalent: V of the pulser (pulser model); stable:
     # the event lies between two stable clean pulses; per pulse the response (= amplitude), its
-    # band centre and sigma, pulse_clean (chi2 and pre-trigger drift bands), pulse_stable, interval_stable (interval to the
-    # next clean pulse, clean pulses only); per channel kev_per_tpa, line_position (V of the pulser,
-    # NaN without calibrate.line_energy), resolution (V of the pulser, noise records).
+    # band centre and sigma, pulse_clean (chi2 and pre-trigger drift bands), pulse_stable,
+    # interval_stable (interval to the next clean pulse, clean pulses only); per channel kev_per_tpa,
+    # line_position (V of the pulser, NaN without calibrate.line_energy), resolution (V of the
+    # pulser, noise records).
     "testpulse": StoreSchema(
         "testpulse",
         {"amplitude": (("channel", "event"), "f"), "tpa_equivalent": (("channel", "event"), "f"),

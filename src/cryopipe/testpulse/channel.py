@@ -167,8 +167,8 @@ def testpulse_channel(records: xr.Dataset, characterization: xr.Dataset, *, chan
     out.update(line)
     if log is not None:
         n_tp = int(np.sum(kind == "testpulse"))
-        log.info("channel %s: template from %s; %d test and %d control pulses, %d not clean (chi2 or pre-trigger drift), "
-                 "%d outside their band; "
+        log.info("channel %s: template from %s; %d test and %d control pulses, %d not clean (chi2 or "
+                 "pre-trigger drift), %d outside their band; "
                  "%d of %d events stable; calibration TPAs %s; TPE resolution %.3g V; line %.5g +- %.2g V (TPE)",
                  ch, "the SEV" if np.isnan(template_tpa) else f"TPA {template_tpa:g} V", n_tp, len(pulses) - n_tp,
                  int((~clean).sum()), int((clean & ~band["stable"]).sum()), int(stab["event_stable"].sum()), len(times),

@@ -56,8 +56,9 @@ import numpy as np
 from cryopipe.errors import CryopipeError, InputError
 from cryopipe.signal.robust import MAD_TO_SIGMA
 
-__all__ = ["pulse_groups", "local_trend", "clean_pulses", "pretrigger_drift", "flat_pretrigger", "response_band", "stability", "unstable_intervals",
-           "response_curves", "tpa_equivalent", "choose_template_tpa", "TPA_DECIMALS"]
+__all__ = ["pulse_groups", "local_trend", "clean_pulses", "pretrigger_drift", "flat_pretrigger", "response_band",
+           "stability", "unstable_intervals", "response_curves", "tpa_equivalent", "choose_template_tpa",
+           "TPA_DECIMALS"]
 
 TPA_DECIMALS = 4  # TPAs equal to 1e-4 V are one setting (the files store float32)
 
