@@ -217,3 +217,44 @@ def test_channel_roles_default_to_phonon_and_light_names_and_are_checked(tmp_pat
     cfg["runs"]["mine"]["roles"] = {"phonon": "a", "light": "c"}
     with pytest.raises(ConfigError, match="roles.light 'c' is not one of its channels"):
         resolved(cfg)
+
+
+def test_start_time_belongs_to_a_csmpl_stream_without_par(tmp_path):
+    assert resolved(user_run(tmp_path, start_time=1.7e9))["mine"]["start_time"] == 1.7e9
+    par = tmp_path / "r.par"
+    write_par(par, start_time=1.6e9, record_length=4096, sample_frequency=25_000.0)
+    with pytest.raises(ConfigError, match="start_time is for a csmpl stream without a par file"):
+        resolved(user_run(tmp_path, start_time=1.7e9, par=str(par)))
+
+
+@pytest.mark.slow  # runs Snakemake
+def test_configured_start_time_gives_absolute_record_timestamps(tmp_path):
+    """A plain csmpl stream (numpy pulses every 0.5 s at known samples) with `start_time`: the
+    records' timestamps are start_time + trigger sample / fs (without it they count from 0)."""
+    from cryopipe.io.stores import load_store
+    from workflow_util import snakemake, write_config
+
+    fs, n = 25_000.0, 25_000 * 40
+    rng = np.random.default_rng(2)
+    x = rng.normal(0.0, 0.002, n)
+    t = np.arange(4096) / fs
+    shape = np.exp(-t / 0.02) - np.exp(-t / 0.001)
+    onsets = np.arange(int(0.3 * fs), n - 4096, int(0.5 * fs))
+    for i in onsets:
+        x[i:i + 4096] += 0.05 * shape / shape.max()
+    (tmp_path / "a.csmpl").write_bytes(np.round(x / (20.0 / 2 ** 16)).astype("<i2").tobytes())
+    start = 1_765_000_000.25
+    cfg = {"results": str(tmp_path / "results"),
+           "runs": {"s": {"csmpl": "a.csmpl", "sample_frequency": fs, "record_length": 4096, "start_time": start}},
+           "efficiency": {"enabled": False}, "cleaning": {"enabled": False}, "trigger": {"noise_records": 30},
+           "characterize": {"min_noise_records": 10}}
+    conf = write_config(tmp_path / "c.yaml", cfg)
+    snakemake(tmp_path, conf, str(tmp_path / "results/s/records.zarr"))
+    rec = load_store(tmp_path / "results/s/records.zarr", "records")
+    particle = rec["record_kind"].values.astype(str) == "particle"
+    ts = rec["timestamp"].values[particle] - start
+    assert particle.sum() >= 0.9 * onsets.size
+    assert np.all(ts > 0) and np.all(ts < n / fs)
+    # every particle record lies within a few ms of an injected onset
+    gap = np.min(np.abs(ts[:, None] - onsets[None, :] / fs), axis=1)
+    assert np.max(gap) < 0.005

@@ -142,6 +142,9 @@ def _stream_settings(name: str, run: dict, files: RunFiles) -> None:
             raise ConfigError(f"config: run {name!r}: {key} is required (or a par file that gives it)")
     run["sample_frequency"] = float(run["sample_frequency"])
     run["record_length"] = int(run["record_length"])
+    if "start_time" in run and ("csmpl" not in run or run.get("par")):
+        raise ConfigError(f"config: run {name!r}: start_time is for a csmpl stream without a par file "
+                          f"(the par file{' ' + run['par'] if run.get('par') else ''} gives the start time)")
     if run.get("test_stamps") and not run.get("dig_stamps"):
         raise ConfigError(f"config: run {name!r}: test_stamps need the run's dig_stamps file (to align the DAQ clock)")
     if run.get("noise_ljh") and "ljh" not in run:

@@ -242,7 +242,8 @@ def stream_params(run):
     that read it)."""
     rc = RUNS[run]
     ljh_keys = ("ljh", "noise_ljh", "ljh_mode", "pretrigger") if rc.get("ljh") else ()
-    spec = {k: rc[k] for k in ("par", "test_stamps", "dig_stamps", "rdt", "con", *ljh_keys) if rc.get(k) is not None}
+    spec = {k: rc[k] for k in ("par", "test_stamps", "dig_stamps", "rdt", "con", "start_time", *ljh_keys)
+            if rc.get(k) is not None}
     if not spec.get("rdt") and not spec.get("ljh"):
         spec["csmpl"] = run_files(run)[: len(channel_names(run))]
     spec.update({

@@ -88,6 +88,8 @@ def open_stream(spec: dict) -> Stream:
         par = cresst.read_par(spec["par"])
         stream.start_time = (cresst.stream_start_time(par, spec["dig_stamps"]) if spec.get("dig_stamps")
                              else par.start_time)
+    elif spec.get("start_time") is not None:   # a plain csmpl stream with its start given in the config
+        stream.start_time = float(spec["start_time"])
     if spec.get("test_stamps"):
         stream.test_pulses = _stamped_test_pulses(spec, stream.n_samples)
     return stream
