@@ -179,14 +179,22 @@ def clean_pulses(times, tpa, chi2, *, window: int = 9, k_sigma: float = 5.0) -> 
     A pile-up pulse is no measurement of the detector's response: it neither makes its interval
     unstable nor enters the calibration. Returns (n,) bool; non-finite chi2 is not clean.
     """
+    return _in_running_band(times, tpa, chi2, window=window, k_sigma=k_sigma, two_sided=False)
+
+
+def _in_running_band(times, tpa, values, *, window: int, k_sigma: float, two_sided: bool) -> np.ndarray:
+    """Per TPA: values at most k_sigma robust sigmas above their running robust line (`_group_trend`;
+    one-sided: any value below it is inside) or off it either way (two-sided); non-finite values are
+    outside."""
     t = np.asarray(times, dtype=np.float64)
-    x = np.asarray(chi2, dtype=np.float64)
-    values, group = pulse_groups(tpa)
+    x = np.asarray(values, dtype=np.float64)
+    _, group = pulse_groups(tpa)
     ok = np.zeros(t.size, dtype=bool)
-    for g in range(values.size):
+    for g in np.unique(group):
         sel, _, res, s = _group_trend(t, x, group, g, window)
         with np.errstate(invalid="ignore"):
-            ok[sel] = np.isfinite(res) & (res <= k_sigma * max(s, np.finfo(float).tiny))
+            off = np.abs(res) if two_sided else res
+            ok[sel] = np.isfinite(res) & (off <= k_sigma * max(s, np.finfo(float).tiny))
     return ok
 
 
@@ -206,15 +214,7 @@ def flat_pretrigger(times, tpa, drift, *, window: int = 9, k_sigma: float = 5.0)
     """Pulses whose pre-trigger drift lies within k_sigma robust sigmas of the running robust line
     of their TPA's drifts (two-sided; see module docstring). Returns (n,) bool; non-finite drift is
     not flat."""
-    t = np.asarray(times, dtype=np.float64)
-    d = np.asarray(drift, dtype=np.float64)
-    values, group = pulse_groups(tpa)
-    ok = np.zeros(t.size, dtype=bool)
-    for g in range(values.size):
-        sel, _, res, s = _group_trend(t, d, group, g, window)
-        with np.errstate(invalid="ignore"):
-            ok[sel] = np.isfinite(res) & (np.abs(res) <= k_sigma * max(s, np.finfo(float).tiny))
-    return ok
+    return _in_running_band(times, tpa, drift, window=window, k_sigma=k_sigma, two_sided=True)
 
 
 def stability(pulse_times, pulse_stable, event_times, *, max_gap: float | None = None) -> dict:
