@@ -475,6 +475,13 @@ def test_view_of_a_missing_directory_exits_with_one_line(tmp_path, capsys):
     _cli_one_line(capsys, ["view", str(tmp_path / "nope")], "nope", "no such run directory")
 
 
+def test_view_of_a_folder_that_is_no_run_exits_with_one_line_naming_its_runs(tmp_path, capsys):
+    (tmp_path / "results" / "sim" / "features.zarr").mkdir(parents=True)
+    _cli_one_line(capsys, ["view", str(tmp_path / "results")], "not a run directory",
+                  f"runs in it: {tmp_path / 'results' / 'sim'}")
+    _cli_one_line(capsys, ["view", str(tmp_path)], "not a run directory", "give results/<run>")
+
+
 @pytest.mark.parametrize("port", ["99999", "0", "-1"])
 def test_view_on_an_impossible_port_is_one_line(tmp_path, capsys, port):
     _cli_one_line(capsys, ["view", str(tmp_path), "--port", port], f"--port {port}", "1 to 65535")

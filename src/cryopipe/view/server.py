@@ -29,6 +29,10 @@ def serve(run_dir: str | Path, *, port: int = 5006, cuts_file: str | Path | None
         raise InputError(f"{run_dir}: no such run directory (give results/<run>)")
     check_port(address, port)
     data = RunData(run_dir, cuts_file)
+    if not data.store_names():   # nothing to look at: a results folder, a store, a data folder ...
+        runs = sorted(p.parent.name for p in run_dir.glob("*/features.zarr"))
+        hint = f"; runs in it: {', '.join(str(run_dir / r) for r in runs)}" if runs else " (give results/<run>)"
+        raise InputError(f"{run_dir}: not a run directory: no features, records, labels or predictions store{hint}")
     for level, text in data.messages:
         logging.getLogger("cryopipe.view").warning("%s: %s", level, text)
     app = Application(FunctionHandler(make_document(data)))
