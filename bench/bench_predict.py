@@ -15,7 +15,9 @@ import time
 import numpy as np
 import torch
 
+from cryopipe.cleaning.architectures import UNIVERSAL
 from cryopipe.cleaning.models import MODELS, build_model
+from cryopipe.cleaning.universal import load_universal
 from cryopipe.cleaning.preprocess import preprocess
 
 
@@ -35,7 +37,8 @@ def main():
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--models", nargs="*", default=list(MODELS))
+    ap.add_argument("--models", nargs="*", default=list(MODELS), choices=[*MODELS, UNIVERSAL],
+                    help="architectures (random weights) or 'universal' (the shipped weights)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -43,7 +46,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}")
     print(f"{'model':10s} {'parameters':>11s} {'batch':>6s} {'records/s':>11s}")
     for name in args.models:
-        model = build_model(name).eval()
+        model = (load_universal()[0] if name == UNIVERSAL else build_model(name)).eval()
         with torch.inference_mode():
             model(x[:256])                                           # warm-up (small: LSTM is slow)
             probe = throughput(lambda: model(x[:256]), 256, 0.0)

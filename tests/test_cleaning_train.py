@@ -54,6 +54,18 @@ def test_resume_equals_uninterrupted_training(tmp_path):
         np.testing.assert_allclose(va.numpy(), vb.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
 
 
+def test_a_piece_into_a_new_folder_saves_its_state_and_resume_without_state_says_so(tmp_path):
+    import io
+
+    part = _train(tmp_path, "new/deeper/piece.pt", stop_after_steps=3)
+    assert part.meta["finished"] is False and state_path(tmp_path / "new/deeper/piece.pt").is_file()
+    said = io.StringIO()
+    x, y, c = pulses_and_steps(100, seed=1)
+    train_model("cnn", ArraySource(x, y, c, chunk=128), ArraySource(x, y, c, chunk=128), tmp_path / "fresh.pt",
+                epochs=1, seed=3, progress=said, device="cpu", resume=True)
+    assert "resume: no training state at" in said.getvalue() and "training from the start" in said.getvalue()
+
+
 def test_one_cycle_schedule_anneals_and_keep_last(tmp_path):
     res = _train(tmp_path, "last.pt", keep="last")
     assert res.best_epoch == 2 and res.meta["keep"] == "last"

@@ -39,3 +39,13 @@ def test_shipped_meta_says_where_the_weights_come_from():
 def test_options_change_the_recipe():
     assert _recipe("--epochs", "3")["epochs"] == 3
     assert _recipe("--wide-parts", "0")["wide_parts"] == 0 and "wide" not in _recipe("--wide-parts", "0")["simulation"]
+
+
+def test_resume_of_a_finished_model_is_refused_in_one_line(tmp_path):
+    out = tmp_path / "done.pt"
+    out.write_bytes(b"weights")
+    out.with_suffix(".json").write_text(json.dumps({"finished": True}))
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "release" / "train_universal.py"), "--out", str(out),
+                           "--resume", "--scale", "0.001"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 1 and "is finished" in proc.stderr and "drop --resume" in proc.stderr
+    assert "Traceback" not in proc.stderr and out.read_bytes() == b"weights"

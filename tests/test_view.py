@@ -284,6 +284,24 @@ def test_hand_labels_store_and_evaluation(small_run, tmp_path):
     assert res["survival"]["pile_up"]["survived"] == int(dec[0, 3])
 
 
+def test_evaluate_hand_labels_mistakes_are_one_line(small_run, tmp_path, capsys):
+    """No run, no hand labels yet (says where to make them), --epochs without --fine-tune."""
+    import shutil
+
+    from cryopipe.cli import main
+
+    assert main(argv=["evaluate-hand-labels", str(tmp_path / "nope")]) == 1
+    assert "no such run directory" in capsys.readouterr().err
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    assert main(argv=["evaluate-hand-labels", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "no hand labels yet" in err and f"cryopipe view {run}" in err and err.count("\n") == 1
+    append_hand_labels(run / "hand_labels.zarr", np.arange(0, 20, 5), "noise")
+    assert main(argv=["evaluate-hand-labels", str(run), "--epochs", "2"]) == 1
+    assert "--epochs: only with --fine-tune" in capsys.readouterr().err
+
+
 @pytest.mark.slow  # more than 5 s (the fast subset: pytest -m 'not slow')
 def test_evaluate_hand_labels_command(small_run, tmp_path):
     import shutil
@@ -322,7 +340,14 @@ def test_fine_tune_on_hand_labels(small_run, tmp_path):
     assert res["n_holdout_events"] == 14 and res["n_train_records"] == 2 * (48 - 14)
     assert res["before"]["n"] == res["after"]["n"] == 14 and res["after"]["model"] == "universal_hand_tuned"
     assert (tmp_path / "tuned.pt").is_file() and (tmp_path / "tuned.json").is_file()
-    assert "after fine-tuning" in out.stdout
+    assert "after fine-tuning" in out.stdout and "uncalibrated" in out.stdout
+    # the original's calibration does not carry over: the tuned model predicts without ood / unsure flags
+    tuned = json.loads((tmp_path / "tuned.json").read_text())
+    assert "temperature" not in tuned and "ood_threshold" not in tuned and "cutoff" not in tuned
+    assert tuned["fine_tuned_from"] == "universal" and tuned["class_names"]
+    from cryopipe.cleaning.predict import is_calibrated
+    from cryopipe.cleaning.universal import resolve_model
+    assert not is_calibrated(resolve_model(tmp_path / "tuned.pt")[0])
 
 
 def test_density_mode_selects_on_the_server(small_run):

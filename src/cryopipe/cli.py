@@ -204,17 +204,32 @@ def _evaluate_hand_labels(args) -> None:
     from .io.stores import open_store
 
     run = Path(args.run)
+    if not run.is_dir():
+        raise CryopipeError(f"{run}: no such run directory (give results/<run>)")
+    if args.epochs is not None and not args.fine_tune:
+        raise CryopipeError("--epochs: only with --fine-tune OUT.pt (the number of fine-tuning passes)")
+    if not (run / "hand_labels.zarr").exists():
+        raise CryopipeError(f"{run / 'hand_labels.zarr'}: no hand labels yet; label events first in "
+                            f"`cryopipe view {run}` (hand labels: give selected events a class)")
     hand = read_hand_labels(run / "hand_labels.zarr", missing_ok=False)
     if args.fine_tune:
         from .cleaning.hand_labels import fine_tune_on_hand_labels
 
         res = fine_tune_on_hand_labels(hand, open_store(run / "records.zarr", "records"), args.fine_tune,
-                                       model_spec=args.model or "universal", epochs=args.epochs)
+                                       model_spec=args.model or "universal",
+                                       epochs=10 if args.epochs is None else args.epochs)
         print(f"{res['checkpoint']}: fine-tuned on {res['n_train_records']} hand-labelled records; "
               f"{res['n_holdout_events']} labelled events held out")
         for when in ("before", "after"):
             if when in res:
                 print(f"{when} fine-tuning, on the held-out hand labels:\n{format_report(res[when])}")
+        if "after" in res:
+            ba = [res[w]["balanced_accuracy"] for w in ("before", "after")]
+            if ba[1] < ba[0]:
+                print(f"cryopipe evaluate-hand-labels: warning: fine-tuning lowered the held-out balanced accuracy "
+                      f"({ba[0]:.3f} -> {ba[1]:.3f}): keep the original model", file=sys.stderr)
+        print(f"{res['checkpoint']}: uncalibrated (the original's temperature, OOD thresholds and cutoff do not "
+              f"carry over): no ood / unsure flags, cutoff 0.5")
         if args.output:
             Path(args.output).write_text(json.dumps(res, indent=1, default=float))
         return
@@ -296,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output", help="also write the results as JSON")
     s.add_argument("--fine-tune", metavar="OUT.pt", help="fine-tune --model (default universal) on the hand labels "
                    "(30 %% of the labelled events held out), save it here, evaluate before and after")
-    s.add_argument("--epochs", type=int, default=10, help="with --fine-tune")
+    s.add_argument("--epochs", type=int, default=None, help="with --fine-tune (default 10)")
     s.set_defaults(func=_evaluate_hand_labels)
     return p
 

@@ -41,7 +41,7 @@ import torch
 from cryopipe.cleaning.data import ArraySource, WeakShuffleBatches, ordered_batches
 from cryopipe.cleaning.models import scores_from_logits
 from cryopipe.cleaning.preprocess import downsample
-from cryopipe.cleaning.train import load_model, plot_loss_curves, train_model
+from cryopipe.cleaning.train import load_model, plot_loss_curves, state_path, train_model
 from cryopipe.cleaning.metrics import balanced_accuracy
 from cryopipe.simulate.classes import WIDE_OPTIONS, ClassOptions
 from cryopipe.simulate.records import DEFAULT_ACCEPTED, EVENT_CLASSES, WIDE_RANGES, simulate_universal_records
@@ -295,6 +295,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.calibrate is not None:
         set_cutoff(args.calibrate, ArraySource(*simulate_set(n_val, [SEED, 1]), class_names=sorted(EVENT_CLASSES)))
         return
+    finished = args.out.with_suffix(".json")
+    if args.resume and not state_path(args.out).is_file() and finished.is_file() \
+            and json.loads(finished.read_text()).get("finished"):
+        sys.exit(f"train_universal: {args.out} is finished (no training state beside it): nothing to resume; "
+                 f"drop --resume to train it again")
     train, val = universal_sets(args.scale)
     print(f"simulated {len(train)} training and {len(val)} validation records in {time.perf_counter() - t0:.0f} s",
           flush=True)

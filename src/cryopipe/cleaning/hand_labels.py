@@ -280,6 +280,14 @@ def _subset(hand: xr.Dataset, events) -> xr.Dataset:
     return hand.isel(entry=np.nonzero(keep)[0])
 
 
+#: meta entries of a model that describe its own weights' calibration and validation: not carried
+#: over to a fine-tuned copy
+STALE_AFTER_FINE_TUNING = ("temperature", "ood_score", "ood_threshold", "ood_quantile", "ood_feature_threshold",
+                           "nll_uncalibrated", "nll_calibrated", "n_calibration_records", "cutoff", "cutoff_rule",
+                           "val_balanced_accuracy", "val_balanced_accuracy_at_cutoff",
+                           "val_pile_up_survival_at_cutoff")
+
+
 def fine_tune_on_hand_labels(hand: xr.Dataset, records: xr.Dataset, output: str | Path,
                              *, model_spec: str = "universal", epochs: int = 10, lr: float = 1e-4,
                              batch_size: int = 32, holdout: float = 0.3, seed: int = 0) -> dict:
@@ -345,7 +353,10 @@ def fine_tune_on_hand_labels(hand: xr.Dataset, records: xr.Dataset, output: str 
             loss.backward()
             opt.step()
     model.eval()
-    tuned = dict(meta, name=f"{meta.get('name', 'model')}_hand_tuned", fine_tuned_from=str(model_spec),
+    # the original's temperature, OOD thresholds and operating point were fitted to the original
+    # weights: the tuned model carries none of them (it is uncalibrated: no ood / unsure flags)
+    kept = {k: v for k, v in meta.items() if k not in STALE_AFTER_FINE_TUNING}
+    tuned = dict(kept, name=f"{meta.get('name', 'model')}_hand_tuned", fine_tuned_from=str(model_spec),
                  fine_tune={"epochs": int(epochs), "lr": lr, "records": len(x), "seed": seed})
     path = save_model(output, model, tuned)
     out = {"checkpoint": str(path), "n_train_records": len(x), "n_holdout_events": len(held)}

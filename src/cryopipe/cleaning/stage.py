@@ -103,7 +103,7 @@ def run_train(*, simset: str, model: str, curve: str, architecture: str, train: 
     with open(progress, "a") as stream:
         result = train_on_simset(simset, architecture, Path(model), cfg, progress=stream)
     plot_loss_curves(result.history, curve)
-    log.info("best epoch %d, validation balanced accuracy %.4f", result.best_epoch,
+    log.info("best epoch %d (counted from 1), validation balanced accuracy %.4f", result.best_epoch + 1,
              max(result.history.get("val_ba", [float("nan")])))
 
 

@@ -219,6 +219,10 @@ def train_model(name: str, train: RecordSource, val: RecordSource, checkpoint: s
            "records_trained": 0}
     best_state = None
     spath = state_path(checkpoint)
+    Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)   # the state is saved there before the weights
+    if resume and not spath.is_file() and progress is not None:
+        print(f"resume: no training state at {spath} (never started, or already finished): training from the "
+              f"start", file=progress, flush=True)
     if resume and spath.is_file():
         st = torch.load(spath, map_location="cpu", weights_only=False)
         model.load_state_dict(st["model"])
