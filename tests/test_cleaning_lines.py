@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cryopipe.cleaning import lines
+from cryopipe.errors import InputError
 from cryopipe.cleaning.predict import model_inputs
 from cryopipe.cleaning.preprocess import preprocess
 
@@ -201,3 +202,8 @@ def test_inputs_declare_their_sample_frequency(tmp_path):
     assert input_sample_frequency(path) == pytest.approx(195312.5)
     np.savez(tmp_path / "r.npz", records=samples.astype(float))
     assert input_sample_frequency(tmp_path / "r.npz") is None
+    np.savez(tmp_path / "f.npz", records=samples.astype(float), sample_frequency=25_000)
+    assert input_sample_frequency(tmp_path / "f.npz") == 25_000.0
+    np.savez(tmp_path / "bad.npz", records=samples.astype(float), sample_frequency=[1.0, 2.0])
+    with pytest.raises(InputError, match="'sample_frequency' must be a positive number"):
+        input_sample_frequency(tmp_path / "bad.npz")

@@ -45,17 +45,18 @@ def train_one(name: str, train: ArraySource, val: ArraySource, out: Path, epochs
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--scale", type=float, default=0.1, help="fraction of the universal model's training set")
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--max-lr", type=float, default=tu.MAX_LR)
+    ap.add_argument("--epochs", type=int, default=6, help="training epochs per model")
+    ap.add_argument("--max-lr", type=float, default=tu.MAX_LR, help="peak one-cycle learning rate")
     ap.add_argument("--n-per-class", type=int, default=300, help="test records per class and mixed set")
-    ap.add_argument("--pulses", type=int, default=6000)
-    ap.add_argument("--pileups", type=int, default=10000)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--pulses", type=int, default=6000, help="test pulses (SNR curve)")
+    ap.add_argument("--pileups", type=int, default=10000, help="test pile-ups (IOS map)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--reuse", action="store_true", help="evaluate OUT/<model>.pt where it exists instead of training")
-    ap.add_argument("--out", type=Path, default=Path("results/report/model_comparison"))
+    ap.add_argument("--out", type=Path, default=Path("results/report/model_comparison"), help="output folder")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)

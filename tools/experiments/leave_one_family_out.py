@@ -66,12 +66,13 @@ def make_set(n_per_class: dict, ranges: dict, seed: int):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", type=float, default=0.15)
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--test-per-class", type=int, default=150)
-    ap.add_argument("--families", nargs="+", default=list(FAMILIES))
-    ap.add_argument("--out", type=Path, default=Path("results/lofo"))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--scale", type=float, default=0.15, help="fraction of the universal training set")
+    ap.add_argument("--epochs", type=int, default=8, help="training epochs per model")
+    ap.add_argument("--test-per-class", type=int, default=150, help="test records per class")
+    ap.add_argument("--families", nargs="+", default=list(FAMILIES), help="families left out, one model each")
+    ap.add_argument("--out", type=Path, default=Path("results/lofo"), help="output folder")
     ap.add_argument("--evaluate", nargs="+", metavar="NAME=CKPT", help="only test these checkpoints")
     args = ap.parse_args()
     torch.set_num_threads(1)

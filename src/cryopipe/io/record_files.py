@@ -139,8 +139,9 @@ def input_pretrigger(path: str | Path) -> int | None:
 
 
 def input_sample_frequency(path: str | Path) -> float | None:
-    """The sample frequency (Hz) an input declares: a records store's ``sample_frequency`` attr or an
-    LJH file's 1 / Timebase; None for inputs that declare none (Cait HDF5, .npz, .npy)."""
+    """The sample frequency (Hz) an input declares: a records store's ``sample_frequency`` attr, an
+    LJH file's 1 / Timebase or an .npz's positive scalar ``sample_frequency``; None for inputs that
+    declare none (Cait HDF5, .npy, an .npz without it)."""
     path = Path(path)
     kind = records_input_kind(path)
     if kind == "records":
@@ -148,6 +149,15 @@ def input_sample_frequency(path: str | Path) -> float | None:
         return None if value is None else float(value)
     if kind == "ljh":
         return float(read_ljh(path).sample_frequency)
+    if kind == "npz":
+        with np.load(path, allow_pickle=False) as z:
+            if "sample_frequency" not in z:
+                return None
+            value = np.asarray(z["sample_frequency"])
+        if value.ndim != 0 or value.dtype.kind not in "iuf" or not float(value) > 0:
+            raise InputError(f"{path}: 'sample_frequency' must be a positive number (Hz), got shape {value.shape} "
+                             f"dtype {value.dtype}")
+        return float(value)
     return None
 
 
