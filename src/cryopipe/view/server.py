@@ -12,6 +12,10 @@ from .app import make_document
 from .data import RunData
 
 
+#: what makes a folder a run for the viewer (any of them, readable or not)
+RUN_STORES = ("features.zarr", "records.zarr", "labels.zarr", "predictions")
+
+
 def serve(run_dir: str | Path, *, port: int = 5006, cuts_file: str | Path | None = None, show: bool = False,
           address: str = "127.0.0.1") -> None:
     """Open the run's stores and serve the viewer at http://ADDRESS:PORT/ until interrupted.
@@ -28,11 +32,11 @@ def serve(run_dir: str | Path, *, port: int = 5006, cuts_file: str | Path | None
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: no such run directory (give results/<run>)")
     check_port(address, port)
-    data = RunData(run_dir, cuts_file)
-    if not data.store_names():   # nothing to look at: a results folder, a store, a data folder ...
+    if not any((run_dir / name).exists() for name in RUN_STORES):   # a results folder, a data folder ...
         runs = sorted(p.parent.name for p in run_dir.glob("*/features.zarr"))
         hint = f"; runs in it: {', '.join(str(run_dir / r) for r in runs)}" if runs else " (give results/<run>)"
         raise InputError(f"{run_dir}: not a run directory: no features, records, labels or predictions store{hint}")
+    data = RunData(run_dir, cuts_file)   # a run whose stores are broken opens and says what is wrong
     for level, text in data.messages:
         logging.getLogger("cryopipe.view").warning("%s: %s", level, text)
     app = Application(FunctionHandler(make_document(data)))
