@@ -151,18 +151,13 @@ def _predict(args) -> None:
 
 
 def _window_seconds(path, result) -> float | None:
-    """Duration (s) of the records' window the network sees (the trigger window of `predict_file`'s
-    result), where the input declares its sample frequency; else None."""
-    from .cleaning.preprocess import trigger_window
+    """Duration (s) of the records' window the network saw in `predict_file`'s result, where the input
+    declares its sample frequency; else None."""
+    from .cleaning.predict import window_duration
     from .io.record_files import input_sample_frequency
 
-    fs = input_sample_frequency(path)
-    if not fs:
-        return None
-    n = int(result["n_samples"])
     pre = None if int(result["pretrigger"]) < 0 else int(result["pretrigger"])
-    window = trigger_window(n, pretrigger=pre)
-    return (window.stop - window.start) / fs
+    return window_duration(int(result["n_samples"]), pre, input_sample_frequency(path))
 
 
 def _import_cait(args) -> None:
@@ -208,9 +203,6 @@ def _evaluate_hand_labels(args) -> None:
         raise CryopipeError(f"{run}: no such run directory (give results/<run>)")
     if args.epochs is not None and not args.fine_tune:
         raise CryopipeError("--epochs: only with --fine-tune OUT.pt (the number of fine-tuning passes)")
-    if not (run / "hand_labels.zarr").exists():
-        raise CryopipeError(f"{run / 'hand_labels.zarr'}: no hand labels yet; label events first in "
-                            f"`cryopipe view {run}` (hand labels: give selected events a class)")
     hand = read_hand_labels(run / "hand_labels.zarr", missing_ok=False)
     if args.fine_tune:
         from .cleaning.hand_labels import fine_tune_on_hand_labels

@@ -94,7 +94,8 @@ def read_hand_labels(path: str | Path, *, missing_ok: bool = True) -> xr.Dataset
     if not path.exists():
         if missing_ok:
             return empty_hand_labels()
-        raise StoreError(f"{path}: no such hand-labels store")
+        raise StoreError(f"{path}: no hand labels yet; label events first in `cryopipe view {path.parent}` "
+                         f"(hand labels: give selected events a class)")
     try:
         ds = xr.open_zarr(path, consolidated=False).load()
     except Exception as exc:

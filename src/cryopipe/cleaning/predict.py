@@ -277,6 +277,15 @@ def record_warnings(n_samples: int, constant, *, trained_lengths=None, what: str
     return out
 
 
+def window_duration(n_samples: int, pretrigger: int | None, sample_frequency: float | None) -> float | None:
+    """Duration (s) of the part of an `n_samples` record the network sees (`preprocess.trigger_window`
+    for the trigger at `pretrigger`, None: N/4), at `sample_frequency` Hz; None without a frequency."""
+    if not sample_frequency:
+        return None
+    window = trigger_window(int(n_samples), pretrigger=pretrigger)
+    return (window.stop - window.start) / float(sample_frequency)
+
+
 def describe_lines(lines, *, window_seconds: float | None = None) -> str:
     """The line pickup removed per channel, e.g. "channel 0: 8.2, 24.6 cycles per 512-sample window;
     channel 1: none"; with `window_seconds` (the duration of the records' window the network sees, s)
@@ -318,10 +327,7 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
     sample = read_values(trace.isel(event=evenly_spaced(n_ev, MAX_RUN_SAMPLE)), source, kind="records")
     lines = run_line_frequencies(sample, pretrigger=pretrigger)     # per channel, from the whole run
     log = logging.getLogger("cryopipe.predict")
-    window_seconds = None
-    if sample_frequency:   # the duration of the window the network sees, to give the lines in Hz
-        window = trigger_window(trace.shape[-1], pretrigger=pretrigger)
-        window_seconds = (window.stop - window.start) / float(sample_frequency)
+    window_seconds = window_duration(trace.shape[-1], pretrigger, sample_frequency)
     if any(len(freqs) for freqs in lines):
         log.info("%s: line pickup removed: %s", model_name, describe_lines(lines, window_seconds=window_seconds))
     for e0 in range(0, n_ev, event_chunk):

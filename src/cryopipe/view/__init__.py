@@ -3,8 +3,8 @@
 Scatter of any two per-event quantities (log axes, colour by cut label, record kind, model score,
 decision or flags (sure / unsure / ood), hand label) with histograms; click a point for its traces,
 features, labels and scores; box/lasso selections with their count and mean trace; save a selection
-as a cut (appended to a cuts file in the cut language) or hand-label it (``results/<run>/hand_labels.zarr``). It never writes
-into a pipeline store.
+as a cut (appended to a cuts file in the cut language) or hand-label it
+(``results/<run>/hand_labels.zarr``). It never writes into a pipeline store.
 
 `data` holds everything that does not need a browser (tested directly); `app` the Bokeh document;
 `server` the local server.
