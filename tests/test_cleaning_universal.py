@@ -185,6 +185,7 @@ def test_predictions_store_of_a_calibrated_model(tmp_path, fresh_set):
     finally:
         del model.temperature, model.ood_threshold
     assert {"probability", "ood_score"} <= set(ds) and ds.attrs["temperature"] == 1.2
+    assert ds.attrs["pretrigger"] == trace.shape[-1] // 4        # none given: the N/4 used is recorded
     assert np.allclose(ds["score"].values, predict_scores(model, trace.values), atol=1e-5)
     write_store(ds, tmp_path / "p.zarr", "predictions")
     back = open_store(tmp_path / "p.zarr", "predictions")
@@ -208,6 +209,7 @@ def test_predict_cli_warns_of_constant_and_very_short_records(tmp_path, capsys):
     assert "2 of 6 records of" in err and "are constant" in err and "first flat index: 1, 4" in err
     assert "far fewer than any the model was trained on" not in err
     np.testing.assert_array_equal(np.load(out)["constant"], [False, True, False, False, True, False])
+    assert int(np.load(out)["pretrigger"]) == 1024 // 4       # an .npy declares none: the N/4 used is recorded
     np.save(tmp_path / "short.npy", rng.normal(0.0, 1.0, (6, 64)).astype(np.float32))
     assert main(argv=["predict", str(tmp_path / "short.npy"), "--output", out]) == 0
     err = capsys.readouterr().err

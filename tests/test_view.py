@@ -284,6 +284,22 @@ def test_hand_labels_store_and_evaluation(small_run, tmp_path):
     assert res["survival"]["pile_up"]["survived"] == int(dec[0, 3])
 
 
+def test_inspect_reads_a_hand_labels_store(tmp_path, capsys):
+    """`cryopipe inspect` on the viewer's labels prints the current label per class (the latest wins);
+    --verify, which needs chunk checksums, is one line."""
+    from cryopipe.cli import main
+
+    path = tmp_path / "hand_labels.zarr"
+    append_hand_labels(path, [1, 2, 3], "event_pulse")
+    append_hand_labels(path, [2], "spike")
+    assert main(argv=["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "4 entries, 3 labelled (event, channel) pairs" in out
+    assert "event_pulse: 2" in out and "spike: 1" in out
+    assert main(argv=["inspect", "--verify", str(path)]) == 1
+    assert "hand-labels store" in capsys.readouterr().err
+
+
 def test_evaluate_hand_labels_mistakes_are_one_line(small_run, tmp_path, capsys):
     """No run, no hand labels yet (says where to make them), --epochs without --fine-tune."""
     import shutil

@@ -40,6 +40,12 @@ def _inspect(args) -> None:
     kind = args.kind
     if kind is None:
         kind = store_kind(path)
+        if kind == "hand_labels":               # the viewer's labels: not a pipeline store, no checksums
+            if args.verify:
+                raise CryopipeError(f"{path}: a hand-labels store (written by cryopipe view) has no chunk "
+                                    "checksums; inspect it without --verify")
+            _inspect_hand_labels(path)
+            return
         if kind not in STORES:
             raise CryopipeError(f"{path}: store has no known store_kind attribute ({kind!r})")
     if args.verify:
@@ -55,6 +61,20 @@ def _inspect(args) -> None:
         print(ds)
     if args.verify:
         print(f"{path}: every chunk verified against its checksum")
+
+
+def _inspect_hand_labels(path: Path) -> None:
+    """Print a hand-labels store (written by `cryopipe view`) and its current label per class."""
+    from collections import Counter
+
+    from .cleaning.hand_labels import current_hand_labels, read_hand_labels
+
+    ds = read_hand_labels(path, missing_ok=False)
+    print(ds)
+    current = current_hand_labels(ds)
+    counts = Counter(current.values())
+    print(f"{path}: {ds.sizes.get('entry', 0)} entries, {len(current)} labelled (event, channel) pairs"
+          + "".join(f"\n  {label}: {n}" for label, n in sorted(counts.items())))
 
 
 def _simulate(args) -> None:

@@ -311,7 +311,7 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
     line pickup found in the whole run per channel and removed before the network, `cleaning.lines`).
     Records with NaN/inf samples have valid False, score NaN and decision False; the attr
     ``invalid_records`` describes them.
-    pretrigger : trigger sample of the records (None: N//4).
+    pretrigger : trigger sample of the records (None: N//4); the attr ``pretrigger`` is the one used.
     particle : (event,) bool, the particle records the rate warnings count (None: every record);
         noise triggers and test pulses are rejected by design.
     """
@@ -366,5 +366,5 @@ def predictions_dataset(model: Classifier, trace: xr.DataArray, model_name: str,
                          cutoff=cutoff,
                          n_invalid=int((~valid).sum()), invalid_records=describe_invalid(valid),
                          line_pickup=describe_lines(lines, window_seconds=window_seconds),
-                         warnings=warnings, pretrigger=-1 if pretrigger is None else int(pretrigger), **ood_attrs),
+                         warnings=warnings, pretrigger=trace.shape[-1] // 4 if pretrigger is None else int(pretrigger), **ood_attrs),
     )

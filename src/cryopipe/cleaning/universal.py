@@ -167,7 +167,7 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
         if multi:
             probs[..., sl, :] = p
     out = {"score": score, "valid": np.isfinite(score), "constant": constant, **extra}
-    out["pretrigger"] = np.int64(-1 if pretrigger is None else pretrigger)
+    out["pretrigger"] = np.int64(sample.shape[-1] // 4 if pretrigger is None else pretrigger)   # the sample used
     out["line_frequencies"] = np.asarray([f for run in lines for f in run], dtype=np.float64)
     out["line_channel"] = np.asarray([c for c, run in enumerate(lines) for _ in run], dtype=np.int64)
     out["pulse_polarity"], out["rise_sample"] = run_pulse_checks(sample)
