@@ -16,7 +16,7 @@ def write_ljh_by_hand(path, version, samples, *, timebase=5.12e-6, presamples=No
     n_rec, n = samples.shape
     presamples = n // 3 if presamples is None else presamples
     lines = ["#LJH Memorial File Format", f"Save File Format Version: {version}",
-             "Software Version: hand-written test", f"Number of rows: {rows}",
+             "Software Version: hand-written test (DASTARD layout)", f"Number of rows: {rows}",
              f"Row number (from 0-{rows - 1} inclusive): {row}", "Digitized Word Size In Bytes: 2",
              f"Timestamp offset (s): {offset:.6f}", f"Timebase: {timebase:e}",
              "Number of samples per point: 1", f"Presamples: {presamples}", f"Total Samples: {n}", *extra]

@@ -43,6 +43,24 @@ def test_hint_selects_the_line_among_two_and_threshold_cuts_noise():
     assert abs(other["sigma"] - 0.05) < 3 * other["sigma_err"]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_hint_picks_the_weaker_of_two_close_lines(seed):
+    """Mn K-alpha and K-beta: 10 % apart, 88:12, both inside the +-25 % search window of either hint:
+    the hint picks the significant peak nearest to it, not the most prominent one; where that peak is
+    too weak to be fitted as a line, the error names the other peak instead of calibrating on it."""
+    rng = np.random.default_rng(seed)
+    a = np.concatenate([rng.normal(0.300, 0.003, 2000), rng.normal(0.330, 0.003, 270), rng.uniform(0.01, 2.5, 3000)])
+    beta, alpha = find_line(a, expected=0.33), find_line(a, expected=0.30)
+    assert abs(beta["position"] - 0.330) < 4 * beta["position_err"]
+    assert abs(alpha["position"] - 0.300) < 4 * alpha["position_err"]
+    assert abs(beta["n_line"] - 270) < 4 * beta["n_line_err"]
+    weak = np.concatenate([rng.normal(0.300, 0.003, 260), rng.normal(0.330, 0.003, 35), rng.uniform(0.01, 2.5, 400)])
+    with pytest.raises(CryopipeError, match=r"nearest peak is no line, other peaks in the range at") as exc:
+        find_line(weak, expected=0.33)            # too weak to fit: an error, never the K-alpha instead
+    named = float(str(exc.value).split("other peaks in the range at ")[1].split()[0])
+    assert abs(named - 0.300) < 0.003
+
+
 def test_calibrate_through_zero_and_resolution_in_kev():
     cal = calibrate(spectrum(3), 5.9, expected=1.05, resolution=0.004)
     k = 5.9 / cal["line_position"][0]

@@ -210,6 +210,7 @@ def test_predict_cli_warns_of_constant_and_very_short_records(tmp_path, capsys):
     assert "far fewer than any the model was trained on" not in err
     np.testing.assert_array_equal(np.load(out)["constant"], [False, True, False, False, True, False])
     assert int(np.load(out)["pretrigger"]) == 1024 // 4       # an .npy declares none: the N/4 used is recorded
+    assert not np.load(out)["pretrigger_declared"]
     np.save(tmp_path / "short.npy", rng.normal(0.0, 1.0, (6, 64)).astype(np.float32))
     assert main(argv=["predict", str(tmp_path / "short.npy"), "--output", out]) == 0
     err = capsys.readouterr().err

@@ -58,10 +58,24 @@ def test_no_calibration_line_by_default(tmp_path):
     assert resolved(user_run(tmp_path))["mine"]["calibrate"]["expected"] is None
 
 
-@pytest.mark.parametrize("expected", [0.3, {"phonon": 0.3, "light": 0.02}])
+@pytest.mark.parametrize("expected", [0.3, {"ch0": 0.3}])
 def test_calibration_line_hint_is_one_value_or_one_per_channel(tmp_path, expected):
     run = resolved(user_run(tmp_path, calibrate={"line_energy": 5.9, "expected": expected}))["mine"]
     assert run["calibrate"]["expected"] == expected
+
+
+def test_a_line_hint_for_a_channel_the_run_lacks_is_a_config_error(tmp_path):
+    """A misspelt channel name would silently not apply (the most prominent line instead): refused,
+    per run against the run's channels, globally against the channels of every run."""
+    with pytest.raises(ConfigError, match=r"runs.mine.calibrate.expected names channel\(s\) 'phonen', but run "
+                                          r"'mine' has only ch0"):
+        resolved(user_run(tmp_path, calibrate={"line_energy": 5.9, "expected": {"phonen": 0.3}}))
+    cfg = user_run(tmp_path)
+    cfg["calibrate"] = {"line_energy": 5.9, "expected": {"ch0": 0.3, "ch9": 0.1}}
+    with pytest.raises(ConfigError, match=r"^config: calibrate.expected names channel\(s\) 'ch9', but the runs"):
+        resolved(cfg)
+    cfg["calibrate"]["expected"] = {"ch0": 0.3}
+    assert resolved(cfg)["mine"]["calibrate"]["expected"] == {"ch0": 0.3}
 
 
 @pytest.mark.parametrize("expected", [-0.3, 0, {"phonon": -1}, "0.3 V"])

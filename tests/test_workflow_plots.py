@@ -69,6 +69,21 @@ def test_efficiency_and_histogram(tmp_path, parts):
                               log=True, label="run 1"))
 
 
+def test_linearity_slope_ignores_records_that_are_not_the_pulse():
+    """500 records at pulse height 0.99 x OF amplitude plus 15 pile-up-like records (small OF
+    amplitude, pulse height 10-200 times it): the slope stays at 0.99 (a least-squares fit through
+    zero gives about 1.05) and the residual axis shows the bulk, naming the 15 outside."""
+    rng = np.random.default_rng(4)
+    a = rng.uniform(0.01, 2.0, 500)
+    ph = 0.99 * a * (1 + rng.normal(0, 0.003, a.size))
+    a_bad = rng.uniform(0.005, 0.05, 15)
+    a, ph = np.r_[a, a_bad], np.r_[ph, a_bad * rng.uniform(10, 200, 15)]
+    assert plots.linearity_slope(ph, a) == pytest.approx(0.99, abs=0.002)
+    lo, hi, outside = plots.residual_range(ph / (0.99 * a) - 1.0)
+    assert -0.05 < lo < -0.005 and 0.005 < hi < 0.05 and outside == 15
+    assert np.isnan(plots.linearity_slope([1.0], [1.0])) and plots.residual_range([np.nan])[2] == 0
+
+
 def test_energy_dependence_plot(tmp_path):
     """A saturating detector (pulse height = a - a^2/20) with chi2 growing as a^2: a figure with
     the linearity fit, its residuals and the chi2 panel; NaNs are left out."""

@@ -139,7 +139,7 @@ def _predict(args) -> None:
 
     from .cleaning.trigger_check import polarity_warning, trigger_mismatch
 
-    declared = None if int(result["pretrigger"]) < 0 else int(result["pretrigger"])
+    declared = int(result["pretrigger"]) if bool(result["pretrigger_declared"]) else None
     for c, (sign, rise) in enumerate(zip(result["pulse_polarity"], result["rise_sample"])):
         run = f"{args.input}" + (f" (channel {c})" if len(result["rise_sample"]) > 1 else "")
         said = [polarity_warning(int(sign), what=run),
@@ -176,8 +176,7 @@ def _window_seconds(path, result) -> float | None:
     from .cleaning.predict import window_duration
     from .io.record_files import input_sample_frequency
 
-    pre = None if int(result["pretrigger"]) < 0 else int(result["pretrigger"])
-    return window_duration(int(result["n_samples"]), pre, input_sample_frequency(path))
+    return window_duration(int(result["n_samples"]), int(result["pretrigger"]), input_sample_frequency(path))
 
 
 def _import_cait(args) -> None:
@@ -294,8 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept records with score >= cutoff (default: the model's own cutoff, else 0.5)")
     s.add_argument("--batch", type=int, default=4096, help="records per forward pass")
     s.add_argument("--pretrigger", type=int, default=None,
-                   help="trigger sample of the records (default: the input's own, e.g. an LJH file's Presamples "
-                        "or a records store's attr; else N/4)")
+                   help="trigger sample of the records (default: the input's own, e.g. an LJH file's trigger "
+                        "sample (Presamples, + 3 for non-DASTARD writers) or a records store's attr; else N/4)")
     s.add_argument("--invert", action="store_true",
                    help="multiply the records by -1 first: for negative-going pulses (the networks know positive "
                         "ones; an LJH file's 'Inverted' header is applied already)")

@@ -79,7 +79,22 @@ def resolve_runs(config: dict, schema: dict) -> dict:
             raise ConfigError(f"config: run name {name!r} is not allowed: use letters, digits, '_', '-', "
                               f"'.' (no '/', no '..', not starting with '.')")
         runs[name] = _resolve_run(name, run, config, schema)
+    _check_channel_hints((config.get("calibrate") or {}).get("expected"), runs)
     return runs
+
+
+def _check_channel_hints(expected, runs: dict, run: str | None = None) -> None:
+    """A `calibrate.expected` given per channel names channels that exist: a run's own hints its
+    channels, the global ones a channel of some run (a misspelt name would silently not apply)."""
+    if not isinstance(expected, dict):
+        return
+    names = runs[run]["channels"] if run else sorted({c for r in runs.values() for c in r["channels"]})
+    unknown = sorted(set(expected) - set(names))
+    if unknown:
+        where = f"runs.{run}.calibrate.expected" if run else "calibrate.expected"
+        owner = f"run {run!r} has" if run else "the runs have"
+        raise ConfigError(f"config: {where} names channel(s) {', '.join(map(repr, unknown))}, but {owner} "
+                          f"only {', '.join(names)}")
 
 
 def _resolve_run(name: str, run: dict, config: dict, schema: dict) -> dict:
@@ -111,6 +126,7 @@ def _resolve_run(name: str, run: dict, config: dict, schema: dict) -> dict:
     _stream_settings(name, out, files)
     out["channels"] = _channel_names(name, out, files)
     out["roles"] = _roles(name, out)
+    _check_channel_hints((run.get("calibrate") or {}).get("expected"), {name: out}, name)
     return out
 
 

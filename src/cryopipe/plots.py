@@ -435,11 +435,37 @@ def plot_light_yield(energy, light_yield, accepted, path, *, label: str = "") ->
     return _save(light_yield_figure(energy, light_yield, accepted, label=label), path)
 
 
+def linearity_slope(pulse_height, of_amplitude) -> float:
+    """Pulse height per OF amplitude of the lower half of the (positive) amplitudes: the median of
+    their ratios, so that a few records whose pulse height is not the OF's pulse (pile-up, spikes:
+    ratios of 10-200) do not pull it; NaN with fewer than 2 records."""
+    ph, a = np.asarray(pulse_height, dtype=np.float64), np.asarray(of_amplitude, dtype=np.float64)
+    pos = np.isfinite(ph) & np.isfinite(a) & (a > 0)
+    if pos.sum() < 2:
+        return np.nan
+    low = pos & (a <= np.median(a[pos]))
+    return float(np.median(ph[low] / a[low])) if low.sum() >= 2 else np.nan
+
+
+def residual_range(residuals, *, quantile: float = 0.1, pad: float = 1.5) -> tuple[float, float, int]:
+    """y-range of a residual panel: the `quantile` to 1 - `quantile` range of the finite residuals,
+    widened by `pad` of it on each side, and how many residuals lie outside (NaN, NaN, 0 without any)."""
+    r = np.asarray(residuals, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    if r.size == 0:
+        return np.nan, np.nan, 0
+    q0, q1 = np.quantile(r, [quantile, 1.0 - quantile])
+    width = max(q1 - q0, 1e-3)
+    lo, hi = q0 - pad * width, q1 + pad * width
+    return float(lo), float(hi), int(np.sum((r < lo) | (r > hi)))
+
+
 def plot_energy_dependence(pulse_height, of_amplitude, of_chi2, path, *, n_samples: int | None = None,
                            label: str = "") -> Path:
     """Energy dependence of the pulse shape (real TES: non-linear, shapes change with energy):
-    left, the OF amplitude against the pulse height with a straight line through the origin fitted
-    to the lower half of the amplitudes (linearity; residuals below); right, the OF chi2 against the
+    left, the OF amplitude against the pulse height with a straight line through the origin
+    (`linearity_slope`: the median ratio over the lower half of the amplitudes; residuals below, on
+    an axis that shows the bulk, `residual_range`, with the count of records outside); right, the OF chi2 against the
     OF amplitude (log-log), with N - 2 marked, the value noise alone gives (`n_samples` N).
 
     Inputs are per-record arrays (V, V, unitless) of the particle records of one channel.
@@ -451,14 +477,22 @@ def plot_energy_dependence(pulse_height, of_amplitude, of_chi2, path, *, n_sampl
     ax, res, cx = axes[0, 0], axes[1, 0], axes[0, 1]
     axes[1, 1].axis("off")
     if a.size:
-        low = (a > 0) & (a <= np.median(a[a > 0])) if np.any(a > 0) else np.zeros(a.size, bool)
-        slope = float(np.sum(a[low] * ph[low]) / np.sum(a[low] ** 2)) if low.sum() >= 2 else np.nan
+        slope = linearity_slope(ph, a)
         ax.plot(a, ph, ".", ms=3, alpha=0.6)
         if np.isfinite(slope):
             grid = np.linspace(0.0, np.max(a), 50)
-            ax.plot(grid, slope * grid, "C3-", lw=1, label=f"pulse height = {slope:.4g} x OF amplitude (lower half)")
+            ax.plot(grid, slope * grid, "C3-", lw=1,
+                    label=f"pulse height = {slope:.4g} x OF amplitude (median ratio, lower half)")
             ax.legend(loc="upper left", fontsize=8)
-            res.plot(a, ph / (slope * a) - 1.0, ".", ms=3, alpha=0.6)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = ph / (slope * a) - 1.0
+            res.plot(a, r, ".", ms=3, alpha=0.6)
+            lo, hi, outside = residual_range(r)
+            if np.isfinite(lo):
+                res.set_ylim(lo, hi)
+            if outside:
+                res.text(0.99, 0.95, f"{outside} records outside the axis (pile-up, spikes ...)", ha="right",
+                         va="top", transform=res.transAxes, fontsize=8)
         res.axhline(0.0, color="C3", lw=1)
         pos = (a > 0) & (chi2 > 0)
         cx.loglog(a[pos], chi2[pos], ".", ms=3, alpha=0.6)

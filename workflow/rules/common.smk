@@ -43,13 +43,23 @@ def calibration_input(wildcards):
     return []
 
 
+def exit_one_line(exc):
+    """End the workflow's loading on a CryopipeError: its message on one line (`sys.exit`), without
+    the traceback frames Snakemake prints for an exception raised while it reads the workflow."""
+    sys.exit(f"Error: {' '.join(str(exc).split())}")
+
+
 _TEST_PULSES = {}
 
 
 def has_testpulses(run):
-    """True when the run gets the test-pulse stage: two-pass analysis and test pulses in its files."""
+    """True when the run gets the test-pulse stage: two-pass analysis and test pulses in its files
+    (read when the workflow loads: a bad test_stamps or rdt file is one line naming it)."""
     if run not in _TEST_PULSES:
-        _TEST_PULSES[run] = characterized(run) and testpulse_stage.has_test_pulses(RUNS[run])
+        try:
+            _TEST_PULSES[run] = characterized(run) and testpulse_stage.has_test_pulses(RUNS[run])
+        except CryopipeError as exc:
+            exit_one_line(InputError(f"run {run}: {exc}"))
     return _TEST_PULSES[run]
 
 
@@ -125,10 +135,17 @@ def feature_plugin_hashes(wildcards):
 
 def check_user_files():
     """Load-time checks of the user's files that Snakemake would not look at on an up-to-date run
-    (it skips the inputs and params of jobs it need not run): every run's feature plug-in exists and
-    its cuts file reads. One line (`sys.exit`), no traceback frames, whatever the targets."""
+    (it skips the inputs and params of jobs it need not run): every run's feature plug-in exists, its
+    cuts file reads and its side files are sound (an rdt run's .con: `sources.check_run_files`, whose
+    warnings go to stderr). One line (`sys.exit`), no traceback frames, whatever the targets."""
     try:
         for run in RUNS:
+            try:
+                warnings = [] if is_simulated(run) else sources.check_run_files(RUNS[run])
+            except CryopipeError as exc:
+                raise InputError(f"run {run}: {exc}") from None
+            for warning in warnings:
+                print(f"Warning: run {run}: {warning}", file=sys.stderr)
             for p in run_section(RUNS, run, "features").get("plugins") or []:
                 if not Path(p).is_file():
                     raise InputError(f"run {run}: feature plug-in {p} (features.plugins): no such file "
@@ -138,7 +155,7 @@ def check_user_files():
             except CryopipeError as exc:
                 raise InputError(f"run {run}: labels.cuts_file: {exc}") from None
     except CryopipeError as exc:
-        sys.exit(f"Error: {' '.join(str(exc).split())}")
+        exit_one_line(exc)
 
 
 

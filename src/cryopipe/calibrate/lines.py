@@ -4,7 +4,10 @@ Finding a line (`find_line`): the amplitudes are histogrammed (Freedman-Diaconis
 the search range, either ``expected * (1 -+ window)`` when a hint is given or everything above
 `threshold` (the region below it, where noise triggers pile up, is ignored); the histogram is
 smoothed by one bin (Gaussian) and the most prominent local maximum (scipy.signal.find_peaks) is the
-candidate. Its FWHM gives a first width. Then a Gaussian on a linear background,
+candidate; with a hint, the significant maximum (`MIN_PEAK_SIGNIFICANCE`) nearest to it (the most
+prominent one where none is significant), and where that fails the checks below the error names the
+other peaks instead of taking a line the hint did not point at. Its FWHM gives a first width. Then
+a Gaussian on a linear background,
 
     counts(x) = A exp(-(x - mu)^2 / (2 sigma^2)) + b0 + b1 (x - mu_start),
 
@@ -34,6 +37,10 @@ from cryopipe.errors import CryopipeError, InputError
 __all__ = ["find_line", "calibrate", "calibrate_lines", "to_energy", "line_model"]
 
 SQRT_2PI = np.sqrt(2.0 * np.pi)
+#: A histogram peak is a line candidate near a hint when its events above the surrounding level are at
+#: least this many times their Poisson error (`_peak_significance`; the largest noise wiggle over a
+#: flat spectrum's whole search range reaches it in 1-5 % of spectra).
+MIN_PEAK_SIGNIFICANCE = 5.0
 
 
 def line_model(x, amplitude, mu, sigma, b0, b1, *, x_ref=0.0):
@@ -52,8 +59,19 @@ def _finite(amplitudes, threshold, min_events, what) -> np.ndarray:
     return a
 
 
-def _candidate(a: np.ndarray, lo: float, hi: float, bins, what: str) -> tuple[float, float, float]:
-    """Position, rough sigma and bin width (V) of the most prominent histogram peak in [lo, hi)."""
+def _peak_significance(smooth: np.ndarray, peaks: np.ndarray, prominences: np.ndarray) -> np.ndarray:
+    """Rough significance of histogram peaks: the events above the surrounding level (prominence
+    times FWHM in bins, times 1.064 for a Gaussian) over the square root of all events under the FWHM."""
+    widths = np.maximum(scipy.signal.peak_widths(smooth, peaks, rel_height=0.5)[0], 1.0)
+    n_peak = 1.064 * prominences * widths
+    return n_peak / np.sqrt(np.maximum(smooth[peaks] * widths, 1.0))
+
+
+def _candidates(a: np.ndarray, lo: float, hi: float, bins, what: str,
+                near: float | None = None) -> list[tuple[float, float, float]]:
+    """Position, rough sigma and bin width (V) of histogram peaks in [lo, hi) to try as the line, in
+    order: the most prominent peak, or with `near` (V) the significant peaks (`MIN_PEAK_SIGNIFICANCE`)
+    nearest to it first and the most prominent one last. Only the first is fitted (`find_line`)."""
     sel = a[(a >= lo) & (a < hi)]
     if sel.size < 10:
         raise CryopipeError(f"{what}: only {sel.size} amplitudes in the search range [{lo:g}, {hi:g}) V, no line found")
@@ -67,11 +85,19 @@ def _candidate(a: np.ndarray, lo: float, hi: float, bins, what: str) -> tuple[fl
     peaks, props = scipy.signal.find_peaks(smooth, prominence=0)
     if peaks.size == 0:
         raise CryopipeError(f"{what}: no peak in the amplitude histogram over [{lo:g}, {hi:g}) V, no line found")
-    best = peaks[np.argmax(props["prominences"])]
-    width = scipy.signal.peak_widths(smooth, [best], rel_height=0.5)[0][0]
-    width_bins = np.sqrt(max(width ** 2 - (2.355 * 1.0) ** 2, 1.0))  # remove the 1-bin smoothing
+    order = [peaks[np.argmax(props["prominences"])]]
+    if near is not None:
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        significant = peaks[_peak_significance(smooth, peaks, props["prominences"]) >= MIN_PEAK_SIGNIFICANCE]
+        nearest = list(significant[np.argsort(np.abs(centres[significant] - near), kind="stable")])
+        order = nearest + [p for p in order if p not in nearest]
     bin_width = edges[1] - edges[0]
-    return 0.5 * (edges[best] + edges[best + 1]), width_bins * bin_width / 2.355, bin_width
+    out = []
+    for best in order:
+        width = scipy.signal.peak_widths(smooth, [best], rel_height=0.5)[0][0]
+        width_bins = np.sqrt(max(width ** 2 - (2.355 * 1.0) ** 2, 1.0))  # remove the 1-bin smoothing
+        out.append((0.5 * (edges[best] + edges[best + 1]), width_bins * bin_width / 2.355, bin_width))
+    return out
 
 
 def _candidate_log(a: np.ndarray, what: str, per_decade: int = 150) -> tuple[float, float, float]:
@@ -124,7 +150,9 @@ def find_line(amplitudes, *, expected: float | None = None, window: float = 0.25
     Parameters
     ----------
     amplitudes : (n,) amplitudes, V (non-finite values are dropped)
-    expected : rough line position, V; the search is then limited to expected * (1 -+ window)
+    expected : rough line position, V; the search is then limited to expected * (1 -+ window), and the
+        line is the significant peak there nearest to it (a weaker line beside a stronger one, e.g.
+        Mn K-beta beside K-alpha, 10 % apart, can be chosen)
     window : relative half-width of the search range around `expected`
     threshold : V; amplitudes at or below it are ignored (trigger threshold region)
     bins : histogram bins for the search (default: with `expected`, Freedman-Diaconis, 20-1000;
@@ -149,10 +177,26 @@ def find_line(amplitudes, *, expected: float | None = None, window: float = 0.25
             raise InputError(f"{what}: expected line position must be > 0 V and 0 < window < 1, "
                              f"got {expected!r}, {window!r}")
         lo, hi = expected * (1 - window), expected * (1 + window)
-        mu0, sigma0, bin0 = _candidate(a, lo, hi, bins, what)
+        candidates = _candidates(a, lo, hi, bins, what, near=expected)
     else:
         lo, hi = float(a.min()), float(np.nextafter(a.max(), np.inf))
-        mu0, sigma0, bin0 = _candidate(a, lo, hi, bins, what) if bins is not None else _candidate_log(a, what)
+        candidates = _candidates(a, lo, hi, bins, what) if bins is not None else [_candidate_log(a, what)]
+    mu0, sigma0, bin0 = candidates[0]
+    try:
+        return _fit_line(a, mu0, sigma0, bin0, lo, hi, fit_range=fit_range, fit_bins=fit_bins,
+                         min_significance=min_significance, max_relative_width=max_relative_width, what=what)
+    except CryopipeError as exc:
+        others = ", ".join(f"{c[0]:.4g}" for c in candidates[1:])
+        if not others:
+            raise
+        raise CryopipeError(f"{exc}; the hint's nearest peak is no line, other peaks in the range at {others} V: "
+                            f"give the expected position of one of them, or lower min_significance") from None
+
+
+def _fit_line(a, mu0, sigma0, bin0, lo, hi, *, fit_range, fit_bins, min_significance, max_relative_width,
+              what) -> dict:
+    """Fit the line candidate at mu0 (rough sigma0, histogram bin bin0; V) inside [lo, hi) and check
+    it (`find_line`); CryopipeError where it is no line."""
     mu, sigma, mu_start = mu0, sigma0, mu0
     try:
         popt, pcov, *_ = _fit_once(a, mu, sigma, fit_range, fit_bins)

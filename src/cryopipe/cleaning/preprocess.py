@@ -10,8 +10,8 @@ N/4 lands at output sample 128). Records shorter than 512 samples are stretched 
 repeating each sample (blocks of one sample, nearest-neighbour up-sampling).
 
 Trigger position: the networks learn records whose trigger sits at 1/4 of the window (Cait's and
-CRESST's convention). A record whose trigger sits elsewhere (an LJH file's ``Presamples``, e.g.
-512 of 1024) is first cut to the longest window inside it that puts the trigger at 1/4
+CRESST's convention). A record whose trigger sits elsewhere (an LJH file's trigger sample, e.g.
+515 of 1024) is first cut to the longest window inside it that puts the trigger at 1/4
 (`trigger_window`); without that a pulse at N/2 looks like an early/late trigger to every model.
 """
 from __future__ import annotations

@@ -132,7 +132,8 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
     pulse_polarity (per run: +1, -1, 0 where unknown) and rise_sample (per run, NaN where unknown):
     which way most of the run's pulses go and where they rise (`trigger_check`), to check the
     records against what the networks expect; n_samples: the record length N; constant (leading
-    shape, bool): records whose samples are all equal (`predict.record_warnings`).
+    shape, bool): records whose samples are all equal (`predict.record_warnings`); pretrigger: the
+    trigger sample used (N//4 where none was given) and pretrigger_declared: whether one was given.
     invert : multiply the records by -1 first (negative-going pulses; an LJH file's ``Inverted``
         header is applied already).
     """
@@ -168,6 +169,7 @@ def predict_file(path: str | Path, model: Classifier, *, batch: int = 4096, even
             probs[..., sl, :] = p
     out = {"score": score, "valid": np.isfinite(score), "constant": constant, **extra}
     out["pretrigger"] = np.int64(sample.shape[-1] // 4 if pretrigger is None else pretrigger)   # the sample used
+    out["pretrigger_declared"] = np.bool_(pretrigger is not None)   # by the input or --pretrigger (else N/4)
     out["line_frequencies"] = np.asarray([f for run in lines for f in run], dtype=np.float64)
     out["line_channel"] = np.asarray([c for c, run in enumerate(lines) for _ in run], dtype=np.int64)
     out["pulse_polarity"], out["rise_sample"] = run_pulse_checks(sample)

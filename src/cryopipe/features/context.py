@@ -23,7 +23,7 @@ class ChannelContext:
     nps : (N//2+1,) one-sided noise power spectrum, V^2/Hz; None without a characterization
     fit_truncation : V above the baseline: the per-event SEV fit leaves out samples above it (None: all)
     of : the channel's optimum filter; built from `sev` and `nps` on first use when not given
-    pretrigger : trigger sample of the records (None: N // 4; LJH records: the header's Presamples)
+    pretrigger : trigger sample of the records (None: N // 4; LJH records: `LjhFile.pretrigger`)
 
     Within `sharing()` (`compute_block` opens it around each block), `shared` keeps work on a block
     that several families need (the optimum-filter pass, `cryopipe.features.filtered`), so it runs once.

@@ -174,12 +174,13 @@ def read_par(path) -> ParInfo:
     ``Timeofday at start [s] :`` are the same key); banners, blank lines and lines without a
     colon are skipped; CRLF line ends and non-UTF-8 bytes are tolerated. ``Timeofday at start
     [s]`` and ``Record length`` are required; a missing ``[us]`` counts as 0; a missing
-    ``Time base [us]`` leaves sample_frequency None.
+    ``Time base [us]`` leaves sample_frequency None (the run's config must then give it).
 
     Raises
     ------
     InputError
-        missing or empty file, missing required key, or a value of the wrong type.
+        missing or empty file, missing required key, a value of the wrong type, or a
+        ``Timeofday at start/stop [us]`` outside 0 .. 999999 (it would shift the time by seconds).
     """
     p = _existing_file(path, "par")
     text = p.read_bytes().decode("latin-1")
@@ -215,10 +216,17 @@ def read_par(path) -> ParInfo:
             raise InputError(f"{p}: par value of '{key}' is not a number: {v!r}")
         return v
 
+    def microseconds(key):
+        us = get(key, int) or 0
+        if not 0 <= us < 1_000_000:
+            raise InputError(f"{p}: par '{_par_key(raw, key)}' is {us}: the microseconds of the time of day must "
+                             f"be in 0 .. 999999")
+        return us
+
     start_s = get("timeofday at start [s]", int, required=True)
-    start_us = get("timeofday at start [us]", int) or 0
+    start_us = microseconds("timeofday at start [us]")
     stop_s = get("timeofday at stop [s]", int)
-    stop_us = get("timeofday at stop [us]", int) or 0
+    stop_us = microseconds("timeofday at stop [us]")
     record_length = get("record length", int, required=True)
     if record_length <= 0:
         raise InputError(f"{p}: par record length must be positive, got {record_length}")
@@ -254,6 +262,11 @@ def read_par(path) -> ParInfo:
         n_channels=len(names) or None,
         raw=raw,
     )
+
+
+def _par_key(raw: dict, key: str) -> str:
+    """The key as the par file writes it (whitespace collapsed), for messages."""
+    return next((k for k in raw if _norm_key(k) == key), key)
 
 
 def write_par(path, *, start_time: float, record_length: int, sample_frequency: float | None = None,
@@ -348,8 +361,22 @@ def record_kind_from_tpa(tpa, *, control_threshold: float = DEFAULT_CONTROL_THRE
 
 def read_test_stamps(path) -> np.ndarray:
     """Read a ``.test_stamps`` file: structured array (stamp [DAQ clock ticks, uint64], tpa [V,
-    float32], channel [test pulse channel, uint32])."""
-    return _read_records(path, TEST_STAMP_DTYPE, "test_stamps")
+    float32], channel [test pulse channel, uint32]). A NaN TPA (no kind: a corrupt file) is an
+    InputError naming the file and the stamps."""
+    stamps = _read_records(path, TEST_STAMP_DTYPE, "test_stamps")
+    _refuse_nan_tpa(path, np.isnan(stamps["tpa"]), "stamp")
+    return stamps
+
+
+def _refuse_nan_tpa(path, nan: np.ndarray, what: str) -> None:
+    """InputError naming the file where a test pulse amplitude is NaN (`nan`: bool mask over the
+    stamps or records; `what`: "stamp" or "record")."""
+    bad = np.nonzero(nan)[0]
+    if bad.size:
+        shown = ", ".join(str(i) for i in bad[:5]) + (" ..." if bad.size > 5 else "")
+        raise InputError(f"{path}: {bad.size} of {len(nan)} {what}s have a NaN test pulse amplitude (TPA), "
+                         f"which is no particle, noise, test or control pulse ({what} indices {shown}): "
+                         f"a corrupt file?")
 
 
 def read_dig_stamps(path) -> np.ndarray:
@@ -530,13 +557,24 @@ class ConData:
 def read_con(path, *, ints_in_header: int = 7, clock_frequency: float | None = None) -> ConData:
     """Read a ``.con`` file (control pulse heights and times); a file with only its header
     gives zero control pulses. clock_frequency defaults by layout (10 MHz for 7 integers,
-    1.7 GHz for 6)."""
+    1.7 GHz for 6).
+
+    Raises
+    ------
+    InputError
+        missing or empty file, a file shorter than its header or cut inside a record, or
+        implausible detector numbers (a file of the other layout: give the rdt's `ints_in_header`).
+    """
     p = _existing_file(path, "con")
     dt = con_dtype(ints_in_header=ints_in_header)
     size = p.stat().st_size
     n = _check_whole_records(p, size, dt.itemsize, CON_HEADER_BYTES)
     header = np.fromfile(p, dtype="<i4", count=3)
     rec = np.fromfile(p, dtype=dt, offset=CON_HEADER_BYTES, count=n) if n else np.zeros(0, dt)
+    if n and (rec["detector"].min() < 0 or rec["detector"].max() > MAX_DETECTOR_NUMBER):
+        raise InputError(f"{p}: implausible detector numbers ({rec['detector'].min()} .. {rec['detector'].max()}) "
+                         f"in con records of the layout with {ints_in_header} integers in the rdt header "
+                         f"({dt.itemsize}-byte records): the file does not have that layout")
     clock = clock_frequency or (CLOCK_FREQUENCY if ints_in_header == 7 else CLOCK_FREQUENCY_OLD)
     ticks = (rec["time_high"].astype(np.uint64) << np.uint64(32)) | rec["time_low"].astype(np.uint64)
     return ConData(header, rec["detector"].copy(), rec["pulse_height"].copy(), ticks, ticks / float(clock),
@@ -613,7 +651,9 @@ class RdtFile:
         if size < self.dtype.itemsize:
             raise InputError(f"{p}: file of {size} bytes is shorter than one record of {self.dtype.itemsize} bytes "
                              f"(record length {self.par.record_length} from {self.par.path.name})")
-        n = _check_whole_records(p, size, self.dtype.itemsize)
+        # the whole records first: the layout is checked on them before the file is called truncated (a par
+        # of another layout leaves trailing bytes too, and cutting a copy would not help)
+        n = size // self.dtype.itemsize
         self.n_records = n
         self._map = np.memmap(p, dtype=self.dtype, mode="r", shape=(n,))
         self.volts_per_adc = volts_per_adc(adc_bits=adc_bits, adc_range=adc_range)
@@ -623,16 +663,22 @@ class RdtFile:
         self.control_threshold = control_threshold
         det = np.empty(n, dtype=np.int64)
         trig = np.empty(n, dtype=np.int64)
+        nan_tpa = np.zeros(n, dtype=bool)
         for a in range(0, n, scan_batch):  # header columns only, batch by batch
             block = self._map[a:a + scan_batch]
             det[a:a + len(block)] = block["detector"]
             trig[a:a + len(block)] = block["trig_count"]
+            nan_tpa[a:a + len(block)] = np.isnan(block["tpa"])
         present = np.unique(det)
         if present.min() < 0 or present.max() > MAX_DETECTOR_NUMBER or len(present) > 256:
+            par = self.par
             raise InputError(f"{p}: implausible detector numbers ({len(present)} distinct, "
-                             f"{present.min()} .. {present.max()}): "
-                             f"record length {self.par.record_length} or header layout from "
-                             f"{self.par.path.name} does not match the file")
+                             f"{present.min()} .. {present.max()}) read with the record layout of {par.path} "
+                             f"(Integers in header {par.ints_in_header}, DVM channels {par.dvm_channels}, Record "
+                             f"length {par.record_length}: {self.dtype.itemsize}-byte records): the par file's "
+                             f"layout does not match the file (is it the par file of this rdt?)")
+        _check_whole_records(p, size, self.dtype.itemsize)  # the layout fits: trailing bytes are a cut file
+        _refuse_nan_tpa(p, nan_tpa, "record")
         self.channels_present = [int(c) for c in present]
         if self.par.n_channels is not None and len(present) > self.par.n_channels:
             raise InputError(f"{p}: {len(present)} channels in the file ({self.channels_present}) but "

@@ -125,7 +125,8 @@ def npz_records(path: Path) -> np.ndarray:
 
 def input_pretrigger(path: str | Path) -> int | None:
     """The trigger sample an input declares: a records store's ``pretrigger`` attr, an LJH file's
-    Presamples or an .npz's integer scalar ``pretrigger``; None (N//4) for inputs that declare none."""
+    trigger sample (`LjhFile.pretrigger`) or an .npz's integer scalar ``pretrigger``; None (N//4) for
+    inputs that declare none."""
     path = Path(path)
     kind = records_input_kind(path)
     if kind == "records":

@@ -9,8 +9,8 @@ Two shapes of raw data exist:
 * hardware-triggered **records** (CRESST `.rdt` + `.par` [+ `.con`]): written as a records store
   directly, no trigger stage.
 * NIST **LJH** files (`cryopipe.io.ljh`), one per channel: triggered records (like rdt; the trigger
-  at the header's Presamples), or, where every record follows the previous one without a gap
-  (`ljh_mode` stream, resolved by `cryopipe.config`), a continuous stream (`LjhStream`).
+  at `LjhFile.pretrigger`: Presamples, + 3 for non-DASTARD writers), or, where every record follows
+  the previous one without a gap (`ljh_mode` stream, resolved by `cryopipe.config`), a continuous stream (`LjhStream`).
 
 The source spec is a plain dict made by the workflow (`rules/common.smk`, `source_spec`): the run's
 config keys `format` ("csmpl" or "rdt"), the file paths, `sample_frequency`, `record_length`,
@@ -77,9 +77,12 @@ def open_stream(spec: dict) -> Stream:
             "%s: LJH %s, %d records of %d samples back to back: read as one continuous stream of %.3f s "
             "(triggered by cryopipe)", spec["ljh"][0], stream.run.files[0].version_string, stream.run.n_records,
             stream.run.n_samples, stream.duration)
+        if spec.get("noise_ljh"):
+            logging.getLogger("cryopipe").warning("%s", unused_noise_message(spec))
         return stream
     if source_format(spec) != "csmpl":
-        raise InputError(f"{_first_path(spec)}: not a continuous stream ({source_format(spec)} records are read, not triggered)")
+        raise InputError(f"{_first_path(spec)}: not a continuous stream ({source_format(spec)} records are read, "
+                         f"not triggered)")
     stream = open_csmpl(spec["csmpl"], spec["sample_frequency"], spec["record_length"],
                         adc_bits=spec.get("adc_bits", 16), adc_range=spec.get("adc_range", 20.0))
     stream.volts_per_adc *= int(spec.get("polarity", 1))
@@ -93,6 +96,38 @@ def open_stream(spec: dict) -> Stream:
     if spec.get("test_stamps"):
         stream.test_pulses = _stamped_test_pulses(spec, stream.n_samples)
     return stream
+
+
+def unused_noise_message(run: dict) -> str:
+    """The warning for an LJH run read as a stream that names `noise_ljh` files: they are not read."""
+    return (f"{run['noise_ljh'][0]}: noise_ljh is not used: the LJH run {run['ljh'][0]} is read as a continuous "
+            f"stream (ljh_mode stream), whose noise spectrum comes from random triggers in the stream "
+            f"(trigger.noise_records); the noise_ljh records are read only with ljh_mode records")
+
+
+def check_run_files(run: dict) -> list:
+    """Load-time checks of a run's side files that no job reads, whatever the targets: the ``.con``
+    of an rdt run must parse (`cryopipe.io.cresst.read_con`, in the rdt layout of its par file:
+    whole records, plausible detector numbers). `run` holds the run's resolved config keys.
+
+    Returns
+    -------
+    list of str
+        warnings for the user, one line each: ``noise_ljh`` files of an LJH run read as a stream
+        (they are not read).
+
+    Raises
+    ------
+    InputError
+        naming the file and the problem.
+    """
+    warnings = []
+    if run.get("rdt") and run.get("con"):
+        cresst = _cresst()
+        cresst.read_con(run["con"], ints_in_header=cresst.read_par(run["par"]).ints_in_header)
+    if run.get("ljh") and run.get("noise_ljh") and is_stream(run):
+        warnings.append(unused_noise_message(run))
+    return warnings
 
 
 def stream_length(spec: dict) -> int:
@@ -122,7 +157,8 @@ class RunFiles:
         empty for data files without a header (csmpl, rdt).
     parameter_settings : dict
         What the run's parameter file fixes (CRESST par): ``sample_frequency`` (Hz) and
-        ``record_length`` (samples); empty without one.
+        ``record_length`` (samples); empty without one. A par file without ``Time base [us]``
+        takes the run's own ``sample_frequency`` (InputError naming the par file without one).
     continuous : bool
         Every record starts where the previous one ended (the files can be read as a stream).
     n_records : int
@@ -161,7 +197,13 @@ class RunFiles:
         if not self._run.get("par"):
             return {}
         par = _cresst().read_par(self._run["par"])
-        return {"sample_frequency": float(par.sample_frequency), "record_length": int(par.record_length)}
+        fs = par.sample_frequency
+        if fs is None:   # read_par allows it: the config gives the time base then
+            if self._run.get("sample_frequency") is None:
+                raise InputError(f"{par.path}: the par file has no 'Time base [us]' line: give the run's "
+                                 f"sample_frequency (Hz) in the config")
+            fs = self._run["sample_frequency"]
+        return {"sample_frequency": float(fs), "record_length": int(par.record_length)}
 
     @property
     def continuous(self) -> bool:
