@@ -390,7 +390,7 @@ BAD_MESSAGE = {
     "seed": r"seed must be a non-negative integer",
     "missing key": r"missing key\(s\) line_energy",
     "bad noise line": r"noise\.lines\[0\] must be \[frequency Hz, width Hz, peak",
-    "noise key": r"bad noise parameters .*pink",
+    "noise key": r"unknown key\(s\) pink in channels\[.*\]\.noise; allowed: white, one_over_f, f_ref",
     "duration": r"duration must be > 0",
     "volts per keV": r"volts_per_kev must be a number",
 }

@@ -301,13 +301,18 @@ def test_inspect_reads_a_hand_labels_store(tmp_path, capsys):
 
 
 def test_evaluate_hand_labels_mistakes_are_one_line(small_run, tmp_path, capsys):
-    """No run, no hand labels yet (says where to make them), --epochs without --fine-tune."""
+    """No run, a folder that is no run, no hand labels yet (says where to make them), --epochs
+    without --fine-tune."""
     import shutil
 
     from cryopipe.cli import main
 
     assert main(argv=["evaluate-hand-labels", str(tmp_path / "nope")]) == 1
     assert "no such run directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()            # a folder, but no run: not sent to `cryopipe view`, which refuses it
+    assert main(argv=["evaluate-hand-labels", str(tmp_path / "empty")]) == 1
+    err = capsys.readouterr().err
+    assert "not a run folder" in err and "cryopipe view" not in err
     run = tmp_path / "run"
     shutil.copytree(small_run, run)
     assert main(argv=["evaluate-hand-labels", str(run)]) == 1

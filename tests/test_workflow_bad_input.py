@@ -309,3 +309,27 @@ def test_cli_output_into_a_closed_pipe_is_no_traceback():
     finally:
         os.close(write)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_cli_output_path_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    """An output under a plain file (or anywhere the OS refuses) is one line naming the path, rc 1."""
+    from cryopipe.cli import main
+
+    blocker = tmp_path / "afile.txt"
+    blocker.write_text("x")
+    np.save(tmp_path / "r.npy", np.random.default_rng(0).normal(size=(4, 1024)).astype(np.float32))
+    assert main(argv=["predict", str(tmp_path / "r.npy"), "--output", str(blocker / "o.npz")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("cryopipe predict: error: ") and "afile.txt" in err
+    assert main(argv=["simulate", str(blocker / "sub"), "--duration", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "afile.txt" in err and "Traceback" not in err
+
+
+def test_import_cait_of_a_missing_file_is_one_line_without_the_frequency_warning(tmp_path, capsys):
+    from cryopipe.cli import main
+
+    assert main(argv=["import-cait", str(tmp_path / "nosuch.h5"), str(tmp_path / "o.zarr")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"cryopipe import-cait: error: {tmp_path / 'nosuch.h5'}: no such file"
+    assert not (tmp_path / "o.zarr").exists()

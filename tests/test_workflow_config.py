@@ -272,3 +272,16 @@ def test_configured_start_time_gives_absolute_record_timestamps(tmp_path):
     # every particle record lies within a few ms of an injected onset
     gap = np.min(np.abs(ts[:, None] - onsets[None, :] / fs), axis=1)
     assert np.max(gap) < 0.005
+
+
+@pytest.mark.parametrize("where, typo", [("top", "durration"), ("channel", "volts_per_kevv"), ("noise", "whit")])
+def test_a_misspelt_simulation_key_is_a_config_error(where, typo):
+    """The simulator's keys are checked when the config loads: a misspelt one (which would silently
+    not apply, and rerun the whole simulated run) names itself and where it is."""
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    sim = cfg["runs"]["sim"]["simulate"]
+    assert resolved(cfg)["sim"]["simulate"] == sim                 # the demo itself loads
+    target = {"top": sim, "channel": sim["channels"][0], "noise": sim["channels"][0]["noise"]}[where]
+    target[typo] = 1.0
+    with pytest.raises(ConfigError, match=rf"^config: run 'sim': simulation: unknown key\(s\) {typo} in "):
+        resolved(cfg)

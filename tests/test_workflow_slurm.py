@@ -275,8 +275,26 @@ def test_a_request_above_the_partition_names_job_request_and_cores():
     msg = str(err.value)
     assert "\n" not in msg and "group trigger_pass1" in msg and "asks for 4 CPUs" in msg
     assert "at most 2" in msg and "PartitionConfig" in msg and msg.endswith("--cores 2")
-    with pytest.raises(InputError, match=r"job a asks for 5000 MiB .* at most 4000.*mem_mb"):
+    with pytest.raises(InputError, match=r"job a asks for 5000 MiB .* at most 4000.*mem_mb.*copy of profiles/slurm"):
         check_requests([("a", 1, 5000)], limits)
+
+
+def test_gpus_of_the_nodes_and_a_gpu_request_no_node_meets():
+    """sinfo's gres column gives the GPUs per node (the most of a partition's nodes); a job asking for
+    GPUs a partition lacks (the profile's train rule on a CPU-only partition) is one line."""
+    from cryopipe.cluster import PartitionLimits, check_requests, gres_gpus, parse_sinfo
+    from cryopipe.errors import InputError
+
+    assert [gres_gpus(g) for g in ("(null)", "gpu:1", "gpu:a100:4(S:0-1)", "gpu", "mps:100,gpu:2", None)] == \
+        [0, 1, 4, 1, 2, 0]
+    text = "cpu* 16 64000 (null)\ngpu 32 256000 gpu:a100:4(S:0-1)\ngpu 32 256000 gpu:a100:2\n"
+    assert parse_sinfo(text) == PartitionLimits("cpu", 16, 64000, 0)
+    assert parse_sinfo(text, partition="gpu") == PartitionLimits("gpu", 32, 256000, 4)
+    check_requests([("train (run=sim)", 8, 32000, 1)], parse_sinfo(text, partition="gpu"))
+    check_requests([("train (run=sim)", 8, 32000, 1)], PartitionLimits("old", 16, 64000))   # GPUs unknown
+    with pytest.raises(InputError, match=r"^SLURM: job train \(run=sim\) asks for 1 GPU\(s\) \(gres\), but the "
+                                         r"nodes of partition cpu have at most 0: .*delete the rule's gres line"):
+        check_requests([("train (run=sim)", 8, 32000, 1)], parse_sinfo(text))
 
 
 @pytest.mark.slow

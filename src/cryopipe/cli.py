@@ -100,6 +100,18 @@ def _simulate(args) -> None:
         print(p)
 
 
+def _check_output_place(out: Path) -> None:
+    """CryopipeError where `out` could not be written: its nearest existing ancestor is no folder
+    or not writable (nothing is created here)."""
+    place = out.absolute().parent
+    while not place.exists():
+        place = place.parent
+    if not place.is_dir():
+        raise CryopipeError(f"{out}: cannot write there: {place} is a file, not a folder")
+    if not os.access(place, os.W_OK):
+        raise CryopipeError(f"{out}: cannot write there: {place} is not writable")
+
+
 def _predict(args) -> None:
     import numpy as np
 
@@ -113,6 +125,7 @@ def _predict(args) -> None:
     out = Path(args.output)
     if out.suffix != ".npz":
         raise CryopipeError(f"{out}: --output must be an .npz file")
+    _check_output_place(out)     # before the work: an unwritable place fails at once
     model, meta = resolve_model(args.model)
     if args.cutoff is None:  # the model's own operating point (chosen on its validation set)
         args.cutoff = float(meta.get("cutoff", 0.5))
@@ -186,6 +199,8 @@ def _import_cait(args) -> None:
     from .io.stores import write_store
 
     names = args.channels.split(",") if args.channels else None
+    if not Path(args.h5).is_file():
+        raise CryopipeError(f"{args.h5}: no such file")
     fs = args.sample_frequency
     if fs is None:   # Cait files do not store it
         fs = 25_000.0
@@ -222,6 +237,10 @@ def _evaluate_hand_labels(args) -> None:
         raise CryopipeError(f"{run}: no such run directory (give results/<run>)")
     if args.epochs is not None and not args.fine_tune:
         raise CryopipeError("--epochs: only with --fine-tune OUT.pt (the number of fine-tuning passes)")
+    from .view.server import RUN_STORES
+
+    if not any((run / name).exists() for name in RUN_STORES):
+        raise CryopipeError(f"{run}: not a run folder (none of {', '.join(RUN_STORES)}); give results/<run>")
     hand = read_hand_labels(run / "hand_labels.zarr", missing_ok=False)
     if args.fine_tune:
         from .cleaning.hand_labels import fine_tune_on_hand_labels
@@ -338,6 +357,10 @@ def main(*, argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())   # Python's own flush at exit must not fail again
         return 0
+    except OSError as exc:     # an output path that cannot be written: a file in the way, no permission, disk full
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"cryopipe {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
 
 

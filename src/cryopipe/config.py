@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError, CryopipeError, InputError
 from .io.sources import RunFiles, describe_run_files
 
 PER_RUN_SECTIONS = ("trigger", "characterize", "calibrate", "efficiency", "labels", "features", "testpulse")
@@ -126,6 +126,13 @@ def _resolve_run(name: str, run: dict, config: dict, schema: dict) -> dict:
     _stream_settings(name, out, files)
     out["channels"] = _channel_names(name, out, files)
     out["roles"] = _roles(name, out)
+    if "simulate" in out:         # checked here, not first in the simulate_stream job (a typo would rerun all)
+        from .simulate.stream import validate_simulation
+
+        try:
+            validate_simulation(out["simulate"], out["channels"], out["sample_frequency"])
+        except CryopipeError as exc:
+            raise ConfigError(f"config: run {name!r}: {exc}") from None
     _check_channel_hints((run.get("calibrate") or {}).get("expected"), {name: out}, name)
     return out
 

@@ -332,12 +332,12 @@ def all_targets():
 
 def check_cluster_requests():
     """On the slurm executor, before anything is submitted: no job (or group job) of the DAG may ask
-    for more CPUs or memory than the nodes of its partition have (it would pend forever with reason
+    for more CPUs, memory or GPUs than the nodes of its partition have (it would pend forever with reason
     PartitionConfig). One line naming the job, what it asks and the --cores that fits."""
     plugin = getattr(workflow, "executor_plugin", None)
     if plugin is None or getattr(plugin, "name", "") != "slurm":
         return
-    from cryopipe.cluster import check_requests, parse_sinfo, sinfo_nodes
+    from cryopipe.cluster import check_requests, gres_gpus, parse_sinfo, sinfo_nodes
 
     try:
         text = sinfo_nodes()
@@ -357,7 +357,8 @@ def check_cluster_requests():
             partition = str(unit.resources.get("slurm_partition") or "")
             mem = unit.resources.get("mem_mb")
             requests.setdefault(partition, []).append(
-                (name, unit.threads, mem if isinstance(mem, (int, float)) else None))
+                (name, unit.threads, mem if isinstance(mem, (int, float)) else None,
+                 gres_gpus(unit.resources.get("gres"))))
         for partition, jobs in requests.items():
             check_requests(jobs, parse_sinfo(text, partition=partition or None))
     except CryopipeError as exc:

@@ -43,6 +43,7 @@ the noise depends on ``block_size`` too (segment length).
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from pathlib import Path
 from typing import Callable
@@ -100,6 +101,17 @@ DEFAULT_SIMULATION: dict = {
 _TOP_KEYS = ("duration", "seed", "event_rate", "line_energy", "line_width", "line_fraction",
              "background_scale", "energy_min", "energy_max", "high_energy_rate", "artifacts", "channels")
 _CHANNEL_KEYS = ("volts_per_kev", "offset", "tau_n", "tau_in", "tau_t", "at_over_an", "noise")
+_OPTIONAL_CHANNEL_KEYS = ("saturation",)
+_NOISE_KEYS = tuple(inspect.signature(psd_model).parameters)[1:]    # white, one_over_f, f_ref, lines, exponent
+
+
+def _refuse_unknown(given, known, where: str) -> None:
+    """CryopipeError naming keys of the mapping `given` that are not in `known` (a misspelt key
+    would silently not apply)."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise CryopipeError(f"simulation: unknown key(s) {', '.join(unknown)} in {where}; "
+                            f"allowed: {', '.join(known)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -120,6 +132,7 @@ def _number(value, name: str, low: float | None = None, strict: bool = False) ->
 def _validate_noise(noise, where: str) -> None:
     if not isinstance(noise, dict):
         raise CryopipeError(f"simulation: {where}.noise must be a mapping, got {noise!r}")
+    _refuse_unknown(noise, _NOISE_KEYS, f"{where}.noise")
     _number(noise.get("white"), f"{where}.noise.white", 0.0)
     _number(noise.get("one_over_f", 0.0), f"{where}.noise.one_over_f", 0.0)
     for i, line in enumerate(noise.get("lines", []) or []):
@@ -137,6 +150,7 @@ def _validate_channel(ch, where: str) -> None:
     missing = [k for k in _CHANNEL_KEYS if k not in ch]
     if missing:
         raise CryopipeError(f"simulation: {where} lacks {', '.join(missing)}")
+    _refuse_unknown(ch, _CHANNEL_KEYS + _OPTIONAL_CHANNEL_KEYS, where)
     _number(ch["volts_per_kev"], f"{where}.volts_per_kev", 0.0, strict=True)
     _number(ch["offset"], f"{where}.offset")
     for tau in ("tau_n", "tau_in", "tau_t"):
@@ -154,6 +168,7 @@ def validate_simulation(sim: dict, channels: list[str], sample_frequency: float)
     missing = [k for k in _TOP_KEYS if k not in sim]
     if missing:
         raise CryopipeError(f"simulation: missing key(s) {', '.join(missing)}")
+    _refuse_unknown(sim, _TOP_KEYS, "simulate")
     fs = _number(sample_frequency, "sample_frequency", 0.0, strict=True)
     duration = _number(sim["duration"], "duration", 0.0, strict=True)
     if round(duration * fs) < 1:
