@@ -147,7 +147,7 @@ def write_cresst_stream_run(out_dir, name: str = "mock_001", *, channels: Sequen
     if dig.min() < 0:
         raise ValueError("start_ticks too negative: the first bank switch would be before clock tick 0")
     write_dig_stamps(dig_path, dig)
-    stream_t0 = start_time + start_ticks / clock_frequency
+    stream_t0 = start_time        # the par's start is the stream's first sample (Cait's file_start)
     write_par(par_path, start_time=start_time, stop_time=stream_t0 + duration, record_length=record_length,
               sample_frequency=fs, records_written=0,
               channel_names={i + 1: f"ch{c}" for i, c in enumerate(channels)})

@@ -27,7 +27,8 @@ the old 6-integer rdt layout); volts = ADC * 20 / 2**16; TPA = 0 is a particle t
 (-1) a noise trigger, 0 < TPA <= 10.1 a test pulse and TPA > 10.1 a control pulse. The
 continuous stream starts at DAQ clock tick ``2 * dig[0] - dig[1]`` (bank switch ``b`` is stamped
 at ``start + (b + 1) * bank``), so a test stamp ``s`` falls on stream sample
-``(s - start) * fs / clock``.
+``(s - start) * fs / clock``; the stream's first sample is at the par file's start time (Cait's
+``file_start``), so stream sample ``k`` is at ``par start + k / fs``.
 """
 from __future__ import annotations
 
@@ -186,10 +187,12 @@ def stream_start_ticks(dig_stamps) -> int:
     return 2 * d0 - d1
 
 
-def stream_start_time(par, dig_stamps, *, clock_frequency: float = CLOCK_FREQUENCY) -> float:
-    """Time of the first stream sample in s since the Unix epoch: par start (clock tick 0)
-    plus the stream's start tick over the clock frequency."""
-    return _as_par(par).start_time + stream_start_ticks(dig_stamps) / float(clock_frequency)
+def stream_start_time(par) -> float:
+    """Time of the first stream sample in s since the Unix epoch: the par file's start time, as Cait
+    reads it (an event's time is the file start plus its time in the stream; the dig stamps only
+    place the test stamps in the stream, `test_pulse_samples`). A test pulse at stamp ``s`` is then
+    at ``start + (s - stream_start_ticks) / clock``."""
+    return _as_par(par).start_time
 
 
 class AlignedTestPulses(NamedTuple):

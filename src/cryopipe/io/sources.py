@@ -89,8 +89,7 @@ def open_stream(spec: dict) -> Stream:
     cresst = _cresst() if spec.get("par") or spec.get("test_stamps") else None
     if spec.get("par"):
         par = cresst.read_par(spec["par"])
-        stream.start_time = (cresst.stream_start_time(par, spec["dig_stamps"]) if spec.get("dig_stamps")
-                             else par.start_time)
+        stream.start_time = cresst.stream_start_time(par)     # the first sample (Cait's file_start)
     elif spec.get("start_time") is not None:   # a plain csmpl stream with its start given in the config
         stream.start_time = float(spec["start_time"])
     if spec.get("test_stamps"):
