@@ -170,12 +170,12 @@ def write_cresst_rdt_run(out_dir, name: str = "mock_001", *, channels: Sequence[
                          trigger_interval: float = 1.0, start_time: float = 1_602_879_720.5,
                          dvm_channels: int = 0, ints_in_header: int = 7,
                          clock_frequency: float = CLOCK_FREQUENCY, tau_rise: float = 0.5e-3,
-                         tau_decay: float = 10e-3, seed: int = 0) -> dict:
+                         tau_decay: float = 10e-3, onset_offset: int = 0, seed: int = 0) -> dict:
     """Write a hardware-triggered run: ``.rdt`` (particle, noise and test pulse records),
     ``.con`` (control pulse heights, which the DAQ keeps out of the rdt) and ``.par``.
 
     Triggers come every `trigger_interval` s in a shuffled order of kinds; pulse onsets sit at
-    record_length / 4. Amplitudes drift like those of :func:`write_cresst_stream_run`:
+    record_length / 4 + `onset_offset` samples (Cait's mock rdt: tens of samples before N/4). Amplitudes drift like those of :func:`write_cresst_stream_run`:
     ``volts_per_tpa[c] * tpa * (1 + drift * t / T)`` with t the trigger time and T the run.
 
     Returns
@@ -209,7 +209,7 @@ def write_cresst_rdt_run(out_dir, name: str = "mock_001", *, channels: Sequence[
     amp[:, kinds == "controlpulse"] = vpt[:, None] * control_tpa
     amp[:, kinds == "particle"] = part_amp[kinds == "particle"]
     amp *= response[None, :]
-    onset = record_length // 4
+    onset = record_length // 4 + int(onset_offset)
     shape = np.zeros(record_length)
     shape[onset:] = _pulse_shape(record_length - onset, fs, tau_rise, tau_decay)
     sigma = np.broadcast_to(np.asarray(noise_sigma, dtype=np.float64), (n_ch,))

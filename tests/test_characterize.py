@@ -1,4 +1,6 @@
 """Noise power spectrum, clean-record selection, standard event and pulse-model fit against simulated truth."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -209,3 +211,34 @@ def test_fit_recovers_time_constants_from_sev(tau_n, tau_in, tau_t, at_over_an, 
     assert abs(fit["t0"] * FS - N_PULSE // 4) < 2.0
     assert fit["rms"] < 2e-3
     np.testing.assert_allclose(fit["model"], proebst_pulse(np.arange(N_PULSE) / FS, *fit["params"]))
+
+
+@pytest.mark.parametrize("offset", [0, -28])
+def test_fixed_lag_amplitude_of_rdt_records_with_pulses_off_the_trigger(tmp_path, offset):
+    """Records another DAQ triggered (CRESST rdt) keep their own pulse alignment in the SEV: the
+    optimum filter's fixed-lag amplitude of pulses starting `offset` samples from N/4 is unbiased."""
+    import xarray as xr
+    import yaml
+
+    from cresst_util import write_cresst_rdt_run
+    from cryopipe.characterize.channel import characterize_records
+    from cryopipe.io.records import rdt_record_batches
+    from cryopipe.signal.optimum_filter import of_amplitudes
+
+    truth = write_cresst_rdt_run(tmp_path, channels=(1,), n_particle=120, n_noise=60, n_testpulse=0, n_control=0,
+                                 record_length=1024, particle_amplitude=(0.2, 2.0), noise_sigma=(0.002,), volts_per_tpa=(0.3,),
+                                 drift=0.0,
+                                 onset_offset=offset, seed=4)
+    spec = dict(rdt=str(truth["paths"]["rdt"]), par=str(truth["paths"]["par"]), record_length=1024,
+                sample_frequency=truth["sample_frequency"], channels=["phonon"])
+    first, rest, _ = rdt_record_batches(spec)
+    records = xr.concat([first, *rest], dim="event")
+    assert records.attrs["source"] == "rdt"
+    schema = yaml.safe_load(open(Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml"))
+    cfg = {k: v.get("default") for k, v in schema["properties"]["characterize"]["properties"].items()}
+    c = characterize_records(records, cfg=cfg, what="rdt")
+    particle = truth["kind"] == "particle"
+    x = records["trace"].isel(channel=0).values[particle]
+    fixed = of_amplitudes(c["of"], x, search=False)["amplitude"]
+    ratio = fixed / truth["amplitude"][0, particle]
+    assert abs(np.median(ratio) - 1.0) < 0.005, np.median(ratio)

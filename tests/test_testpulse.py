@@ -131,6 +131,52 @@ def test_choose_template_tpa():
     assert tp.choose_template_tpa(tpa, heights, max_amplitude=2.0) == 3.0
     with pytest.raises(Exception, match="no TPA"):
         tp.choose_template_tpa(tpa[:5], heights[:5])
+    assert tp.choose_template_tpa(tpa, heights, exclude=[20.0]) == 3.0
+
+
+def heater_pulses(ceiling=None, seed=0, n_per_tpa=20):
+    """Test pulses of TPAs 0.1-10 V (0.3 V per V, double-exponential shape, white noise 2 mV),
+    through ceiling * tanh(x / ceiling) (TES saturation) where a ceiling (V) is given."""
+    n, fs = 2048, 10_000.0
+    t = (np.arange(n) - n // 4) / fs
+    shape = np.where(t > 0, np.exp(-t / 0.02) - np.exp(-t / 0.002), 0.0)
+    tpa = np.repeat([0.1, 0.5, 1.0, 3.0, 10.0], n_per_tpa)
+    x = 0.3 * tpa[:, None] * shape / shape.max()
+    if ceiling is not None:
+        x = ceiling * np.tanh(x / ceiling)
+    return tpa, x + np.random.default_rng(seed).normal(0, 0.002, x.shape)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_saturated_tpas_are_the_flat_topped_ones_and_stay_out_of_the_template(seed):
+    tpa, x = heater_pulses(seed=seed)
+    assert tp.saturated_tpas(tpa, x) == {}   # linear: no TPA saturates, not even the noisy smallest one
+    tpa, x = heater_pulses(ceiling=1.0, seed=seed)   # 3 V at 10 V of TPA: a flat top
+    sat = tp.saturated_tpas(tpa, x)
+    assert list(sat) == [10.0]
+    heights = x.max(axis=1) - x[:, :256].mean(axis=1)
+    assert tp.choose_template_tpa(tpa, heights, exclude=sat) == 3.0
+
+
+def test_channel_template_skips_the_saturated_tpa_and_exclude_tpas(caplog):
+    import logging
+
+    import xarray as xr
+
+    from cryopipe.testpulse.channel import channel_template
+
+    tpa, x = heater_pulses(ceiling=1.0)
+    records = xr.Dataset({"trace": (("event", "channel", "sample"), x[:, None, :].astype(np.float32)),
+                          "record_kind": ("event", np.full(tpa.size, "testpulse")), "tpa": ("event", tpa)},
+                         attrs={"sample_frequency": 10_000.0})
+    cfg = {"template_from": "testpulse", "template_tpa": None, "max_amplitude": None, "exclude_tpas": [],
+           "min_pulses": 10, "max_template_pulses": 500}
+    with caplog.at_level(logging.INFO, logger="cryopipe"):
+        template, chosen = channel_template(records, channel=0, sev=None, cfg=cfg, what="run r, channel c")
+    assert chosen == 3.0 and template.max() == pytest.approx(1.0)
+    assert any("TPA 10 V saturate" in r.getMessage() for r in caplog.records)
+    assert channel_template(records, channel=0, sev=None, cfg={**cfg, "exclude_tpas": [3.0]}, what="r")[1] == 1.0
+    assert channel_template(records, channel=0, sev=None, cfg={**cfg, "template_tpa": 10.0}, what="r")[1] == 10.0
 
 
 # --------------------------------------------------------------------------------------------------

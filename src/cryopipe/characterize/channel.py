@@ -2,8 +2,9 @@
 pulse-model fit, optimum filter, resolution and second-pass threshold; and the optimum filter
 rebuilt from a characterization.
 
-Record conventions as `cryopipe.characterize.sev_nps`: (n, N) float32 records in V, the pulse
-onset at the records' pretrigger (attr ``pretrigger``, default N // 4).
+Record conventions as `cryopipe.characterize.sev_nps`: (n, N) float32 records in V, the trigger at
+the records' pretrigger (attr ``pretrigger``, default N // 4). The SEV's onset sits there for records
+cryopipe triggered; records another DAQ or tool triggered keep their own alignment.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from cryopipe.errors import CryopipeError
 from cryopipe.io.stores import record_pretrigger
 
 FIT_PARAMETERS = ("t0", "An", "At", "tau_n", "tau_in", "tau_t")
+#: records stores (attr ``source``) triggered by a DAQ or another tool, not by cryopipe's stream trigger
+FOREIGN_TRIGGER_SOURCES = ("ljh", "rdt", "cait")
 
 
 def channel_traces(records: xr.Dataset, mask: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
@@ -98,10 +101,11 @@ def characterize_records(records: xr.Dataset, *, cfg: dict, what: str) -> dict:
         nps = noise_power_spectrum(noise, fs, min_records=int(cfg["min_noise_records"]), what=what)
     mask = (select_clean_pulses(pulses, fs, min_snr=float(cfg["min_pulse_snr"]), trigger=pre) if len(pulses)
             else np.zeros(0, bool))
-    # a stream cryopipe triggered: SEV onset moved to its trigger sample; hardware-triggered LJH
-    # records: the SEV keeps the records' own alignment (the DAQ's trigger sits within a sample or
-    # two of Presamples; moving the SEV there would put every pulse off the OF's fixed lag)
-    align = {"onset_fraction": None} if records.attrs.get("source") == "ljh" else {"onset": pre}
+    # a stream cryopipe triggered: SEV onset moved to its trigger sample; records another DAQ or tool
+    # triggered (LJH, rdt, Cait events): the SEV keeps the records' own alignment (their pulses start
+    # where that trigger put them, a few samples off Presamples in LJH, tens of samples before N/4 in
+    # Cait's rdt; moving the SEV would put every pulse off the OF's fixed lag, 4 % low on Cait's rdt)
+    align = {"onset_fraction": None} if records.attrs.get("source") in FOREIGN_TRIGGER_SOURCES else {"onset": pre}
     try:
         sev = standard_event(pulses, fs, mask=mask, min_pulses=int(cfg["min_pulses"]), what=what, **align)
     except CryopipeError as exc:   # too few clean pulses: say why, where the records show it

@@ -53,12 +53,17 @@ def channel_template(records: xr.Dataset, *, channel: int, sev: np.ndarray, cfg:
     tpa = records["tpa"].values.astype(np.float64)
     idx = np.flatnonzero(kind == "testpulse")
     traces = records["trace"].isel(channel=channel, event=idx).values.astype(np.float64)
-    from cryopipe.testpulse.response import choose_template_tpa, pulse_groups
+    from cryopipe.testpulse.response import choose_template_tpa, pulse_groups, saturated_tpas
 
     chosen = cfg["template_tpa"]
     if chosen is None:
+        saturated = saturated_tpas(tpa[idx], traces, min_pulses=int(cfg["min_pulses"]))
+        for v, why in saturated.items():
+            logging.getLogger("cryopipe").info("%s: test pulses of TPA %g V saturate (%s): not the template", what,
+                                               v, why)
         chosen = choose_template_tpa(tpa[idx], pulse_heights(traces), max_amplitude=cfg["max_amplitude"],
-                                     min_pulses=int(cfg["min_pulses"]))
+                                     min_pulses=int(cfg["min_pulses"]),
+                                     exclude=[*saturated, *map(float, cfg["exclude_tpas"])])
     values, group = pulse_groups(tpa[idx])
     match = np.flatnonzero(np.isclose(values, chosen, rtol=0, atol=10.0 ** -3))
     if match.size == 0:

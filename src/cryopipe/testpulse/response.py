@@ -58,7 +58,7 @@ from cryopipe.signal.robust import MAD_TO_SIGMA
 
 __all__ = ["pulse_groups", "local_trend", "clean_pulses", "pretrigger_drift", "flat_pretrigger", "response_band",
            "stability", "unstable_intervals", "response_curves", "tpa_equivalent", "choose_template_tpa",
-           "TPA_DECIMALS"]
+           "saturated_tpas", "top_widths", "TPA_DECIMALS"]
 
 TPA_DECIMALS = 4  # TPAs equal to 1e-4 V are one setting (the files store float32)
 
@@ -341,15 +341,57 @@ def tpa_equivalent(amplitudes, tpas, curves) -> np.ndarray:
     return np.where(a1 > a0, out, np.nan)
 
 
-def choose_template_tpa(tpa, heights, *, max_amplitude: float | None = None, min_pulses: int = 10) -> float:
+#: A TPA's test pulses are saturated when the flat top of their median trace (samples above 95 % of
+#: its peak) is wider than SATURATION_WIDENING times, and SATURATION_MIN_EXTRA samples more than,
+#: the narrowest top among the TPAs whose median trace stands SATURATION_MIN_SNR above its noise.
+SATURATION_WIDENING, SATURATION_MIN_EXTRA, SATURATION_MIN_SNR = 1.5, 3, 100.0
+
+
+def top_widths(tpa, traces, *, min_pulses: int = 10, max_pulses: int = 200) -> dict[float, tuple[int, float]]:
+    """Per TPA with at least `min_pulses` pulses: (samples of its median trace above 95 % of the
+    peak over the first-N/8 baseline, peak / noise of that median trace). `traces`: (n, N) V."""
+    values, group = pulse_groups(tpa)
+    x = np.asarray(traces, dtype=np.float64)
+    n8 = max(x.shape[1] // 8, 2)
+    out = {}
+    for g in range(values.size):
+        sel = np.flatnonzero(group == g)[:max_pulses]
+        if values[g] <= 0 or sel.size < min_pulses:
+            continue
+        med = np.median(x[sel], axis=0)
+        base = med[:n8]
+        med = med - np.median(base)
+        noise = MAD_TO_SIGMA * np.median(np.abs(base - np.median(base)))
+        peak = float(med.max())
+        out[float(values[g])] = (int(np.count_nonzero(med >= 0.95 * peak)), peak / max(noise, 1e-300))
+    return out
+
+
+def saturated_tpas(tpa, traces, *, min_pulses: int = 10) -> dict[float, str]:
+    """TPAs whose test pulses saturate the detector (flat top; see SATURATION_WIDENING), each with
+    the reason in words. TPAs too small to judge (median trace below SATURATION_MIN_SNR) are not."""
+    widths = {v: w for v, (w, snr) in top_widths(tpa, traces, min_pulses=min_pulses).items()
+              if snr >= SATURATION_MIN_SNR}
+    if len(widths) < 2:
+        return {}
+    ref_tpa = min(widths, key=lambda v: (widths[v], v))
+    ref = widths[ref_tpa]
+    return {v: f"flat top {w} samples wide, {ref} at TPA {ref_tpa:g} V" for v, w in widths.items()
+            if w > SATURATION_WIDENING * ref and w - ref >= SATURATION_MIN_EXTRA}
+
+
+def choose_template_tpa(tpa, heights, *, max_amplitude: float | None = None, min_pulses: int = 10,
+                        exclude=()) -> float:
     """TPA whose test pulses make the template: the largest TPA with at least `min_pulses` pulses
-    whose median height stays below `max_amplitude` (V; None: no limit)."""
+    whose median height stays below `max_amplitude` (V; None: no limit) and that is not in
+    `exclude` (V; e.g. the `saturated_tpas`)."""
     values, group = pulse_groups(tpa)
     h = np.asarray(heights, dtype=np.float64)
+    skip = np.round(np.asarray(list(exclude), dtype=np.float64), TPA_DECIMALS)
     best = None
     for g in range(values.size):
         hg = h[group == g]
-        if values[g] <= 0 or hg.size < min_pulses:
+        if values[g] <= 0 or hg.size < min_pulses or np.any(np.isclose(skip, values[g], rtol=0, atol=1e-9)):
             continue
         if max_amplitude is not None and np.median(hg) >= max_amplitude:
             continue
