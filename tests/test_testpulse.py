@@ -268,3 +268,37 @@ def test_workflow_calibrated_line_is_constant_across_the_drift(cresst_run):
     true_ratio = np.mean(g(t[halves[1]])) / np.mean(g(t[halves[0]]))
     assert raw_ratio == pytest.approx(true_ratio, abs=0.02) and raw_ratio > 1.1
     assert abs(raw_ratio - 1) * expected > 20 * sigma
+
+
+def test_fixed_lag_test_pulse_amplitudes_of_rdt_records_with_pulses_off_n_over_4(tmp_path):
+    """rdt test pulses starting 28 samples before N/4: the template keeps their alignment, so the
+    fixed-lag amplitude (testpulse.max_shift: 0) of each test pulse is its true amplitude."""
+    from pathlib import Path
+
+    import xarray as xr
+    import yaml
+
+    from cresst_util import write_cresst_rdt_run
+    from cryopipe.characterize.channel import characterize_records
+    from cryopipe.io.records import rdt_record_batches
+    from cryopipe.signal.optimum_filter import build_optimum_filter, of_amplitudes
+    from cryopipe.testpulse.channel import channel_template
+
+    truth = write_cresst_rdt_run(tmp_path, channels=(1,), n_particle=40, n_noise=60, n_testpulse=80, n_control=0,
+                                 record_length=1024, tpas=(1.0, 3.0), volts_per_tpa=(0.3,), noise_sigma=(0.002,),
+                                 drift=0.0, onset_offset=-28, seed=5)
+    spec = dict(rdt=str(truth["paths"]["rdt"]), par=str(truth["paths"]["par"]), record_length=1024,
+                sample_frequency=truth["sample_frequency"], channels=["phonon"])
+    first, rest, _ = rdt_record_batches(spec)
+    records = xr.concat([first, *rest], dim="event")
+    schema = yaml.safe_load(open(Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml"))
+    defaults = {s: {k: v.get("default") for k, v in schema["properties"][s]["properties"].items()}
+                for s in ("characterize", "testpulse")}
+    char = characterize_records(records, cfg=defaults["characterize"], what="rdt")
+    template, chosen = channel_template(records, channel=0, sev=char["sev"], cfg=defaults["testpulse"], what="rdt")
+    assert chosen == 3.0
+    of = build_optimum_filter(template, char["nps"], truth["sample_frequency"])
+    tp_ = truth["kind"] == "testpulse"
+    fixed = of_amplitudes(of, records["trace"].isel(channel=0).values[tp_], search=False)["amplitude"]
+    ratio = fixed / truth["amplitude"][0, tp_]
+    assert abs(np.median(ratio) - 1.0) < 0.005, np.median(ratio)
