@@ -8,7 +8,7 @@ import sys
 
 from snakemake.utils import min_version, validate
 
-from cryopipe.config import check, load_schema, resolve_runs
+from cryopipe.config import check, coerce_strings, load_schema, resolve_runs
 from cryopipe.errors import CryopipeError
 
 min_version("9.0")
@@ -19,6 +19,7 @@ if not workflow.overwrite_configfiles:
     workflow.configfile(f"{workflow.basedir}/config/config.yaml")
 
 try:
+    coerce_strings(config, load_schema(SCHEMA))  # --config 'trigger={threshold_sigma: 6}': '6' -> 6
     check(config, load_schema(SCHEMA))  # one short paragraph per problem
     validate(config, SCHEMA, set_default=True)
     RUNS = resolve_runs(config, load_schema(SCHEMA))

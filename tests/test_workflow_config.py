@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cryopipe.config import check, load_schema, resolve_runs
+from cryopipe.config import check, coerce_strings, load_schema, resolve_runs
 from cryopipe.errors import ConfigError
 from cryopipe.io.cresst import write_par
 
@@ -160,6 +160,34 @@ def test_sample_frequency_is_required_without_par(tmp_path):
 def test_test_stamps_need_dig_stamps(tmp_path):
     with pytest.raises(ConfigError, match="test_stamps need the run's dig_stamps"):
         resolved(user_run(tmp_path, test_stamps="x.test_stamps"))
+
+
+def test_command_line_strings_become_the_numbers_and_booleans_the_schema_asks_for(tmp_path):
+    cfg = user_run(tmp_path, trigger={"holdoff": "100"})
+    cfg.update(trigger={"threshold_sigma": "6.5"}, characterize={"max_pulses": "600", "enabled": "false"},
+               testpulse={"exclude_tpas": ["3", "10.0"], "template_tpa": "null"}, results="123")
+    coerce_strings(cfg, SCHEMA)
+    assert cfg["trigger"]["threshold_sigma"] == 6.5 and cfg["characterize"]["max_pulses"] == 600
+    assert cfg["characterize"]["enabled"] is False and cfg["testpulse"]["exclude_tpas"] == [3, 10.0]
+    assert cfg["testpulse"]["template_tpa"] is None and cfg["results"] == "123"   # a string where one is asked for
+    assert resolved(cfg)["mine"]["trigger"]["holdoff"] == 100   # per-run sections too
+    bad = {"trigger": {"threshold_sigma": "six"}, "characterize": {"max_pulses": "6.5"}}
+    coerce_strings(bad, SCHEMA)
+    assert bad == {"trigger": {"threshold_sigma": "six"}, "characterize": {"max_pulses": "6.5"}}
+    with pytest.raises(ConfigError, match="threshold_sigma: 'six' is not of type 'number'"):
+        check(bad, SCHEMA)
+
+
+@pytest.mark.slow  # runs Snakemake
+def test_a_section_given_with_config_on_the_command_line_is_accepted(tmp_path):
+    cfg = user_run(tmp_path)
+    cfg["trigger"] = {"holdoff": 100}
+    (tmp_path / "u.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "--cores", "1",
+           f"--configfile={tmp_path / 'u.yaml'}", "--config", "trigger={threshold_sigma: 6}", "--printshellcmds"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "run=mine" in proc.stdout + proc.stderr
 
 
 def _dry_run(workdir: Path, configfile: Path, *targets: str, env=None) -> str:

@@ -37,6 +37,36 @@ def load_schema(path: str | Path) -> dict:
     return schema
 
 
+def coerce_strings(value, schema: dict):
+    """`value` with every string that the schema wants as a number, boolean or null, and that reads
+    as one in YAML, turned into it (dicts and lists changed in place). Snakemake's `--config
+    'section={key: 6}'` passes nested values as strings."""
+    import yaml
+
+    if isinstance(value, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        for key, v in value.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                value[key] = coerce_strings(v, sub)
+        return value
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        value[:] = [coerce_strings(v, schema["items"]) for v in value]
+        return value
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if not isinstance(value, str) or "string" in types:
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    fits = {"integer": lambda x: isinstance(x, int) and not isinstance(x, bool),
+            "number": lambda x: isinstance(x, (int, float)) and not isinstance(x, bool),
+            "boolean": lambda x: isinstance(x, bool), "null": lambda x: x is None}
+    return parsed if any(t in fits and fits[t](parsed) for t in types) else value
+
+
 def check(config: dict, schema: dict) -> None:
     """Raise ConfigError (one short paragraph: where, what, what is allowed) if `config` breaks
     the schema."""
@@ -107,6 +137,7 @@ def _resolve_run(name: str, run: dict, config: dict, schema: dict) -> dict:
         merged = copy.deepcopy(config.get(section, {}))
         _merge(merged, run.get(section) or {})
         sub = schema["properties"][section]
+        coerce_strings(merged, sub)
         try:
             check(merged, sub)
         except ConfigError as exc:
