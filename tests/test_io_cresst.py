@@ -493,3 +493,33 @@ def test_rdt_cut_at_a_record_boundary_is_a_warning_and_an_attr(tmp, caplog):
         first, _, _ = rdt_record_batches({**spec, "rdt": str(truth["paths"]["rdt"]), "par": str(truth["paths"]["par"])})
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert first.attrs["n_incomplete_events"] == 0
+
+
+def test_rdt_clock_counter_that_does_not_follow_the_time_stamps_is_a_warning(tmp, caplog):
+    """trigger_time comes from the header's clock counter, timestamp from its absolute stamps: where
+    the two advance differently (Cait's mock writes seconds into time_high) the reader says so."""
+    import logging
+
+    from cryopipe.io.records import rdt_record_batches
+
+    truth = write_cresst_rdt_run(tmp, n_particle=20, n_noise=10, n_testpulse=10, n_control=0, record_length=256,
+                                 seed=2)
+    rdt = truth["paths"]["rdt"]
+    spec = dict(rdt=str(rdt), par=str(truth["paths"]["par"]), record_length=256, sample_frequency=25_000.0,
+                channels=["a", "b"])
+    with caplog.at_level(logging.INFO, logger="cryopipe"):
+        first, _, _ = rdt_record_batches(spec)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    np.testing.assert_allclose(np.diff(first["trigger_time"].values), np.diff(first["timestamp"].values), atol=1e-6)
+    f = cr.open_rdt(rdt)
+    rec = np.memmap(rdt, dtype=f.dtype, mode="r+")
+    rec["time_high"] = np.rint(rec["abs_time_s"] - truth["start_time"]).astype(np.uint32)   # seconds, as Cait's mock
+    rec["time_low"] = 0
+    rec.flush()
+    del rec
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="cryopipe"):
+        rdt_record_batches(spec)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(rdt) in warnings[0] and "clock counter" in warnings[0], warnings
+    assert "trigger_time" in warnings[0]

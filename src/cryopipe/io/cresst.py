@@ -499,6 +499,19 @@ class RdtFile:
     def record_kind(self) -> np.ndarray:
         return record_kind_from_tpa(self.tpa, control_threshold=self.control_threshold)
 
+    def clock_mismatch(self, *, min_span: float = 10.0, tolerance: float = 0.01) -> str:
+        """"" when the header clock counter (time_low/high at `clock_frequency`) and the absolute
+        time stamps advance alike over the run (within `tolerance`, spans of `min_span` s or more);
+        else the two spans, in words."""
+        high, low = self._column("time_high").astype(np.uint64), self._column("time_low").astype(np.uint64)
+        clock = ((high << np.uint64(32)) | low) / float(self.clock_frequency)
+        stamp = self.timestamp
+        clock_span, stamp_span = float(clock.max() - clock.min()), float(stamp.max() - stamp.min())
+        if stamp_span < min_span or abs(clock_span / stamp_span - 1.0) <= tolerance:
+            return ""
+        return (f"its clock counter (time_low/time_high at {self.clock_frequency:g} Hz) spans {clock_span:.6g} s, its "
+                f"absolute time stamps {stamp_span:.6g} s")
+
     def iter_events(self, *, batch: int = 256) -> Iterator[dict]:
         """Yield events in batches of at most `batch`.
 

@@ -73,6 +73,11 @@ def rdt_record_batches(spec: dict, *, inputs=(), batch: int = EVENT_CHUNK) -> tu
             "%s: %d of %d triggers lack a record of some channel %s (a truncated file? the last trigger %s) and are "
             "skipped; the store's attr n_incomplete_events says so", spec["rdt"], rdt.n_incomplete,
             rdt.n_events + rdt.n_incomplete, rdt.channels, "is one of them" if rdt.last_incomplete else "is complete")
+    mismatch = rdt.clock_mismatch()
+    if mismatch:   # trigger_time comes from the counter; timestamp (test pulses, stability) from the stamps
+        logging.getLogger("cryopipe").warning(
+            "%s: %s; the records' trigger_time and trigger_sample (from the counter) do not follow their "
+            "timestamp (from the stamps, used for test pulses and stability)", spec["rdt"], mismatch)
     return next(batches), batches, summary
 
 
