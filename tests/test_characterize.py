@@ -242,3 +242,48 @@ def test_fixed_lag_amplitude_of_rdt_records_with_pulses_off_the_trigger(tmp_path
     fixed = of_amplitudes(c["of"], x, search=False)["amplitude"]
     ratio = fixed / truth["amplitude"][0, particle]
     assert abs(np.median(ratio) - 1.0) < 0.005, np.median(ratio)
+
+
+def compressed_pulse_records(seed=0):
+    """One channel: 150 pulses compressed by a TES ceiling (3 tanh(A / 3) V, A 3-8 V), 40 small linear
+    ones (0.2-0.5 V) and 80 noise records (white, 2 mV); returns (records Dataset, small-pulse mask,
+    true peak heights V of the small pulses)."""
+    import xarray as xr
+
+    rng = np.random.default_rng(seed)
+    n, fs = 2048, 10_000.0
+    t = (np.arange(n) - n // 4) / fs
+    shape = np.where(t > 0, np.exp(-t / 0.02) - np.exp(-t / 0.002), 0.0)
+    shape /= shape.max()
+    amp = np.concatenate([rng.uniform(3.0, 8.0, 150), rng.uniform(0.2, 0.5, 40), np.zeros(80)])
+    x = 3.0 * np.tanh(amp[:, None] * shape / 3.0) + rng.normal(0, 0.002, (amp.size, n))
+    kind = np.array(["particle"] * 190 + ["noise"] * 80)
+    records = xr.Dataset({"trace": (("channel", "event", "sample"), x[None].astype(np.float32)),
+                          "record_kind": ("event", kind)}, coords={"channel": ["light"]},
+                         attrs={"sample_frequency": fs, "record_length": n, "pretrigger": n // 4})
+    small = np.zeros(amp.size, bool)
+    small[150:190] = True
+    return records, small, 3.0 * np.tanh(amp[small] / 3.0)
+
+
+def test_sev_height_range_builds_the_standard_event_from_the_linear_pulses():
+    import yaml
+
+    from cryopipe.characterize.channel import characterize_records
+    from cryopipe.errors import CryopipeError
+    from cryopipe.signal.optimum_filter import of_amplitudes
+
+    records, small, truth = compressed_pulse_records()
+    schema = yaml.safe_load(open(Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml"))
+    cfg = {k: v.get("default") for k, v in schema["properties"]["characterize"]["properties"].items()}
+    x = records["trace"].isel(channel=0).values[small]
+    ratio = {}
+    for name, heights in (("default", None), ("range", [0.1, 0.6]), ("per channel", {"light": [0.1, 0.6]}),
+                          ("other channel", {"phonon": [0.1, 0.6]})):
+        c = characterize_records(records, cfg={**cfg, "sev_height_range": heights}, what="r")
+        ratio[name] = np.median(of_amplitudes(c["of"], x, search=False)["amplitude"] / truth)
+    assert abs(ratio["default"] - 1) > 0.03          # the main population's SEV: compressed, too wide
+    assert abs(ratio["range"] - 1) < 0.003 and ratio["per channel"] == ratio["range"]
+    assert ratio["other channel"] == ratio["default"]
+    with pytest.raises(CryopipeError, match="sev_height_range keeps only pulses of 9 to 10 V"):
+        characterize_records(records, cfg={**cfg, "sev_height_range": [9.0, 10.0]}, what="r")

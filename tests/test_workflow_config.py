@@ -162,6 +162,17 @@ def test_test_stamps_need_dig_stamps(tmp_path):
         resolved(user_run(tmp_path, test_stamps="x.test_stamps"))
 
 
+def test_sev_height_range_is_checked_when_the_config_loads(tmp_path):
+    run = resolved({**user_run(tmp_path), "characterize": {"sev_height_range": {"ch0": [0.1, 0.6]}}})["mine"]
+    assert run["characterize"]["sev_height_range"] == {"ch0": [0.1, 0.6]}
+    with pytest.raises(ConfigError, match=r"characterize.sev_height_range names channel\(s\) 'light', but"):
+        resolved({**user_run(tmp_path), "characterize": {"sev_height_range": {"light": [0.1, 0.6]}}})
+    with pytest.raises(ConfigError, match=r"runs.mine.characterize.sev_height_range is \[0.6, 0.1\] V: it needs"):
+        resolved(user_run(tmp_path, characterize={"sev_height_range": [0.6, 0.1]}))
+    with pytest.raises(ConfigError, match="sev_height_range"):
+        resolved(user_run(tmp_path, characterize={"sev_height_range": [0.1]}))
+
+
 def test_command_line_strings_become_the_numbers_and_booleans_the_schema_asks_for(tmp_path):
     cfg = user_run(tmp_path, trigger={"holdoff": "100"})
     cfg.update(trigger={"threshold_sigma": "6.5"}, characterize={"max_pulses": "600", "enabled": "false"},

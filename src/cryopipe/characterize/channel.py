@@ -29,6 +29,14 @@ def channel_traces(records: xr.Dataset, mask: np.ndarray, limit: int, rng: np.ra
     return records["trace"].isel(channel=0, event=idx).values.astype(np.float32, copy=False)
 
 
+def channel_height_range(setting, channel: str) -> tuple[float, float] | None:
+    """`characterize.sev_height_range` for `channel`: one [low, high] (V) for every channel, or a
+    {channel: [low, high]} mapping (None where the channel is left out), or None."""
+    if isinstance(setting, dict):
+        setting = setting.get(channel)
+    return None if setting is None else (float(setting[0]), float(setting[1]))
+
+
 def no_pulses_hint(records: xr.Dataset, pulses: np.ndarray, pretrigger: int) -> str:
     """The likely cause of a run without clean pulses, as a sentence to append to the error ("" when
     none shows in the records):
@@ -99,8 +107,9 @@ def characterize_records(records: xr.Dataset, *, cfg: dict, what: str) -> dict:
                                         what=f"{what}: pre-trigger regions")
     else:
         nps = noise_power_spectrum(noise, fs, min_records=int(cfg["min_noise_records"]), what=what)
-    mask = (select_clean_pulses(pulses, fs, min_snr=float(cfg["min_pulse_snr"]), trigger=pre) if len(pulses)
-            else np.zeros(0, bool))
+    heights = channel_height_range(cfg.get("sev_height_range"), str(records["channel"].values[0]))
+    mask = (select_clean_pulses(pulses, fs, min_snr=float(cfg["min_pulse_snr"]), trigger=pre, height_range=heights)
+            if len(pulses) else np.zeros(0, bool))
     # a stream cryopipe triggered: SEV onset moved to its trigger sample; records another DAQ or tool
     # triggered (LJH, rdt, Cait events): the SEV keeps the records' own alignment (their pulses start
     # where that trigger put them, a few samples off Presamples in LJH, tens of samples before N/4 in
@@ -109,7 +118,9 @@ def characterize_records(records: xr.Dataset, *, cfg: dict, what: str) -> dict:
     try:
         sev = standard_event(pulses, fs, mask=mask, min_pulses=int(cfg["min_pulses"]), what=what, **align)
     except CryopipeError as exc:   # too few clean pulses: say why, where the records show it
-        raise CryopipeError(f"{exc}{no_pulses_hint(records, pulses, pre)}") from None
+        limit = "" if heights is None else (f"; characterize.sev_height_range keeps only pulses of "
+                                            f"{heights[0]:g} to {heights[1]:g} V")
+        raise CryopipeError(f"{exc}{limit}{no_pulses_hint(records, pulses, pre)}") from None
     fit = fit_pulse_model(sev, fs)
     of = build_optimum_filter(sev, nps, fs, onset=pre, what=what)
     if len(noise):
