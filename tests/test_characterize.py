@@ -266,7 +266,25 @@ def compressed_pulse_records(seed=0):
     return records, small, 3.0 * np.tanh(amp[small] / 3.0)
 
 
-def test_sev_height_range_builds_the_standard_event_from_the_linear_pulses():
+def linear_records(seed=1):
+    """As `compressed_pulse_records`, without the ceiling: every pulse has the small ones' shape."""
+    import xarray as xr
+
+    rng = np.random.default_rng(seed)
+    n, fs = 2048, 10_000.0
+    t = (np.arange(n) - n // 4) / fs
+    shape = np.where(t > 0, np.exp(-t / 0.02) - np.exp(-t / 0.002), 0.0)
+    amp = np.concatenate([rng.uniform(3.0, 8.0, 150), rng.uniform(0.2, 0.5, 40), np.zeros(80)])
+    x = amp[:, None] * shape / shape.max() + rng.normal(0, 0.002, (amp.size, n))
+    kind = np.array(["particle"] * 190 + ["noise"] * 80)
+    return xr.Dataset({"trace": (("channel", "event", "sample"), x[None].astype(np.float32)),
+                       "record_kind": ("event", kind)}, coords={"channel": ["light"]},
+                      attrs={"sample_frequency": fs, "record_length": n, "pretrigger": n // 4})
+
+
+def test_sev_height_range_builds_the_standard_event_from_the_linear_pulses(caplog):
+    import logging
+
     import yaml
 
     from cryopipe.characterize.channel import characterize_records
@@ -280,10 +298,17 @@ def test_sev_height_range_builds_the_standard_event_from_the_linear_pulses():
     ratio = {}
     for name, heights in (("default", None), ("range", [0.1, 0.6]), ("per channel", {"light": [0.1, 0.6]}),
                           ("other channel", {"phonon": [0.1, 0.6]})):
-        c = characterize_records(records, cfg={**cfg, "sev_height_range": heights}, what="r")
+        with caplog.at_level(logging.INFO, logger="cryopipe"):
+            c = characterize_records(records, cfg={**cfg, "sev_height_range": heights}, what="r")
         ratio[name] = np.median(of_amplitudes(c["of"], x, search=False)["amplitude"] / truth)
     assert abs(ratio["default"] - 1) > 0.03          # the main population's SEV: compressed, too wide
+    assert any("sev_height_range" in r.getMessage() and "as wide at half maximum" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.WARNING)
     assert abs(ratio["range"] - 1) < 0.003 and ratio["per channel"] == ratio["range"]
     assert ratio["other channel"] == ratio["default"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="cryopipe"):   # linear pulses of every height: no warning
+        characterize_records(linear_records(), cfg=cfg, what="r")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     with pytest.raises(CryopipeError, match="sev_height_range keeps only pulses of 9 to 10 V"):
         characterize_records(records, cfg={**cfg, "sev_height_range": [9.0, 10.0]}, what="r")

@@ -29,6 +29,25 @@ def channel_traces(records: xr.Dataset, mask: np.ndarray, limit: int, rng: np.ra
     return records["trace"].isel(channel=0, event=idx).values.astype(np.float32, copy=False)
 
 
+#: the clean pulses' mean this much wider at half maximum than the small pulses' is a warning
+SEV_WIDENING_WARNING = 1.1
+
+
+def _warn_if_wider_than_small_pulses(pulses, mask, features, trigger: int, what: str) -> None:
+    """Warn where the SEV's pulses are wider than the channel's small pulses (`small_pulse_widening`)."""
+    import logging
+
+    from cryopipe.characterize.selection import small_pulse_widening
+
+    ratio, n_small = small_pulse_widening(pulses, mask, features, trigger=trigger)
+    if ratio > SEV_WIDENING_WARNING:
+        logging.getLogger("cryopipe").warning(
+            "%s: the standard event's pulses (median height %.3g V) are %.2f times as wide at half maximum as "
+            "the %d pulses below half that height: compressed by the saturation, or slower when large? Every "
+            "smaller amplitude then reads low; set characterize.sev_height_range below it", what,
+            float(np.median(features["height"][mask])), ratio, n_small)
+
+
 def channel_height_range(setting, channel: str) -> tuple[float, float] | None:
     """`characterize.sev_height_range` for `channel`: one [low, high] (V) for every channel, or a
     {channel: [low, high]} mapping (None where the channel is left out), or None."""
@@ -90,6 +109,7 @@ def characterize_records(records: xr.Dataset, *, cfg: dict, what: str) -> dict:
         fit_pulse_model,
         noise_power_spectrum,
         pretrigger_noise_spectrum,
+        pulse_features,
         select_clean_pulses,
         standard_event,
     )
@@ -108,8 +128,11 @@ def characterize_records(records: xr.Dataset, *, cfg: dict, what: str) -> dict:
     else:
         nps = noise_power_spectrum(noise, fs, min_records=int(cfg["min_noise_records"]), what=what)
     heights = channel_height_range(cfg.get("sev_height_range"), str(records["channel"].values[0]))
-    mask = (select_clean_pulses(pulses, fs, min_snr=float(cfg["min_pulse_snr"]), trigger=pre, height_range=heights)
-            if len(pulses) else np.zeros(0, bool))
+    features = pulse_features(pulses) if len(pulses) else None
+    mask = (select_clean_pulses(pulses, fs, min_snr=float(cfg["min_pulse_snr"]), trigger=pre, height_range=heights,
+                                features=features) if len(pulses) else np.zeros(0, bool))
+    if heights is None and mask.any():
+        _warn_if_wider_than_small_pulses(pulses, mask, features, pre, what)
     # a stream cryopipe triggered: SEV onset moved to its trigger sample; records another DAQ or tool
     # triggered (LJH, rdt, Cait events): the SEV keeps the records' own alignment (their pulses start
     # where that trigger put them, a few samples off Presamples in LJH, tens of samples before N/4 in

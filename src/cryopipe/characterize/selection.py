@@ -102,3 +102,25 @@ def pulse_features(records, *, smooth: int | None = None, k_edge: float = 6.0, b
         _pulse_features(np.ascontiguousarray(records[a:a + batch]), n // 8, width, float(k_edge),
                         out[a:a + batch])
     return {name: out[:, j] for j, name in enumerate(_FEATURES)}
+
+
+def small_pulse_widening(records, mask, features: dict, *, trigger: int, min_small: int = 5,
+                         min_snr: float = 20.0) -> tuple[float, int]:
+    """How much wider at half maximum the clean pulses' (`mask`) mean is than the height-normalised
+    mean of the single pulses below half their median height (onset within N/32 of `trigger`, each
+    above `min_snr` baseline rms): (ratio, number of small pulses); (nan, n) with fewer than
+    `min_small`. A ratio well above 1: the clean pulses' shape is not the small ones' (compressed
+    by saturation, or slower when large). `features`: `pulse_features(records)`."""
+    x = np.asarray(records, dtype=np.float64)
+    n = x.shape[1]
+    h = features["height"]
+    small = ((features["n_edges"] <= 1) & (np.abs(features["t_onset"] - trigger) <= n // 32)
+             & (h > min_snr * features["baseline_rms"]) & (h < 0.5 * np.median(h[mask])))
+    if small.sum() < min_small or not mask.any():
+        return float("nan"), int(small.sum())
+
+    def half_width(sel, scale):
+        m = ((x[sel] - x[sel, : n // 8].mean(axis=1, keepdims=True)) / scale[:, None]).mean(axis=0)
+        return np.count_nonzero(m >= 0.5 * m.max())
+
+    return half_width(mask, h[mask]) / max(half_width(small, h[small]), 1), int(small.sum())
