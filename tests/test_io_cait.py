@@ -52,8 +52,10 @@ def test_import_cait_round_trip_with_noise(tmp_path):
     assert list(ds["channel"].values) == ["phonon", "light"]
     kinds = np.array(["particle"] * 6 + ["noise"] * 3)[order]
     assert list(ds["record_kind"].values) == kinds.tolist()
-    t = (all_hours[order] - all_hours[order][0]) * 3600
+    t = all_hours[order] * 3600   # s since the measurement's start, as Cait's hours count
     np.testing.assert_allclose(ds["trigger_time"].values, t, rtol=1e-12)
+    np.testing.assert_allclose(ds["timestamp"].values, t, rtol=1e-12)   # no time_s: the same
+    assert ds.attrs["source"] == "cait"
     np.testing.assert_array_equal(ds["trigger_sample"].values, np.round(t * FS).astype(np.int64))
     # the channel with the larger Cait pulse height (mainpar[..., 0]) fired; noise records: -1
     ph = np.concatenate([mainpar[:, :, 0], np.full((2, 3), np.nan)], axis=1)[:, order]
@@ -65,7 +67,58 @@ def test_import_cait_round_trip_with_noise(tmp_path):
                                mainpar[:, np.argsort(hours, kind="stable")].astype(np.float32))
     assert ds.attrs["sample_frequency"] == FS and ds.attrs["record_length"] == N
     np.testing.assert_allclose(ds["time"].values, (np.arange(N) - N // 4) / FS)
-    assert ds.attrs["stream_duration"] == pytest.approx(t[-1] + N / FS)
+    assert ds.attrs["stream_duration"] == pytest.approx(t[-1] - t[0] + N / FS)
+
+
+def test_import_cait_takes_unix_timestamps_and_hours_as_cait_counts(tmp_path):
+    h5 = tmp_path / "run.h5"
+    _, _, hours, _ = write_cait(h5, n_events=5)
+    unix = 1.7e9 + np.arange(5) * 10.25
+    with h5py.File(h5, "a") as f:
+        f["events"]["time_s"] = np.floor(unix)
+        f["events"]["time_mus"] = np.round(unix % 1 * 1e6)
+    ds = cait_records(h5, sample_frequency=FS)
+    np.testing.assert_allclose(ds["trigger_time"].values, np.sort(hours) * 3600, rtol=1e-12)
+    np.testing.assert_allclose(ds["timestamp"].values, unix[np.argsort(hours, kind="stable")], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, values, message", [
+    ("hours", [0.1, np.nan, 0.3, 0.4, 0.5], "events/hours is not finite .* 1 record.*index 1"),
+    ("hours", [0.1, 0.2, 0.3], "events/hours has 3 values for 5 records"),
+    ("mainpar", np.zeros((2, 4, 10)), "events/mainpar has 4 events for 5 records"),
+    ("of_ph", np.zeros((2, 3)), "events/of_ph has 3 events for 5 records"),
+])
+def test_import_cait_bad_per_event_values_are_one_line(tmp_path, name, values, message):
+    h5 = tmp_path / "run.h5"
+    write_cait(h5, n_events=5)
+    with h5py.File(h5, "a") as f:
+        if name in f["events"]:
+            del f["events"][name]
+        f["events"][name] = np.asarray(values)
+    with pytest.raises(InputError, match=f"run.h5: {message}"):
+        cait_records(h5, sample_frequency=FS)
+
+
+def test_import_cait_nan_tpa_is_one_line_and_nan_samples_a_warning(tmp_path, caplog):
+    import logging
+
+    h5 = tmp_path / "run.h5"
+    write_cait(h5, n_events=5)
+    with h5py.File(h5, "a") as f:
+        g = f.create_group("testpulses")
+        g["event"] = np.zeros((2, 3, N), np.float32)
+        g["hours"] = [0.5, 0.6, 0.7]
+        g["testpulseamplitude"] = [1.0, np.nan, 3.0]
+    with pytest.raises(InputError, match="run.h5: testpulses/testpulseamplitude is not finite"):
+        cait_records(h5, sample_frequency=FS)
+    with h5py.File(h5, "a") as f:
+        f["testpulses"]["testpulseamplitude"][1] = 2.0
+        f["events"]["event"][0, 2, 10] = np.nan
+    with caplog.at_level(logging.WARNING, logger="cryopipe"):
+        ds = cait_records(h5, sample_frequency=FS)
+    assert ds.sizes["event"] == 8
+    assert any("events/event has NaN or inf samples in 1 record(s), the first at index 2" in r.getMessage()
+               for r in caplog.records)
 
 
 @pytest.mark.parametrize("times", ["time_s", "none"])

@@ -12,13 +12,20 @@ Mapping to the "records" store (`cryopipe.io.stores.STORES["records"]`):
   'noise') and ``testpulses`` (record_kind 'testpulse' or 'controlpulse' by TPA, the CRESST
   convention of `cryopipe.io.cresst.record_kind_from_tpa`), sorted by trigger time;
 - tpa: 0 for particle, -1 for noise records, ``testpulseamplitude`` for test and control pulses;
-- trigger_time (s since the first record): from ``hours`` if present, else ``time_s`` (+ ``time_mus``),
-  else record index * N / fs (records back to back); trigger_sample = round(trigger_time * fs);
+- trigger_time: ``hours`` x 3600 if present (s since the measurement's start, as Cait counts), else
+  ``time_s`` (+ ``time_mus``) minus the first record's, else record index * N / fs (records back to
+  back); trigger_sample = round(trigger_time * fs);
+- timestamp: ``time_s`` + ``time_mus`` (s since the Unix epoch) where every group has them, else
+  trigger_time;
+- per-event values (hours, time_s, time_mus, testpulseamplitude, of_ph, mainpar) must have one
+  finite value per record (else InputError naming the file and dataset); records with NaN or inf
+  samples are imported with a warning;
 - trigger_amplitude: ``of_ph`` if present, else ``mainpar[..., 0]`` (Cait's pulse height), else NaN;
 - trigger_channel: the channel of the largest trigger amplitude (-1 for noise records, or when unknown);
 - mainpar (channel, event, parameter) when present (parameter: MAINPAR_NAMES);
 - attrs: live_time and stream_duration are the span of the trigger times plus one record (Cait
-  files hold no dead time), threshold NaN per channel (unknown).
+  files hold no dead time), threshold NaN per channel (unknown), source "cait" (the SEV keeps the
+  records' own alignment, `cryopipe.characterize.channel.FOREIGN_TRIGGER_SOURCES`).
 """
 from __future__ import annotations
 
@@ -77,23 +84,54 @@ def _channel_indices(channels, n_channels, path):
     return idx
 
 
-def _times(grp, n_events, offset_index, record_length, fs):
+def _per_event(grp, name: str, n_events: int, path) -> np.ndarray:
+    """Dataset `grp/name` as float64 (n_events,): one finite value per event, else InputError."""
+    values = np.asarray(grp[name][:], dtype=np.float64).ravel()
+    where = f"{path}: {grp.name.strip('/')}/{name}"
+    if values.size != n_events:
+        raise InputError(f"{where} has {values.size} values for {n_events} records")
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise InputError(f"{where} is not finite (NaN or inf) at {bad.size} record(s), the first at index {bad[0]}")
+    return values
+
+
+def _times(grp, n_events, offset_index, record_length, fs, path):
     """Trigger times (s, absolute scale of the file) and which source they came from."""
     if "hours" in grp:
-        return np.asarray(grp["hours"][:], dtype=np.float64) * 3600.0, "hours"
+        return _per_event(grp, "hours", n_events, path) * 3600.0, "hours"
     if "time_s" in grp:
-        t = np.asarray(grp["time_s"][:], dtype=np.float64)
-        if "time_mus" in grp:
-            t = t + 1e-6 * np.asarray(grp["time_mus"][:], dtype=np.float64)
-        return t, "time_s"
+        return _unix_times(grp, n_events, path), "time_s"
     return (offset_index + np.arange(n_events)) * record_length / fs, "index"
 
 
-def _amplitudes(grp, idx, n_events):
-    if "of_ph" in grp and grp["of_ph"].ndim == 2:
-        return _take(grp["of_ph"], idx).astype(np.float32)
-    if "mainpar" in grp and grp["mainpar"].ndim == 3:
-        return _take(grp["mainpar"], idx)[:, :, 0].astype(np.float32)
+def _unix_times(grp, n_events, path) -> np.ndarray | None:
+    """``time_s`` + 1e-6 ``time_mus`` (s since the Unix epoch) of a group, or None without time_s."""
+    if "time_s" not in grp:
+        return None
+    t = _per_event(grp, "time_s", n_events, path)
+    return t + 1e-6 * _per_event(grp, "time_mus", n_events, path) if "time_mus" in grp else t
+
+
+def _warn_non_finite(traces, path, group) -> None:
+    """A warning naming the records of `group` with NaN or inf samples (kept; `predict` marks them invalid)."""
+    import logging
+
+    bad = np.flatnonzero(~np.isfinite(traces).all(axis=(0, 2)))
+    if bad.size:
+        logging.getLogger("cryopipe").warning("%s: %s/event has NaN or inf samples in %d record(s), the first at index "
+                                              "%d; they are imported as they are (predict marks them invalid)",
+                                              path, group, bad.size, bad[0])
+
+
+def _amplitudes(grp, idx, n_events, path):
+    for name, ndim in (("of_ph", 2), ("mainpar", 3)):
+        if name in grp and grp[name].ndim == ndim:
+            values = _take(grp[name], idx)
+            if values.shape[1] != n_events:
+                raise InputError(f"{path}: {grp.name.strip('/')}/{name} has {values.shape[1]} events for "
+                                 f"{n_events} records")
+            return (values if ndim == 2 else values[:, :, 0]).astype(np.float32)
     return np.full((len(idx), n_events), np.nan, dtype=np.float32)
 
 
@@ -116,20 +154,26 @@ def cait_records(path: str | Path, *, sample_frequency: float = 25_000.0, channe
         n_all = f["events"]["event"].shape[0]
         idx = _channel_indices(channels, n_all, path)
         n_samples = traces[0].shape[2]
+        _warn_non_finite(traces[0], path, "events")
         kinds = [np.full(traces[0].shape[1], "particle")]
-        times, source = _times(f["events"], traces[0].shape[1], 0, n_samples, fs)
+        times, source = _times(f["events"], traces[0].shape[1], 0, n_samples, fs, path)
         times = [times]
-        amps = [_amplitudes(f["events"], idx, traces[0].shape[1])]
+        unix = [_unix_times(f["events"], traces[0].shape[1], path)]
+        amps = [_amplitudes(f["events"], idx, traces[0].shape[1], path)]
         mainpar = _take(f["events"]["mainpar"], idx) if "mainpar" in f["events"] and f["events"]["mainpar"].ndim == 3 \
             and f["events"]["mainpar"].shape[2] == len(MAINPAR_NAMES) else None
+        if mainpar is not None and mainpar.shape[1] != traces[0].shape[1]:
+            raise InputError(f"{path}: events/mainpar has {mainpar.shape[1]} events for {traces[0].shape[1]} records")
         if "noise" in f and "event" in f["noise"]:
             noise = _event_array(f, path, "noise", channels)
             if noise.shape[0] != traces[0].shape[0] or noise.shape[2] != n_samples:
                 raise InputError(f"{path}: noise/event shape {noise.shape} does not match events/event "
                                  f"{traces[0].shape}")
+            _warn_non_finite(noise, path, "noise")
             traces.append(noise)
             kinds.append(np.full(noise.shape[1], "noise"))
-            t, src = _times(f["noise"], noise.shape[1], traces[0].shape[1], n_samples, fs)
+            unix.append(_unix_times(f["noise"], noise.shape[1], path))
+            t, src = _times(f["noise"], noise.shape[1], traces[0].shape[1], n_samples, fs, path)
             if src != source:
                 raise InputError(f"{path}: events time from {source!r} but noise time from {src!r}")
             times.append(t)
@@ -148,10 +192,10 @@ def cait_records(path: str | Path, *, sample_frequency: float = 25_000.0, channe
             if "testpulseamplitude" not in f["testpulses"]:
                 raise InputError(f"{path}: testpulses/event without testpulses/testpulseamplitude (the TPA of "
                                  f"each test pulse)")
-            tpa = np.asarray(f["testpulses"]["testpulseamplitude"][:], dtype=np.float32).ravel()
-            if tpa.size != tp.shape[1]:
-                raise InputError(f"{path}: {tpa.size} testpulseamplitude values for {tp.shape[1]} test pulses")
-            t, src = _times(f["testpulses"], tp.shape[1], sum(x.shape[1] for x in traces), n_samples, fs)
+            tpa = _per_event(f["testpulses"], "testpulseamplitude", tp.shape[1], path).astype(np.float32)
+            _warn_non_finite(tp, path, "testpulses")
+            unix.append(_unix_times(f["testpulses"], tp.shape[1], path))
+            t, src = _times(f["testpulses"], tp.shape[1], sum(x.shape[1] for x in traces), n_samples, fs, path)
             if src != source:
                 raise InputError(f"{path}: events time from {source!r} but testpulses time from {src!r}")
             traces.append(tp)
@@ -162,17 +206,21 @@ def cait_records(path: str | Path, *, sample_frequency: float = 25_000.0, channe
             if mainpar is not None:
                 mainpar = np.concatenate([mainpar, np.full((tp.shape[0], tp.shape[1], mainpar.shape[2]), np.nan)],
                                          axis=1)
-    return _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel_names, source, tpas)
+    unix = np.concatenate(unix) if all(u is not None for u in unix) else None
+    return _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel_names, source, tpas, unix)
 
 
-def _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel_names, source, tpas):
+def _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel_names, source, tpas, unix):
     trace = np.concatenate(traces, axis=1)
     n_ch, n_ev, n_samples = trace.shape
     if n_ev == 0:
         raise InputError(f"{path}: holds no events")
     t = np.concatenate(times)
     order = np.argsort(t, kind="stable")
-    t = t[order] - t[order][0]
+    t = t[order]
+    if source != "hours":   # hours: s since the measurement's start, as Cait counts; else since the first record
+        t = t - t[0]
+    stamp = t if unix is None else unix[order]
     kind = np.concatenate(kinds)[order]
     amp = np.concatenate(amps, axis=1)[:, order]
     fired = np.where(np.isfinite(amp).any(axis=0), np.argmax(np.nan_to_num(amp, nan=-np.inf), axis=0), -1)
@@ -181,12 +229,12 @@ def _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel
     names = [f"ch{i}" for i in idx] if channel_names is None else [str(c) for c in channel_names]
     if len(names) != n_ch:
         raise InputError(f"channel_names: {len(names)} names for {n_ch} channels")
-    duration = float(t[-1] + n_samples / fs)
+    duration = float(t[-1] - t[0] + n_samples / fs)
     data = {
         "trace": (("channel", "event", "sample"), trace[:, order], {"units": "V"}),
         "trigger_sample": (("event",), np.round(t * fs).astype(np.int64)),
         "trigger_time": (("event",), t, {"units": "s"}),
-        "timestamp": (("event",), t.astype(np.float64), {"units": "s"}),  # Cait files: s since the first event
+        "timestamp": (("event",), stamp.astype(np.float64), {"units": "s"}),
         "tpa": (("event",), tpa.astype(np.float32), {"units": "V"}),
         "record_kind": (("event",), kind.astype(str)),
         "trigger_channel": (("event",), fired.astype(np.int64)),
@@ -200,5 +248,5 @@ def _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel
     attrs = provenance("records", parameters={"source": "cait", "sample_frequency": fs, "channels": idx,
                                               "time_from": source},
                        inputs=[path.name], sample_frequency=fs, record_length=int(n_samples), live_time=duration,
-                       stream_duration=duration, threshold=[float("nan")] * n_ch)
+                       stream_duration=duration, threshold=[float("nan")] * n_ch, source="cait")
     return xr.Dataset(data, coords=coords, attrs=attrs)
