@@ -55,7 +55,7 @@ def test_import_cait_round_trip_with_noise(tmp_path):
     t = all_hours[order] * 3600   # s since the measurement's start, as Cait's hours count
     np.testing.assert_allclose(ds["trigger_time"].values, t, rtol=1e-12)
     np.testing.assert_allclose(ds["timestamp"].values, t, rtol=1e-12)   # no time_s: the same
-    assert ds.attrs["source"] == "cait"
+    assert ds.attrs["source"] == "cait" and ds.attrs["pretrigger"] == N // 4   # Cait's record window
     np.testing.assert_array_equal(ds["trigger_sample"].values, np.round(t * FS).astype(np.int64))
     # the channel with the larger Cait pulse height (mainpar[..., 0]) fired; noise records: -1
     ph = np.concatenate([mainpar[:, :, 0], np.full((2, 3), np.nan)], axis=1)[:, order]

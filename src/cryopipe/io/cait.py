@@ -5,7 +5,7 @@ optional ``hours`` (events,) hours since the start of the measurement, ``time_s`
 (events,) unix time stamp in s and microseconds, ``mainpar`` (channels, events, 10) and
 ``of_ph`` (channels, events) V. A group ``noise`` with its own ``event`` dataset holds noise
 (empty baseline) records, a group ``testpulses`` with ``event`` and ``testpulseamplitude``
-(events,) V the test and control pulses. Record window: trigger at N/4.
+(events,) V the test and control pulses. Record window: trigger at N/4 (attr ``pretrigger``).
 
 Mapping to the "records" store (`cryopipe.io.stores.STORES["records"]`):
 - trace: events of ``events`` (record_kind 'particle') and, if present, of ``noise`` (record_kind
@@ -248,5 +248,6 @@ def _records_dataset(path, fs, traces, kinds, times, amps, mainpar, idx, channel
     attrs = provenance("records", parameters={"source": "cait", "sample_frequency": fs, "channels": idx,
                                               "time_from": source},
                        inputs=[path.name], sample_frequency=fs, record_length=int(n_samples), live_time=duration,
-                       stream_duration=duration, threshold=[float("nan")] * n_ch, source="cait")
+                       stream_duration=duration, threshold=[float("nan")] * n_ch, source="cait",
+                       pretrigger=int(n_samples) // 4)
     return xr.Dataset(data, coords=coords, attrs=attrs)
