@@ -122,8 +122,11 @@ def pretrigger_noise_spectrum(records, sample_frequency: float, pretrigger: int,
     The first ``pretrigger - guard`` samples of each record (guard default pretrigger // 16, so
     that no pulse rise enters) give periodograms as in `noise_power_spectrum` (outlying regions,
     e.g. tails of earlier pulses, rejected); the mean spectrum, a density, is interpolated linearly
-    in frequency onto the finer grid of the whole record. Lines narrower than fs / (pretrigger -
-    guard) are smeared: with a noise file the NPS is better.
+    in frequency onto the finer grid of the whole record, and held at its first bin's value below
+    fs / (pretrigger - guard), where it cannot see. Lines narrower than that are smeared, and noise
+    that keeps rising below it is underestimated: the expected OF resolution reads 8 % better than
+    the records show on pure white + 1/f noise, 2 % on NIST regress_chan1 (a power law extrapolated
+    from the first bins read 3 % worse there). With a noise file the NPS is better.
     """
     records = as_records(records, what=what, min_samples=16)
     n = records.shape[1] if record_length is None else int(record_length)

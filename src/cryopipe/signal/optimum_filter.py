@@ -57,8 +57,9 @@ class OptimumFilter:
     @property
     def chi2_weights(self) -> np.ndarray:
         """q_k = w_k / (N fs J_k) (0 at DC), so that chi2_0 = sum_k q_k |X_k|^2."""
-        q = of_weights(self.record_length) / (self.record_length * self.sample_frequency * self.psd_two_sided)
-        q[0] = 0.0
+        denominator = self.record_length * self.sample_frequency * self.psd_two_sided
+        q = np.zeros(denominator.shape)
+        np.divide(of_weights(self.record_length), denominator, out=q, where=np.arange(q.size) > 0)
         return q
 
 
