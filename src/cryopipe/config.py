@@ -110,20 +110,26 @@ def resolve_runs(config: dict, schema: dict) -> dict:
                               f"'.' (no '/', no '..', not starting with '.')")
         runs[name] = _resolve_run(name, run, config, schema)
     _check_channel_hints((config.get("calibrate") or {}).get("expected"), runs)
-    _check_channel_hints((config.get("characterize") or {}).get("sev_height_range"), runs,
-                         key="characterize.sev_height_range")
+    heights = (config.get("characterize") or {}).get("sev_height_range")
+    _check_height_ranges(heights, "characterize.sev_height_range")
+    _check_channel_hints(heights, runs, key="characterize.sev_height_range")
     return runs
+
+
+def _check_height_ranges(setting, where: str) -> None:
+    """`characterize.sev_height_range` (one [low, high] or {channel: [low, high]}, V) has 0 <= low < high."""
+    if setting is None:
+        return
+    for name, (low, high) in (setting.items() if isinstance(setting, dict) else [("", setting)]):
+        if not 0 <= low < high:
+            raise ConfigError(f"config: {where}{f'.{name}' if name else ''} is [{low:g}, {high:g}] V: it needs "
+                              "0 <= low < high")
 
 
 def _check_channel_hints(expected, runs: dict, run: str | None = None, key: str = "calibrate.expected") -> None:
     """A setting given per channel (`calibrate.expected`, `characterize.sev_height_range`) names
     channels that exist: a run's own its channels, the global one a channel of some run (a misspelt
-    name would silently not apply); a height range is [low, high] with low < high."""
-    if key == "characterize.sev_height_range" and expected is not None:
-        for name, (low, high) in (expected.items() if isinstance(expected, dict) else [("", expected)]):
-            if not 0 <= low < high:
-                where = (f"runs.{run}." if run else "") + key + (f".{name}" if name else "")
-                raise ConfigError(f"config: {where} is [{low:g}, {high:g}] V: it needs 0 <= low < high")
+    name would silently not apply)."""
     if not isinstance(expected, dict):
         return
     names = runs[run]["channels"] if run else sorted({c for r in runs.values() for c in r["channels"]})
@@ -173,8 +179,9 @@ def _resolve_run(name: str, run: dict, config: dict, schema: dict) -> dict:
         except CryopipeError as exc:
             raise ConfigError(f"config: run {name!r}: {exc}") from None
     _check_channel_hints((run.get("calibrate") or {}).get("expected"), {name: out}, name)
-    _check_channel_hints((run.get("characterize") or {}).get("sev_height_range"), {name: out}, name,
-                         key="characterize.sev_height_range")
+    heights = (run.get("characterize") or {}).get("sev_height_range")
+    _check_height_ranges(heights, f"runs.{name}.characterize.sev_height_range")
+    _check_channel_hints(heights, {name: out}, name, key="characterize.sev_height_range")
     return out
 
 

@@ -48,6 +48,17 @@ def _warn_if_wider_than_small_pulses(pulses, mask, features, trigger: int, what:
             float(np.median(features["height"][mask])), ratio, n_small)
 
 
+def sev_alignment(records: xr.Dataset) -> dict:
+    """`standard_event` alignment keywords for `records`: those another DAQ or tool triggered
+    (`FOREIGN_TRIGGER_SOURCES`) keep their own alignment, wherever their pulses start (a few samples
+    off Presamples in LJH, tens of samples before N/4 in Cait's rdt; moving the SEV would put every
+    pulse off the OF's fixed lag, 4 % low on Cait's rdt); a stream cryopipe triggered: the onset at
+    its trigger sample."""
+    if records.attrs.get("source") in FOREIGN_TRIGGER_SOURCES:
+        return {"onset_fraction": None}
+    return {"onset": record_pretrigger(records)}
+
+
 def channel_height_range(setting, channel: str) -> tuple[float, float] | None:
     """`characterize.sev_height_range` for `channel`: one [low, high] (V) for every channel, or a
     {channel: [low, high]} mapping (None where the channel is left out), or None."""
@@ -133,13 +144,9 @@ def characterize_records(records: xr.Dataset, *, cfg: dict, what: str) -> dict:
                                 features=features) if len(pulses) else np.zeros(0, bool))
     if heights is None and mask.any():
         _warn_if_wider_than_small_pulses(pulses, mask, features, pre, what)
-    # a stream cryopipe triggered: SEV onset moved to its trigger sample; records another DAQ or tool
-    # triggered (LJH, rdt, Cait events): the SEV keeps the records' own alignment (their pulses start
-    # where that trigger put them, a few samples off Presamples in LJH, tens of samples before N/4 in
-    # Cait's rdt; moving the SEV would put every pulse off the OF's fixed lag, 4 % low on Cait's rdt)
-    align = {"onset_fraction": None} if records.attrs.get("source") in FOREIGN_TRIGGER_SOURCES else {"onset": pre}
     try:
-        sev = standard_event(pulses, fs, mask=mask, min_pulses=int(cfg["min_pulses"]), what=what, **align)
+        sev = standard_event(pulses, fs, mask=mask, min_pulses=int(cfg["min_pulses"]), what=what,
+                             **sev_alignment(records))
     except CryopipeError as exc:   # too few clean pulses: say why, where the records show it
         limit = "" if heights is None else (f"; characterize.sev_height_range keeps only pulses of "
                                             f"{heights[0]:g} to {heights[1]:g} V")

@@ -31,20 +31,13 @@ def pulse_heights(traces: np.ndarray) -> np.ndarray:
     return traces.max(axis=1) - traces[:, : max(n // 8, 1)].mean(axis=1)
 
 
-def _alignment(records: xr.Dataset) -> dict:
-    """`standard_event` alignment: records another DAQ or tool triggered (rdt) keep their own, so the
-    fixed-lag amplitude (testpulse.max_shift: 0) meets their pulses; cryopipe's stream records: N/4."""
-    from cryopipe.characterize.channel import FOREIGN_TRIGGER_SOURCES
-
-    return {"onset_fraction": None} if records.attrs.get("source") in FOREIGN_TRIGGER_SOURCES else {}
-
-
 def channel_template(records: xr.Dataset, *, channel: int, sev: np.ndarray, cfg: dict,
                      what: str) -> tuple[np.ndarray, float]:
-    """The test-pulse template of channel index `channel` (max 1; onset at N/4, or where the pulses
-    sit in records another DAQ triggered, `_alignment`) and the TPA (V) it
+    """The test-pulse template of channel index `channel` (max 1; aligned as the particle SEV,
+    `cryopipe.characterize.channel.sev_alignment`) and the TPA (V) it
     came from (NaN: the particle SEV, ``template_from: sev``, or ``auto`` where too few clean test
     pulses of one TPA exist). `cfg`: the config's `testpulse` section; `what` names the channel in errors."""
+    from cryopipe.characterize.channel import sev_alignment
     from cryopipe.characterize.sev_nps import standard_event
 
     if cfg["template_from"] == "sev":
@@ -80,7 +73,7 @@ def channel_template(records: xr.Dataset, *, channel: int, sev: np.ndarray, cfg:
                             f"{', '.join(f'{v:g}' for v in values)})")
     sel = group == match[0]
     try:
-        template = standard_event(traces[sel][: int(cfg["max_template_pulses"])], fs, **_alignment(records),
+        template = standard_event(traces[sel][: int(cfg["max_template_pulses"])], fs, **sev_alignment(records),
                                   min_pulses=int(cfg["min_pulses"]), what=f"{what}, test pulses of TPA {chosen:g} V")
     except CryopipeError as exc:
         raise CryopipeError(f"{exc}; set testpulse.template_from: sev (or auto) to use the particle "
